@@ -1,0 +1,94 @@
+// Command canopy is the one binary of a Canopy cluster: database nodes
+// (leaves and aggregators), the local demo cluster, and the ops agent.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/canopydb/canopy/node"
+)
+
+const usage = `canopy: a distributed, MySQL-compatible SQL database
+
+Usage:
+  canopy node --port P --data-dir D [flags]   run a database node (a leaf by default)
+  canopy version                               print the version
+
+Run "canopy <command> -h" for the flags of a command.
+`
+
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "node":
+		err = runNode(os.Args[2:])
+	case "version", "--version":
+		fmt.Println("canopy", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "canopy: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "canopy:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runNode(args []string) error {
+	fs := flag.NewFlagSet("node", flag.ExitOnError)
+	var cfg node.Config
+	fs.StringVar(&cfg.Bind, "bind", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+	fs.IntVar(&cfg.Port, "port", 3306, "MySQL protocol port")
+	fs.IntVar(&cfg.InternalPort, "internal-port", 0, fmt.Sprintf("port for node-to-node data streams (default --port + %d)", node.InternalPortOffset))
+	fs.IntVar(&cfg.HTTPPort, "http-port", 0, fmt.Sprintf("port for /metrics and /healthz (default --port + %d)", node.HTTPPortOffset))
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's data (created if missing)")
+	fs.IntVar(&cfg.CacheMB, "cache-mb", 128, "storage block cache in MiB")
+	fs.DurationVar(&cfg.LockWait, "lock-wait-timeout", 50*time.Second, "default row lock wait (innodb_lock_wait_timeout)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	fs.Parse(args)
+
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	n, err := node.Start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("shutting down", "signal", s.String())
+	return n.Close()
+}

@@ -1,0 +1,270 @@
+// Package testutil starts real canopy processes for integration tests:
+// the binary is built once per test binary, every node gets free loopback
+// ports and a temporary data directory, and every process is killed when
+// the test ends.
+package testutil
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// ModuleRoot is the repository root (where go.mod is).
+func ModuleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Binary builds cmd/canopy once and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if p := os.Getenv("CANOPY_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "canopy-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "canopy")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/canopy")
+		cmd.Dir = ModuleRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// Node is a canopy node process.
+type Node struct {
+	t            testing.TB
+	Port         int
+	InternalPort int
+	HTTPPort     int
+	DataDir      string
+	LogPath      string
+	Args         []string // extra flags
+	cmd          *exec.Cmd
+	exited       chan struct{}
+	dbs          []*sql.DB
+}
+
+// StartNode starts a node on free ports with a fresh data directory.
+func StartNode(t testing.TB, extraArgs ...string) *Node {
+	t.Helper()
+	ports := FreePorts(t, 3)
+	dir := t.TempDir()
+	n := &Node{
+		t: t, Port: ports[0], InternalPort: ports[1], HTTPPort: ports[2],
+		DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "node.log"), Args: extraArgs,
+	}
+	n.Start()
+	t.Cleanup(n.cleanup)
+	return n
+}
+
+// Addr is the node's MySQL address.
+func (n *Node) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
+
+// Start (re)starts the process on the same ports and data directory and
+// waits until it answers SELECT 1.
+func (n *Node) Start() {
+	n.t.Helper()
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	args := append([]string{"node",
+		"--port", strconv.Itoa(n.Port), "--internal-port", strconv.Itoa(n.InternalPort),
+		"--http-port", strconv.Itoa(n.HTTPPort), "--data-dir", n.DataDir, "--cache-mb", "32",
+	}, n.Args...)
+	n.cmd = exec.Command(Binary(n.t), args...)
+	n.cmd.Stdout = logf
+	n.cmd.Stderr = logf
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		logf.Close()
+		n.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	n.exited = exited
+	go func(cmd *exec.Cmd) {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}(n.cmd)
+	n.WaitReady(30 * time.Second)
+}
+
+// WaitReady waits until the node answers SELECT 1.
+func (n *Node) WaitReady(timeout time.Duration) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		db, err := sql.Open("mysql", n.DSN(""))
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err = db.PingContext(ctx)
+			cancel()
+			db.Close()
+			if err == nil {
+				return
+			}
+		}
+		select {
+		case <-n.exited:
+			n.t.Fatalf("node on port %d exited during start; log:\n%s", n.Port, n.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("node on port %d not ready after %s: %v; log:\n%s", n.Port, timeout, err, n.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// DSN is a go-sql-driver DSN for the node and database.
+func (n *Node) DSN(db string) string {
+	c := mysql.NewConfig()
+	c.User = "root"
+	c.Net = "tcp"
+	c.Addr = n.Addr()
+	c.DBName = db
+	c.InterpolateParams = true
+	c.MultiStatements = true
+	c.Timeout = 5 * time.Second
+	return c.FormatDSN()
+}
+
+// DB opens a connection pool to the node; it is closed with the test.
+func (n *Node) DB(db string) *sql.DB {
+	n.t.Helper()
+	d, err := sql.Open("mysql", n.DSN(db))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.dbs = append(n.dbs, d)
+	return d
+}
+
+// Log returns the node's log so far.
+func (n *Node) Log() string {
+	b, _ := os.ReadFile(n.LogPath)
+	return string(b)
+}
+
+// Kill sends SIGKILL and waits for the process to die.
+func (n *Node) Kill() { n.signal(syscall.SIGKILL, true) }
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (n *Node) Stop() { n.signal(syscall.SIGTERM, true) }
+
+// Pause and Resume freeze and thaw the process (SIGSTOP, SIGCONT).
+func (n *Node) Pause()  { n.signal(syscall.SIGSTOP, false) }
+func (n *Node) Resume() { n.signal(syscall.SIGCONT, false) }
+
+// Running reports whether the process is alive.
+func (n *Node) Running() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return n.cmd != nil
+	}
+}
+
+func (n *Node) signal(sig syscall.Signal, wait bool) {
+	n.t.Helper()
+	if !n.Running() {
+		return
+	}
+	for _, d := range n.dbs {
+		d.Close()
+	}
+	n.dbs = nil
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		n.t.Fatal(err)
+	}
+	if !wait {
+		return
+	}
+	select {
+	case <-n.exited:
+	case <-time.After(30 * time.Second):
+		n.cmd.Process.Kill()
+		<-n.exited
+		n.t.Fatalf("node on port %d did not exit on %s; log:\n%s", n.Port, sig, n.Log())
+	}
+}
+
+// ExitCode is the exit status of a stopped process.
+func (n *Node) ExitCode() int {
+	<-n.exited
+	return n.cmd.ProcessState.ExitCode()
+}
+
+func (n *Node) cleanup() {
+	for _, d := range n.dbs {
+		d.Close()
+	}
+	if n.Running() {
+		n.cmd.Process.Signal(syscall.SIGCONT)
+		n.cmd.Process.Kill()
+		<-n.exited
+	}
+	if n.t.Failed() {
+		n.t.Logf("log of node on port %d:\n%s", n.Port, tail(n.Log(), 4000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,137 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
+)
+
+// maxRestarts bounds how often a statement is run again after a write
+// found its row changed by another transaction.
+const maxRestarts = 32
+
+// handler sits in front of GMS's MySQL handler. It answers Canopy's own
+// statements, runs a statement again when the storage layer asks for it,
+// and turns errors into MySQL's numbers, states and wording.
+type handler struct {
+	mysql.Handler
+	n *Node
+}
+
+func (h *handler) ComQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
+	if cmd := sqlcmd.Parse(query); cmd != nil {
+		return h.command(c, cmd, false, callback)
+	}
+	return h.withRestarts(c, func() error {
+		return h.Handler.ComQuery(ctx, c, query, callback)
+	})
+}
+
+func (h *handler) ComMultiQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (string, error) {
+	first, rest := sqlcmd.SplitFirst(query)
+	if cmd := sqlcmd.Parse(first); cmd != nil {
+		return rest, h.command(c, cmd, rest != "", callback)
+	}
+	var remainder string
+	err := h.withRestarts(c, func() error {
+		var err error
+		remainder, err = h.Handler.ComMultiQuery(ctx, c, query, callback)
+		return err
+	})
+	return remainder, err
+}
+
+func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *mysql.PrepareData, callback func(*sqltypes.Result) error) error {
+	return h.withRestarts(c, func() error {
+		return h.Handler.ComStmtExecute(ctx, c, prepare, callback)
+	})
+}
+
+func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, prepare *mysql.PrepareData) ([]*querypb.Field, error) {
+	fields, err := h.Handler.ComPrepare(ctx, c, query, prepare)
+	return fields, translateError(err, h.currentDB(c))
+}
+
+func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
+	return translateError(h.Handler.ComInitDB(c, schemaName), schemaName)
+}
+
+func (h *handler) ConnectionClosed(c *mysql.Conn) {
+	h.Handler.ConnectionClosed(c)
+	h.n.sessions.Delete(c.ConnectionID)
+}
+
+func (h *handler) currentDB(c *mysql.Conn) string {
+	if s := h.n.session(c.ConnectionID); s != nil {
+		return s.GetCurrentDatabase()
+	}
+	return ""
+}
+
+// withRestarts runs one statement, again if a write found its row changed
+// after the statement read it (the retry holds the row lock, so it makes
+// progress), and translates the final error.
+func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
+	h.n.inflight.Add(1)
+	defer h.n.inflight.Done()
+	var err error
+	for attempt := 0; ; attempt++ {
+		h.n.metrics.statements.Inc()
+		err = run()
+		if err == nil || !storage.IsRestartable(err) {
+			break
+		}
+		if s := h.n.session(c.ConnectionID); s != nil {
+			s.StatementFailed()
+		}
+		if attempt == maxRestarts {
+			err = storage.ErrDeadlock
+			break
+		}
+		time.Sleep(time.Duration(attempt) * time.Millisecond)
+	}
+	if err == nil {
+		return nil
+	}
+	h.n.metrics.queryErrors.Inc()
+	err = translateError(err, h.currentDB(c))
+	if se, ok := err.(*mysql.SQLError); ok && se.Num == mysql.ERLockDeadlock {
+		// MySQL rolls back the whole transaction of a deadlock victim.
+		if s := h.n.session(c.ConnectionID); s != nil {
+			s.AbortTransaction()
+		}
+	}
+	return err
+}
+
+// command answers one of Canopy's own statements.
+func (h *handler) command(c *mysql.Conn, cmd sqlcmd.Command, more bool, callback mysql.ResultSpoolFn) error {
+	res, err := h.n.execCommand(c, cmd)
+	if err != nil {
+		h.n.metrics.queryErrors.Inc()
+		return translateError(err, h.currentDB(c))
+	}
+	return callback(res, more)
+}
+
+// Result building helpers for custom statements.
+
+func varcharField(name string) *querypb.Field {
+	return &querypb.Field{Name: name, Type: querypb.Type_VARCHAR, Charset: 33, ColumnLength: 1024}
+}
+
+func intField(name string) *querypb.Field {
+	return &querypb.Field{Name: name, Type: querypb.Type_INT64, Charset: 63, ColumnLength: 20}
+}
+
+func strValue(s string) sqltypes.Value { return sqltypes.NewVarChar(s) }
+
+func intValue(i int64) sqltypes.Value { return sqltypes.NewInt64(i) }
+
+func uintValue(u uint64) sqltypes.Value { return sqltypes.NewInt64(int64(u)) }

@@ -1,0 +1,83 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type metrics struct {
+	reg         *prometheus.Registry
+	statements  prometheus.Counter
+	queryErrors prometheus.Counter
+}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		statements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_statements_total", Help: "Statements run by the SQL engine (after the first of a multi-statement query)."}),
+		queryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_statement_errors_total", Help: "Statements that returned an error to the client."}),
+	}
+	m.reg.MustRegister(m.statements, m.queryErrors, &storeCollector{n: n},
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// storeCollector reports the store's state at scrape time.
+type storeCollector struct{ n *Node }
+
+var (
+	descCommits = prometheus.NewDesc("canopy_database_commits_total",
+		"Committed write transactions of a database (its partition log length).", []string{"database"}, nil)
+	descLSN = prometheus.NewDesc("canopy_database_log_position",
+		"Log sequence number of the last committed transaction of a database.", []string{"database"}, nil)
+	descConns = prometheus.NewDesc("canopy_connections", "Open client connections.", nil, nil)
+	descDisk  = prometheus.NewDesc("canopy_storage_disk_bytes", "Bytes of the store on disk.", nil, nil)
+	descLocks = prometheus.NewDesc("canopy_row_locks_held", "Row locks held by open transactions.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descCommits
+	ch <- descLSN
+	ch <- descConns
+	ch <- descDisk
+	ch <- descLocks
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, d := range c.n.store.DatabaseInfos() {
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(d.Commits), d.Name)
+		ch <- prometheus.MustNewConstMetric(descLSN, prometheus.GaugeValue, float64(d.Pos.LSN), d.Name)
+	}
+	conns := 0
+	c.n.sessions.Range(func(any, any) bool { conns++; return true })
+	ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(conns))
+	ch <- prometheus.MustNewConstMetric(descDisk, prometheus.GaugeValue, float64(c.n.store.DB().Metrics().DiskSpaceUsage()))
+	ch <- prometheus.MustNewConstMetric(descLocks, prometheus.GaugeValue, float64(c.n.store.LocksHeld()))
+}
+
+func (n *Node) startHTTP() error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	addr := net.JoinHostPort(n.cfg.Bind, strconv.Itoa(n.cfg.HTTPPort))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (HTTP): %w", addr, err)
+	}
+	n.http = &http.Server{Handler: mux}
+	go n.http.Serve(ln)
+	return nil
+}

@@ -1,0 +1,185 @@
+// Package sqlcmd recognizes the statements Canopy answers itself, outside
+// the SQL engine: cluster management (ADD LEAF, SHOW LEAVES, …) and node
+// introspection (SHOW DATABASES EXTENDED). It is pure: text in, a typed
+// command out.
+package sqlcmd
+
+import (
+	"strings"
+	"unicode"
+)
+
+// SplitFirst returns the first statement of a multi-statement query and the
+// rest (after the ';'), ignoring semicolons inside quotes and comments.
+func SplitFirst(q string) (first, rest string) {
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == '\\' && quote != '`' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"' || c == '`':
+			quote = c
+		case c == '-' && i+1 < len(q) && q[i+1] == '-', c == '#':
+			for i < len(q) && q[i] != '\n' {
+				i++
+			}
+		case c == '/' && i+1 < len(q) && q[i+1] == '*':
+			end := strings.Index(q[i+2:], "*/")
+			if end < 0 {
+				return q, ""
+			}
+			i += end + 3
+		case c == ';':
+			return q[:i], strings.TrimLeftFunc(q[i+1:], unicode.IsSpace)
+		}
+	}
+	return q, ""
+}
+
+// token is a word, a quoted string, a number or a punctuation mark.
+type token struct {
+	text   string
+	quoted bool // a '…' or "…" string (text is unquoted)
+}
+
+// tokenize splits a statement into tokens; it reports false on an
+// unterminated quote.
+func tokenize(s string) ([]token, bool) {
+	var out []token
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case unicode.IsSpace(rune(c)):
+			i++
+		case c == '\'' || c == '"' || c == '`':
+			var b strings.Builder
+			j := i + 1
+			for ; j < len(s); j++ {
+				if s[j] == '\\' && c != '`' && j+1 < len(s) {
+					j++
+					b.WriteByte(s[j])
+					continue
+				}
+				if s[j] == c {
+					if j+1 < len(s) && s[j+1] == c {
+						b.WriteByte(c)
+						j++
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[j])
+			}
+			if j >= len(s) {
+				return nil, false
+			}
+			out = append(out, token{text: b.String(), quoted: c != '`'})
+			i = j + 1
+		case isWordByte(c):
+			j := i
+			for j < len(s) && isWordByte(s[j]) {
+				j++
+			}
+			out = append(out, token{text: s[i:j]})
+			i = j
+		default:
+			out = append(out, token{text: s[i : i+1]})
+			i++
+		}
+	}
+	return out, true
+}
+
+// explainStart is the offset of the statement after the EXPLAIN keyword.
+func explainStart(stmt string) int {
+	s := strings.TrimLeftFunc(stmt, unicode.IsSpace)
+	off := len(stmt) - len(s)
+	i := 0
+	for i < len(s) && isWordByte(s[i]) {
+		i++
+	}
+	return off + i
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '.' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// parser walks the tokens of one statement.
+type parser struct {
+	toks []token
+	pos  int
+}
+
+func (p *parser) done() bool { return p.pos >= len(p.toks) }
+
+func (p *parser) peek() token {
+	if p.done() {
+		return token{}
+	}
+	return p.toks[p.pos]
+}
+
+// keyword consumes the given keywords in order, case-insensitively.
+func (p *parser) keyword(words ...string) bool {
+	if p.pos+len(words) > len(p.toks) {
+		return false
+	}
+	for i, w := range words {
+		t := p.toks[p.pos+i]
+		if t.quoted || !strings.EqualFold(t.text, w) {
+			return false
+		}
+	}
+	p.pos += len(words)
+	return true
+}
+
+// Command is a statement Canopy executes itself.
+type Command interface{ command() }
+
+// ShowDatabasesExtended is SHOW DATABASES EXTENDED: per database, its log
+// position, role and replication state.
+type ShowDatabasesExtended struct{}
+
+func (ShowDatabasesExtended) command() {}
+
+// Explain is EXPLAIN of a query or DML statement: the plan, one operator
+// per row.
+type Explain struct {
+	Query string
+}
+
+func (Explain) command() {}
+
+// explainable are the statements EXPLAIN shows a plan for; EXPLAIN of a
+// table name is SHOW COLUMNS and stays with the engine.
+var explainable = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true,
+	"REPLACE": true, "WITH": true, "(": true, "TABLE": true}
+
+// Parse recognizes one statement. It returns nil for anything the SQL engine
+// should run.
+func Parse(stmt string) Command {
+	toks, ok := tokenize(stmt)
+	if !ok || len(toks) == 0 {
+		return nil
+	}
+	p := &parser{toks: toks}
+	switch {
+	case p.keyword("SHOW", "DATABASES", "EXTENDED"):
+		if p.done() {
+			return ShowDatabasesExtended{}
+		}
+	case p.keyword("EXPLAIN"), p.keyword("DESCRIBE"), p.keyword("DESC"):
+		if next := p.peek(); !next.quoted && explainable[strings.ToUpper(next.text)] {
+			return Explain{Query: strings.TrimSpace(stmt[explainStart(stmt):])}
+		}
+	}
+	return nil
+}

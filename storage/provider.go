@@ -1,0 +1,65 @@
+package storage
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/dolthub/go-mysql-server/sql"
+)
+
+// Provider is the GMS database provider of a node's store.
+type Provider struct {
+	s *Store
+}
+
+var (
+	_ sql.MutableDatabaseProvider  = (*Provider)(nil)
+	_ sql.CollatedDatabaseProvider = (*Provider)(nil)
+)
+
+// NewProvider returns the GMS view of a store.
+func NewProvider(s *Store) *Provider { return &Provider{s: s} }
+
+// Store returns the store behind the provider.
+func (p *Provider) Store() *Store { return p.s }
+
+// errNoDB is preallocated: GMS asks for the "mysql" database on every
+// query, and building a go-errors error with a stack trace each time costs
+// measurable CPU (deps.md §1).
+var errNoMySQLDB = sql.ErrDatabaseNotFound.New("mysql")
+
+func (p *Provider) Database(ctx *sql.Context, name string) (sql.Database, error) {
+	if d := p.s.database(name); d != nil {
+		return &Database{s: p.s, d: d}, nil
+	}
+	if strings.EqualFold(name, "mysql") {
+		return nil, errNoMySQLDB
+	}
+	return nil, sql.ErrDatabaseNotFound.New(name)
+}
+
+func (p *Provider) HasDatabase(ctx *sql.Context, name string) bool {
+	return p.s.database(name) != nil
+}
+
+func (p *Provider) AllDatabases(ctx *sql.Context) []sql.Database {
+	dbs := p.s.databases()
+	out := make([]sql.Database, 0, len(dbs))
+	for _, d := range dbs {
+		out = append(out, &Database{s: p.s, d: d})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+func (p *Provider) CreateDatabase(ctx *sql.Context, name string) error {
+	return p.s.CreateDatabase(name, sql.Collation_Default)
+}
+
+func (p *Provider) CreateCollatedDatabase(ctx *sql.Context, name string, collation sql.CollationID) error {
+	return p.s.CreateDatabase(name, collation)
+}
+
+func (p *Provider) DropDatabase(ctx *sql.Context, name string) error {
+	return p.s.DropDatabase(name)
+}

@@ -1,0 +1,185 @@
+package storage
+
+import (
+	"time"
+
+	"github.com/dolthub/go-mysql-server/sql"
+)
+
+// Session is a client session of a node: GMS's base session plus the
+// storage transaction it has open.
+type Session struct {
+	*sql.BaseSession
+	store   *Store
+	txn     *Txn
+	stmtSeq uint64
+}
+
+var (
+	_ sql.TransactionSession    = (*Session)(nil)
+	_ sql.LifecycleAwareSession = (*Session)(nil)
+)
+
+// NewSession wraps a GMS base session.
+func NewSession(base *sql.BaseSession, s *Store) *Session {
+	return &Session{BaseSession: base, store: s}
+}
+
+func sessionFrom(ctx *sql.Context) *Session {
+	s, _ := ctx.Session.(*Session)
+	return s
+}
+
+// txnFrom returns the storage transaction of the statement, if any.
+func txnFrom(ctx *sql.Context) *Txn {
+	if t, ok := ctx.GetTransaction().(*Txn); ok {
+		return t
+	}
+	return nil
+}
+
+func (s *Session) StartTransaction(ctx *sql.Context, c sql.TransactionCharacteristic) (sql.Transaction, error) {
+	if s.txn != nil {
+		// The engine dropped a transaction without ending it.
+		s.txn.Rollback()
+	}
+	t := s.store.Begin(c == sql.ReadOnly)
+	if v, err := ctx.GetSessionVariable(ctx, "innodb_lock_wait_timeout"); err == nil {
+		if n, ok := toInt(v); ok && n > 0 {
+			t.lockWait = time.Duration(n) * time.Second
+		}
+	}
+	if v, err := ctx.GetSessionVariable(ctx, sql.AutoCommitSessionVar); err == nil {
+		ac, _ := sql.ConvertToBool(ctx, v)
+		t.autocommit = ac && !s.GetIgnoreAutoCommit()
+	}
+	s.txn = t
+	return t, nil
+}
+
+func (s *Session) CommitTransaction(ctx *sql.Context, tx sql.Transaction) error {
+	t, ok := tx.(*Txn)
+	if !ok {
+		return nil
+	}
+	if s.txn == t {
+		s.txn = nil
+	}
+	return t.Commit()
+}
+
+func (s *Session) Rollback(ctx *sql.Context, tx sql.Transaction) error {
+	if t, ok := tx.(*Txn); ok {
+		t.Rollback()
+		if s.txn == t {
+			s.txn = nil
+		}
+	}
+	return nil
+}
+
+func (s *Session) CreateSavepoint(ctx *sql.Context, tx sql.Transaction, name string) error {
+	if t, ok := tx.(*Txn); ok {
+		t.savepoint(name)
+	}
+	return nil
+}
+
+func (s *Session) RollbackToSavepoint(ctx *sql.Context, tx sql.Transaction, name string) error {
+	if t, ok := tx.(*Txn); ok {
+		return t.rollbackToSavepoint(name)
+	}
+	return nil
+}
+
+func (s *Session) ReleaseSavepoint(ctx *sql.Context, tx sql.Transaction, name string) error {
+	if t, ok := tx.(*Txn); ok && !t.releaseSavepoint(name) {
+		return sql.ErrSavepointDoesNotExist.New(name)
+	}
+	return nil
+}
+
+// CommandBegin starts a statement.
+func (s *Session) CommandBegin() error {
+	s.stmtSeq++
+	return nil
+}
+
+// CommandEnd makes sure no transaction outlives the statement that should
+// have ended it: an autocommit statement that failed before committing, or
+// a transaction the engine let go of, is rolled back and its locks freed.
+func (s *Session) CommandEnd() {
+	if s.txn == nil {
+		return
+	}
+	if s.GetTransaction() != s.txn || (s.txn.autocommit && !s.GetIgnoreAutoCommit()) {
+		s.txn.Rollback()
+		if s.GetTransaction() == s.txn {
+			s.SetTransaction(nil)
+		}
+		s.txn = nil
+	}
+}
+
+// SessionEnd rolls back whatever the client left open.
+func (s *Session) SessionEnd() {
+	if s.txn != nil {
+		s.txn.Rollback()
+		s.txn = nil
+	}
+}
+
+// StatementFailed undoes the writes of the failed statement, keeping the
+// rest of an explicit transaction (MySQL statement atomicity).
+func (s *Session) StatementFailed() {
+	if s.txn != nil {
+		s.txn.rollbackStatement()
+	}
+}
+
+// AbortTransaction rolls back the whole transaction, as MySQL does after a
+// deadlock.
+func (s *Session) AbortTransaction() {
+	if s.txn != nil {
+		s.txn.Rollback()
+		s.txn = nil
+	}
+	s.SetTransaction(nil)
+	s.SetIgnoreAutoCommit(false)
+}
+
+// implicitCommit commits the session's open transaction before a schema
+// change, as MySQL does.
+func implicitCommit(ctx *sql.Context) error {
+	s := sessionFrom(ctx)
+	if s == nil || s.txn == nil || s.txn.empty() {
+		return nil
+	}
+	// The transaction stays open (and empty): the engine commits it after
+	// the DDL statement.
+	return s.txn.Commit()
+}
+
+func toInt(v interface{}) (int64, bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case uint64:
+		return int64(x), true
+	}
+	return 0, false
+}

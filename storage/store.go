@@ -1,0 +1,465 @@
+// Package storage is the leaf's storage engine: one pebble DB per node,
+// partition databases as key prefixes, transactions as in-memory write sets
+// over READ COMMITTED reads, row locks, and a per-database partition log
+// written in the same batch as the data. The GMS adapter (provider,
+// database, table, index, session) sits on top in this package.
+package storage
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dolthub/go-mysql-server/sql"
+
+	"github.com/canopydb/canopy/storage/lock"
+)
+
+// Options configure a Store.
+type Options struct {
+	// CacheBytes is the block cache size; 0 means 128 MiB.
+	CacheBytes int64
+	// LockWait is the default row lock wait (innodb_lock_wait_timeout).
+	LockWait time.Duration
+	// NoSync skips fsync on commit. Only for tests of things other than
+	// durability; a node never sets it.
+	NoSync bool
+	Logger *slog.Logger
+}
+
+// Store is the storage of one node.
+type Store struct {
+	db    *pebble.DB
+	cache *pebble.Cache
+	locks *lock.Table
+	log   *slog.Logger
+	sync  *pebble.WriteOptions
+
+	mu       sync.RWMutex // guards dbs, byID and nextDBID
+	dbs      map[string]*dbState
+	byID     map[uint32]*dbState
+	nextDBID uint32
+
+	// commitMu orders commits: LSN assignment, version checks and catalog
+	// swaps happen under it, the fsync outside it (group commit).
+	commitMu sync.Mutex
+	ddlMu    sync.Mutex // one schema change at a time
+	txnSeq   atomic.Uint64
+	lockWait time.Duration
+}
+
+// dbState is the in-memory state of one database.
+type dbState struct {
+	s      *Store
+	meta   dbMeta
+	prefix []byte
+
+	mu          sync.RWMutex // guards the maps below
+	tables      map[string]*tableState
+	views       map[string]sql.ViewDefinition
+	triggers    map[string]sql.TriggerDefinition
+	procs       map[string]sql.StoredProcedureDetails
+	nextTableID uint32
+
+	// guarded by Store.commitMu
+	pos     Position
+	commits uint64
+	dropped bool
+}
+
+// Open opens (creating if needed) the store in dir and loads its catalog.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheBytes == 0 {
+		o.CacheBytes = 128 << 20
+	}
+	if o.LockWait == 0 {
+		o.LockWait = 50 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	cache := pebble.NewCache(o.CacheBytes)
+	popts := &pebble.Options{
+		Cache:                       cache,
+		MemTableSize:                64 << 20,
+		MemTableStopWritesThreshold: 4,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{o.Logger},
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
+	}
+	s := &Store{
+		db:       db,
+		cache:    cache,
+		locks:    lock.New(),
+		log:      o.Logger,
+		sync:     pebble.Sync,
+		dbs:      make(map[string]*dbState),
+		byID:     make(map[uint32]*dbState),
+		lockWait: o.LockWait,
+	}
+	if o.NoSync {
+		s.sync = pebble.NoSync
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		cache.Unref()
+		return nil, fmt.Errorf("load catalog from %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	s.cache.Unref()
+	return err
+}
+
+// DB exposes pebble to the replication and copy code of this node.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+func (s *Store) load() error {
+	ctx := sql.NewEmptyContext()
+	if v, closer, err := s.db.Get(keyNextDBID); err == nil {
+		s.nextDBID = binary.BigEndian.Uint32(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	lo := []byte{spaceGlobal, 'd'}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		var m dbMeta
+		if err := json.Unmarshal(it.Value(), &m); err != nil {
+			return fmt.Errorf("database descriptor %q: %w", it.Key()[2:], err)
+		}
+		d, err := s.loadDB(ctx, m)
+		if err != nil {
+			return fmt.Errorf("database %s: %w", m.Name, err)
+		}
+		s.dbs[strings.ToLower(m.Name)] = d
+		s.byID[m.ID] = d
+	}
+	return it.Error()
+}
+
+func newDBState(s *Store, m dbMeta) *dbState {
+	return &dbState{
+		s:        s,
+		meta:     m,
+		prefix:   dbPrefix(m.ID),
+		tables:   make(map[string]*tableState),
+		views:    make(map[string]sql.ViewDefinition),
+		triggers: make(map[string]sql.TriggerDefinition),
+		procs:    make(map[string]sql.StoredProcedureDetails),
+	}
+}
+
+func (s *Store) loadDB(ctx *sql.Context, m dbMeta) (*dbState, error) {
+	d := newDBState(s, m)
+	if v, ok, err := s.getRaw(join(d.prefix, statePosition)); err != nil {
+		return nil, err
+	} else if ok {
+		if d.pos, d.commits, err = decodePosition(v); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok, err := s.getRaw(join(d.prefix, stateNextTableID)); err != nil {
+		return nil, err
+	} else if ok {
+		d.nextTableID = binary.BigEndian.Uint32(v)
+	}
+	if err := s.scan(join(d.prefix, []byte{secTable}), func(k, v []byte) error {
+		var tm tableMeta
+		if err := json.Unmarshal(v, &tm); err != nil {
+			return fmt.Errorf("table descriptor: %w", err)
+		}
+		t, err := newTableState(ctx, d, &tm, nil)
+		if err != nil {
+			return err
+		}
+		if cv, ok, err := s.getRaw(join(d.prefix, tableCounterSuffix(tm.ID))); err != nil {
+			return err
+		} else if ok {
+			t.counters.decode(cv)
+		}
+		d.tables[strings.ToLower(tm.Name)] = t
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := s.scan(join(d.prefix, []byte{secObj}), func(k, v []byte) error {
+		return d.loadObject(k[dbPrefixLen+1], v)
+	}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (s *Store) getRaw(key []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, true, nil
+}
+
+func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// database returns the state of a database, or nil.
+func (s *Store) database(name string) *dbState {
+	s.mu.RLock()
+	d := s.dbs[strings.ToLower(name)]
+	s.mu.RUnlock()
+	return d
+}
+
+func (s *Store) databases() []*dbState {
+	s.mu.RLock()
+	out := make([]*dbState, 0, len(s.dbs))
+	for _, d := range s.dbs {
+		out = append(out, d)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].meta.Name < out[j].meta.Name })
+	return out
+}
+
+func (d *dbState) store() *Store { return d.s }
+
+func (d *dbState) table(name string) *tableState {
+	d.mu.RLock()
+	t := d.tables[strings.ToLower(name)]
+	d.mu.RUnlock()
+	return t
+}
+
+// DatabaseInfo is what SHOW DATABASES EXTENDED reports for a database.
+type DatabaseInfo struct {
+	Name    string
+	Commits uint64
+	Pos     Position
+}
+
+// DatabaseInfos lists every database with its log position.
+func (s *Store) DatabaseInfos() []DatabaseInfo {
+	dbs := s.databases()
+	out := make([]DatabaseInfo, 0, len(dbs))
+	s.commitMu.Lock()
+	for _, d := range dbs {
+		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos})
+	}
+	s.commitMu.Unlock()
+	return out
+}
+
+// ReadLog returns the log records of a database from position lsn on, at
+// most max of them.
+func (s *Store) ReadLog(dbName string, fromLSN uint64, max int) ([]*LogRecord, error) {
+	d := s.database(dbName)
+	if d == nil {
+		return nil, sql.ErrDatabaseNotFound.New(dbName)
+	}
+	lo := join(d.prefix, logSuffix(fromLSN))
+	hi := prefixEnd(join(d.prefix, []byte{secLog}))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []*LogRecord
+	for it.First(); it.Valid() && len(out) < max; it.Next() {
+		r, err := DecodeLogRecord(append([]byte(nil), it.Value()...))
+		if err != nil {
+			return nil, fmt.Errorf("log of %s at %x: %w", dbName, it.Key(), err)
+		}
+		out = append(out, r)
+	}
+	return out, it.Error()
+}
+
+// commit makes a transaction durable: its write set, one log record per
+// database it wrote, the position and counters of those databases, in one
+// synced pebble batch. Commits are ordered by commitMu; the fsync happens
+// outside it so that concurrent commits share it.
+func (s *Store) commit(t *Txn) error {
+	if t.empty() {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+
+	s.commitMu.Lock()
+	if err := t.checkVersions(); err != nil {
+		s.commitMu.Unlock()
+		return err
+	}
+	type dbCommit struct {
+		d       *dbState
+		pos     Position
+		commits uint64
+	}
+	var applied []dbCommit
+	counterVals := make(map[*tableState][]byte)
+	now := time.Now().UnixNano()
+
+	groups := t.groupByDatabase()
+	for _, g := range groups {
+		if g.global || t.dropping[g.dbID] {
+			// catalog entries and dropped databases have no log
+			if err := applyGroup(b, g); err != nil {
+				s.commitMu.Unlock()
+				return err
+			}
+			continue
+		}
+		d := s.databaseByID(g.dbID)
+		if d == nil || d.dropped {
+			s.commitMu.Unlock()
+			return errTableDefChanged
+		}
+		rec := &LogRecord{Pos: Position{Term: d.pos.Term, LSN: d.pos.LSN + 1}, UnixNanos: now}
+		for _, rd := range g.rangeDels {
+			if err := b.DeleteRange(rd.lo, rd.hi, nil); err != nil {
+				s.commitMu.Unlock()
+				return err
+			}
+			rec.Mutations = append(rec.Mutations, Mutation{Op: OpDeleteRange, Key: rd.lo[dbPrefixLen:], Value: rd.hi[dbPrefixLen:]})
+		}
+		for _, e := range g.entries {
+			var err error
+			if e.del {
+				err = b.Delete(e.key, nil)
+				rec.Mutations = append(rec.Mutations, Mutation{Op: OpDelete, Key: e.key[dbPrefixLen:]})
+			} else {
+				err = b.Set(e.key, e.val, nil)
+				rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: e.key[dbPrefixLen:], Value: e.val})
+			}
+			if err != nil {
+				s.commitMu.Unlock()
+				return err
+			}
+		}
+		for _, ts := range t.tablesIn(d) {
+			v := ts.counters.encodeWith(t.rowDelta(ts))
+			counterVals[ts] = v
+			k := join(d.prefix, tableCounterSuffix(ts.meta.ID))
+			if err := b.Set(k, v, nil); err != nil {
+				s.commitMu.Unlock()
+				return err
+			}
+			rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: k[dbPrefixLen:], Value: v})
+		}
+		commits := d.commits + 1
+		if err := b.Set(join(d.prefix, logSuffix(rec.Pos.LSN)), rec.encode(), nil); err != nil {
+			s.commitMu.Unlock()
+			return err
+		}
+		if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
+			s.commitMu.Unlock()
+			return err
+		}
+		applied = append(applied, dbCommit{d, rec.Pos, commits})
+	}
+	var err error
+	if s.sync.Sync {
+		err = s.db.ApplyNoSyncWait(b, s.sync)
+	} else {
+		err = s.db.Apply(b, s.sync)
+	}
+	if err != nil {
+		s.commitMu.Unlock()
+		return fmt.Errorf("commit: %w", err)
+	}
+	for _, a := range applied {
+		a.d.pos, a.d.commits = a.pos, a.commits
+	}
+	for ts, v := range counterVals {
+		ts.counters.decode(v)
+	}
+	for _, fn := range t.onApplied {
+		fn()
+	}
+	s.commitMu.Unlock()
+	if s.sync.Sync {
+		if err := b.SyncWait(); err != nil {
+			return fmt.Errorf("commit sync: %w", err)
+		}
+	}
+	return nil
+}
+
+func applyGroup(b *pebble.Batch, g *writeGroup) error {
+	for _, rd := range g.rangeDels {
+		if err := b.DeleteRange(rd.lo, rd.hi, nil); err != nil {
+			return err
+		}
+	}
+	for _, e := range g.entries {
+		var err error
+		if e.del {
+			err = b.Delete(e.key, nil)
+		} else {
+			err = b.Set(e.key, e.val, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) databaseByID(id uint32) *dbState {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byID[id]
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...interface{}) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (p pebbleLogger) Errorf(format string, args ...interface{}) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}
+
+// LocksHeld counts the row locks held by open transactions.
+func (s *Store) LocksHeld() int { return s.locks.Held() }

@@ -1,0 +1,468 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/tidwall/btree"
+
+	"github.com/canopydb/canopy/storage/lock"
+)
+
+// kv is one entry of a write set: a new value or a deletion.
+type kv struct {
+	key []byte
+	val []byte
+	del bool
+}
+
+func kvLess(a, b *kv) bool { return bytes.Compare(a.key, b.key) < 0 }
+
+type span struct{ lo, hi []byte }
+
+// mark is a point a transaction can roll back to: the start of the current
+// statement, or a savepoint. Write sets are copy-on-write B-trees, so a
+// mark costs O(1).
+type mark struct {
+	name      string
+	ws        *btree.BTreeG[*kv]
+	rows      map[*tableState]int64
+	rangeDels int
+}
+
+// Txn is a transaction of a session, or a DDL change of the node. Reads
+// see the latest committed data merged with the transaction's own writes
+// (READ COMMITTED); writes collect in the write set and take row locks that
+// are held until commit or rollback.
+type Txn struct {
+	s        *Store
+	id       lock.TxnID
+	readOnly bool
+
+	ws        *btree.BTreeG[*kv] // nil until the first write
+	rangeDels []span
+	locked    []string
+	rows      map[*tableState]int64 // tables written, with their row count change
+	dropping  map[uint32]bool       // databases this (DDL) transaction drops
+
+	stmtSeq    uint64
+	stmt       *mark
+	savepoints []*mark
+
+	onApplied []func() // catalog changes, run under commitMu once applied
+	lockWait  time.Duration
+	// autocommit: the engine commits at the end of the statement, so a
+	// statement that ends without committing failed.
+	autocommit bool
+}
+
+var _ sql.Transaction = (*Txn)(nil)
+
+// Begin starts a transaction.
+func (s *Store) Begin(readOnly bool) *Txn {
+	return &Txn{s: s, id: lock.TxnID(s.txnSeq.Add(1)), readOnly: readOnly, lockWait: s.lockWait}
+}
+
+func (t *Txn) String() string   { return fmt.Sprintf("txn %d", t.id) }
+func (t *Txn) IsReadOnly() bool { return t.readOnly }
+
+func (t *Txn) empty() bool {
+	return (t.ws == nil || t.ws.Len() == 0) && len(t.rangeDels) == 0 && len(t.rows) == 0
+}
+
+// changedInStatement reports whether the current statement itself wrote key.
+func (t *Txn) changedInStatement(key []byte) bool {
+	if t.ws == nil {
+		return false
+	}
+	e, ok := t.ws.Get(&kv{key: key})
+	if !ok {
+		return false
+	}
+	if t.stmt == nil || t.stmt.ws == nil {
+		return true
+	}
+	prev, ok := t.stmt.ws.Get(&kv{key: key})
+	return !ok || prev != e
+}
+
+func (t *Txn) writeSet() *btree.BTreeG[*kv] {
+	if t.ws == nil {
+		t.ws = btree.NewBTreeG(kvLess)
+	}
+	return t.ws
+}
+
+func (t *Txn) set(key, val []byte) { t.writeSet().Set(&kv{key: key, val: val}) }
+func (t *Txn) del(key []byte)      { t.writeSet().Set(&kv{key: key, del: true}) }
+
+func (t *Txn) deleteRange(lo, hi []byte) {
+	t.rangeDels = append(t.rangeDels, span{lo, hi})
+}
+
+func (t *Txn) touch(ts *tableState, delta int64) {
+	if t.rows == nil {
+		t.rows = make(map[*tableState]int64)
+	}
+	t.rows[ts] += delta
+}
+
+func (t *Txn) rowDelta(ts *tableState) int64 { return t.rows[ts] }
+
+// get reads a key as transaction t sees it; t may be nil for a read
+// outside any transaction.
+func (s *Store) get(t *Txn, key []byte) ([]byte, bool, error) {
+	if t != nil && t.ws != nil {
+		if e, ok := t.ws.Get(&kv{key: key}); ok {
+			if e.del {
+				return nil, false, nil
+			}
+			return e.val, true, nil
+		}
+	}
+	return s.getRaw(key)
+}
+
+// lock takes the row lock on key for this transaction.
+func (t *Txn) lock(ctx context.Context, key []byte) error {
+	fresh, err := t.s.locks.Acquire(ctx, t.id, string(key), t.lockWait)
+	switch {
+	case errors.Is(err, lock.ErrDeadlock):
+		return ErrDeadlock
+	case errors.Is(err, lock.ErrTimeout):
+		return ErrLockWaitTimeout
+	case err != nil:
+		return err
+	}
+	if fresh {
+		t.locked = append(t.locked, string(key))
+	}
+	return nil
+}
+
+// finish releases the transaction's locks and empties it; it can be used
+// again.
+func (t *Txn) finish() {
+	t.s.locks.Release(t.id, t.locked)
+	t.locked = nil
+	t.ws = nil
+	t.rows = nil
+	t.rangeDels = nil
+	t.stmt = nil
+	t.savepoints = nil
+}
+
+// Commit makes the transaction durable and releases its locks.
+func (t *Txn) Commit() error {
+	defer t.finish()
+	return t.s.commit(t)
+}
+
+// Rollback discards the transaction and releases its locks.
+func (t *Txn) Rollback() { t.finish() }
+
+func (t *Txn) snapshot(name string) *mark {
+	m := &mark{name: name, rangeDels: len(t.rangeDels)}
+	if t.ws != nil {
+		m.ws = t.ws.Copy()
+	}
+	if len(t.rows) > 0 {
+		m.rows = make(map[*tableState]int64, len(t.rows))
+		for k, v := range t.rows {
+			m.rows[k] = v
+		}
+	}
+	return m
+}
+
+func (t *Txn) restore(m *mark) {
+	t.ws = nil
+	if m.ws != nil {
+		t.ws = m.ws.Copy()
+	}
+	t.rows = nil
+	for k, v := range m.rows {
+		t.touch(k, v)
+	}
+	t.rangeDels = t.rangeDels[:m.rangeDels]
+}
+
+// beginStatement records the statement start once per statement.
+func (t *Txn) beginStatement(seq uint64) {
+	if t.stmt != nil && t.stmtSeq == seq {
+		return
+	}
+	t.stmtSeq = seq
+	t.stmt = t.snapshot("")
+}
+
+// rollbackStatement undoes the writes of the current statement. Locks stay:
+// the transaction may retry the statement.
+func (t *Txn) rollbackStatement() {
+	if t.stmt != nil {
+		t.restore(t.stmt)
+	}
+}
+
+func (t *Txn) savepoint(name string) {
+	t.releaseSavepoint(name)
+	t.savepoints = append(t.savepoints, t.snapshot(name))
+}
+
+func (t *Txn) rollbackToSavepoint(name string) error {
+	for i := len(t.savepoints) - 1; i >= 0; i-- {
+		if equalFold(t.savepoints[i].name, name) {
+			t.restore(t.savepoints[i])
+			t.savepoints = t.savepoints[:i+1]
+			return nil
+		}
+	}
+	return sql.ErrSavepointDoesNotExist.New(name)
+}
+
+func (t *Txn) releaseSavepoint(name string) bool {
+	for i := len(t.savepoints) - 1; i >= 0; i-- {
+		if equalFold(t.savepoints[i].name, name) {
+			t.savepoints = t.savepoints[:i]
+			return true
+		}
+	}
+	return false
+}
+
+// checkVersions refuses the commit if a table it wrote changed definition
+// since (ALTER, TRUNCATE, DROP ran concurrently). Called under commitMu.
+func (t *Txn) checkVersions() error {
+	for ts := range t.rows {
+		cur := ts.db.table(ts.meta.Name)
+		if cur == nil || cur.meta.ID != ts.meta.ID || cur.meta.Version != ts.meta.Version || ts.db.dropped || ts.counters.altering {
+			return errTableDefChanged
+		}
+	}
+	return nil
+}
+
+// writeGroup is the part of a write set that belongs to one database, or
+// to the node-global catalog (global).
+type writeGroup struct {
+	dbID      uint32
+	global    bool
+	entries   []*kv
+	rangeDels []span
+}
+
+func (t *Txn) groupByDatabase() []*writeGroup {
+	var groups []*writeGroup
+	byID := map[uint32]*writeGroup{}
+	var global *writeGroup
+	group := func(key []byte) *writeGroup {
+		if key[0] != spaceDB {
+			if global == nil {
+				global = &writeGroup{global: true}
+			}
+			return global
+		}
+		id := binary.BigEndian.Uint32(key[1:5])
+		g := byID[id]
+		if g == nil {
+			g = &writeGroup{dbID: id}
+			byID[id] = g
+			groups = append(groups, g)
+		}
+		return g
+	}
+	for _, rd := range t.rangeDels {
+		g := group(rd.lo)
+		g.rangeDels = append(g.rangeDels, rd)
+	}
+	if t.ws != nil {
+		t.ws.Scan(func(e *kv) bool {
+			g := group(e.key)
+			g.entries = append(g.entries, e)
+			return true
+		})
+	}
+	if global != nil {
+		groups = append(groups, global)
+	}
+	return groups
+}
+
+// tablesIn lists the tables of d written by t (their counters are saved).
+func (t *Txn) tablesIn(d *dbState) []*tableState {
+	var out []*tableState
+	for ts := range t.rows {
+		if ts.db == d {
+			out = append(out, ts)
+		}
+	}
+	return out
+}
+
+// Errors of the transaction layer, in MySQL's terms.
+var (
+	ErrDeadlock = mysql.NewSQLError(mysql.ERLockDeadlock, mysql.SSLockDeadlock,
+		"Deadlock found when trying to get lock; try restarting transaction")
+	ErrLockWaitTimeout = mysql.NewSQLError(mysql.ERLockWaitTimeout, "HY000",
+		"Lock wait timeout exceeded; try restarting transaction")
+	errTableDefChanged = mysql.NewSQLError(1412, "HY000",
+		"Table definition has changed, please retry transaction")
+	errReadOnlyTxn = mysql.NewSQLError(1792, "25006",
+		"Cannot execute statement in a READ ONLY transaction.")
+)
+
+// errRowChanged is returned by a write that found its row changed by
+// another transaction after it was read. The statement is rolled back and
+// run again by the server, now holding the row lock (like InnoDB's
+// semi-consistent read), so no update is lost.
+var errRowChanged = errors.New(restartMessage)
+
+const restartMessage = "storage: row changed since it was read; restart statement"
+
+// IsRestartable reports whether err asks for the statement to be run again.
+// GMS flattens errors into MySQL errors on the way out, so the message is
+// what survives.
+func IsRestartable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), restartMessage)
+}
+
+func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// pebble iterator over [lo, hi) merged with a frozen copy of a write set.
+type kvIter struct {
+	pi      *pebble.Iterator
+	ws      *btree.BTreeG[*kv]
+	wi      btree.IterG[*kv]
+	hasWI   bool
+	lo, hi  []byte
+	reverse bool
+
+	pOK, wOK     bool
+	started      bool
+	fromP, fromW bool
+	key, val     []byte
+}
+
+func (s *Store) newKVIter(t *Txn) (*kvIter, error) {
+	pi, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	it := &kvIter{pi: pi}
+	if t != nil && t.ws != nil && t.ws.Len() > 0 {
+		it.ws = t.ws.Copy()
+	}
+	return it, nil
+}
+
+// seek positions the iterator on the span [lo, hi), walking forward or in
+// reverse. Call next to get the first entry.
+func (it *kvIter) seek(lo, hi []byte, reverse bool) {
+	it.lo, it.hi, it.reverse = lo, hi, reverse
+	it.pi.SetBounds(lo, hi)
+	if reverse {
+		it.pOK = it.pi.Last()
+	} else {
+		it.pOK = it.pi.First()
+	}
+	it.started = false
+	if it.ws == nil {
+		it.wOK = false
+		return
+	}
+	if it.hasWI {
+		it.wi.Release()
+	}
+	it.wi = it.ws.Iter()
+	it.hasWI = true
+	if !reverse {
+		it.wOK = it.wi.Seek(&kv{key: lo}) && it.inBounds()
+		return
+	}
+	if hi == nil {
+		it.wOK = it.wi.Last()
+	} else if it.wi.Seek(&kv{key: hi}) {
+		it.wOK = it.wi.Prev()
+	} else {
+		it.wOK = it.wi.Last()
+	}
+	it.wOK = it.wOK && it.inBounds()
+}
+
+func (it *kvIter) inBounds() bool {
+	k := it.wi.Item().key
+	return bytes.Compare(k, it.lo) >= 0 && (it.hi == nil || bytes.Compare(k, it.hi) < 0)
+}
+
+func (it *kvIter) advance() {
+	if it.fromP {
+		if it.reverse {
+			it.pOK = it.pi.Prev()
+		} else {
+			it.pOK = it.pi.Next()
+		}
+	}
+	if it.fromW {
+		if it.reverse {
+			it.wOK = it.wi.Prev()
+		} else {
+			it.wOK = it.wi.Next()
+		}
+		it.wOK = it.wOK && it.inBounds()
+	}
+}
+
+// next moves to the next visible entry; key and val stay valid until the
+// following call.
+func (it *kvIter) next() bool {
+	for {
+		if it.started {
+			it.advance()
+		}
+		it.started = true
+		if !it.pOK && !it.wOK {
+			return false
+		}
+		c := 1
+		switch {
+		case it.pOK && it.wOK:
+			c = bytes.Compare(it.pi.Key(), it.wi.Item().key)
+			if it.reverse {
+				c = -c
+			}
+		case it.pOK:
+			c = -1
+		}
+		if c < 0 {
+			it.fromP, it.fromW = true, false
+			it.key = it.pi.Key()
+			it.val = it.pi.Value()
+			return true
+		}
+		it.fromP, it.fromW = c == 0, true
+		e := it.wi.Item()
+		if e.del {
+			continue
+		}
+		it.key, it.val = e.key, e.val
+		return true
+	}
+}
+
+func (it *kvIter) err() error { return it.pi.Error() }
+
+func (it *kvIter) close() error {
+	if it.hasWI {
+		it.wi.Release()
+		it.hasWI = false
+	}
+	return it.pi.Close()
+}
