@@ -26,6 +26,7 @@ var translations = []struct {
 	num   int
 	build func(m []string, db string) string
 }{
+	// the handler replaces this with the exact text the storage layer noted
 	{regexp.MustCompile(`^duplicate (?:primary|unique) key given: (.*)$`), 1062,
 		func(m []string, _ string) string { return "Duplicate entry " + m[1] }},
 	{regexp.MustCompile(`^table not found: (.*)$`), 1146, func(m []string, db string) string {

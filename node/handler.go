@@ -101,7 +101,15 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 	}
 	h.n.metrics.queryErrors.Inc()
 	err = translateError(err, h.currentDB(c))
-	if se, ok := err.(*mysql.SQLError); ok && se.Num == mysql.ERLockDeadlock {
+	se, _ := err.(*mysql.SQLError)
+	if se != nil && se.Num == mysql.ERDupEntry {
+		if s := h.n.session(c.ConnectionID); s != nil {
+			if msg := s.TakeDuplicateEntry(); msg != "" {
+				se.Message = msg
+			}
+		}
+	}
+	if se != nil && se.Num == mysql.ERLockDeadlock {
 		// MySQL rolls back the whole transaction of a deadlock victim.
 		if s := h.n.session(c.ConnectionID); s != nil {
 			s.AbortTransaction()

@@ -110,10 +110,10 @@ func TestLeafDDLAndDML(t *testing.T) {
 
 	// indexes are used for point and range lookups
 	for q, idx := range map[string]string{
-		"SELECT * FROM items WHERE id = 2":                "[items.id]",
-		"SELECT * FROM items WHERE sku = 'c'":             "[items.sku]",
-		"SELECT * FROM items WHERE qty BETWEEN 4 AND 10":  "[items.qty]",
-		"SELECT * FROM items WHERE id > 1 ORDER BY id":    "[items.id]",
+		"SELECT * FROM items WHERE id = 2":               "[items.id]",
+		"SELECT * FROM items WHERE sku = 'c'":            "[items.sku]",
+		"SELECT * FROM items WHERE qty BETWEEN 4 AND 10": "[items.qty]",
+		"SELECT * FROM items WHERE id > 1 ORDER BY id":   "[items.id]",
 	} {
 		plan := strings.Join(queryRows(t, db, "EXPLAIN "+q), "\n")
 		if !strings.Contains(plan, "IndexedTableAccess") || !strings.Contains(plan, idx) {

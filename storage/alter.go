@@ -1,11 +1,12 @@
 package storage
 
 import (
+	"fmt"
 	"strings"
 
-	"github.com/dolthub/vitess/go/mysql"
-
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/mysql"
 )
 
 // alter installs a changed definition of the table behind t and points t
@@ -153,7 +154,7 @@ func (t *Table) ModifyColumn(ctx *sql.Context, name string, column *sql.Column, 
 			}
 		}
 		return rewrite{rows: func(oldRow sql.Row) (sql.Row, error) {
-			v, inRange, err := column.Type.Convert(ctx, oldRow[oldIdx])
+			v, inRange, err := convertColumnValue(ctx, old, column, oldRow[oldIdx])
 			if err != nil {
 				return nil, err
 			}
@@ -173,6 +174,35 @@ func (t *Table) ModifyColumn(ctx *sql.Context, name string, column *sql.Column, 
 			return row, nil
 		}}, nil
 	})
+}
+
+// convertColumnValue converts a stored value to a modified column's type.
+// ENUM and SET values are stored as positions, so they convert by name.
+func convertColumnValue(ctx *sql.Context, old, col *sql.Column, v interface{}) (interface{}, sql.ConvertInRange, error) {
+	if v != nil {
+		switch old.Type.(type) {
+		case sql.EnumType:
+			if v == uint16(0) {
+				return v, sql.InRange, nil // the empty "error" value stays
+			}
+		}
+		switch old.Type.(type) {
+		case sql.EnumType, sql.SetType:
+			sv, err := old.Type.SQL(ctx, nil, v)
+			if err != nil {
+				return nil, sql.OutOfRange, err
+			}
+			v = sv.ToString()
+		}
+	}
+	out, inRange, err := col.Type.Convert(ctx, v)
+	if err != nil {
+		switch col.Type.(type) {
+		case sql.EnumType, sql.SetType:
+			return nil, inRange, types.ErrDataTruncatedForColumn.New(col.Name)
+		}
+	}
+	return out, inRange, err
 }
 
 func (t *Table) CreatePrimaryKey(ctx *sql.Context, cols []sql.IndexColumn) error {
@@ -287,14 +317,31 @@ func (t *Table) GetChecks(*sql.Context) ([]sql.CheckDefinition, error) {
 
 func (t *Table) CreateCheck(ctx *sql.Context, c *sql.CheckDefinition) error {
 	return t.alter(ctx, func(m *tableMeta) (rewrite, error) {
+		if c.Name == "" {
+			c.Name = checkName(m)
+		}
 		for _, x := range m.Checks {
-			if strings.EqualFold(x.Name, c.Name) {
+			if c.Name != "" && strings.EqualFold(x.Name, c.Name) {
 				return rewrite{}, mysql.NewSQLError(3822, "HY000", "Duplicate check constraint name '%s'.", c.Name)
 			}
 		}
 		m.Checks = append(m.Checks, checkMeta{Name: c.Name, Expression: c.CheckExpression, Enforced: c.Enforced})
 		return rewrite{}, nil
 	})
+}
+
+// checkName names an unnamed CHECK constraint as MySQL does: t_chk_N.
+func checkName(m *tableMeta) string {
+	for n := 1; ; n++ {
+		name := fmt.Sprintf("%s_chk_%d", m.Name, n)
+		taken := false
+		for _, c := range m.Checks {
+			taken = taken || strings.EqualFold(c.Name, name)
+		}
+		if !taken {
+			return name
+		}
+	}
 }
 
 func (t *Table) DropCheck(ctx *sql.Context, name string) error {
@@ -341,7 +388,7 @@ func (t *Table) deleteAll(ctx *sql.Context) (int, error) {
 		return 0, err
 	}
 	ts := t.ts
-	it, err := ts.db.s.newKVIter(txn)
+	it, err := ts.db.s.newKVIter(txn.current())
 	if err != nil {
 		return 0, err
 	}
@@ -355,7 +402,7 @@ func (t *Table) deleteAll(ctx *sql.Context) (int, error) {
 			return n, err
 		}
 		// the row as it is now that it is locked
-		cur, ok, err := ts.db.s.get(txn, key)
+		cur, ok, err := ts.db.s.get(txn.current(), key)
 		if err != nil {
 			return n, err
 		}

@@ -124,17 +124,23 @@ func (d *dbState) loadObject(kind byte, v []byte) error {
 		}
 		d.views[strings.ToLower(vd.Name)] = vd
 	case objTrigger:
-		var td sql.TriggerDefinition
-		if err := json.Unmarshal(v, &td); err != nil {
+		var st storedTrigger
+		if err := json.Unmarshal(v, &st); err != nil {
 			return fmt.Errorf("trigger: %w", err)
 		}
-		d.triggers[strings.ToLower(td.Name)] = td
+		d.triggers[strings.ToLower(st.Def.Name)] = st
 	case objProcedure:
 		var pd sql.StoredProcedureDetails
 		if err := json.Unmarshal(v, &pd); err != nil {
 			return fmt.Errorf("procedure: %w", err)
 		}
 		d.procs[strings.ToLower(pd.Name)] = pd
+	case objForeignKey:
+		var fk sql.ForeignKeyConstraint
+		if err := json.Unmarshal(v, &fk); err != nil {
+			return fmt.Errorf("foreign key: %w", err)
+		}
+		d.fks[strings.ToLower(fk.Name)] = fk
 	}
 	return nil
 }
@@ -179,25 +185,40 @@ func (db *Database) AllViews(*sql.Context) ([]sql.ViewDefinition, error) {
 	return out, nil
 }
 
+// storedTrigger keeps creation order, which decides firing order.
+type storedTrigger struct {
+	Seq uint64                `json:"seq"`
+	Def sql.TriggerDefinition `json:"def"`
+}
+
 func (db *Database) GetTriggers(*sql.Context) ([]sql.TriggerDefinition, error) {
 	db.d.mu.RLock()
-	defer db.d.mu.RUnlock()
-	out := make([]sql.TriggerDefinition, 0, len(db.d.triggers))
+	all := make([]storedTrigger, 0, len(db.d.triggers))
 	for _, t := range db.d.triggers {
-		out = append(out, t)
+		all = append(all, t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	db.d.mu.RUnlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
+	out := make([]sql.TriggerDefinition, len(all))
+	for i, t := range all {
+		out[i] = t.Def
+	}
 	return out, nil
 }
 
 func (db *Database) CreateTrigger(ctx *sql.Context, td sql.TriggerDefinition) error {
 	db.d.mu.RLock()
 	_, exists := db.d.triggers[strings.ToLower(td.Name)]
+	seq := uint64(0)
+	for _, t := range db.d.triggers {
+		seq = max(seq, t.Seq)
+	}
 	db.d.mu.RUnlock()
 	if exists {
 		return mysql.NewSQLError(1359, "HY000", "Trigger already exists")
 	}
-	return db.putObject(objTrigger, td.Name, td, func() { db.d.triggers[strings.ToLower(td.Name)] = td })
+	st := storedTrigger{Seq: seq + 1, Def: td}
+	return db.putObject(objTrigger, td.Name, st, func() { db.d.triggers[strings.ToLower(td.Name)] = st })
 }
 
 func (db *Database) DropTrigger(ctx *sql.Context, name string) error {

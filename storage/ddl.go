@@ -107,7 +107,7 @@ func (s *Store) createTable(ctx *sql.Context, d *dbState, name string, schema sq
 		}
 		m.Indexes = append(m.Indexes, indexMeta{ID: pkIndexID, Name: "PRIMARY", Columns: pk, Unique: true})
 	}
-	ts, err := newTableState(ctx, d, m, nil)
+	ts, err := newTableState(d, m, nil)
 	if err != nil {
 		return err
 	}
@@ -138,9 +138,21 @@ func (s *Store) dropTable(d *dbState, name string) error {
 	t.del(join(d.prefix, tableDescSuffix(ts.meta.ID)))
 	t.del(join(d.prefix, tableCounterSuffix(ts.meta.ID)))
 	t.deleteRange(ts.data, prefixEnd(ts.data))
+	var dropFKs []string
+	d.mu.RLock()
+	for key, fk := range d.fks {
+		if strings.EqualFold(fk.Table, ts.meta.Name) {
+			dropFKs = append(dropFKs, key)
+			t.del(join(d.prefix, objSuffix(objForeignKey, key)))
+		}
+	}
+	d.mu.RUnlock()
 	t.onApplied = append(t.onApplied, func() {
 		d.mu.Lock()
 		delete(d.tables, strings.ToLower(ts.meta.Name))
+		for _, key := range dropFKs {
+			delete(d.fks, key)
+		}
 		d.mu.Unlock()
 	})
 	return t.Commit()
@@ -159,7 +171,7 @@ func (s *Store) renameTable(ctx *sql.Context, d *dbState, oldName, newName strin
 	m := ts.meta.clone()
 	m.Name = newName
 	m.Version++
-	nts, err := newTableState(ctx, d, m, ts.counters)
+	nts, err := newTableState(d, m, ts.counters)
 	if err != nil {
 		return err
 	}
@@ -202,7 +214,7 @@ func (s *Store) alterTable(ctx *sql.Context, ts *tableState, m *tableMeta, rw re
 	if rw.rows != nil {
 		m.RowFormat = ts.meta.RowFormat + 1
 	}
-	nts, err := newTableState(ctx, d, m, ts.counters)
+	nts, err := newTableState(d, m, ts.counters)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +294,7 @@ func (s *Store) backfill(ctx *sql.Context, t *Txn, ts, nts *tableState, rw rewri
 					return err
 				}
 				if seen[string(pkSuffix)] {
-					return sql.NewUniqueKeyErr(nts.dupKey(row, nts.pk, "PRIMARY"), true, nil)
+					return dupErr(ctx, nts, row, nts.pk, "PRIMARY", nil)
 				}
 				seen[string(pkSuffix)] = true
 			}
@@ -297,7 +309,7 @@ func (s *Store) backfill(ctx *sql.Context, t *Txn, ts, nts *tableState, rw rewri
 			}
 			if is.meta.Unique && !hasNull {
 				if seen[string(uniq)] {
-					return sql.NewUniqueKeyErr(nts.dupKey(row, is.cols, is.meta.Name), false, nil)
+					return dupErr(ctx, nts, row, is.cols, is.meta.Name, nil)
 				}
 				seen[string(uniq)] = true
 			}
@@ -327,7 +339,7 @@ func (s *Store) truncate(ctx *sql.Context, ts *tableState) (int, error) {
 	m := ts.meta.clone()
 	m.Version++
 	counters := &tableCounters{rowid: ts.counters.rowid}
-	nts, err := newTableState(ctx, d, m, counters)
+	nts, err := newTableState(d, m, counters)
 	if err != nil {
 		return 0, err
 	}
@@ -348,26 +360,32 @@ func (s *Store) truncate(ctx *sql.Context, ts *tableState) (int, error) {
 	return n, t.Commit()
 }
 
-// dupKey is the body of MySQL's "Duplicate entry" error for row in the
-// named key: 'v1-v2' for key 'table.key'. The server prefixes it.
-func (t *tableState) dupKey(row sql.Row, cols []keyCol, keyName string) string {
-	parts := make([]string, len(cols))
+// dupErr builds GMS's duplicate key error (whose text GMS's tests know:
+// "[v1,v2]") and leaves MySQL's wording, "Duplicate entry 'v1-v2' for key
+// 'table.key'", on the session for the server to send to the client.
+func dupErr(ctx *sql.Context, t *tableState, row sql.Row, cols []keyCol, keyName string, existing sql.Row) error {
+	vals := make([]string, len(cols))
+	gms := make([]string, len(cols))
 	for i, c := range cols {
+		gms[i] = fmt.Sprintf("%v", row[c.ord])
 		switch x := row[c.ord].(type) {
 		case nil:
-			parts[i] = "NULL"
+			vals[i] = "NULL"
 		case []byte:
-			parts[i] = string(x)
+			vals[i] = string(x)
 		case string:
-			parts[i] = x
+			vals[i] = x
 		default:
-			v, err := c.col.Type.SQL(sql.NewEmptyContext(), nil, x)
+			v, err := c.col.Type.SQL(ctx, nil, x)
 			if err == nil {
-				parts[i] = v.ToString()
+				vals[i] = v.ToString()
 			} else {
-				parts[i] = fmt.Sprint(x)
+				vals[i] = gms[i]
 			}
 		}
 	}
-	return fmt.Sprintf("'%s' for key '%s.%s'", strings.Join(parts, "-"), t.meta.Name, keyName)
+	if s := sessionFrom(ctx); s != nil {
+		s.dupEntry = fmt.Sprintf("Duplicate entry '%s' for key '%s.%s'", strings.Join(vals, "-"), t.meta.Name, keyName)
+	}
+	return sql.NewUniqueKeyErr("["+strings.Join(gms, ",")+"]", keyName == "PRIMARY", existing)
 }

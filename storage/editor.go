@@ -25,19 +25,24 @@ func (t *Table) Replacer(*sql.Context) sql.RowReplacer { return &editor{t: t} }
 
 func (e *editor) StatementBegin(ctx *sql.Context) {
 	if txn := txnFrom(ctx); txn != nil {
-		txn.beginStatement(stmtSeq(ctx))
+		txn.pushCheckpoint(stmtSeq(ctx))
 	}
 }
 
 func (e *editor) DiscardChanges(ctx *sql.Context, _ error) error {
 	if txn := txnFrom(ctx); txn != nil {
-		txn.rollbackStatement()
+		txn.rollbackCheckpoint()
 	}
 	return nil
 }
 
-func (e *editor) StatementComplete(*sql.Context) error { return nil }
-func (e *editor) Close(*sql.Context) error             { return nil }
+func (e *editor) StatementComplete(ctx *sql.Context) error {
+	if txn := txnFrom(ctx); txn != nil {
+		txn.completeEditorStatement()
+	}
+	return nil
+}
+func (e *editor) Close(*sql.Context) error { return nil }
 
 func stmtSeq(ctx *sql.Context) uint64 {
 	if s := sessionFrom(ctx); s != nil {
@@ -80,14 +85,14 @@ func (e *editor) Insert(ctx *sql.Context, row sql.Row) error {
 		if err := txn.lock(ctx, key); err != nil {
 			return err
 		}
-		if cur, ok, err := ts.db.s.get(txn, key); err != nil {
+		if cur, ok, err := ts.db.s.get(txn.current(), key); err != nil {
 			return err
 		} else if ok {
 			existing, err := ts.rows.Decode(cur)
 			if err != nil {
 				return decodeErr(err)
 			}
-			return sql.NewUniqueKeyErr(ts.dupKey(row, ts.pk, "PRIMARY"), true, existing)
+			return dupErr(ctx, ts, row, ts.pk, "PRIMARY", existing)
 		}
 	}
 	entries, err := e.indexEntries(ctx, txn, row, pk, nil)
@@ -130,7 +135,7 @@ func (e *editor) indexEntries(ctx *sql.Context, txn *Txn, row sql.Row, pk []byte
 		if err := txn.lock(ctx, uniq); err != nil {
 			return nil, err
 		}
-		it, err := s.newKVIter(txn)
+		it, err := s.newKVIter(txn.current())
 		if err != nil {
 			return nil, err
 		}
@@ -149,14 +154,14 @@ func (e *editor) indexEntries(ctx *sql.Context, txn *Txn, row sql.Row, pk []byte
 			continue
 		}
 		var existing sql.Row
-		if v, ok, err := s.get(txn, ts.rowKey(otherPK)); err != nil {
+		if v, ok, err := s.get(txn.current(), ts.rowKey(otherPK)); err != nil {
 			return nil, err
 		} else if ok {
 			if existing, err = ts.rows.Decode(v); err != nil {
 				return nil, decodeErr(err)
 			}
 		}
-		return nil, sql.NewUniqueKeyErr(ts.dupKey(row, is.cols, is.meta.Name), false, existing)
+		return nil, dupErr(ctx, ts, row, is.cols, is.meta.Name, existing)
 	}
 	return out, nil
 }
@@ -183,7 +188,7 @@ func (e *editor) locate(ctx *sql.Context, txn *Txn, row sql.Row) ([]byte, []byte
 	if err := txn.lock(ctx, key); err != nil {
 		return nil, nil, err
 	}
-	cur, ok, err := s.get(txn, key)
+	cur, ok, err := s.get(txn.current(), key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,7 +249,7 @@ func (e *editor) findKeyless(txn *Txn, row sql.Row, enc []byte) ([]byte, error) 
 	ts := e.t.ts
 	s := ts.db.s
 	probe := ts.hashEntry(enc, nil)
-	it, err := s.newKVIter(txn)
+	it, err := s.newKVIter(txn.current())
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +257,7 @@ func (e *editor) findKeyless(txn *Txn, row sql.Row, enc []byte) ([]byte, error) 
 	it.seek(probe, prefixEnd(probe), false)
 	for it.next() {
 		pk := append([]byte(nil), it.key[len(probe):]...)
-		v, ok, err := s.get(txn, ts.rowKey(pk))
+		v, ok, err := s.get(txn.current(), ts.rowKey(pk))
 		if err != nil {
 			return nil, err
 		}
@@ -339,14 +344,14 @@ func (e *editor) Update(ctx *sql.Context, old, new sql.Row) error {
 		if err := txn.lock(ctx, key); err != nil {
 			return err
 		}
-		if v, ok, err := s.get(txn, key); err != nil {
+		if v, ok, err := s.get(txn.current(), key); err != nil {
 			return err
 		} else if ok {
 			existing, err := ts.rows.Decode(v)
 			if err != nil {
 				return decodeErr(err)
 			}
-			return sql.NewUniqueKeyErr(ts.dupKey(new, ts.pk, "PRIMARY"), true, existing)
+			return dupErr(ctx, ts, new, ts.pk, "PRIMARY", existing)
 		}
 	}
 	newEntries, err := e.indexEntries(ctx, txn, new, newPK, stored)

@@ -163,7 +163,11 @@ func spanForRange(base []byte, cols []keyCol, r sql.MySQLRange) (keySpan, bool, 
 			return sp, true, nil
 		}
 		if cols[k].prefix == 0 && isPointSpan(lo, hi, r[k]) {
-			prefix = append(prefix, lo...)
+			if _, null := r[k].LowerBound.(sql.BelowNull); null {
+				prefix = append(prefix, codec.TagNull)
+			} else {
+				prefix = append(prefix, lo...)
+			}
 			continue
 		}
 		// first non-point column: it bounds the span

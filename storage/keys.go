@@ -42,9 +42,10 @@ var (
 )
 
 const (
-	objView      byte = 'v'
-	objTrigger   byte = 't'
-	objProcedure byte = 'p'
+	objView       byte = 'v'
+	objTrigger    byte = 't'
+	objProcedure  byte = 'p'
+	objForeignKey byte = 'f'
 )
 
 // indexes of a table's key space

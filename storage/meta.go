@@ -36,17 +36,21 @@ type tableMeta struct {
 }
 
 type columnMeta struct {
-	Name          string `json:"name"`
-	Type          string `json:"type"`
-	Default       string `json:"default,omitempty"`
-	Generated     string `json:"generated,omitempty"`
-	OnUpdate      string `json:"on_update,omitempty"`
-	AutoIncrement bool   `json:"auto_increment,omitempty"`
-	Nullable      bool   `json:"nullable,omitempty"`
-	PrimaryKey    bool   `json:"primary_key,omitempty"`
-	Virtual       bool   `json:"virtual,omitempty"`
-	Comment       string `json:"comment,omitempty"`
-	Extra         string `json:"extra,omitempty"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Collation of a character type: its SQL text omits the default one.
+	Collation sql.CollationID `json:"collation,omitempty"`
+	// SRID of a spatial column, which its SQL text omits too.
+	SRID          *uint32 `json:"srid,omitempty"`
+	Default       string  `json:"default,omitempty"`
+	Generated     string  `json:"generated,omitempty"`
+	OnUpdate      string  `json:"on_update,omitempty"`
+	AutoIncrement bool    `json:"auto_increment,omitempty"`
+	Nullable      bool    `json:"nullable,omitempty"`
+	PrimaryKey    bool    `json:"primary_key,omitempty"`
+	Virtual       bool    `json:"virtual,omitempty"`
+	Comment       string  `json:"comment,omitempty"`
+	Extra         string  `json:"extra,omitempty"`
 }
 
 type indexMeta struct {
@@ -76,6 +80,14 @@ func columnsFromSchema(s sql.Schema) []columnMeta {
 			Comment:       c.Comment,
 			Extra:         c.Extra,
 		}
+		if tc, ok := c.Type.(sql.TypeWithCollation); ok {
+			out[i].Collation = tc.Collation()
+		}
+		if sc, ok := c.Type.(sql.SpatialColumnType); ok {
+			if srid, defined := sc.GetSpatialTypeSRID(); defined {
+				out[i].SRID = &srid
+			}
+		}
 		if c.Default != nil {
 			out[i].Default = c.Default.String()
 		}
@@ -90,13 +102,21 @@ func columnsFromSchema(s sql.Schema) []columnMeta {
 }
 
 // schema rebuilds the GMS schema of a stored table.
-func (m *tableMeta) schema(ctx *sql.Context, dbName string) (sql.PrimaryKeySchema, error) {
+func (m *tableMeta) schema(dbName string) (sql.PrimaryKeySchema, error) {
 	s := make(sql.Schema, len(m.Columns))
 	var pk []int
 	for i, c := range m.Columns {
 		typ, err := planbuilder.ParseColumnTypeString(c.Type)
 		if err != nil {
 			return sql.PrimaryKeySchema{}, fmt.Errorf("table %s column %s: type %q: %w", m.Name, c.Name, c.Type, err)
+		}
+		if sc, ok := typ.(sql.SpatialColumnType); ok && c.SRID != nil {
+			typ = sc.SetSRID(*c.SRID)
+		}
+		if tc, ok := typ.(sql.TypeWithCollation); ok && c.Collation != 0 && tc.Collation() != c.Collation {
+			if typ, err = tc.WithNewCollation(c.Collation); err != nil {
+				return sql.PrimaryKeySchema{}, fmt.Errorf("table %s column %s: collation: %w", m.Name, c.Name, err)
+			}
 		}
 		col := &sql.Column{
 			Name:           c.Name,
@@ -110,15 +130,10 @@ func (m *tableMeta) schema(ctx *sql.Context, dbName string) (sql.PrimaryKeySchem
 			Source:         m.Name,
 			DatabaseSource: dbName,
 		}
-		if col.Default, err = parseDefault(ctx, c.Default, typ, c.Nullable); err != nil {
-			return sql.PrimaryKeySchema{}, fmt.Errorf("table %s column %s default: %w", m.Name, c.Name, err)
-		}
-		if col.Generated, err = parseDefault(ctx, c.Generated, typ, c.Nullable); err != nil {
-			return sql.PrimaryKeySchema{}, fmt.Errorf("table %s column %s generated: %w", m.Name, c.Name, err)
-		}
-		if col.OnUpdate, err = parseDefault(ctx, c.OnUpdate, typ, c.Nullable); err != nil {
-			return sql.PrimaryKeySchema{}, fmt.Errorf("table %s column %s on update: %w", m.Name, c.Name, err)
-		}
+		// GMS resolves default expressions when it plans a statement.
+		col.Default = unresolvedDefault(c.Default)
+		col.Generated = unresolvedDefault(c.Generated)
+		col.OnUpdate = unresolvedDefault(c.OnUpdate)
 		s[i] = col
 	}
 	pk = m.pkOrdinals()
@@ -155,15 +170,11 @@ func (m *tableMeta) columnIndex(name string) int {
 	return -1
 }
 
-func parseDefault(ctx *sql.Context, expr string, typ sql.Type, nullable bool) (*sql.ColumnDefaultValue, error) {
+func unresolvedDefault(expr string) *sql.ColumnDefaultValue {
 	if expr == "" {
-		return nil, nil
+		return nil
 	}
-	d, err := planbuilder.StringToColumnDefaultValue(ctx, expr)
-	if err != nil {
-		return nil, err
-	}
-	return sql.NewColumnDefaultValue(d.Expr, typ, d.IsLiteral(), d.IsParenthesized(), nullable)
+	return sql.NewUnresolvedColumnDefaultValue(expr)
 }
 
 func (m *tableMeta) clone() *tableMeta {

@@ -13,6 +13,8 @@ type Session struct {
 	store   *Store
 	txn     *Txn
 	stmtSeq uint64
+	// dupEntry is MySQL's text for the last duplicate key error.
+	dupEntry string
 }
 
 var (
@@ -102,6 +104,7 @@ func (s *Session) ReleaseSavepoint(ctx *sql.Context, tx sql.Transaction, name st
 // CommandBegin starts a statement.
 func (s *Session) CommandBegin() error {
 	s.stmtSeq++
+	s.dupEntry = ""
 	return nil
 }
 
@@ -129,10 +132,18 @@ func (s *Session) SessionEnd() {
 	}
 }
 
+// TakeDuplicateEntry returns (once) MySQL's message for the duplicate key
+// error the last statement raised.
+func (s *Session) TakeDuplicateEntry() string {
+	m := s.dupEntry
+	s.dupEntry = ""
+	return m
+}
+
 // StatementFailed undoes the writes of the failed statement, keeping the
 // rest of an explicit transaction (MySQL statement atomicity).
 func (s *Session) StatementFailed() {
-	if s.txn != nil {
+	if s.txn != nil && s.txn.stmtSeq == s.stmtSeq {
 		s.txn.rollbackStatement()
 	}
 }

@@ -65,8 +65,9 @@ type dbState struct {
 	mu          sync.RWMutex // guards the maps below
 	tables      map[string]*tableState
 	views       map[string]sql.ViewDefinition
-	triggers    map[string]sql.TriggerDefinition
+	triggers    map[string]storedTrigger
 	procs       map[string]sql.StoredProcedureDetails
+	fks         map[string]sql.ForeignKeyConstraint
 	nextTableID uint32
 
 	// guarded by Store.commitMu
@@ -131,7 +132,6 @@ func (s *Store) Close() error {
 func (s *Store) DB() *pebble.DB { return s.db }
 
 func (s *Store) load() error {
-	ctx := sql.NewEmptyContext()
 	if v, closer, err := s.db.Get(keyNextDBID); err == nil {
 		s.nextDBID = binary.BigEndian.Uint32(v)
 		closer.Close()
@@ -149,7 +149,7 @@ func (s *Store) load() error {
 		if err := json.Unmarshal(it.Value(), &m); err != nil {
 			return fmt.Errorf("database descriptor %q: %w", it.Key()[2:], err)
 		}
-		d, err := s.loadDB(ctx, m)
+		d, err := s.loadDB(m)
 		if err != nil {
 			return fmt.Errorf("database %s: %w", m.Name, err)
 		}
@@ -166,12 +166,13 @@ func newDBState(s *Store, m dbMeta) *dbState {
 		prefix:   dbPrefix(m.ID),
 		tables:   make(map[string]*tableState),
 		views:    make(map[string]sql.ViewDefinition),
-		triggers: make(map[string]sql.TriggerDefinition),
+		triggers: make(map[string]storedTrigger),
 		procs:    make(map[string]sql.StoredProcedureDetails),
+		fks:      make(map[string]sql.ForeignKeyConstraint),
 	}
 }
 
-func (s *Store) loadDB(ctx *sql.Context, m dbMeta) (*dbState, error) {
+func (s *Store) loadDB(m dbMeta) (*dbState, error) {
 	d := newDBState(s, m)
 	if v, ok, err := s.getRaw(join(d.prefix, statePosition)); err != nil {
 		return nil, err
@@ -190,7 +191,7 @@ func (s *Store) loadDB(ctx *sql.Context, m dbMeta) (*dbState, error) {
 		if err := json.Unmarshal(v, &tm); err != nil {
 			return fmt.Errorf("table descriptor: %w", err)
 		}
-		t, err := newTableState(ctx, d, &tm, nil)
+		t, err := newTableState(d, &tm, nil)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/tidwall/btree"
 
 	"github.com/canopydb/canopy/storage/codec"
 )
@@ -17,6 +18,10 @@ import (
 type Table struct {
 	db *Database
 	ts *tableState
+
+	// currentView: read the transaction's writes as they are now, not as of
+	// the statement start (foreign key checks and cascades need that).
+	currentView bool
 
 	projNames  []string
 	proj       []int // column ordinals, in projection order
@@ -154,7 +159,7 @@ func (t *Table) PartitionRows(ctx *sql.Context, p sql.Partition) (sql.RowIter, e
 	if pp, ok := p.(*partition); ok && pp.lookup != nil {
 		return t.lookupRows(ctx, *pp.lookup)
 	}
-	it, err := t.ts.db.store().newKVIter(txnFrom(ctx))
+	it, err := t.ts.db.store().newKVIter(t.readView(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +184,14 @@ func (s *scanIter) Next(ctx *sql.Context) (sql.Row, error) {
 
 func (s *scanIter) Close(*sql.Context) error { return s.it.close() }
 
+func (t *Table) readView(ctx *sql.Context) *btree.BTreeG[*kv] {
+	txn := txnFrom(ctx)
+	if t.currentView {
+		return txn.current()
+	}
+	return txn.readView(stmtSeq(ctx))
+}
+
 // Indexes.
 
 func (t *Table) indexes() []sql.Index {
@@ -189,6 +202,14 @@ func (t *Table) indexes() []sql.Index {
 	for _, is := range t.ts.indexes {
 		out = append(out, &Index{ts: t.ts, is: is})
 	}
+	// by name after PRIMARY, as SHOW CREATE TABLE lists them
+	start := 0
+	if !t.ts.keyless {
+		start = 1
+	}
+	sort.SliceStable(out[start:], func(i, j int) bool {
+		return strings.ToLower(out[start+i].ID()) < strings.ToLower(out[start+j].ID())
+	})
 	return out
 }
 
@@ -232,8 +253,8 @@ func (t *Table) lookupRows(ctx *sql.Context, lookup sql.IndexLookup) (sql.RowIte
 	if err != nil {
 		return nil, err
 	}
-	txn := txnFrom(ctx)
-	it, err := t.ts.db.store().newKVIter(txn)
+	ws := t.readView(ctx)
+	it, err := t.ts.db.store().newKVIter(ws)
 	if err != nil {
 		return nil, err
 	}
@@ -242,14 +263,14 @@ func (t *Table) lookupRows(ctx *sql.Context, lookup sql.IndexLookup) (sql.RowIte
 		base = idx.is.prefix
 	}
 	return &lookupIter{
-		s: t.ts.db.store(), txn: txn, ts: t.ts, idx: idx, cols: idx.keyCols(), base: base,
+		s: t.ts.db.store(), ws: ws, ts: t.ts, idx: idx, cols: idx.keyCols(), base: base,
 		spans: spans, reverse: lookup.IsReverse, it: it, dec: t.decoder(),
 	}, nil
 }
 
 type lookupIter struct {
 	s       *Store
-	txn     *Txn
+	ws      *btree.BTreeG[*kv]
 	ts      *tableState
 	idx     *Index
 	cols    []keyCol
@@ -272,7 +293,7 @@ func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
 		if !l.inSpan {
 			if sp.point && l.idx.primary() {
 				l.cur++
-				v, ok, err := l.s.get(l.txn, sp.lo)
+				v, ok, err := l.s.get(l.ws, sp.lo)
 				if err != nil {
 					return nil, err
 				}
@@ -302,7 +323,7 @@ func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
 		if l.idx.primary() {
 			return l.dec.decode(l.it.val)
 		}
-		v, found, err := l.s.get(l.txn, l.ts.rowKey(l.it.val))
+		v, found, err := l.s.get(l.ws, l.ts.rowKey(l.it.val))
 		if err != nil {
 			return nil, err
 		}

@@ -46,8 +46,8 @@ type indexState struct {
 	prefix  []byte
 }
 
-func newTableState(ctx *sql.Context, d *dbState, m *tableMeta, counters *tableCounters) (*tableState, error) {
-	schema, err := m.schema(ctx, d.meta.Name)
+func newTableState(d *dbState, m *tableMeta, counters *tableCounters) (*tableState, error) {
+	schema, err := m.schema(d.meta.Name)
 	if err != nil {
 		return nil, err
 	}

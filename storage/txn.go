@@ -53,8 +53,17 @@ type Txn struct {
 	rows      map[*tableState]int64 // tables written, with their row count change
 	dropping  map[uint32]bool       // databases this (DDL) transaction drops
 
-	stmtSeq    uint64
-	stmt       *mark
+	stmtSeq uint64
+	stmt    *mark // the start of the current statement
+	// checkpoints nest like GMS's editor statements: one per StatementBegin
+	// (per row for INSERT IGNORE, per trigger body), popped on completion
+	// or rollback.
+	checkpoints []*mark
+	// visible is what queries of the current statement read: the write set
+	// as of the last completed editor statement. An UPDATE … JOIN rescanning
+	// its target does not see its own updates; a trigger body sees what
+	// earlier trigger bodies wrote (as in GMS's reference engine).
+	visible    *btree.BTreeG[*kv]
 	savepoints []*mark
 
 	onApplied []func() // catalog changes, run under commitMu once applied
@@ -117,11 +126,10 @@ func (t *Txn) touch(ts *tableState, delta int64) {
 
 func (t *Txn) rowDelta(ts *tableState) int64 { return t.rows[ts] }
 
-// get reads a key as transaction t sees it; t may be nil for a read
-// outside any transaction.
-func (s *Store) get(t *Txn, key []byte) ([]byte, bool, error) {
-	if t != nil && t.ws != nil {
-		if e, ok := t.ws.Get(&kv{key: key}); ok {
+// get reads a key through a write set (nil: committed data only).
+func (s *Store) get(ws *btree.BTreeG[*kv], key []byte) ([]byte, bool, error) {
+	if ws != nil {
+		if e, ok := ws.Get(&kv{key: key}); ok {
 			if e.del {
 				return nil, false, nil
 			}
@@ -157,6 +165,8 @@ func (t *Txn) finish() {
 	t.rows = nil
 	t.rangeDels = nil
 	t.stmt = nil
+	t.checkpoints = nil
+	t.visible = nil
 	t.savepoints = nil
 }
 
@@ -185,6 +195,7 @@ func (t *Txn) snapshot(name string) *mark {
 
 func (t *Txn) restore(m *mark) {
 	t.ws = nil
+	t.visible = m.ws
 	if m.ws != nil {
 		t.ws = m.ws.Copy()
 	}
@@ -195,13 +206,43 @@ func (t *Txn) restore(m *mark) {
 	t.rangeDels = t.rangeDels[:m.rangeDels]
 }
 
-// beginStatement records the statement start once per statement.
+// beginStatement records the statement start, once per statement.
 func (t *Txn) beginStatement(seq uint64) {
 	if t.stmt != nil && t.stmtSeq == seq {
 		return
 	}
 	t.stmtSeq = seq
 	t.stmt = t.snapshot("")
+	t.checkpoints = nil
+	t.visible = t.stmt.ws
+}
+
+// completeEditorStatement ends the innermost editor statement and makes
+// the writes so far visible to queries.
+func (t *Txn) completeEditorStatement() {
+	if n := len(t.checkpoints); n > 0 {
+		t.checkpoints = t.checkpoints[:n-1]
+	}
+	if t.ws != nil {
+		t.visible = t.ws.Copy()
+	}
+}
+
+// pushCheckpoint marks the point DiscardChanges returns to.
+func (t *Txn) pushCheckpoint(seq uint64) {
+	t.beginStatement(seq)
+	t.checkpoints = append(t.checkpoints, t.snapshot(""))
+}
+
+// rollbackCheckpoint undoes the writes of the innermost editor statement.
+func (t *Txn) rollbackCheckpoint() {
+	n := len(t.checkpoints)
+	if n == 0 {
+		t.rollbackStatement()
+		return
+	}
+	t.restore(t.checkpoints[n-1])
+	t.checkpoints = t.checkpoints[:n-1]
 }
 
 // rollbackStatement undoes the writes of the current statement. Locks stay:
@@ -209,9 +250,31 @@ func (t *Txn) beginStatement(seq uint64) {
 func (t *Txn) rollbackStatement() {
 	if t.stmt != nil {
 		t.restore(t.stmt)
+		t.checkpoints = nil
 	}
 }
 
+// current is the write set as it is now (nil-safe).
+func (t *Txn) current() *btree.BTreeG[*kv] {
+	if t == nil {
+		return nil
+	}
+	return t.ws
+}
+
+// readView is the write set a query read started now must see (see
+// visible).
+func (t *Txn) readView(seq uint64) *btree.BTreeG[*kv] {
+	if t == nil {
+		return nil
+	}
+	if t.stmt != nil && t.stmtSeq == seq {
+		return t.visible
+	}
+	return t.ws
+}
+
+// savepoint sets a savepoint; one of the same name is replaced.
 func (t *Txn) savepoint(name string) {
 	t.releaseSavepoint(name)
 	t.savepoints = append(t.savepoints, t.snapshot(name))
@@ -228,10 +291,11 @@ func (t *Txn) rollbackToSavepoint(name string) error {
 	return sql.ErrSavepointDoesNotExist.New(name)
 }
 
+// releaseSavepoint forgets one savepoint.
 func (t *Txn) releaseSavepoint(name string) bool {
 	for i := len(t.savepoints) - 1; i >= 0; i-- {
 		if equalFold(t.savepoints[i].name, name) {
-			t.savepoints = t.savepoints[:i]
+			t.savepoints = append(t.savepoints[:i], t.savepoints[i+1:]...)
 			return true
 		}
 	}
@@ -351,14 +415,15 @@ type kvIter struct {
 	key, val     []byte
 }
 
-func (s *Store) newKVIter(t *Txn) (*kvIter, error) {
+// newKVIter iterates committed data merged with a frozen copy of ws.
+func (s *Store) newKVIter(ws *btree.BTreeG[*kv]) (*kvIter, error) {
 	pi, err := s.db.NewIter(nil)
 	if err != nil {
 		return nil, err
 	}
 	it := &kvIter{pi: pi}
-	if t != nil && t.ws != nil && t.ws.Len() > 0 {
-		it.ws = t.ws.Copy()
+	if ws != nil && ws.Len() > 0 {
+		it.ws = ws.Copy()
 	}
 	return it, nil
 }
