@@ -57,9 +57,9 @@ func main() {
 	}
 
 	type row struct {
-		name, unit   string
+		name, unit    string
 		canopy, maria float64
-		note         string
+		note          string
 	}
 	var rows []row
 	runs := []struct {
