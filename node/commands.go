@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/dolthub/go-mysql-server/sql"
@@ -15,20 +14,47 @@ import (
 )
 
 // execCommand runs one of Canopy's own statements.
-func (n *Node) execCommand(c *mysql.Conn, cmd sqlcmd.Command) (*sqltypes.Result, error) {
+func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command) (*sqltypes.Result, error) {
+	agg := n.aggregator()
 	switch cmd := cmd.(type) {
 	case sqlcmd.ShowDatabasesExtended:
 		return n.showDatabasesExtended(), nil
 	case sqlcmd.Explain:
+		if agg != nil {
+			return agg.Explain(ctx, c, cmd.Query, func(q string) (sql.Node, error) { return n.analyze(c, q) })
+		}
 		return n.explain(c, cmd.Query)
-	default:
-		return nil, fmt.Errorf("statement %T is not supported on this node", cmd)
+	case sqlcmd.NodeStatus:
+		return n.nodeStatus()
+	case sqlcmd.JoinCluster:
+		return okResult(n.joinCluster(cmd))
+	case sqlcmd.LeaveCluster:
+		return okResult(n.leaveCluster(cmd))
+	case sqlcmd.DropCopy:
+		return okResult(n.dropCopy(cmd.Database))
+	case sqlcmd.BootstrapAggregator:
+		if agg == nil {
+			return okResult(n.bootstrap(cmd))
+		}
 	}
+	if agg == nil {
+		return nil, errNotAggregator
+	}
+	return agg.Command(ctx, c, query, cmd)
+}
+
+var errNotAggregator = mysql.NewSQLError(1105, "HY000",
+	"This node is not an aggregator; run cluster statements on the master aggregator (or BOOTSTRAP AGGREGATOR to found a cluster here)")
+
+func okResult(err error) (*sqltypes.Result, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &sqltypes.Result{}, nil
 }
 
 // showDatabasesExtended lists every database with its partition log
-// position, as in 003_00509c68988978d3.txt. A standalone node is master of
-// all its databases.
+// position, role and state, as in 003_00509c68988978d3.txt.
 func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	res := &sqltypes.Result{Fields: []*querypb.Field{
 		varcharField("Database"), intField("Commits"), varcharField("Role"), varcharField("State"),
@@ -37,8 +63,12 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	res.Rows = append(res.Rows, []sqltypes.Value{strValue("information_schema"),
 		sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL})
 	for _, d := range n.store.DatabaseInfos() {
+		role, state := "master", "online"
+		if d.Replica {
+			role, state = "async slave", "replicating"
+		}
 		res.Rows = append(res.Rows, []sqltypes.Value{
-			strValue(d.Name), uintValue(d.Commits), strValue("master"), strValue("online"),
+			strValue(d.Name), uintValue(d.Commits), strValue(role), strValue(state),
 			strValue(d.Pos.String()), strValue(""), intValue(0), intValue(0),
 		})
 	}
@@ -48,12 +78,7 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 // explain shows the plan GMS chose for a statement, one operator per row,
 // in a single EXPLAIN column as SingleStore prints plans.
 func (n *Node) explain(c *mysql.Conn, query string) (*sqltypes.Result, error) {
-	sess := n.session(c.ConnectionID)
-	if sess == nil {
-		return nil, fmt.Errorf("no session for connection %d", c.ConnectionID)
-	}
-	ctx := sql.NewContext(context.Background(), sql.WithSession(sess))
-	plan, err := n.engine.AnalyzeQuery(ctx, query)
+	plan, err := n.analyze(c, query)
 	if err != nil {
 		return nil, err
 	}

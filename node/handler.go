@@ -7,6 +7,7 @@ import (
 	"github.com/dolthub/vitess/go/mysql"
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"
@@ -25,29 +26,85 @@ type handler struct {
 }
 
 func (h *handler) ComQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
-	if cmd := sqlcmd.Parse(query); cmd != nil {
-		return h.command(c, cmd, false, callback)
-	}
-	return h.withRestarts(c, func() error {
-		return h.Handler.ComQuery(ctx, c, query, callback)
-	})
+	_, err := h.run(ctx, c, query, "", callback)
+	return err
 }
 
 func (h *handler) ComMultiQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (string, error) {
 	first, rest := sqlcmd.SplitFirst(query)
-	if cmd := sqlcmd.Parse(first); cmd != nil {
-		return rest, h.command(c, cmd, rest != "", callback)
+	return h.run(ctx, c, first, rest, callback)
+}
+
+// bindQuery turns an executed prepared statement into SQL text with its
+// arguments as literals, for the aggregator's planner.
+func bindQuery(prepare *mysql.PrepareData) (string, bool) {
+	stmt, err := ast.Parse(prepare.PrepareStmt)
+	if err != nil {
+		return "", false
 	}
+	vars := make(map[string]*querypb.BindVariable, len(prepare.BindVars))
+	for k, v := range prepare.BindVars {
+		if v == nil {
+			v = sqltypes.NullBindVariable
+		}
+		vars[k] = v
+	}
+	q, err := ast.NewParsedQuery(stmt).GenerateQuery(vars, nil)
+	return q, err == nil
+}
+
+// run executes one statement; rest is what follows it in a multi-statement
+// query. Canopy's own statements come first, then the aggregator's
+// routing, then the SQL engine.
+func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, callback mysql.ResultSpoolFn) (string, error) {
+	more := rest != ""
+	if cmd := sqlcmd.Parse(query); cmd != nil {
+		return rest, h.command(ctx, c, query, cmd, more, callback)
+	}
+	if agg := h.n.aggregator(); agg != nil {
+		var handled bool
+		err := h.withRestarts(c, func() error {
+			var err error
+			handled, err = agg.Handle(ctx, c, query, func(res *sqltypes.Result, _ bool) error {
+				return callback(res, more)
+			})
+			return err
+		})
+		if handled || err != nil {
+			return rest, err
+		}
+	} else if cd, ok := sqlcmd.ParseClusterDDL(query).(sqlcmd.CreateDatabase); ok && cd.Partitions > 0 {
+		return rest, errNotAggregator
+	}
+	if rest == "" {
+		return "", h.withRestarts(c, func() error {
+			return h.Handler.ComQuery(ctx, c, query, callback)
+		})
+	}
+	// GMS splits the statements again and reports what it left.
 	var remainder string
 	err := h.withRestarts(c, func() error {
 		var err error
-		remainder, err = h.Handler.ComMultiQuery(ctx, c, query, callback)
+		remainder, err = h.Handler.ComMultiQuery(ctx, c, query+";"+rest, callback)
 		return err
 	})
 	return remainder, err
 }
 
 func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *mysql.PrepareData, callback func(*sqltypes.Result) error) error {
+	if agg := h.n.aggregator(); agg != nil {
+		if query, ok := bindQuery(prepare); ok {
+			var handled bool
+			err := h.withRestarts(c, func() error {
+				var err error
+				handled, err = agg.Handle(ctx, c, query, func(res *sqltypes.Result, _ bool) error { return callback(res) })
+				return err
+			})
+			if handled || err != nil {
+				return err
+			}
+		}
+	}
 	return h.withRestarts(c, func() error {
 		return h.Handler.ComStmtExecute(ctx, c, prepare, callback)
 	})
@@ -63,6 +120,9 @@ func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
 }
 
 func (h *handler) ConnectionClosed(c *mysql.Conn) {
+	if agg := h.n.aggregator(); agg != nil {
+		agg.ConnectionClosed(c.ConnectionID)
+	}
 	h.Handler.ConnectionClosed(c)
 	h.n.sessions.Delete(c.ConnectionID)
 }
@@ -119,8 +179,8 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 }
 
 // command answers one of Canopy's own statements.
-func (h *handler) command(c *mysql.Conn, cmd sqlcmd.Command, more bool, callback mysql.ResultSpoolFn) error {
-	res, err := h.n.execCommand(c, cmd)
+func (h *handler) command(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command, more bool, callback mysql.ResultSpoolFn) error {
+	res, err := h.n.execCommand(ctx, c, query, cmd)
 	if err != nil {
 		h.n.metrics.queryErrors.Inc()
 		return translateError(err, h.currentDB(c))

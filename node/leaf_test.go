@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"database/sql"
-	"errors"
 	"fmt"
 	"math/rand"
 	"os/exec"
@@ -12,101 +11,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/canopydb/canopy/internal/testutil"
 )
-
-func mustExec(t *testing.T, db *sql.DB, q string, args ...interface{}) sql.Result {
-	t.Helper()
-	r, err := db.Exec(q, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return r
-}
-
-// queryRows returns all rows as strings, NULL as "NULL", columns joined by ",".
-func queryRows(t *testing.T, db *sql.DB, q string, args ...interface{}) []string {
-	t.Helper()
-	rows, err := db.Query(q, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]interface{}, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			if v == nil {
-				parts[i] = "NULL"
-			} else {
-				parts[i] = string(v)
-			}
-		}
-		out = append(out, strings.Join(parts, ","))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return out
-}
-
-func expectRows(t *testing.T, db *sql.DB, q string, want ...string) {
-	t.Helper()
-	got := queryRows(t, db, q)
-	if strings.Join(got, "; ") != strings.Join(want, "; ") {
-		t.Errorf("%s\n got: %q\nwant: %q", q, got, want)
-	}
-}
-
-func mysqlErr(err error) *mysql.MySQLError {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me
-	}
-	return nil
-}
-
-func expectError(t *testing.T, db *sql.DB, code uint16, state string, q string) {
-	t.Helper()
-	_, err := db.Exec(q)
-	me := mysqlErr(err)
-	if me == nil {
-		t.Fatalf("%s: want error %d (%s), got %v", q, code, state, err)
-	}
-	if me.Number != code || string(me.SQLState[:]) != state {
-		t.Errorf("%s: got error %d (%s) %q, want %d (%s)", q, me.Number, me.SQLState, me.Message, code, state)
-	}
-}
 
 func newLeaf(t *testing.T) (*testutil.Node, *sql.DB) {
 	n := testutil.StartNode(t)
 	root := n.DB("")
-	mustExec(t, root, "CREATE DATABASE test")
+	testutil.Exec(t, root, "CREATE DATABASE test")
 	return n, n.DB("test")
 }
 
 func TestLeafDDLAndDML(t *testing.T) {
 	_, db := newLeaf(t)
-	mustExec(t, db, `CREATE TABLE items (
+	testutil.Exec(t, db, `CREATE TABLE items (
 		id BIGINT AUTO_INCREMENT PRIMARY KEY,
 		sku VARCHAR(32) NOT NULL,
 		qty INT NOT NULL DEFAULT 0,
 		price DECIMAL(10,2),
 		UNIQUE KEY sku_u (sku),
 		KEY qty_i (qty))`)
-	mustExec(t, db, "INSERT INTO items (sku, qty, price) VALUES ('a', 5, 1.50), ('b', 3, 2.00), ('c', 9, NULL)")
-	expectRows(t, db, "SELECT id, sku, qty, price FROM items ORDER BY id", "1,a,5,1.50", "2,b,3,2.00", "3,c,9,NULL")
+	testutil.Exec(t, db, "INSERT INTO items (sku, qty, price) VALUES ('a', 5, 1.50), ('b', 3, 2.00), ('c', 9, NULL)")
+	testutil.ExpectRows(t, db, "SELECT id, sku, qty, price FROM items ORDER BY id", "1,a,5,1.50", "2,b,3,2.00", "3,c,9,NULL")
 
 	// indexes are used for point and range lookups
 	for q, idx := range map[string]string{
@@ -115,89 +40,89 @@ func TestLeafDDLAndDML(t *testing.T) {
 		"SELECT * FROM items WHERE qty BETWEEN 4 AND 10": "[items.qty]",
 		"SELECT * FROM items WHERE id > 1 ORDER BY id":   "[items.id]",
 	} {
-		plan := strings.Join(queryRows(t, db, "EXPLAIN "+q), "\n")
+		plan := strings.Join(testutil.Rows(t, db, "EXPLAIN "+q), "\n")
 		if !strings.Contains(plan, "IndexedTableAccess") || !strings.Contains(plan, idx) {
 			t.Errorf("EXPLAIN %s does not use index %s:\n%s", q, idx, plan)
 		}
 	}
-	expectRows(t, db, "SELECT sku FROM items WHERE qty BETWEEN 4 AND 10 ORDER BY sku", "a", "c")
-	expectRows(t, db, "SELECT sku FROM items WHERE id > 1 ORDER BY id DESC", "c", "b")
+	testutil.ExpectRows(t, db, "SELECT sku FROM items WHERE qty BETWEEN 4 AND 10 ORDER BY sku", "a", "c")
+	testutil.ExpectRows(t, db, "SELECT sku FROM items WHERE id > 1 ORDER BY id DESC", "c", "b")
 
-	mustExec(t, db, "INSERT INTO items (sku, qty) VALUES ('a', 1) ON DUPLICATE KEY UPDATE qty = qty + 10")
-	expectRows(t, db, "SELECT qty FROM items WHERE sku = 'a'", "15")
-	mustExec(t, db, "REPLACE INTO items (id, sku, qty) VALUES (2, 'b2', 30)")
-	expectRows(t, db, "SELECT id, sku, qty FROM items WHERE id = 2", "2,b2,30")
-	r := mustExec(t, db, "UPDATE items SET qty = qty * 2 WHERE qty > 10")
+	testutil.Exec(t, db, "INSERT INTO items (sku, qty) VALUES ('a', 1) ON DUPLICATE KEY UPDATE qty = qty + 10")
+	testutil.ExpectRows(t, db, "SELECT qty FROM items WHERE sku = 'a'", "15")
+	testutil.Exec(t, db, "REPLACE INTO items (id, sku, qty) VALUES (2, 'b2', 30)")
+	testutil.ExpectRows(t, db, "SELECT id, sku, qty FROM items WHERE id = 2", "2,b2,30")
+	r := testutil.Exec(t, db, "UPDATE items SET qty = qty * 2 WHERE qty > 10")
 	if n, _ := r.RowsAffected(); n != 2 {
 		t.Errorf("UPDATE affected %d rows, want 2", n)
 	}
-	mustExec(t, db, "DELETE FROM items WHERE sku = 'c'")
-	expectRows(t, db, "SELECT sku, qty FROM items ORDER BY sku", "a,30", "b2,60")
+	testutil.Exec(t, db, "DELETE FROM items WHERE sku = 'c'")
+	testutil.ExpectRows(t, db, "SELECT sku, qty FROM items ORDER BY sku", "a,30", "b2,60")
 
 	// joins, subqueries, group by, window functions
-	mustExec(t, db, "CREATE TABLE orders (oid INT PRIMARY KEY, item_id BIGINT, n INT, KEY item (item_id))")
-	mustExec(t, db, "INSERT INTO orders VALUES (1, 1, 2), (2, 1, 3), (3, 2, 1), (4, 99, 1)")
-	expectRows(t, db, "SELECT i.sku, SUM(o.n) FROM items i JOIN orders o ON o.item_id = i.id GROUP BY i.sku ORDER BY i.sku", "a,5", "b2,1")
-	expectRows(t, db, "SELECT oid FROM orders WHERE item_id NOT IN (SELECT id FROM items) ORDER BY oid", "4")
-	expectRows(t, db, "SELECT oid, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY oid DESC) FROM orders ORDER BY oid", "1,2", "2,1", "3,1", "4,1")
+	testutil.Exec(t, db, "CREATE TABLE orders (oid INT PRIMARY KEY, item_id BIGINT, n INT, KEY item (item_id))")
+	testutil.Exec(t, db, "INSERT INTO orders VALUES (1, 1, 2), (2, 1, 3), (3, 2, 1), (4, 99, 1)")
+	testutil.ExpectRows(t, db, "SELECT i.sku, SUM(o.n) FROM items i JOIN orders o ON o.item_id = i.id GROUP BY i.sku ORDER BY i.sku", "a,5", "b2,1")
+	testutil.ExpectRows(t, db, "SELECT oid FROM orders WHERE item_id NOT IN (SELECT id FROM items) ORDER BY oid", "4")
+	testutil.ExpectRows(t, db, "SELECT oid, ROW_NUMBER() OVER (PARTITION BY item_id ORDER BY oid DESC) FROM orders ORDER BY oid", "1,2", "2,1", "3,1", "4,1")
 
 	// ALTER TABLE keeps data and indexes consistent
-	mustExec(t, db, "ALTER TABLE orders ADD COLUMN note VARCHAR(10) DEFAULT 'none'")
-	mustExec(t, db, "ALTER TABLE orders ADD INDEX n_i (n)")
-	expectRows(t, db, "SELECT oid, note FROM orders WHERE n = 3", "2,none")
-	mustExec(t, db, "ALTER TABLE orders DROP INDEX n_i")
-	mustExec(t, db, "ALTER TABLE orders DROP COLUMN note")
-	expectRows(t, db, "SELECT * FROM orders WHERE oid = 4", "4,99,1")
-	mustExec(t, db, "TRUNCATE TABLE orders")
-	expectRows(t, db, "SELECT COUNT(*) FROM orders", "0")
-	mustExec(t, db, "DROP TABLE orders")
-	expectError(t, db, 1146, "42S02", "SELECT * FROM orders")
+	testutil.Exec(t, db, "ALTER TABLE orders ADD COLUMN note VARCHAR(10) DEFAULT 'none'")
+	testutil.Exec(t, db, "ALTER TABLE orders ADD INDEX n_i (n)")
+	testutil.ExpectRows(t, db, "SELECT oid, note FROM orders WHERE n = 3", "2,none")
+	testutil.Exec(t, db, "ALTER TABLE orders DROP INDEX n_i")
+	testutil.Exec(t, db, "ALTER TABLE orders DROP COLUMN note")
+	testutil.ExpectRows(t, db, "SELECT * FROM orders WHERE oid = 4", "4,99,1")
+	testutil.Exec(t, db, "TRUNCATE TABLE orders")
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM orders", "0")
+	testutil.Exec(t, db, "DROP TABLE orders")
+	testutil.ExpectError(t, db, 1146, "42S02", "SELECT * FROM orders")
 }
 
 func TestLeafTypes(t *testing.T) {
 	_, db := newLeaf(t)
-	mustExec(t, db, `CREATE TABLE types (
+	testutil.Exec(t, db, `CREATE TABLE types (
 		id INT PRIMARY KEY, ti TINYINT, si SMALLINT UNSIGNED, bi BIGINT, d DECIMAL(20,6), f DOUBLE,
 		vc VARCHAR(100), tx TEXT, bl BLOB, dt DATE, dtm DATETIME(6), ts TIMESTAMP, tm TIME, y YEAR,
 		e ENUM('x','y'), j JSON)`)
-	mustExec(t, db, `INSERT INTO types VALUES
+	testutil.Exec(t, db, `INSERT INTO types VALUES
 		(1, -128, 65535, -9223372036854775808, 12345678901234.123456, 2.5, 'héllo', 'long text', X'00FF10',
 		 '2024-02-29', '2024-02-29 13:14:15.123456', '2024-01-01 00:00:01', '-12:30:00', 2024, 'y', '{"a": [1, "b"]}'),
 		(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`)
-	expectRows(t, db, "SELECT ti, si, bi, d, f, vc, tx, HEX(bl), dt, dtm, ts, tm, y, e, j FROM types WHERE id = 1",
+	testutil.ExpectRows(t, db, "SELECT ti, si, bi, d, f, vc, tx, HEX(bl), dt, dtm, ts, tm, y, e, j FROM types WHERE id = 1",
 		`-128,65535,-9223372036854775808,12345678901234.123456,2.5,héllo,long text,00FF10,2024-02-29,2024-02-29 13:14:15.123456,2024-01-01 00:00:01,-12:30:00,2024,y,{"a": [1, "b"]}`)
-	expectRows(t, db, "SELECT COUNT(*) FROM types WHERE ti IS NULL AND j IS NULL", "1")
-	expectRows(t, db, "SELECT id FROM types WHERE dt > '2024-01-01'", "1")
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM types WHERE ti IS NULL AND j IS NULL", "1")
+	testutil.ExpectRows(t, db, "SELECT id FROM types WHERE dt > '2024-01-01'", "1")
 }
 
 func TestLeafErrors(t *testing.T) {
 	_, db := newLeaf(t)
-	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(5) NOT NULL, UNIQUE KEY v_u (v))")
-	mustExec(t, db, "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-	expectError(t, db, 1062, "23000", "INSERT INTO t VALUES (1, 'z')")
-	expectError(t, db, 1062, "23000", "INSERT INTO t VALUES (3, 'a')")
-	expectError(t, db, 1062, "23000", "UPDATE t SET id = 2 WHERE id = 1")
-	expectError(t, db, 1146, "42S02", "SELECT * FROM missing")
-	expectError(t, db, 1049, "42000", "USE nodb")
-	expectError(t, db, 1064, "42000", "SELEC 1")
-	expectError(t, db, 1054, "42S22", "SELECT nocol FROM t")
-	expectError(t, db, 1048, "23000", "INSERT INTO t VALUES (4, NULL)")
-	expectError(t, db, 1136, "21S01", "INSERT INTO t VALUES (4)")
-	expectError(t, db, 1050, "42S01", "CREATE TABLE t (x INT)")
-	expectError(t, db, 1007, "HY000", "CREATE DATABASE test")
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(5) NOT NULL, UNIQUE KEY v_u (v))")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+	testutil.ExpectError(t, db, 1062, "23000", "INSERT INTO t VALUES (1, 'z')")
+	testutil.ExpectError(t, db, 1062, "23000", "INSERT INTO t VALUES (3, 'a')")
+	testutil.ExpectError(t, db, 1062, "23000", "UPDATE t SET id = 2 WHERE id = 1")
+	testutil.ExpectError(t, db, 1146, "42S02", "SELECT * FROM missing")
+	testutil.ExpectError(t, db, 1049, "42000", "USE nodb")
+	testutil.ExpectError(t, db, 1064, "42000", "SELEC 1")
+	testutil.ExpectError(t, db, 1054, "42S22", "SELECT nocol FROM t")
+	testutil.ExpectError(t, db, 1048, "23000", "INSERT INTO t VALUES (4, NULL)")
+	testutil.ExpectError(t, db, 1136, "21S01", "INSERT INTO t VALUES (4)")
+	testutil.ExpectError(t, db, 1050, "42S01", "CREATE TABLE t (x INT)")
+	testutil.ExpectError(t, db, 1007, "HY000", "CREATE DATABASE test")
 	// a multi-row insert that fails leaves nothing behind
-	expectError(t, db, 1062, "23000", "INSERT INTO t VALUES (10, 'x'), (11, 'y'), (1, 'w')")
-	expectRows(t, db, "SELECT id, v FROM t ORDER BY id", "1,a", "2,b")
+	testutil.ExpectError(t, db, 1062, "23000", "INSERT INTO t VALUES (10, 'x'), (11, 'y'), (1, 'w')")
+	testutil.ExpectRows(t, db, "SELECT id, v FROM t ORDER BY id", "1,a", "2,b")
 	_, err := db.Exec("INSERT INTO t VALUES (1, 'z')")
-	if me := mysqlErr(err); me == nil || !strings.Contains(me.Message, "Duplicate entry '1' for key 't.PRIMARY'") {
+	if me := testutil.MySQLError(err); me == nil || !strings.Contains(me.Message, "Duplicate entry '1' for key 't.PRIMARY'") {
 		t.Errorf("duplicate key message: %v", err)
 	}
 }
 
 func TestLeafTransactions(t *testing.T) {
 	_, db := newLeaf(t)
-	mustExec(t, db, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL)")
-	mustExec(t, db, "INSERT INTO acct VALUES (1, 100), (2, 100)")
+	testutil.Exec(t, db, "CREATE TABLE acct (id INT PRIMARY KEY, bal INT NOT NULL)")
+	testutil.Exec(t, db, "INSERT INTO acct VALUES (1, 100), (2, 100)")
 
 	tx, err := db.Begin()
 	if err != nil {
@@ -205,11 +130,11 @@ func TestLeafTransactions(t *testing.T) {
 	}
 	tx.Exec("UPDATE acct SET bal = bal - 10 WHERE id = 1")
 	tx.Exec("UPDATE acct SET bal = bal + 10 WHERE id = 2")
-	expectRows(t, db, "SELECT bal FROM acct ORDER BY id", "100", "100") // not visible yet
+	testutil.ExpectRows(t, db, "SELECT bal FROM acct ORDER BY id", "100", "100") // not visible yet
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	expectRows(t, db, "SELECT bal FROM acct ORDER BY id", "90", "110")
+	testutil.ExpectRows(t, db, "SELECT bal FROM acct ORDER BY id", "90", "110")
 
 	tx, _ = db.Begin()
 	tx.Exec("DELETE FROM acct")
@@ -217,7 +142,7 @@ func TestLeafTransactions(t *testing.T) {
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	expectRows(t, db, "SELECT id, bal FROM acct ORDER BY id", "1,90", "2,110")
+	testutil.ExpectRows(t, db, "SELECT id, bal FROM acct ORDER BY id", "1,90", "2,110")
 }
 
 // TestLeafConcurrentWriters: increments from many sessions are never lost,
@@ -226,8 +151,8 @@ func TestLeafTransactions(t *testing.T) {
 func TestLeafConcurrentWriters(t *testing.T) {
 	_, db := newLeaf(t)
 	db.SetMaxOpenConns(16)
-	mustExec(t, db, "CREATE TABLE counter (id INT PRIMARY KEY, v INT NOT NULL)")
-	mustExec(t, db, "INSERT INTO counter VALUES (1, 0)")
+	testutil.Exec(t, db, "CREATE TABLE counter (id INT PRIMARY KEY, v INT NOT NULL)")
+	testutil.Exec(t, db, "INSERT INTO counter VALUES (1, 0)")
 	const workers, perWorker = 8, 40
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -243,13 +168,13 @@ func TestLeafConcurrentWriters(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	expectRows(t, db, "SELECT v FROM counter", fmt.Sprint(workers*perWorker))
+	testutil.ExpectRows(t, db, "SELECT v FROM counter", fmt.Sprint(workers*perWorker))
 
 	// bank transfers in explicit transactions
-	mustExec(t, db, "CREATE TABLE bank (id INT PRIMARY KEY, bal INT NOT NULL)")
+	testutil.Exec(t, db, "CREATE TABLE bank (id INT PRIMARY KEY, bal INT NOT NULL)")
 	const accounts = 10
 	for i := 0; i < accounts; i++ {
-		mustExec(t, db, "INSERT INTO bank VALUES (?, 1000)", i)
+		testutil.Exec(t, db, "INSERT INTO bank VALUES (?, 1000)", i)
 	}
 	var committed, retried atomic.Int64
 	for w := 0; w < workers; w++ {
@@ -269,7 +194,7 @@ func TestLeafConcurrentWriters(t *testing.T) {
 						committed.Add(1)
 						break
 					}
-					me := mysqlErr(err)
+					me := testutil.MySQLError(err)
 					if me == nil || (me.Number != 1213 && me.Number != 1205) {
 						t.Errorf("transfer: %v", err)
 						return
@@ -280,7 +205,7 @@ func TestLeafConcurrentWriters(t *testing.T) {
 		}(int64(w))
 	}
 	wg.Wait()
-	expectRows(t, db, "SELECT SUM(bal), COUNT(*) FROM bank", fmt.Sprintf("%d,%d", accounts*1000, accounts))
+	testutil.ExpectRows(t, db, "SELECT SUM(bal), COUNT(*) FROM bank", fmt.Sprintf("%d,%d", accounts*1000, accounts))
 	t.Logf("transfers committed %d, retried after deadlock/timeout %d", committed.Load(), retried.Load())
 }
 
@@ -302,25 +227,25 @@ func transfer(db *sql.DB, from, to, amt int) error {
 
 func TestLeafRestartKeepsData(t *testing.T) {
 	n, db := newLeaf(t)
-	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT, KEY v_i (v(10)))")
-	mustExec(t, db, "INSERT INTO t VALUES (1, 'one'), (2, 'two')")
-	mustExec(t, db, "CREATE VIEW tv AS SELECT id FROM t WHERE id > 1")
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v TEXT, KEY v_i (v(10)))")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+	testutil.Exec(t, db, "CREATE VIEW tv AS SELECT id FROM t WHERE id > 1")
 	n.Stop()
 	if code := n.ExitCode(); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d, want 0", code)
 	}
 	n.Start()
 	db = n.DB("test")
-	expectRows(t, db, "SELECT id, v FROM t ORDER BY id", "1,one", "2,two")
-	expectRows(t, db, "SELECT id FROM t WHERE v = 'two'", "2")
-	expectRows(t, db, "SELECT * FROM tv", "2")
+	testutil.ExpectRows(t, db, "SELECT id, v FROM t ORDER BY id", "1,one", "2,two")
+	testutil.ExpectRows(t, db, "SELECT id FROM t WHERE v = 'two'", "2")
+	testutil.ExpectRows(t, db, "SELECT * FROM tv", "2")
 }
 
 // TestLeafKill9LosesNoAcknowledgedWrite kills the node with SIGKILL while
 // writers are inserting, and checks every acknowledged row after restart.
 func TestLeafKill9LosesNoAcknowledgedWrite(t *testing.T) {
 	n, db := newLeaf(t)
-	mustExec(t, db, "CREATE TABLE acked (id BIGINT PRIMARY KEY, writer INT, payload VARCHAR(64))")
+	testutil.Exec(t, db, "CREATE TABLE acked (id BIGINT PRIMARY KEY, writer INT, payload VARCHAR(64))")
 	db.SetMaxOpenConns(8)
 	var mu sync.Mutex
 	var acked []int64
@@ -401,7 +326,7 @@ func TestPartitionLogPositions(t *testing.T) {
 	n, db := newLeaf(t)
 	pos := func() (commits, lsn string) {
 		t.Helper()
-		for _, r := range queryRows(t, db, "SHOW DATABASES EXTENDED") {
+		for _, r := range testutil.Rows(t, db, "SHOW DATABASES EXTENDED") {
 			f := strings.Split(r, ",")
 			if f[0] == "test" {
 				if f[2] != "master" || f[3] != "online" {
@@ -417,7 +342,7 @@ func TestPartitionLogPositions(t *testing.T) {
 	if c0 != "0" || p0 != "0:0" {
 		t.Errorf("fresh database at %s commits, position %s", c0, p0)
 	}
-	mustExec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
 	want := 1
 	check := func(what string) {
 		t.Helper()
@@ -427,10 +352,10 @@ func TestPartitionLogPositions(t *testing.T) {
 		}
 	}
 	check("CREATE TABLE")
-	mustExec(t, db, "INSERT INTO t VALUES (1, 1)")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 1)")
 	want++
 	check("INSERT")
-	mustExec(t, db, "INSERT INTO t VALUES (2, 2), (3, 3)")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (2, 2), (3, 3)")
 	want++
 	check("multi-row INSERT")
 	tx, _ := db.Begin()
@@ -439,9 +364,9 @@ func TestPartitionLogPositions(t *testing.T) {
 	tx.Commit()
 	want++
 	check("two-statement transaction")
-	queryRows(t, db, "SELECT * FROM t")
-	mustExec(t, db, "UPDATE t SET v = 10 WHERE id = 1") // no change
-	mustExec(t, db, "UPDATE t SET v = 0 WHERE id = 99") // no row
+	testutil.Rows(t, db, "SELECT * FROM t")
+	testutil.Exec(t, db, "UPDATE t SET v = 10 WHERE id = 1") // no change
+	testutil.Exec(t, db, "UPDATE t SET v = 0 WHERE id = 99") // no row
 	check("reads and no-op writes")
 	tx, _ = db.Begin()
 	tx.Exec("INSERT INTO t VALUES (9, 9)")
@@ -451,7 +376,7 @@ func TestPartitionLogPositions(t *testing.T) {
 	n.Start()
 	db = n.DB("test")
 	check("restart")
-	mustExec(t, db, "INSERT INTO t VALUES (4, 4)")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (4, 4)")
 	want++
 	check("INSERT after restart")
 }

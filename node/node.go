@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sqle "github.com/dolthub/go-mysql-server"
@@ -21,6 +22,9 @@ import (
 	"github.com/dolthub/vitess/go/mysql"
 	"github.com/sirupsen/logrus"
 
+	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/internal/mux"
+	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
 )
 
@@ -41,6 +45,12 @@ type Config struct {
 	CacheMB int
 	// LockWait is the default row lock wait (innodb_lock_wait_timeout).
 	LockWait time.Duration
+	// AdvertiseHost is the address other nodes reach this node at.
+	// Default: Bind, or 127.0.0.1 when binding every interface.
+	AdvertiseHost string
+	// MasterAggregator makes a new node the master aggregator of a new
+	// cluster (a no-op once it is one).
+	MasterAggregator bool
 }
 
 // Defaults for ports derived from the MySQL port.
@@ -75,6 +85,12 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.DataDir == "" {
 		return c, errors.New("--data-dir is required")
 	}
+	if c.AdvertiseHost == "" {
+		c.AdvertiseHost = c.Bind
+		if ip := net.ParseIP(c.Bind); ip != nil && ip.IsUnspecified() {
+			c.AdvertiseHost = "127.0.0.1"
+		}
+	}
 	if c.CacheMB == 0 {
 		c.CacheMB = 128
 	}
@@ -88,7 +104,11 @@ type Node struct {
 	store    *storage.Store
 	engine   *sqle.Engine
 	server   *server.Server
+	gms      mysql.Handler // GMS's handler, behind ours
 	http     *http.Server
+	mux      *mux.Mux // the internal port
+	agg      atomic.Pointer[aggregator.Aggregator]
+	self     string   // an aggregator's address (its raft id)
 	sessions sync.Map // connection id → *storage.Session
 	inflight sync.WaitGroup
 	metrics  *metrics
@@ -118,7 +138,20 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{})}
 	n.metrics = newMetrics(n)
-	n.engine = sqle.New(analyzer.NewDefault(storage.NewProvider(store)), &sqle.Config{})
+	aggregator.RegisterVariables()
+	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
+		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).Build()
+	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
+	n.engine = sqle.New(a, &sqle.Config{})
+
+	internal := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.InternalPort))
+	iln, err := net.Listen("tcp", internal)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on %s (internal): %w", internal, err)
+	}
+	n.mux = mux.New(iln, log)
+	go replication.Serve(n.mux.Listen(mux.TagReplication), store, log)
 
 	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
@@ -135,11 +168,21 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		Version:  "8.0.31-canopy",
 	}
 	n.server, err = server.NewServerWithHandler(srvCfg, n.engine, sql.NewContext, n.newSession, nil,
-		func(h mysql.Handler) (mysql.Handler, error) { return &handler{Handler: h, n: n}, nil })
+		func(h mysql.Handler) (mysql.Handler, error) {
+			n.gms = h
+			return &handler{Handler: h, n: n}, nil
+		})
 	if err != nil {
 		ln.Close()
+		n.mux.Close()
 		store.Close()
 		return nil, fmt.Errorf("start MySQL server: %w", err)
+	}
+	if err := n.startRole(); err != nil {
+		n.server.Close()
+		n.mux.Close()
+		store.Close()
+		return nil, err
 	}
 	go func() {
 		if err := n.server.Start(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -165,6 +208,11 @@ func (n *Node) Close() error {
 		close(n.done)
 	}
 	n.server.Close()
+	if a := n.aggregator(); a != nil {
+		n.agg.Store(nil)
+		a.Close()
+	}
+	n.mux.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	n.http.Shutdown(shutdownCtx)
 	cancel()
@@ -178,6 +226,28 @@ func (n *Node) Close() error {
 	err := n.store.Close()
 	n.log.Info("node stopped")
 	return err
+}
+
+// startRole resumes the node's cluster role, or founds a cluster with
+// --master-aggregator.
+func (n *Node) startRole() error {
+	m, err := n.membership()
+	if err != nil {
+		return fmt.Errorf("read cluster membership: %w", err)
+	}
+	switch {
+	case m.Role == "aggregator":
+		return n.startAggregator(m, false)
+	case m.Role == "" && n.cfg.MasterAggregator:
+		m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(n.cfg.AdvertiseHost, strconv.Itoa(n.cfg.Port))}
+		if err := n.setMembership(&m); err != nil {
+			return err
+		}
+		return n.startAggregator(m, true)
+	case m.Role == "leaf" && n.cfg.MasterAggregator:
+		return fmt.Errorf("--master-aggregator: this node is a leaf of cluster %s", m.ClusterID)
+	}
+	return nil
 }
 
 // Config returns the node's settings.

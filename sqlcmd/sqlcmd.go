@@ -43,8 +43,9 @@ func SplitFirst(q string) (first, rest string) {
 
 // token is a word, a quoted string, a number or a punctuation mark.
 type token struct {
-	text   string
-	quoted bool // a '…' or "…" string (text is unquoted)
+	text       string
+	quoted     bool // a '…' or "…" string (text is unquoted)
+	start, end int  // byte offsets in the statement
 }
 
 // tokenize splits a statement into tokens; it reports false on an
@@ -79,17 +80,17 @@ func tokenize(s string) ([]token, bool) {
 			if j >= len(s) {
 				return nil, false
 			}
-			out = append(out, token{text: b.String(), quoted: c != '`'})
+			out = append(out, token{text: b.String(), quoted: c != '`', start: i, end: j + 1})
 			i = j + 1
 		case isWordByte(c):
 			j := i
 			for j < len(s) && isWordByte(s[j]) {
 				j++
 			}
-			out = append(out, token{text: s[i:j]})
+			out = append(out, token{text: s[i:j], start: i, end: j})
 			i = j
 		default:
-			out = append(out, token{text: s[i : i+1]})
+			out = append(out, token{text: s[i : i+1], start: i, end: i + 1})
 			i++
 		}
 	}
@@ -171,6 +172,10 @@ func Parse(stmt string) Command {
 		return nil
 	}
 	p := &parser{toks: toks}
+	if c := parseCluster(p); c != nil {
+		return c
+	}
+	p.pos = 0
 	switch {
 	case p.keyword("SHOW", "DATABASES", "EXTENDED"):
 		if p.done() {

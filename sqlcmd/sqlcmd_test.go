@@ -49,3 +49,78 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCluster(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Command
+	}{
+		{"ADD LEAF root@'127.0.0.1':3307", AddLeaf{User: "root", Host: "127.0.0.1", Port: 3307}},
+		{"add leaf root:'s3cret'@'leaf-1' into group 2", AddLeaf{User: "root", Password: "s3cret", Host: "leaf-1", Group: 2}},
+		{"ADD LEAF root@'h':x", nil},
+		{"REMOVE LEAF 'leaf-2':3306 FORCE", RemoveLeaf{Host: "leaf-2", Port: 3306, Force: true}},
+		{"REMOVE LEAF '10.0.2.123'", RemoveLeaf{Host: "10.0.2.123"}},
+		{"ADD AGGREGATOR root@'ca':3310", AddAggregator{User: "root", Host: "ca", Port: 3310}},
+		{"REMOVE AGGREGATOR 'ca':3310", RemoveAggregator{Host: "ca", Port: 3310}},
+		{"BOOTSTRAP AGGREGATOR '10.0.2.15'", BootstrapAggregator{Host: "10.0.2.15"}},
+		{"SHOW LEAVES", ShowLeaves{}},
+		{"show aggregators", ShowAggregators{}},
+		{"SHOW PARTITIONS ON memsql_demo", ShowPartitions{Database: "memsql_demo"}},
+		{"SHOW PARTITIONS", ShowPartitions{}},
+		{"CANOPY NODE STATUS", NodeStatus{}},
+		{"CANOPY JOIN CLUSTER 'abc' AS LEAF", JoinCluster{ClusterID: "abc", Role: "leaf"}},
+		{"CANOPY JOIN CLUSTER 'abc' AS AGGREGATOR '127.0.0.1:3310'", JoinCluster{ClusterID: "abc", Role: "aggregator", Self: "127.0.0.1:3310"}},
+		{"CANOPY LEAVE CLUSTER 'abc'", LeaveCluster{ClusterID: "abc"}},
+	}
+	for _, c := range cases {
+		if got := Parse(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("Parse(%q) = %#v, want %#v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestParseClusterDDL(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Command
+	}{
+		{"CREATE DATABASE test PARTITIONS=16", CreateDatabase{Name: "test", Partitions: 16}},
+		{"create database if not exists x partitions 4", CreateDatabase{Name: "x", IfNotExists: true, Partitions: 4}},
+		{"CREATE DATABASE db WITH SYNC REPLICATION PARTITIONS 8", CreateDatabase{Name: "db", Partitions: 8, Sync: true}},
+		{"CREATE DATABASE db DEFAULT CHARACTER SET utf8mb4", CreateDatabase{Name: "db"}},
+		{"CREATE DATABASE db PARTITIONS=0", nil},
+		{"SET @@GLOBAL.redundancy_level = 2", SetClusterVariable{Name: "redundancy_level", Value: "2"}},
+		{"set global auto_attach = Off", SetClusterVariable{Name: "auto_attach", Value: "Off"}},
+		{"SET GLOBAL max_connections = 10", nil},
+		{"SET @@session.redundancy_level = 2", nil},
+	}
+	for _, c := range cases {
+		if got := ParseClusterDDL(c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParseClusterDDL(%q) = %#v, want %#v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestParseCreateTable(t *testing.T) {
+	cases := []struct {
+		in   string
+		want CreateTable
+		ok   bool
+	}{
+		{"CREATE TABLE t (id INT PRIMARY KEY, v INT)", CreateTable{SQL: "CREATE TABLE t (id INT PRIMARY KEY, v INT)"}, true},
+		{"CREATE TABLE t (a INT, b INT, SHARD KEY (a), KEY (b))",
+			CreateTable{SQL: "CREATE TABLE t (a INT, b INT, KEY (b))", HasShardKey: true, ShardKey: []string{"a"}}, true},
+		{"create table t (SHARD KEY k (a, `b`), a int, b int)",
+			CreateTable{SQL: "create table t ( a int, b int)", HasShardKey: true, ShardKey: []string{"a", "b"}}, true},
+		{"CREATE TABLE t (a INT, SHARD KEY ())", CreateTable{SQL: "CREATE TABLE t (a INT)", HasShardKey: true}, true},
+		{"CREATE REFERENCE TABLE r (id INT PRIMARY KEY, name VARCHAR(10) DEFAULT 'shard key (x)')",
+			CreateTable{SQL: "CREATE TABLE r (id INT PRIMARY KEY, name VARCHAR(10) DEFAULT 'shard key (x)')", Reference: true}, true},
+		{"CREATE VIEW v AS SELECT 1", CreateTable{}, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseCreateTable(c.in)
+		if ok != c.ok || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ParseCreateTable(%q) = %#v, %v; want %#v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -46,7 +46,8 @@ type LogRecord struct {
 	Mutations []Mutation
 }
 
-func (r *LogRecord) encode() []byte {
+// Encode serializes the record, as stored and as shipped.
+func (r *LogRecord) Encode() []byte {
 	n := 32
 	for _, m := range r.Mutations {
 		n += 12 + len(m.Key) + len(m.Value)

@@ -27,6 +27,32 @@ func NewSession(base *sql.BaseSession, s *Store) *Session {
 	return &Session{BaseSession: base, store: s}
 }
 
+// GetSessionVariable reads a global-only variable's current global value,
+// as MySQL does: such a variable has no session copy, and it may change
+// (cluster variables change through the metadata) after a session began.
+func (s *Session) GetSessionVariable(ctx *sql.Context, name string) (interface{}, error) {
+	if sv, val, ok := sql.SystemVariables.GetGlobal(name); ok && sv.IsGlobalOnly() {
+		if _, isSet := sv.GetType().(sql.SetType); !isSet {
+			return val, nil
+		}
+	}
+	return s.BaseSession.GetSessionVariable(ctx, name)
+}
+
+// GetAllSessionVariables is SHOW VARIABLES' view, global-only variables
+// at their current global values.
+func (s *Session) GetAllSessionVariables() map[string]interface{} {
+	m := s.BaseSession.GetAllSessionVariables()
+	for name := range m {
+		if sv, val, ok := sql.SystemVariables.GetGlobal(name); ok && sv.IsGlobalOnly() {
+			if _, isSet := sv.GetType().(sql.SetType); !isSet {
+				m[name] = val
+			}
+		}
+	}
+	return m
+}
+
 func sessionFrom(ctx *sql.Context) *Session {
 	s, _ := ctx.Session.(*Session)
 	return s

@@ -50,10 +50,11 @@ type Store struct {
 
 	// commitMu orders commits: LSN assignment, version checks and catalog
 	// swaps happen under it, the fsync outside it (group commit).
-	commitMu sync.Mutex
-	ddlMu    sync.Mutex // one schema change at a time
-	txnSeq   atomic.Uint64
-	lockWait time.Duration
+	commitMu  sync.Mutex
+	committed chan struct{} // closed and replaced at every commit
+	ddlMu     sync.Mutex    // one schema change at a time
+	txnSeq    atomic.Uint64
+	lockWait  time.Duration
 }
 
 // dbState is the in-memory state of one database.
@@ -73,7 +74,12 @@ type dbState struct {
 	// guarded by Store.commitMu
 	pos     Position
 	commits uint64
+	// visible is a replica's position whose changes readers see: the
+	// record durable and the catalog reloaded (pos moves earlier).
+	visible Position
 	dropped bool
+	// replica databases take writes only from replication.
+	replica bool
 }
 
 // Open opens (creating if needed) the store in dir and loads its catalog.
@@ -101,14 +107,15 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
 	}
 	s := &Store{
-		db:       db,
-		cache:    cache,
-		locks:    lock.New(),
-		log:      o.Logger,
-		sync:     pebble.Sync,
-		dbs:      make(map[string]*dbState),
-		byID:     make(map[uint32]*dbState),
-		lockWait: o.LockWait,
+		db:        db,
+		cache:     cache,
+		locks:     lock.New(),
+		log:       o.Logger,
+		sync:      pebble.Sync,
+		dbs:       make(map[string]*dbState),
+		byID:      make(map[uint32]*dbState),
+		lockWait:  o.LockWait,
+		committed: make(chan struct{}),
 	}
 	if o.NoSync {
 		s.sync = pebble.NoSync
@@ -180,11 +187,17 @@ func (s *Store) loadDB(m dbMeta) (*dbState, error) {
 		if d.pos, d.commits, err = decodePosition(v); err != nil {
 			return nil, err
 		}
+		d.visible = d.pos
 	}
 	if v, ok, err := s.getRaw(join(d.prefix, stateNextTableID)); err != nil {
 		return nil, err
 	} else if ok {
 		d.nextTableID = binary.BigEndian.Uint32(v)
+	}
+	if _, ok, err := s.getRaw(join(d.prefix, stateReplica)); err != nil {
+		return nil, err
+	} else if ok {
+		d.replica = true
 	}
 	if err := s.scan(join(d.prefix, []byte{secTable}), func(k, v []byte) error {
 		var tm tableMeta
@@ -273,6 +286,7 @@ type DatabaseInfo struct {
 	Name    string
 	Commits uint64
 	Pos     Position
+	Replica bool
 }
 
 // DatabaseInfos lists every database with its log position.
@@ -281,7 +295,7 @@ func (s *Store) DatabaseInfos() []DatabaseInfo {
 	out := make([]DatabaseInfo, 0, len(dbs))
 	s.commitMu.Lock()
 	for _, d := range dbs {
-		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos})
+		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica})
 	}
 	s.commitMu.Unlock()
 	return out
@@ -322,10 +336,18 @@ func (s *Store) commit(t *Txn) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-
 	s.commitMu.Lock()
+	err := s.commitLocked(t, b)
+	s.commitMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.syncWait(b)
+}
+
+// commitLocked builds the batch and applies it; called under commitMu.
+func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
 	if err := t.checkVersions(); err != nil {
-		s.commitMu.Unlock()
 		return err
 	}
 	type dbCommit struct {
@@ -336,26 +358,24 @@ func (s *Store) commit(t *Txn) error {
 	var applied []dbCommit
 	counterVals := make(map[*tableState][]byte)
 	now := time.Now().UnixNano()
-
-	groups := t.groupByDatabase()
-	for _, g := range groups {
+	for _, g := range t.groupByDatabase() {
 		if g.global || t.dropping[g.dbID] {
 			// catalog entries and dropped databases have no log
 			if err := applyGroup(b, g); err != nil {
-				s.commitMu.Unlock()
 				return err
 			}
 			continue
 		}
 		d := s.databaseByID(g.dbID)
 		if d == nil || d.dropped {
-			s.commitMu.Unlock()
 			return errTableDefChanged
+		}
+		if d.replica && !t.replicated {
+			return errReplicaReadOnly(d.meta.Name)
 		}
 		rec := &LogRecord{Pos: Position{Term: d.pos.Term, LSN: d.pos.LSN + 1}, UnixNanos: now}
 		for _, rd := range g.rangeDels {
 			if err := b.DeleteRange(rd.lo, rd.hi, nil); err != nil {
-				s.commitMu.Unlock()
 				return err
 			}
 			rec.Mutations = append(rec.Mutations, Mutation{Op: OpDeleteRange, Key: rd.lo[dbPrefixLen:], Value: rd.hi[dbPrefixLen:]})
@@ -370,7 +390,6 @@ func (s *Store) commit(t *Txn) error {
 				rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: e.key[dbPrefixLen:], Value: e.val})
 			}
 			if err != nil {
-				s.commitMu.Unlock()
 				return err
 			}
 		}
@@ -379,30 +398,20 @@ func (s *Store) commit(t *Txn) error {
 			counterVals[ts] = v
 			k := join(d.prefix, tableCounterSuffix(ts.meta.ID))
 			if err := b.Set(k, v, nil); err != nil {
-				s.commitMu.Unlock()
 				return err
 			}
 			rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: k[dbPrefixLen:], Value: v})
 		}
 		commits := d.commits + 1
-		if err := b.Set(join(d.prefix, logSuffix(rec.Pos.LSN)), rec.encode(), nil); err != nil {
-			s.commitMu.Unlock()
+		if err := b.Set(join(d.prefix, logSuffix(rec.Pos.LSN)), rec.Encode(), nil); err != nil {
 			return err
 		}
 		if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
-			s.commitMu.Unlock()
 			return err
 		}
 		applied = append(applied, dbCommit{d, rec.Pos, commits})
 	}
-	var err error
-	if s.sync.Sync {
-		err = s.db.ApplyNoSyncWait(b, s.sync)
-	} else {
-		err = s.db.Apply(b, s.sync)
-	}
-	if err != nil {
-		s.commitMu.Unlock()
+	if err := s.apply(b); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	for _, a := range applied {
@@ -414,13 +423,41 @@ func (s *Store) commit(t *Txn) error {
 	for _, fn := range t.onApplied {
 		fn()
 	}
-	s.commitMu.Unlock()
+	s.notifyCommit()
+	return nil
+}
+
+// apply enters a batch into pebble's commit pipeline; with syncing on, the
+// caller then waits for durability outside commitMu.
+func (s *Store) apply(b *pebble.Batch) error {
 	if s.sync.Sync {
-		if err := b.SyncWait(); err != nil {
-			return fmt.Errorf("commit sync: %w", err)
-		}
+		return s.db.ApplyNoSyncWait(b, s.sync)
+	}
+	return s.db.Apply(b, s.sync)
+}
+
+func (s *Store) syncWait(b *pebble.Batch) error {
+	if !s.sync.Sync {
+		return nil
+	}
+	if err := b.SyncWait(); err != nil {
+		return fmt.Errorf("commit sync: %w", err)
 	}
 	return nil
+}
+
+// notifyCommit wakes everyone waiting for a commit (replication senders).
+// Called under commitMu.
+func (s *Store) notifyCommit() {
+	close(s.committed)
+	s.committed = make(chan struct{})
+}
+
+// CommitSignal returns a channel closed at the next commit.
+func (s *Store) CommitSignal() <-chan struct{} {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.committed
 }
 
 func applyGroup(b *pebble.Batch, g *writeGroup) error {
@@ -464,3 +501,40 @@ func (p pebbleLogger) Fatalf(format string, args ...interface{}) {
 
 // LocksHeld counts the row locks held by open transactions.
 func (s *Store) LocksHeld() int { return s.locks.Held() }
+
+// Node-local settings (cluster membership, …) under 0x00 'L'. They are not
+// part of any database and never replicated.
+func localKey(name string) []byte { return append([]byte{spaceGlobal, 'L'}, name...) }
+
+// GetLocal reads a node-local setting.
+func (s *Store) GetLocal(name string) ([]byte, bool, error) { return s.getRaw(localKey(name)) }
+
+// SetLocal writes a node-local setting durably; nil deletes it.
+func (s *Store) SetLocal(name string, v []byte) error {
+	if v == nil {
+		return s.db.Delete(localKey(name), pebble.Sync)
+	}
+	return s.db.Set(localKey(name), v, pebble.Sync)
+}
+
+// HasDatabase reports whether the node has a database.
+func (s *Store) HasDatabase(name string) bool { return s.database(name) != nil }
+
+// HasTable reports whether a database of the node has a table.
+func (s *Store) HasTable(db, table string) bool {
+	d := s.database(db)
+	return d != nil && d.table(table) != nil
+}
+
+// TableSchema returns a table's columns.
+func (s *Store) TableSchema(db, table string) (sql.Schema, bool) {
+	d := s.database(db)
+	if d == nil {
+		return nil, false
+	}
+	t := d.table(table)
+	if t == nil {
+		return nil, false
+	}
+	return t.schema.Schema, true
+}

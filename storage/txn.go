@@ -71,6 +71,9 @@ type Txn struct {
 	// autocommit: the engine commits at the end of the statement, so a
 	// statement that ends without committing failed.
 	autocommit bool
+	// replicated: a change that arrived by replication, allowed on a
+	// replica database.
+	replicated bool
 }
 
 var _ sql.Transaction = (*Txn)(nil)
@@ -382,6 +385,11 @@ var (
 	errReadOnlyTxn = mysql.NewSQLError(1792, "25006",
 		"Cannot execute statement in a READ ONLY transaction.")
 )
+
+func errReplicaReadOnly(db string) error {
+	return mysql.NewSQLError(1290, "HY000",
+		"The database '%s' is a replica and takes writes only by replication; write through the master aggregator", db)
+}
 
 // errRowChanged is returned by a write that found its row changed by
 // another transaction after it was read. The statement is rolled back and

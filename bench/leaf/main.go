@@ -99,7 +99,7 @@ func main() {
 		for rep := 0; rep < 3; rep++ {
 			db, err := sql.Open("mysql", s.DSN("sbtest"))
 			must(err)
-			c0 := benchutil.CPUTime(s.Pid())
+			c0 := s.CPU()
 			start := time.Now()
 			r, err := db.Query(aggQuery)
 			must(err)
@@ -110,7 +110,7 @@ func main() {
 			must(r.Err())
 			r.Close()
 			times = append(times, time.Since(start))
-			cpus = append(cpus, benchutil.CPUTime(s.Pid())-c0)
+			cpus = append(cpus, s.CPU()-c0)
 			db.Close()
 			if n != 100 {
 				log.Fatalf("%s returned %d groups, want 100", s.Name, n)

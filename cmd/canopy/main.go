@@ -18,6 +18,7 @@ import (
 const usage = `canopy: a distributed, MySQL-compatible SQL database
 
 Usage:
+  canopy demo [--port P] [--data-dir D]       run a local cluster: master aggregator, 4 leaves, child aggregator
   canopy node --port P --data-dir D [flags]   run a database node (a leaf by default)
   canopy version                               print the version
 
@@ -35,6 +36,8 @@ func main() {
 	switch os.Args[1] {
 	case "node":
 		err = runNode(os.Args[2:])
+	case "demo":
+		err = runDemo(os.Args[2:], os.Stdout)
 	case "version", "--version":
 		fmt.Println("canopy", version)
 	case "help", "-h", "--help":
@@ -73,6 +76,8 @@ func runNode(args []string) error {
 	fs.IntVar(&cfg.HTTPPort, "http-port", 0, fmt.Sprintf("port for /metrics and /healthz (default --port + %d)", node.HTTPPortOffset))
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the node's data (created if missing)")
 	fs.IntVar(&cfg.CacheMB, "cache-mb", 128, "storage block cache in MiB")
+	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host other nodes reach this node at (default --bind, or 127.0.0.1 for 0.0.0.0)")
+	fs.BoolVar(&cfg.MasterAggregator, "master-aggregator", false, "found a new cluster with this node as its master aggregator")
 	fs.DurationVar(&cfg.LockWait, "lock-wait-timeout", 50*time.Second, "default row lock wait (innodb_lock_wait_timeout)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")

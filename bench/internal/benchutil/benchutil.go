@@ -26,6 +26,9 @@ type Server struct {
 	Name string
 	Port int
 	cmd  *exec.Cmd
+	// Peers are the other processes serving through this one (a
+	// cluster's leaves behind its aggregator); CPU counts them too.
+	Peers []*Server
 }
 
 // FreePort returns a free loopback port.
@@ -91,6 +94,15 @@ func (s *Server) Stop() {
 	}
 }
 
+// CPU is the user+system CPU the server and its peers have used.
+func (s *Server) CPU() time.Duration {
+	t := CPUTime(s.Pid())
+	for _, p := range s.Peers {
+		t += p.CPU()
+	}
+	return t
+}
+
 // CPUTime is the user+system CPU the process has used.
 func CPUTime(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -129,7 +141,7 @@ func StartMariaDB(dir string, bufferPoolMB int) (*Server, error) {
 		"--max-connections=500")
 }
 
-// StartCanopy starts a canopy leaf.
+// StartCanopy starts a canopy node (a leaf unless extra says otherwise).
 func StartCanopy(bin, dir, name string, cacheMB int, extra ...string) (*Server, error) {
 	port := FreePort()
 	args := append([]string{"node", "--port", strconv.Itoa(port), "--internal-port", strconv.Itoa(FreePort()),
@@ -186,12 +198,12 @@ func Sysbench(s *Server, workload, phase string, threads int, seconds int, extra
 		"--mysql-user=root", "--mysql-db=sbtest", fmt.Sprintf("--threads=%d", threads),
 		fmt.Sprintf("--time=%d", seconds), "--report-interval=0"}, extra...)
 	args = append(args, phase)
-	cpu0 := CPUTime(s.Pid())
+	cpu0 := s.CPU()
 	cmd := exec.Command("sysbench", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
-	res := SysbenchResult{ServerCPU: CPUTime(s.Pid()) - cpu0}
+	res := SysbenchResult{ServerCPU: s.CPU() - cpu0}
 	if err != nil {
 		return res, fmt.Errorf("sysbench %s %s on %s: %v\n%s", workload, phase, s.Name, err, out.String())
 	}

@@ -1,0 +1,349 @@
+// Package aggregator is the aggregator tier of a node: it holds the cluster
+// metadata (a raft member), plans every client statement (package planner)
+// and runs it on the right partitions, merges results, runs DDL on every
+// node, copies databases to every node, and measures the other nodes with
+// heartbeats. The master aggregator is the raft leader.
+package aggregator
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/vitess/go/mysql"
+
+	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster"
+	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/replication"
+	"github.com/canopydb/canopy/storage"
+)
+
+// Host is the node an aggregator runs in.
+type Host interface {
+	Store() *storage.Store
+	Engine() *sqle.Engine
+	Log() *slog.Logger
+	// Self is the MySQL address other nodes reach this node at.
+	Self() (host string, port int)
+	// InternalAddr is the internal port's address, as others dial it.
+	InternalAddr() string
+	RaftListener() net.Listener
+	DataDir() string
+	// RunLocal runs one statement in this node's SQL engine for a client.
+	RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error
+	// Session is the storage session of a client connection.
+	Session(id uint32) *storage.Session
+}
+
+// Aggregator is a running aggregator.
+type Aggregator struct {
+	host      Host
+	log       *slog.Logger
+	store     *storage.Store
+	raft      *cluster.Raft
+	pools     *pool.Pools
+	hub       *replication.Hub
+	self      string
+	clusterID string
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	beats     *heartbeats
+	autoMu    sync.Mutex
+	autos     map[string]*autoRange
+	sessions  sync.Map // connection id → *session
+	spread    atomic.Uint64
+	changed   chan struct{} // signalled on metadata changes
+	schemasAt atomic.Uint64 // metadata index whose schema changes this node's copies have
+}
+
+// Start runs the aggregator; bootstrap founds a new cluster with this
+// node as master.
+func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
+	host, port := h.Self()
+	a := &Aggregator{
+		host:      h,
+		log:       h.Log().With("component", "aggregator"),
+		store:     h.Store(),
+		pools:     pool.New(8),
+		self:      meta.Addr(host, port),
+		clusterID: clusterID,
+		stop:      make(chan struct{}),
+		autos:     make(map[string]*autoRange),
+		changed:   make(chan struct{}, 1),
+	}
+	a.hub = replication.NewHub(a.store, a.self, a.log)
+	a.beats = newHeartbeats(a)
+	rf, err := cluster.Start(cluster.Config{
+		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
+		Listener: h.RaftListener(), Log: a.log,
+		OnApply: func(old, new *meta.State) {
+			if err := publishVariables(new); err != nil {
+				a.log.Warn("cluster variables", "err", err)
+			}
+			a.signal()
+		},
+	}, bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	a.raft = rf
+	publishVariables(rf.State())
+	if !bootstrap {
+		// A restarted master wins its election in about a second; give it
+		// that before serving, so its first statements need not forward.
+		// A child whose master is down goes on without one.
+		rf.WaitLeader(3 * time.Second)
+	}
+	if bootstrap {
+		if err := rf.WaitLeader(10 * time.Second); err != nil {
+			rf.Shutdown()
+			return nil, err
+		}
+		if rf.State().ClusterID == "" {
+			err := rf.Propose(meta.Bootstrap{ClusterID: clusterID, Aggregator: meta.Aggregator{
+				Host: host, Port: port, InternalPort: portOf(h.InternalAddr()), User: "root"}})
+			if err != nil {
+				rf.Shutdown()
+				return nil, fmt.Errorf("bootstrap cluster metadata: %w", err)
+			}
+		}
+	}
+	a.wg.Add(2)
+	go a.reconcileLoop()
+	go a.beats.run()
+	return a, nil
+}
+
+// Close stops the aggregator (the node goes on as a plain node).
+func (a *Aggregator) Close() error {
+	close(a.stop)
+	a.wg.Wait()
+	a.hub.Close()
+	a.pools.Close()
+	a.beats.close()
+	return a.raft.Shutdown()
+}
+
+// State is this aggregator's copy of the cluster metadata.
+func (a *Aggregator) State() *meta.State { return a.raft.State() }
+
+// IsMaster reports whether this aggregator is the master aggregator.
+func (a *Aggregator) IsMaster() bool { return a.raft.IsLeader() }
+
+// ClusterID names the cluster.
+func (a *Aggregator) ClusterID() string { return a.clusterID }
+
+// RaftIndex is the last metadata change applied here.
+func (a *Aggregator) RaftIndex() uint64 { return a.raft.AppliedIndex() }
+
+func (a *Aggregator) signal() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+// reconcileLoop keeps, on the master, a replication stream of every
+// distributed database to every other node (their copy holds reference
+// tables and the definitions of sharded tables).
+func (a *Aggregator) reconcileLoop() {
+	defer a.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		a.reconcile()
+		select {
+		case <-a.stop:
+			return
+		case <-a.changed:
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Aggregator) reconcile() {
+	if !a.IsMaster() {
+		a.hub.Close()
+		return
+	}
+	st := a.State()
+	want := map[[2]string]bool{}
+	for _, name := range st.DatabaseNames() {
+		for _, t := range a.replicaTargets(st) {
+			want[[2]string{name, t}] = true
+			a.hub.Ensure(name, t)
+		}
+	}
+	a.hub.Retain(func(db, target string) bool { return want[[2]string{db, target}] })
+}
+
+// replicaTargets are the internal addresses of every node but this one.
+func (a *Aggregator) replicaTargets(st *meta.State) []string {
+	var out []string
+	for _, l := range st.Leaves {
+		if l.InternalPort != 0 && l.State != meta.LeafDetached {
+			out = append(out, meta.Addr(l.Host, l.InternalPort))
+		}
+	}
+	for _, ag := range st.Aggregators {
+		if ag.Addr() != a.self && ag.InternalPort != 0 {
+			out = append(out, meta.Addr(ag.Host, ag.InternalPort))
+		}
+	}
+	return out
+}
+
+// waitReplicated waits until every connected node has db's latest change,
+// as writes to reference tables and schema changes must be everywhere
+// before they are acknowledged. A node that does not confirm within the
+// timeout catches up later; it is logged.
+func (a *Aggregator) waitReplicated(db string) {
+	pos, ok := a.store.Position(db)
+	if !ok {
+		return
+	}
+	a.reconcile()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if pending := a.hub.WaitAcked(ctx, db, pos.LSN); len(pending) > 0 {
+		a.log.Warn("nodes did not confirm a change in time; they will catch up", "database", db, "position", pos, "nodes", pending)
+	}
+}
+
+// propose commits a metadata change and waits until every child
+// aggregator that is up has applied it: a change made on the master is
+// visible on every aggregator when the statement returns.
+func (a *Aggregator) propose(payload interface{}) error {
+	if err := a.raft.Propose(payload); err != nil {
+		return err
+	}
+	a.syncChildren(a.RaftIndex())
+	return nil
+}
+
+func (a *Aggregator) syncChildren(idx uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, ag := range a.State().Aggregators {
+		if ag.Addr() == a.self || a.beats.down(ag.Addr()) {
+			continue
+		}
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			if err := a.waitChild(ctx, addr, idx); err != nil {
+				a.log.Warn("child aggregator did not confirm a metadata change; it catches up later", "aggregator", addr, "index", idx, "err", err)
+			}
+		}(ag.Addr())
+	}
+	wg.Wait()
+}
+
+// waitChild polls a child aggregator until it has applied index idx.
+func (a *Aggregator) waitChild(ctx context.Context, addr string, idx uint64) error {
+	p, err := a.aggregatorPool(addr)
+	if err != nil {
+		return err
+	}
+	for {
+		info, err := nodeStatus(ctx, p)
+		if err == nil && info.RaftIndex >= idx {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("at index %d", info.RaftIndex)
+			}
+			return err
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// waitAllReplicated waits until every node has every database's latest
+// change: a node just added can serve queries when ADD returns.
+func (a *Aggregator) waitAllReplicated() {
+	for _, db := range a.State().DatabaseNames() {
+		a.waitReplicated(db)
+	}
+	a.reconcile()
+}
+
+// Leaf and aggregator connections.
+
+func (a *Aggregator) leafPool(addr string) (*pool.Pool, error) {
+	l, ok := a.State().Leaf(addr)
+	if !ok {
+		return nil, fmt.Errorf("leaf %s is not part of the cluster", addr)
+	}
+	return a.pools.Get(pool.Node{Host: l.Host, Port: l.Port, User: l.User, Password: l.Password}), nil
+}
+
+func (a *Aggregator) aggregatorPool(addr string) (*pool.Pool, error) {
+	ag, ok := a.State().Aggregator(addr)
+	if !ok {
+		return nil, fmt.Errorf("aggregator %s is not part of the cluster", addr)
+	}
+	return a.pools.Get(pool.Node{Host: ag.Host, Port: ag.Port, User: ag.User, Password: ag.Password}), nil
+}
+
+// AUTO_INCREMENT of sharded tables: aggregator number N hands out
+// N<<50 + 1, 2, …; ranges of a million are reserved durably, so a restart
+// skips what was reserved and never repeats a value.
+const autoBits = 50
+const autoReserve = 1_000_000
+
+type autoRange struct {
+	next, limit uint64
+}
+
+func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
+	a.autoMu.Lock()
+	defer a.autoMu.Unlock()
+	key := "autoinc/" + db + "." + table
+	r := a.autos[key]
+	if r == nil {
+		r = &autoRange{}
+		if v, ok, _ := a.store.GetLocal(key); ok && len(v) == 8 {
+			r.next = binary.BigEndian.Uint64(v)
+			r.limit = r.next
+		}
+		a.autos[key] = r
+	}
+	if r.next >= r.limit {
+		r.limit = r.next + autoReserve
+		if err := a.store.SetLocal(key, binary.BigEndian.AppendUint64(nil, r.limit)); err != nil {
+			a.log.Error("reserving AUTO_INCREMENT values", "table", db+"."+table, "err", err)
+		}
+	}
+	r.next++
+	num := 0
+	if ag, ok := a.State().Aggregator(a.self); ok {
+		num = ag.Number
+	}
+	return uint64(num)<<autoBits | r.next
+}
+
+// spreadPartition picks a partition for a row of a table without shard key.
+func (a *Aggregator) spreadPartition(n int) int {
+	return int(a.spread.Add(1) % uint64(n))
+}

@@ -1,0 +1,545 @@
+package aggregator
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/sqltypes"
+
+	"github.com/canopydb/canopy/aggregator/planner"
+	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/sharding"
+	"github.com/canopydb/canopy/storage"
+)
+
+// Provider is a node's SQL engine view of its databases. On an aggregator,
+// the sharded tables of a distributed database are DistTables: their rows
+// come from the partitions.
+type Provider struct {
+	*storage.Provider
+	agg func() *Aggregator
+}
+
+// NewProvider wraps a node's storage provider; agg returns the node's
+// aggregator, or nil on a leaf.
+func NewProvider(p *storage.Provider, agg func() *Aggregator) *Provider {
+	return &Provider{Provider: p, agg: agg}
+}
+
+func (p *Provider) wrap(ctx *sql.Context, db sql.Database) sql.Database {
+	a := p.agg()
+	sdb, ok := db.(*storage.Database)
+	if a == nil || !ok || (ctx.Session != nil && a.seesLocal(ctx.Session.ID())) {
+		return db
+	}
+	if d := a.State().Database(db.Name()); d != nil {
+		return &DistDatabase{Database: sdb, a: a, name: d.Name}
+	}
+	return db
+}
+
+func (p *Provider) Database(ctx *sql.Context, name string) (sql.Database, error) {
+	db, err := p.Provider.Database(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return p.wrap(ctx, db), nil
+}
+
+func (p *Provider) AllDatabases(ctx *sql.Context) []sql.Database {
+	all := p.Provider.AllDatabases(ctx)
+	for i, db := range all {
+		all[i] = p.wrap(ctx, db)
+	}
+	return all
+}
+
+// DistDatabase is a distributed database on an aggregator: this node's
+// copy (reference tables, views, table definitions) with sharded tables
+// read from the partitions.
+type DistDatabase struct {
+	*storage.Database
+	a    *Aggregator
+	name string
+}
+
+func (d *DistDatabase) GetTableInsensitive(ctx *sql.Context, name string) (sql.Table, bool, error) {
+	t, ok, err := d.Database.GetTableInsensitive(ctx, name)
+	if err != nil || !ok {
+		return t, ok, err
+	}
+	md := d.a.State().Database(d.name)
+	if md == nil {
+		return t, ok, nil
+	}
+	if mt := md.Table(name); mt != nil && !mt.Reference {
+		return &DistTable{a: d.a, db: md, meta: mt, local: t}, true, nil
+	}
+	return t, ok, nil
+}
+
+// DistTable is a sharded table seen from an aggregator.
+type DistTable struct {
+	a     *Aggregator
+	db    *meta.Database
+	meta  *meta.Table
+	local sql.Table // this node's copy: the definition, no rows
+
+	proj   []string
+	schema sql.Schema
+	where  string // conditions the partitions evaluate
+}
+
+var (
+	_ sql.Table              = (*DistTable)(nil)
+	_ sql.ProjectedTable     = (*DistTable)(nil)
+	_ sql.InsertableTable    = (*DistTable)(nil)
+	_ sql.AutoIncrementTable = (*DistTable)(nil)
+	_ sql.PrimaryKeyTable    = (*DistTable)(nil)
+)
+
+func (t *DistTable) Name() string               { return t.local.Name() }
+func (t *DistTable) String() string             { return t.local.Name() }
+func (t *DistTable) Collation() sql.CollationID { return t.local.Collation() }
+
+func (t *DistTable) Schema() sql.Schema {
+	if t.schema != nil {
+		return t.schema
+	}
+	return t.local.Schema()
+}
+
+func (t *DistTable) PrimaryKeySchema() sql.PrimaryKeySchema {
+	return t.local.(sql.PrimaryKeyTable).PrimaryKeySchema()
+}
+
+func (t *DistTable) WithProjections(cols []string) sql.Table {
+	nt := *t
+	nt.proj, nt.schema = nil, nil
+	if cols == nil {
+		return &nt
+	}
+	full := t.local.Schema()
+	for _, c := range cols {
+		if i := full.IndexOfColName(c); i >= 0 {
+			nt.proj = append(nt.proj, full[i].Name)
+			nt.schema = append(nt.schema, full[i])
+		}
+	}
+	return &nt
+}
+
+func (t *DistTable) Projections() []string { return t.proj }
+
+// withFilters returns the scan with the conditions a partition can
+// evaluate itself; name is how the conditions refer to the table.
+func (t *DistTable) withFilters(ctx *sql.Context, name string, conds []sql.Expression) (*DistTable, bool) {
+	var parts []string
+	for _, f := range conds {
+		if s, ok := planner.FilterSQL(ctx, f, name); ok {
+			parts = append(parts, s)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, false
+	}
+	nt := *t
+	nt.where = strings.Join(parts, " AND ")
+	return &nt, true
+}
+
+// scanSQL is what each partition runs for this scan.
+func (t *DistTable) scanSQL(p int) string {
+	cols := "*"
+	if t.proj != nil {
+		q := make([]string, len(t.proj))
+		for i, c := range t.proj {
+			q[i] = quoteIdent(c)
+		}
+		cols = strings.Join(q, ", ")
+	}
+	s := fmt.Sprintf("SELECT %s FROM %s.%s", cols, quoteIdent(meta.PartitionName(t.db.Name, p)), quoteIdent(t.Name()))
+	if t.where != "" {
+		s += " WHERE " + t.where
+	}
+	return s
+}
+
+type allPartitions struct{}
+
+func (allPartitions) Key() []byte { return []byte("all") }
+
+type onePartition struct{ done bool }
+
+func (o *onePartition) Next(*sql.Context) (sql.Partition, error) {
+	if o.done {
+		return nil, io.EOF
+	}
+	o.done = true
+	return allPartitions{}, nil
+}
+
+func (o *onePartition) Close(*sql.Context) error { return nil }
+
+// Partitions: one GMS partition whose rows come from every cluster
+// partition in parallel.
+func (t *DistTable) Partitions(*sql.Context) (sql.PartitionIter, error) { return &onePartition{}, nil }
+
+func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIter, error) {
+	st := t.a.State()
+	d := st.Database(t.db.Name)
+	if d == nil {
+		return nil, sql.ErrDatabaseNotFound.New(t.db.Name)
+	}
+	schema := t.Schema()
+	it := &gatherIter{rows: make(chan sql.Row, 256), done: make(chan struct{})}
+	connID := ctx.Session.ID()
+	inTxn := t.a.inTransaction(connID)
+	type job struct {
+		leaf  string
+		parts []int
+	}
+	var jobs []job
+	if inTxn {
+		byLeaf := map[string][]int{}
+		for _, p := range d.Partitions {
+			if p.Master == "" {
+				return nil, errNoMaster(d.Name, p.Ordinal)
+			}
+			byLeaf[p.Master] = append(byLeaf[p.Master], p.Ordinal)
+		}
+		for leaf, parts := range byLeaf {
+			jobs = append(jobs, job{leaf, parts})
+		}
+	} else {
+		for _, p := range d.Partitions {
+			if p.Master == "" {
+				return nil, errNoMaster(d.Name, p.Ordinal)
+			}
+			jobs = append(jobs, job{p.Master, []int{p.Ordinal}})
+		}
+	}
+	it.wg.Add(len(jobs))
+	for _, j := range jobs {
+		go func(j job) {
+			defer it.wg.Done()
+			var c *pool.Conn
+			var err error
+			if inTxn {
+				c, err = t.a.txnConn(ctx, t.a.session(connID), j.leaf)
+			} else {
+				var lp *pool.Pool
+				if lp, err = t.a.leafPool(j.leaf); err == nil {
+					c, err = lp.Acquire(ctx)
+					if err == nil {
+						defer c.Release()
+					}
+				}
+			}
+			if err != nil {
+				it.fail(leafError(j.leaf, err))
+				return
+			}
+			for _, p := range j.parts {
+				if err := it.stream(ctx, c, t.scanSQL(p), schema); err != nil {
+					it.fail(leafError(j.leaf, err))
+					return
+				}
+			}
+		}(j)
+	}
+	go func() {
+		it.wg.Wait()
+		close(it.rows)
+	}()
+	return it, nil
+}
+
+// gatherIter merges the rows partitions stream back.
+type gatherIter struct {
+	rows chan sql.Row
+	done chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+	once sync.Once
+}
+
+func (g *gatherIter) fail(err error) {
+	g.mu.Lock()
+	if g.err == nil {
+		g.err = err
+	}
+	g.mu.Unlock()
+	g.stop()
+}
+
+func (g *gatherIter) stop() { g.once.Do(func() { close(g.done) }) }
+
+func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema) error {
+	if err := c.ExecuteStreamFetch(query); err != nil {
+		return err
+	}
+	for {
+		vals, err := c.FetchNext()
+		if err != nil {
+			c.CloseResult()
+			return err
+		}
+		if vals == nil {
+			c.CloseResult()
+			return nil
+		}
+		row, err := fromSQL(ctx, schema, vals)
+		if err != nil {
+			c.CloseResult()
+			return err
+		}
+		select {
+		case g.rows <- row:
+		case <-g.done:
+			// the reader is gone: this connection is mid-result, so drop it
+			c.Close()
+			return nil
+		}
+	}
+}
+
+func (g *gatherIter) Next(ctx *sql.Context) (sql.Row, error) {
+	select {
+	case row, ok := <-g.rows:
+		if ok {
+			return row, nil
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.err != nil {
+			return nil, g.err
+		}
+		return nil, io.EOF
+	case <-ctx.Done():
+		g.stop()
+		return nil, ctx.Err()
+	}
+}
+
+func (g *gatherIter) Close(*sql.Context) error {
+	g.stop()
+	for range g.rows { // let producers finish
+	}
+	return nil
+}
+
+// fromSQL converts a row a leaf sent into the engine's values.
+func fromSQL(ctx *sql.Context, schema sql.Schema, vals []sqltypes.Value) (sql.Row, error) {
+	if len(vals) != len(schema) {
+		return nil, fmt.Errorf("partition returned %d columns, expected %d", len(vals), len(schema))
+	}
+	row := make(sql.Row, len(vals))
+	for i, v := range vals {
+		if v.IsNull() {
+			continue
+		}
+		t := schema[i].Type
+		raw := v.Raw()
+		if types.IsBinaryType(t) {
+			row[i] = append([]byte(nil), raw...)
+			continue
+		}
+		if bt, ok := t.(types.BitType); ok {
+			var u uint64
+			for _, b := range raw {
+				u = u<<8 | uint64(b)
+			}
+			row[i], _, _ = bt.Convert(ctx, u)
+			continue
+		}
+		cv, _, err := t.Convert(ctx, string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", schema[i].Name, err)
+		}
+		row[i] = cv
+	}
+	return row, nil
+}
+
+// AUTO_INCREMENT values of sharded tables come from the aggregator.
+
+func (t *DistTable) PeekNextAutoIncrementValue(*sql.Context) (uint64, error) { return 0, nil }
+
+func (t *DistTable) GetNextAutoIncrementValue(ctx *sql.Context, given interface{}) (uint64, error) {
+	if given != nil {
+		return 0, nil
+	}
+	return t.a.nextAutoIncrement(t.db.Name, t.Name()), nil
+}
+
+func (t *DistTable) AutoIncrementSetter(*sql.Context) sql.AutoIncrementSetter { return noAutoSetter{} }
+
+type noAutoSetter struct{}
+
+func (noAutoSetter) SetAutoIncrementValue(*sql.Context, uint64) error      { return nil }
+func (noAutoSetter) AcquireAutoIncrementLock(*sql.Context) (func(), error) { return func() {}, nil }
+func (noAutoSetter) Close(*sql.Context) error                              { return nil }
+
+// Inserter routes rows the engine computed (INSERT … SELECT) to their
+// partitions, in batches, in one transaction per leaf that commits when
+// the statement completes.
+func (t *DistTable) Inserter(ctx *sql.Context) sql.RowInserter {
+	return &distInserter{t: t, connID: ctx.Session.ID(), buf: map[int][]sql.Row{}, conns: map[string]*pool.Conn{}}
+}
+
+type distInserter struct {
+	t      *DistTable
+	connID uint32
+	buf    map[int][]sql.Row
+	conns  map[string]*pool.Conn // outside a client transaction: ours
+	inTxn  bool
+}
+
+const insertBatch = 500
+
+func (i *distInserter) StatementBegin(*sql.Context) { i.inTxn = i.t.a.inTransaction(i.connID) }
+
+func (i *distInserter) Insert(ctx *sql.Context, row sql.Row) error {
+	p, err := i.partition(row)
+	if err != nil {
+		return err
+	}
+	i.buf[p] = append(i.buf[p], row)
+	if len(i.buf[p]) >= insertBatch {
+		return i.flush(ctx, p)
+	}
+	return nil
+}
+
+func (i *distInserter) partition(row sql.Row) (int, error) {
+	n := len(i.t.db.Partitions)
+	if len(i.t.meta.ShardKey) == 0 {
+		return i.t.a.spreadPartition(n), nil
+	}
+	schema := i.t.local.Schema()
+	vals := make([]interface{}, len(i.t.meta.ShardKey))
+	typs := make([]sql.Type, len(vals))
+	for k, c := range i.t.meta.ShardKey {
+		idx := schema.IndexOfColName(c)
+		if idx < 0 {
+			return 0, fmt.Errorf("shard key column %s not in table %s", c, i.t.Name())
+		}
+		vals[k], typs[k] = row[idx], schema[idx].Type
+	}
+	return sharding.NewKey(typs).Partition(vals, n)
+}
+
+func (i *distInserter) conn(ctx *sql.Context, leaf string) (*pool.Conn, error) {
+	if i.inTxn {
+		return i.t.a.txnConn(ctx, i.t.a.session(i.connID), leaf)
+	}
+	if c, ok := i.conns[leaf]; ok {
+		return c, nil
+	}
+	lp, err := i.t.a.leafPool(leaf)
+	if err != nil {
+		return nil, err
+	}
+	c, err := lp.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Exec("BEGIN", 0); err != nil {
+		c.Release()
+		return nil, err
+	}
+	i.conns[leaf] = c
+	return c, nil
+}
+
+func (i *distInserter) flush(ctx *sql.Context, p int) error {
+	rows := i.buf[p]
+	if len(rows) == 0 {
+		return nil
+	}
+	delete(i.buf, p)
+	leaf, err := routeLeaf(i.t.a.State(), i.t.db.Name, p)
+	if err != nil {
+		return err
+	}
+	schema := i.t.local.Schema()
+	var q bytes.Buffer
+	fmt.Fprintf(&q, "INSERT INTO %s.%s (", quoteIdent(meta.PartitionName(i.t.db.Name, p)), quoteIdent(i.t.Name()))
+	for k, c := range schema {
+		if k > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(quoteIdent(c.Name))
+	}
+	q.WriteString(") VALUES ")
+	for r, row := range rows {
+		if r > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteByte('(')
+		for k, v := range row {
+			if k > 0 {
+				q.WriteString(", ")
+			}
+			if v == nil {
+				q.WriteString("NULL")
+				continue
+			}
+			sv, err := schema[k].Type.SQL(ctx, nil, v)
+			if err != nil {
+				return err
+			}
+			sv.EncodeSQL(&q)
+		}
+		q.WriteByte(')')
+	}
+	c, err := i.conn(ctx, leaf)
+	if err != nil {
+		return leafError(leaf, err)
+	}
+	if _, err := c.Exec(q.String(), 0); err != nil {
+		return leafError(leaf, err)
+	}
+	return nil
+}
+
+func (i *distInserter) StatementComplete(ctx *sql.Context) error {
+	for p := range i.buf {
+		if err := i.flush(ctx, p); err != nil {
+			i.finish("ROLLBACK")
+			return err
+		}
+	}
+	return i.finish("COMMIT")
+}
+
+func (i *distInserter) DiscardChanges(ctx *sql.Context, _ error) error {
+	i.buf = map[int][]sql.Row{}
+	return i.finish("ROLLBACK")
+}
+
+func (i *distInserter) finish(how string) error {
+	var first error
+	for leaf, c := range i.conns {
+		if _, err := c.Exec(how, 0); err != nil && first == nil {
+			first = leafError(leaf, err)
+			how = "ROLLBACK"
+		}
+		c.Release()
+	}
+	i.conns = map[string]*pool.Conn{}
+	return first
+}
+
+func (i *distInserter) Close(*sql.Context) error {
+	i.finish("ROLLBACK") // a no-op after StatementComplete
+	return nil
+}

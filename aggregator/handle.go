@@ -1,0 +1,495 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	ast "github.com/dolthub/vitess/go/vt/sqlparser"
+
+	"github.com/canopydb/canopy/aggregator/planner"
+	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/sqlcmd"
+)
+
+// maxRows bounds a result an aggregator holds in memory from one partition.
+const maxRows = 1 << 26
+
+// catalog answers the planner from the metadata and this node's copy of
+// each database.
+type catalog struct {
+	a  *Aggregator
+	st *meta.State
+}
+
+func (c catalog) Database(name string) *meta.Database { return c.st.Database(name) }
+
+func (c catalog) Schema(db, table string) sql.Schema {
+	s, ok := c.a.store.TableSchema(db, table)
+	if !ok {
+		return nil
+	}
+	return s
+}
+
+// session is an aggregator's state for one client connection.
+type session struct {
+	mu    sync.Mutex
+	conns map[string]*pool.Conn // leaf → connection in an open transaction
+	refs  map[string]bool       // reference databases written in the transaction
+	local atomic.Bool           // a schema change on this node's copy is running
+}
+
+func (a *Aggregator) session(id uint32) *session {
+	v, _ := a.sessions.LoadOrStore(id, &session{conns: map[string]*pool.Conn{}, refs: map[string]bool{}})
+	return v.(*session)
+}
+
+// ConnectionClosed ends what a client left open.
+func (a *Aggregator) ConnectionClosed(id uint32) {
+	if v, ok := a.sessions.LoadAndDelete(id); ok {
+		v.(*session).finish("ROLLBACK")
+	}
+}
+
+// inTransaction reports whether the client has a transaction open (BEGIN,
+// or autocommit off).
+// seesLocal reports whether a connection's statement works on this node's
+// own copies of distributed databases.
+func (a *Aggregator) seesLocal(id uint32) bool {
+	v, ok := a.sessions.Load(id)
+	return ok && v.(*session).local.Load()
+}
+
+func (a *Aggregator) inTransaction(id uint32) bool {
+	s := a.host.Session(id)
+	if s == nil {
+		return false
+	}
+	if s.GetIgnoreAutoCommit() {
+		return true
+	}
+	ctx := sql.NewContext(context.Background(), sql.WithSession(s))
+	v, err := s.GetSessionVariable(ctx, "autocommit")
+	if err != nil {
+		return false
+	}
+	on, _ := sql.ConvertToBool(ctx, v)
+	return !on
+}
+
+func (a *Aggregator) currentDB(id uint32) string {
+	if s := a.host.Session(id); s != nil {
+		return s.GetCurrentDatabase()
+	}
+	return ""
+}
+
+// Handle runs a client statement when the aggregator must; handled false
+// leaves it to the node's own SQL engine.
+func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (bool, error) {
+	switch cmd := sqlcmd.ParseClusterDDL(query).(type) {
+	case sqlcmd.CreateDatabase:
+		return true, a.sendOK(callback, a.createDatabase(ctx, c, query, cmd))
+	case sqlcmd.SetClusterVariable:
+		return true, a.sendOK(callback, a.setVariable(ctx, query, cmd))
+	}
+	if ct, ok := sqlcmd.ParseCreateTable(query); ok {
+		return true, a.sendOK(callback, a.createTable(ctx, c, query, ct))
+	}
+	stmt, err := ast.Parse(query)
+	if err != nil {
+		return false, nil // the engine reports the syntax error
+	}
+	sess := a.session(c.ConnectionID)
+	switch stmt.(type) {
+	case *ast.Commit:
+		if err := sess.finish("COMMIT"); err != nil {
+			return true, err
+		}
+		err := a.host.RunLocal(ctx, c, query, callback)
+		a.afterCommit(sess)
+		return true, err
+	case *ast.Rollback:
+		sess.finish("ROLLBACK")
+		sess.refs = map[string]bool{}
+		return false, nil
+	case *ast.Begin:
+		// an open transaction commits first, as in MySQL
+		if err := sess.finish("COMMIT"); err != nil {
+			return true, err
+		}
+		a.afterCommit(sess)
+		return false, nil
+	}
+	if err := a.waitSchemas(ctx); err != nil {
+		return true, err
+	}
+	st := a.State()
+	p, err := planner.Make(planner.Input{
+		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
+		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
+	})
+	if err != nil {
+		return true, sqlError(err)
+	}
+	switch p.Kind {
+	case planner.Local, planner.Gather:
+		return false, nil
+	case planner.DDL:
+		return true, a.ddl(ctx, c, stmt, query, callback)
+	case planner.ReferenceWrite:
+		return true, a.referenceWrite(ctx, c, p.Database, query, callback)
+	}
+	res, err := a.execRoutes(ctx, c.ConnectionID, st, p)
+	if err != nil {
+		return true, err
+	}
+	return true, callback(res, false)
+}
+
+// sendOK answers a statement without result set.
+func (a *Aggregator) sendOK(callback mysql.ResultSpoolFn, err error) error {
+	if err != nil {
+		return err
+	}
+	return callback(&sqltypes.Result{}, false)
+}
+
+// sqlError turns planner errors into MySQL errors.
+func sqlError(err error) error {
+	var pe *planner.Error
+	if errors.As(err, &pe) {
+		state := "HY000"
+		switch pe.Num {
+		case planner.ErNotSupported:
+			state = "42000"
+		case 1136:
+			state = "21S01"
+		}
+		return mysql.NewSQLError(pe.Num, state, "%s", pe.Msg)
+	}
+	return err
+}
+
+// errNoMaster is the seeds' error for a partition without master.
+func errNoMaster(db string, ordinal int) error {
+	return mysql.NewSQLError(1777, "HY000", "Partition %s:%d has no master instance.", db, ordinal)
+}
+
+// leafError names the leaf an error came from, as SingleStore does, unless
+// it is the leaf's own SQL error (passed through as is).
+func leafError(leaf string, err error) error {
+	var se *mysql.SQLError
+	if errors.As(err, &se) && (se.Num < 2000 || se.Num >= 3000) {
+		return se
+	}
+	return mysql.NewSQLError(1735, "HY000", "Leaf Error (%s): %v", leaf, err)
+}
+
+// routeLeaf is the leaf that runs a partition's statement.
+func routeLeaf(st *meta.State, db string, ordinal int) (string, error) {
+	d := st.Database(db)
+	if d == nil || ordinal >= len(d.Partitions) {
+		return "", fmt.Errorf("unknown partition %s:%d", db, ordinal)
+	}
+	if m := d.Partitions[ordinal].Master; m != "" {
+		return m, nil
+	}
+	return "", errNoMaster(d.Name, ordinal)
+}
+
+// execRoutes runs a routed, split or broadcast plan. Outside a transaction
+// a statement on several leaves runs in one transaction per leaf, all
+// committed once all succeeded (all rolled back otherwise); inside a
+// transaction it runs on the transaction's connections.
+func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.State, p *planner.Plan) (*sqltypes.Result, error) {
+	byLeaf := map[string][]planner.Route{}
+	var leaves []string
+	for _, r := range p.Routes {
+		leaf, err := routeLeaf(st, p.Database, r.Partition)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := byLeaf[leaf]; !ok {
+			leaves = append(leaves, leaf)
+		}
+		byLeaf[leaf] = append(byLeaf[leaf], r)
+	}
+	sort.Strings(leaves)
+	inTxn := a.inTransaction(connID)
+	sess := a.session(connID)
+	if len(p.Routes) == 1 {
+		leaf := leaves[0]
+		var res *sqltypes.Result
+		var err error
+		if inTxn {
+			var c *pool.Conn
+			if c, err = a.txnConn(ctx, sess, leaf); err != nil {
+				return nil, err
+			}
+			res, err = c.Exec(p.Routes[0].SQL, maxRows)
+		} else {
+			var lp *pool.Pool
+			if lp, err = a.leafPool(leaf); err != nil {
+				return nil, err
+			}
+			res, err = lp.Exec(ctx, p.Routes[0].SQL, maxRows)
+		}
+		if err != nil {
+			return nil, leafError(leaf, err)
+		}
+		fixResult(res, p)
+		return res, nil
+	}
+	// several leaves (or several partitions of one leaf)
+	type out struct {
+		res []*sqltypes.Result
+		err error
+	}
+	results := make([]out, len(leaves))
+	conns := make([]*pool.Conn, len(leaves))
+	var wg sync.WaitGroup
+	for i, leaf := range leaves {
+		wg.Add(1)
+		go func(i int, leaf string) {
+			defer wg.Done()
+			var c *pool.Conn
+			var err error
+			if inTxn {
+				c, err = a.txnConn(ctx, sess, leaf)
+				if err == nil {
+					_, err = c.Exec("SAVEPOINT canopy_statement", 0)
+				}
+			} else {
+				var lp *pool.Pool
+				if lp, err = a.leafPool(leaf); err == nil {
+					if c, err = lp.Acquire(ctx); err == nil {
+						_, err = c.Exec("BEGIN", 0)
+					}
+				}
+			}
+			conns[i] = c
+			if err != nil {
+				results[i].err = leafError(leaf, err)
+				return
+			}
+			for _, r := range byLeaf[leaf] {
+				res, err := c.Exec(r.SQL, maxRows)
+				if err != nil {
+					results[i].err = leafError(leaf, err)
+					return
+				}
+				results[i].res = append(results[i].res, res)
+			}
+		}(i, leaf)
+	}
+	wg.Wait()
+	var firstErr error
+	for _, r := range results {
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+	}
+	// finish: commit or roll back each leaf's part
+	for i, c := range conns {
+		if c == nil {
+			continue
+		}
+		var err error
+		switch {
+		case inTxn && firstErr != nil:
+			_, err = c.Exec("ROLLBACK TO SAVEPOINT canopy_statement", 0)
+		case inTxn:
+			_, err = c.Exec("RELEASE SAVEPOINT canopy_statement", 0)
+		case firstErr != nil:
+			_, err = c.Exec("ROLLBACK", 0)
+		default:
+			_, err = c.Exec("COMMIT", 0)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = leafError(leaves[i], err)
+		}
+		if !inTxn {
+			c.Release()
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	total := &sqltypes.Result{}
+	var matched, changed uint64
+	for _, r := range results {
+		for _, res := range r.res {
+			total.RowsAffected += res.RowsAffected
+			if total.InsertID == 0 {
+				total.InsertID = res.InsertID
+			}
+			m, ch := parseUpdateInfo(res.Info)
+			matched += m
+			changed += ch
+		}
+	}
+	if p.Kind == planner.Broadcast && strings.HasPrefix(strings.ToLower(strings.TrimSpace(p.Routes[0].SQL)), "update") {
+		total.Info = fmt.Sprintf("Rows matched: %d  Changed: %d  Warnings: 0", matched, changed)
+	}
+	fixResult(total, p)
+	return total, nil
+}
+
+var updateInfo = regexp.MustCompile(`Rows matched: (\d+)\s+Changed: (\d+)`)
+
+func parseUpdateInfo(info string) (uint64, uint64) {
+	m := updateInfo.FindStringSubmatch(info)
+	if m == nil {
+		return 0, 0
+	}
+	a, _ := strconv.ParseUint(m[1], 10, 64)
+	b, _ := strconv.ParseUint(m[2], 10, 64)
+	return a, b
+}
+
+// fixResult shows the database a client named, not the partition, and the
+// AUTO_INCREMENT value the aggregator generated.
+func fixResult(res *sqltypes.Result, p *planner.Plan) {
+	if p.InsertID != 0 {
+		res.InsertID = p.InsertID
+	}
+	prefix := p.Database + "_"
+	for _, f := range res.Fields {
+		if strings.HasPrefix(f.Database, prefix) {
+			f.Database = p.Database
+		}
+	}
+}
+
+// txnConn is the connection of a client's open transaction to a leaf,
+// beginning the leaf's part of the transaction on first use.
+func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*pool.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.conns[leaf]; ok {
+		return c, nil
+	}
+	lp, err := a.leafPool(leaf)
+	if err != nil {
+		return nil, err
+	}
+	c, err := lp.Acquire(ctx)
+	if err != nil {
+		return nil, leafError(leaf, err)
+	}
+	if _, err := c.Exec("BEGIN", 0); err != nil {
+		c.Release()
+		return nil, leafError(leaf, err)
+	}
+	s.conns[leaf] = c
+	return c, nil
+}
+
+// finish ends the leaf parts of a client's transaction with COMMIT or
+// ROLLBACK. (Committing several leaves is not atomic yet: each leaf
+// commits in turn.)
+func (s *session) finish(how string) error {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = map[string]*pool.Conn{}
+	s.mu.Unlock()
+	leaves := make([]string, 0, len(conns))
+	for l := range conns {
+		leaves = append(leaves, l)
+	}
+	sort.Strings(leaves)
+	var firstErr error
+	for _, l := range leaves {
+		c := conns[l]
+		if _, err := c.Exec(how, 0); err != nil && firstErr == nil {
+			firstErr = leafError(l, err)
+			how = "ROLLBACK" // the rest follows the failure
+		}
+		c.Release()
+	}
+	return firstErr
+}
+
+// afterCommit makes reference writes of a committed transaction reach
+// every node before the client hears of it.
+func (a *Aggregator) afterCommit(s *session) {
+	for db := range s.refs {
+		a.waitReplicated(db)
+	}
+	s.refs = map[string]bool{}
+}
+
+// referenceWrite runs a write to reference tables on the master aggregator,
+// which copies it to every node: a child aggregator forwards it.
+func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, db, query string, callback mysql.ResultSpoolFn) error {
+	if !a.IsMaster() {
+		res, err := a.forwardToMaster(ctx, c.ConnectionID, query)
+		if err != nil {
+			return err
+		}
+		return callback(res, false)
+	}
+	if err := a.host.RunLocal(ctx, c, query, callback); err != nil {
+		return err
+	}
+	if a.inTransaction(c.ConnectionID) {
+		a.session(c.ConnectionID).refs[db] = true
+		return nil
+	}
+	a.waitReplicated(db)
+	return nil
+}
+
+// forwardToMaster runs a statement on the master aggregator, in the
+// client's current database, and waits until this aggregator has applied
+// the metadata changes it made.
+func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query string) (*sqltypes.Result, error) {
+	if a.raft.Leader() == "" {
+		a.raft.WaitLeader(5 * time.Second) // an election may be under way
+	}
+	master := a.raft.Leader()
+	if master == "" {
+		return nil, mysql.NewSQLError(1105, "HY000",
+			"No master aggregator is reachable: DDL and writes to reference tables need it. Start the master aggregator again and retry")
+	}
+	mp, err := a.aggregatorPool(master)
+	if err != nil {
+		return nil, err
+	}
+	c, err := mp.Acquire(ctx)
+	if err != nil {
+		return nil, mysql.NewSQLError(1105, "HY000", "master aggregator %s unreachable: %v", master, err)
+	}
+	defer c.Release()
+	if db := a.currentDB(connID); db != "" {
+		if _, err := c.Exec("USE "+quoteIdent(db), 0); err != nil {
+			return nil, err
+		}
+	}
+	res, err := c.Exec(query, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	// catch up with the master's metadata
+	if st, err := c.Exec("CANOPY NODE STATUS", 10); err == nil && len(st.Rows) == 1 {
+		if idx, err := strconv.ParseUint(st.Rows[0][len(st.Rows[0])-1].ToString(), 10, 64); err == nil {
+			a.waitApplied(idx)
+		}
+	}
+	return res, nil
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -1,0 +1,167 @@
+package aggregator
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+)
+
+// HeartbeatInterval: every aggregator sends SELECT 1 to every other node
+// this often; the round trips feed SHOW LEAVES and SHOW AGGREGATORS.
+const HeartbeatInterval = 150 * time.Millisecond
+
+const rttSamples = 20
+
+type heartbeats struct {
+	a     *Aggregator
+	mu    sync.Mutex
+	nodes map[string]*beat
+}
+
+type beat struct {
+	conn      *mysql.Conn
+	rtts      []time.Duration
+	lastOK    time.Time
+	failures  int
+	reachable bool
+}
+
+func newHeartbeats(a *Aggregator) *heartbeats {
+	return &heartbeats{a: a, nodes: make(map[string]*beat)}
+}
+
+type target struct {
+	addr, host, user, pass string
+	port                   int
+}
+
+func (h *heartbeats) targets() []target {
+	st := h.a.State()
+	var out []target
+	for _, l := range st.Leaves {
+		out = append(out, target{l.Addr(), l.Host, l.User, l.Password, l.Port})
+	}
+	for _, ag := range st.Aggregators {
+		if ag.Addr() != h.a.self {
+			out = append(out, target{ag.Addr(), ag.Host, ag.User, ag.Password, ag.Port})
+		}
+	}
+	return out
+}
+
+func (h *heartbeats) run() {
+	defer h.a.wg.Done()
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.a.stop:
+			return
+		case <-tick.C:
+		}
+		ts := h.targets()
+		var wg sync.WaitGroup
+		live := map[string]bool{}
+		for _, t := range ts {
+			live[t.addr] = true
+			wg.Add(1)
+			go func(t target) {
+				defer wg.Done()
+				h.probe(t)
+			}(t)
+		}
+		wg.Wait()
+		h.mu.Lock()
+		for addr, b := range h.nodes {
+			if !live[addr] {
+				if b.conn != nil {
+					b.conn.Close()
+				}
+				delete(h.nodes, addr)
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *heartbeats) probe(t target) {
+	h.mu.Lock()
+	b := h.nodes[t.addr]
+	if b == nil {
+		b = &beat{}
+		h.nodes[t.addr] = b
+	}
+	conn := b.conn
+	h.mu.Unlock()
+	start := time.Now()
+	var err error
+	if conn == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err = mysql.Connect(ctx, &mysql.ConnParams{Host: t.host, Port: t.port, Uname: t.user, Pass: t.pass})
+		cancel()
+		start = time.Now()
+	}
+	if err == nil {
+		conn.Conn.SetDeadline(time.Now().Add(time.Second))
+		_, err = conn.ExecuteFetch("SELECT 1", 1, false)
+		conn.Conn.SetDeadline(time.Time{})
+	}
+	rtt := time.Since(start)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		b.conn = nil
+		b.failures++
+		b.reachable = false
+		return
+	}
+	b.conn = conn
+	b.failures = 0
+	b.reachable = true
+	b.lastOK = time.Now()
+	b.rtts = append(b.rtts, rtt)
+	if len(b.rtts) > rttSamples {
+		b.rtts = b.rtts[1:]
+	}
+}
+
+// latency is the average round trip to a node in milliseconds, or false
+// when it does not answer.
+func (h *heartbeats) latency(addr string) (float64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.nodes[addr]
+	if b == nil || !b.reachable || len(b.rtts) == 0 {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, r := range b.rtts {
+		sum += r
+	}
+	return float64(sum.Microseconds()) / float64(len(b.rtts)) / 1000, true
+}
+
+// down reports whether the last heartbeat to a node failed (a node not
+// probed yet is not down).
+func (h *heartbeats) down(addr string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.nodes[addr]
+	return b != nil && b.failures > 0
+}
+
+func (h *heartbeats) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, b := range h.nodes {
+		if b.conn != nil {
+			b.conn.Close()
+		}
+	}
+	h.nodes = map[string]*beat{}
+}

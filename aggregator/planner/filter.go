@@ -1,0 +1,136 @@
+package planner
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/expression"
+)
+
+// FilterSQL renders a filter GMS pushes to a table as SQL a partition can
+// evaluate: comparisons, AND/OR/NOT, IS NULL, IN, LIKE and BETWEEN over the
+// table's columns and constants. ok is false for anything else; the
+// aggregator then keeps the filter for itself.
+func FilterSQL(ctx *sql.Context, e sql.Expression, table string) (string, bool) {
+	var b strings.Builder
+	if !writeFilter(ctx, &b, e, table) {
+		return "", false
+	}
+	return b.String(), true
+}
+
+func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table string) bool {
+	bin := func(op string, l, r sql.Expression) bool {
+		b.WriteByte('(')
+		if !writeFilter(ctx, b, l, table) {
+			return false
+		}
+		b.WriteString(" " + op + " ")
+		if !writeFilter(ctx, b, r, table) {
+			return false
+		}
+		b.WriteByte(')')
+		return true
+	}
+	switch e := e.(type) {
+	case *expression.GetField:
+		if !strings.EqualFold(e.Table(), table) {
+			return false
+		}
+		b.WriteString("`" + strings.ReplaceAll(e.Name(), "`", "``") + "`")
+		return true
+	case *expression.Literal:
+		return writeLiteral(ctx, b, e)
+	case *expression.Equals:
+		return bin("=", e.Left(), e.Right())
+	case *expression.NullSafeEquals:
+		return bin("<=>", e.Left(), e.Right())
+	case *expression.GreaterThan:
+		return bin(">", e.Left(), e.Right())
+	case *expression.GreaterThanOrEqual:
+		return bin(">=", e.Left(), e.Right())
+	case *expression.LessThan:
+		return bin("<", e.Left(), e.Right())
+	case *expression.LessThanOrEqual:
+		return bin("<=", e.Left(), e.Right())
+	case *expression.And:
+		return bin("AND", e.LeftChild, e.RightChild)
+	case *expression.Or:
+		return bin("OR", e.LeftChild, e.RightChild)
+	case *expression.Not:
+		b.WriteString("(NOT ")
+		if !writeFilter(ctx, b, e.Child, table) {
+			return false
+		}
+		b.WriteByte(')')
+		return true
+	case *expression.IsNull:
+		b.WriteByte('(')
+		if !writeFilter(ctx, b, e.Child, table) {
+			return false
+		}
+		b.WriteString(" IS NULL)")
+		return true
+	case *expression.Like:
+		if e.Escape != nil {
+			return false
+		}
+		return bin("LIKE", e.LeftChild, e.RightChild)
+	case *expression.Between:
+		b.WriteByte('(')
+		if !writeFilter(ctx, b, e.Val, table) {
+			return false
+		}
+		b.WriteString(" BETWEEN ")
+		if !writeFilter(ctx, b, e.Lower, table) {
+			return false
+		}
+		b.WriteString(" AND ")
+		if !writeFilter(ctx, b, e.Upper, table) {
+			return false
+		}
+		b.WriteByte(')')
+		return true
+	case *expression.InTuple:
+		tuple, ok := e.Right().(expression.Tuple)
+		if !ok {
+			return false
+		}
+		b.WriteByte('(')
+		if !writeFilter(ctx, b, e.Left(), table) {
+			return false
+		}
+		b.WriteString(" IN (")
+		for i, x := range tuple {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if _, ok := x.(*expression.Literal); !ok || !writeFilter(ctx, b, x, table) {
+				return false
+			}
+		}
+		b.WriteString("))")
+		return true
+	}
+	return false
+}
+
+func writeLiteral(ctx *sql.Context, b *strings.Builder, l *expression.Literal) bool {
+	v := l.Value()
+	if v == nil {
+		b.WriteString("NULL")
+		return true
+	}
+	if _, ok := v.(sql.JSONWrapper); ok {
+		return false
+	}
+	sv, err := l.Type().SQL(ctx, nil, v)
+	if err != nil {
+		return false
+	}
+	var buf bytes.Buffer
+	sv.EncodeSQL(&buf)
+	b.Write(buf.Bytes())
+	return true
+}

@@ -1,0 +1,99 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/vt/proto/query"
+	ast "github.com/dolthub/vitess/go/vt/sqlparser"
+
+	"github.com/canopydb/canopy/cluster/meta"
+)
+
+// testCatalog: database test with 8 partitions on two leaves, and a local
+// database other.
+type testCatalog struct {
+	dbs     map[string]*meta.Database
+	schemas map[string]sql.Schema
+}
+
+func varchar(n int64) sql.Type {
+	return types.MustCreateString(query.Type_VARCHAR, n, sql.Collation_Default)
+}
+
+func newCatalog() *testCatalog {
+	d := &meta.Database{Name: "test", Tables: map[string]*meta.Table{
+		"t":   {Name: "t", ShardKey: []string{"id"}},
+		"u":   {Name: "u", ShardKey: []string{"a", "b"}},
+		"k":   {Name: "k"},
+		"ai":  {Name: "ai", ShardKey: []string{"id"}, AutoIncrement: "id"},
+		"ref": {Name: "ref", Reference: true},
+	}}
+	for i := 0; i < 8; i++ {
+		d.Partitions = append(d.Partitions, meta.Partition{Ordinal: i, Master: fmt.Sprintf("leaf%d:3306", i%2)})
+	}
+	col := func(name string, t sql.Type) *sql.Column { return &sql.Column{Name: name, Type: t, Nullable: true} }
+	return &testCatalog{
+		dbs: map[string]*meta.Database{"test": d},
+		schemas: map[string]sql.Schema{
+			"test.t":   {col("id", types.Int64), col("v", varchar(20))},
+			"test.u":   {col("a", types.Int32), col("b", varchar(10)), col("c", types.Int64)},
+			"test.k":   {col("x", types.Int64), col("y", types.Int64)},
+			"test.ai":  {col("id", types.Int64), col("name", varchar(20))},
+			"test.ref": {col("id", types.Int64), col("label", varchar(20))},
+		},
+	}
+}
+
+func (c *testCatalog) Database(name string) *meta.Database { return c.dbs[strings.ToLower(name)] }
+func (c *testCatalog) Schema(db, table string) sql.Schema {
+	return c.schemas[strings.ToLower(db+"."+table)]
+}
+
+func TestPlans(t *testing.T) {
+	datadriven.RunTest(t, "testdata/plans", func(t *testing.T, d *datadriven.TestData) string {
+		cat := newCatalog()
+		db := "test"
+		for _, arg := range d.CmdArgs {
+			if arg.Key == "db" {
+				db = arg.Vals[0]
+			}
+		}
+		stmt, err := ast.Parse(d.Input)
+		if err != nil {
+			return "parse error: " + err.Error() + "\n"
+		}
+		auto, spread := uint64(0), 0
+		p, err := Make(Input{
+			Stmt: stmt, CurrentDB: db, Catalog: cat,
+			NextAutoIncrement: func(string, string) uint64 { auto++; return auto },
+			Spread:            func(n int) int { spread++; return (spread * 3) % n },
+		})
+		if err != nil {
+			if e, ok := err.(*Error); ok {
+				return fmt.Sprintf("error %d: %s\n", e.Num, e.Msg)
+			}
+			return "error: " + err.Error() + "\n"
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s", p.Kind)
+		if p.Database != "" {
+			fmt.Fprintf(&b, " db=%s", p.Database)
+		}
+		if p.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", p.Reason)
+		}
+		if p.InsertID != 0 {
+			fmt.Fprintf(&b, " insert_id=%d", p.InsertID)
+		}
+		b.WriteString("\n")
+		for _, r := range p.Routes {
+			fmt.Fprintf(&b, "  %d: %s\n", r.Partition, r.SQL)
+		}
+		return b.String()
+	})
+}

@@ -1,0 +1,187 @@
+// Package pool keeps connections from an aggregator to other nodes: a pool
+// of vitess MySQL client connections per node. Rows arrive as
+// sqltypes.Value, which the aggregator forwards to its clients without
+// decoding them (deps.md §4).
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+)
+
+// Node is a node's address and credentials.
+type Node struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+}
+
+// Addr is host:port.
+func (n Node) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
+
+// Pools holds one pool per node.
+type Pools struct {
+	mu      sync.Mutex
+	pools   map[string]*Pool
+	maxIdle int
+}
+
+// New returns an empty set of pools.
+func New(maxIdle int) *Pools { return &Pools{pools: make(map[string]*Pool), maxIdle: maxIdle} }
+
+// Get returns the pool of a node, creating it (credentials are refreshed).
+func (ps *Pools) Get(n Node) *Pool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, ok := ps.pools[n.Addr()]
+	if !ok {
+		p = &Pool{node: n, maxIdle: ps.maxIdle}
+		ps.pools[n.Addr()] = p
+	}
+	return p
+}
+
+// Forget closes and drops a node's pool.
+func (ps *Pools) Forget(addr string) {
+	ps.mu.Lock()
+	p := ps.pools[addr]
+	delete(ps.pools, addr)
+	ps.mu.Unlock()
+	if p != nil {
+		p.Close()
+	}
+}
+
+// Open counts the open connections to a node.
+func (ps *Pools) Open(addr string) int {
+	ps.mu.Lock()
+	p := ps.pools[addr]
+	ps.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return int(p.open.Load())
+}
+
+// Close closes every pool.
+func (ps *Pools) Close() {
+	ps.mu.Lock()
+	all := ps.pools
+	ps.pools = map[string]*Pool{}
+	ps.mu.Unlock()
+	for _, p := range all {
+		p.Close()
+	}
+}
+
+// Pool is the idle connections to one node.
+type Pool struct {
+	node    Node
+	maxIdle int
+	mu      sync.Mutex
+	idle    []*mysql.Conn
+	closed  bool
+	open    atomic.Int64
+}
+
+// Conn is a borrowed connection; give it back with Release.
+type Conn struct {
+	*mysql.Conn
+	pool   *Pool
+	broken bool
+}
+
+// ErrUnreachable wraps failures to connect to a node.
+var ErrUnreachable = errors.New("node unreachable")
+
+// Acquire borrows a connection, dialing a new one when none is idle.
+func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return &Conn{Conn: c, pool: p}, nil
+	}
+	p.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := mysql.Connect(dctx, &mysql.ConnParams{
+		Host: p.node.Host, Port: p.node.Port, Uname: p.node.User, Pass: p.node.Password,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, p.node.Addr(), err)
+	}
+	p.open.Add(1)
+	return &Conn{Conn: c, pool: p}, nil
+}
+
+// Release returns the connection; a broken one is closed.
+func (c *Conn) Release() {
+	p := c.pool
+	if c.broken || c.IsClosed() {
+		c.Close()
+		p.open.Add(-1)
+		return
+	}
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		c.Close()
+		p.open.Add(-1)
+		return
+	}
+	p.idle = append(p.idle, c.Conn)
+	p.mu.Unlock()
+}
+
+// Exec runs one statement and returns its whole result. A connection that
+// failed below SQL (I/O) is marked broken.
+func (c *Conn) Exec(query string, maxRows int) (*sqltypes.Result, error) {
+	res, err := c.ExecuteFetch(query, maxRows, true)
+	if err != nil && !isSQLError(err) {
+		c.broken = true
+	}
+	return res, err
+}
+
+func isSQLError(err error) bool {
+	var se *mysql.SQLError
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Num < 2000 || se.Num >= 3000 // client errors (CR_*) are 2000-2999
+}
+
+// Close closes the idle connections.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+		p.open.Add(-1)
+	}
+}
+
+// Exec borrows a connection, runs one statement, and gives it back.
+func (p *Pool) Exec(ctx context.Context, query string, maxRows int) (*sqltypes.Result, error) {
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Release()
+	return c.Exec(query, maxRows)
+}

@@ -1,0 +1,360 @@
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Command is one change of the metadata, as stored in the raft log.
+type Command struct {
+	Op      string          `json:"op"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Command payloads.
+type (
+	Bootstrap struct {
+		ClusterID  string     `json:"cluster_id"`
+		Aggregator Aggregator `json:"aggregator"`
+	}
+	AddLeaf          struct{ Leaf Leaf }
+	RemoveLeaf       struct{ Addr string }
+	SetLeafState     struct{ Addr, State string }
+	AddAggregator    struct{ Aggregator Aggregator }
+	RemoveAggregator struct{ Addr string }
+	SetVariable      struct{ Name, Value string }
+	CreateDatabase   struct {
+		Name    string
+		Masters []string // master leaf of each ordinal
+		Sync    bool
+		LSN     uint64 // the master's copy of the database after creating it
+	}
+	DropDatabase struct{ Name string }
+	CreateTable  struct {
+		Database string
+		Table    Table
+		LSN      uint64 // the master's copy after creating the table
+	}
+	// SchemaChanged records the position of the master's copy of a
+	// database after a schema change (see Database.SchemaLSN).
+	SchemaChanged struct {
+		Database string
+		LSN      uint64
+	}
+	DropTable     struct{ Database, Name string }
+	RenameTable   struct{ Database, From, To string }
+	SetPartitions struct {
+		Database   string
+		Partitions []Partition
+	}
+)
+
+// Encode builds a command from a payload.
+func Encode(payload interface{}) ([]byte, error) {
+	var op string
+	switch payload.(type) {
+	case Bootstrap:
+		op = "bootstrap"
+	case AddLeaf:
+		op = "add_leaf"
+	case RemoveLeaf:
+		op = "remove_leaf"
+	case SetLeafState:
+		op = "set_leaf_state"
+	case AddAggregator:
+		op = "add_aggregator"
+	case RemoveAggregator:
+		op = "remove_aggregator"
+	case SetVariable:
+		op = "set_variable"
+	case CreateDatabase:
+		op = "create_database"
+	case DropDatabase:
+		op = "drop_database"
+	case CreateTable:
+		op = "create_table"
+	case DropTable:
+		op = "drop_table"
+	case RenameTable:
+		op = "rename_table"
+	case SetPartitions:
+		op = "set_partitions"
+	case SchemaChanged:
+		op = "schema_changed"
+	default:
+		return nil, fmt.Errorf("meta: unknown command %T", payload)
+	}
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(Command{Op: op, Payload: p})
+}
+
+// Apply returns the state after a command, or an error (and the state
+// unchanged) when the command does not apply.
+func (s *State) Apply(data []byte) (*State, error) {
+	var c Command
+	if err := json.Unmarshal(data, &c); err != nil {
+		return s, fmt.Errorf("meta: bad command: %w", err)
+	}
+	n := s.Clone()
+	var err error
+	switch c.Op {
+	case "bootstrap":
+		var p Bootstrap
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.bootstrap(p)
+		}
+	case "add_leaf":
+		var p AddLeaf
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.addLeaf(p.Leaf)
+		}
+	case "remove_leaf":
+		var p RemoveLeaf
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.removeLeaf(p.Addr)
+		}
+	case "set_leaf_state":
+		var p SetLeafState
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.setLeafState(p.Addr, p.State)
+		}
+	case "add_aggregator":
+		var p AddAggregator
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.addAggregator(p.Aggregator)
+		}
+	case "remove_aggregator":
+		var p RemoveAggregator
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.removeAggregator(p.Addr)
+		}
+	case "set_variable":
+		var p SetVariable
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			n.Variables[strings.ToLower(p.Name)] = p.Value
+		}
+	case "create_database":
+		var p CreateDatabase
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.createDatabase(p)
+		}
+	case "drop_database":
+		var p DropDatabase
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			if n.Database(p.Name) == nil {
+				err = fmt.Errorf("Unknown database '%s'", p.Name)
+			}
+			delete(n.Databases, strings.ToLower(p.Name))
+		}
+	case "create_table":
+		var p CreateTable
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.createTable(p)
+		}
+	case "drop_table":
+		var p DropTable
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.dropTable(p)
+		}
+	case "rename_table":
+		var p RenameTable
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.renameTable(p)
+		}
+	case "schema_changed":
+		var p SchemaChanged
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.schemaChanged(p.Database, p.LSN)
+		}
+	case "set_partitions":
+		var p SetPartitions
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			d := n.Database(p.Database)
+			if d == nil {
+				err = fmt.Errorf("Unknown database '%s'", p.Database)
+			} else {
+				d.Partitions = p.Partitions
+			}
+		}
+	default:
+		err = fmt.Errorf("meta: unknown command %q", c.Op)
+	}
+	if err != nil {
+		return s, err
+	}
+	return n, nil
+}
+
+func (s *State) bootstrap(p Bootstrap) error {
+	if s.ClusterID != "" {
+		return fmt.Errorf("cluster %s is already bootstrapped", s.ClusterID)
+	}
+	s.ClusterID = p.ClusterID
+	p.Aggregator.Number = 0
+	s.Aggregators = []Aggregator{p.Aggregator}
+	s.NextAggregatorNumber = 1
+	return nil
+}
+
+func (s *State) addLeaf(l Leaf) error {
+	if _, ok := s.Leaf(l.Addr()); ok {
+		return fmt.Errorf("Leaf %s is already in the cluster", l.Addr())
+	}
+	redundancy := 1
+	if s.Variable("redundancy_level") == "2" {
+		redundancy = 2
+	}
+	if l.Group == 0 {
+		// the smaller group, the first on a tie
+		sizes := map[int]int{}
+		for _, x := range s.Leaves {
+			sizes[x.Group]++
+		}
+		l.Group = 1
+		for g := 2; g <= redundancy; g++ {
+			if sizes[g] < sizes[l.Group] {
+				l.Group = g
+			}
+		}
+	}
+	if l.State == "" {
+		l.State = LeafOnline
+	}
+	l.PairHost, l.PairPort = "", 0
+	if redundancy == 2 {
+		// pair with the first unpaired leaf of the other group
+		for i := range s.Leaves {
+			x := &s.Leaves[i]
+			if x.Group != l.Group && x.PairHost == "" {
+				x.PairHost, x.PairPort = l.Host, l.Port
+				l.PairHost, l.PairPort = x.Host, x.Port
+				break
+			}
+		}
+	}
+	s.Leaves = append(s.Leaves, l)
+	return nil
+}
+
+func (s *State) removeLeaf(addr string) error {
+	for i, l := range s.Leaves {
+		if l.Addr() != addr {
+			continue
+		}
+		for _, d := range s.Databases {
+			for _, p := range d.Partitions {
+				if p.Master == addr {
+					return fmt.Errorf("leaf %s is still the master of %s:%d", addr, d.Name, p.Ordinal)
+				}
+			}
+		}
+		for j := range s.Leaves {
+			if x := &s.Leaves[j]; x.PairHost == l.Host && x.PairPort == l.Port {
+				x.PairHost, x.PairPort = "", 0
+			}
+		}
+		s.Leaves = append(s.Leaves[:i], s.Leaves[i+1:]...)
+		return nil
+	}
+	return fmt.Errorf("Leaf %s is not part of the cluster", addr)
+}
+
+func (s *State) setLeafState(addr, state string) error {
+	for i := range s.Leaves {
+		if s.Leaves[i].Addr() == addr {
+			s.Leaves[i].State = state
+			return nil
+		}
+	}
+	return fmt.Errorf("Leaf %s is not part of the cluster", addr)
+}
+
+func (s *State) addAggregator(a Aggregator) error {
+	if _, ok := s.Aggregator(a.Addr()); ok {
+		return fmt.Errorf("Aggregator %s is already in the cluster", a.Addr())
+	}
+	a.Number = s.NextAggregatorNumber
+	s.NextAggregatorNumber++
+	s.Aggregators = append(s.Aggregators, a)
+	return nil
+}
+
+func (s *State) removeAggregator(addr string) error {
+	for i, a := range s.Aggregators {
+		if a.Addr() == addr {
+			s.Aggregators = append(s.Aggregators[:i], s.Aggregators[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("Aggregator %s is not part of the cluster", addr)
+}
+
+func (s *State) createDatabase(p CreateDatabase) error {
+	if s.Database(p.Name) != nil {
+		return fmt.Errorf("Can't create database '%s'; database exists", p.Name)
+	}
+	d := &Database{Name: p.Name, Tables: map[string]*Table{}, Sync: p.Sync, SchemaLSN: p.LSN}
+	for i, m := range p.Masters {
+		d.Partitions = append(d.Partitions, Partition{Ordinal: i, Master: m})
+	}
+	s.Databases[strings.ToLower(p.Name)] = d
+	return nil
+}
+
+func (s *State) createTable(p CreateTable) error {
+	d := s.Database(p.Database)
+	if d == nil {
+		return fmt.Errorf("Unknown database '%s'", p.Database)
+	}
+	if d.Table(p.Table.Name) != nil {
+		return fmt.Errorf("Table '%s' already exists", p.Table.Name)
+	}
+	t := p.Table
+	d.Tables[strings.ToLower(t.Name)] = &t
+	return s.schemaChanged(p.Database, p.LSN)
+}
+
+func (s *State) schemaChanged(db string, lsn uint64) error {
+	d := s.Database(db)
+	if d == nil {
+		return fmt.Errorf("Unknown database '%s'", db)
+	}
+	if lsn > d.SchemaLSN {
+		d.SchemaLSN = lsn
+	}
+	return nil
+}
+
+func (s *State) dropTable(p DropTable) error {
+	d := s.Database(p.Database)
+	if d == nil {
+		return fmt.Errorf("Unknown database '%s'", p.Database)
+	}
+	if d.Table(p.Name) == nil {
+		return fmt.Errorf("Unknown table '%s.%s'", p.Database, p.Name)
+	}
+	delete(d.Tables, strings.ToLower(p.Name))
+	return nil
+}
+
+func (s *State) renameTable(p RenameTable) error {
+	d := s.Database(p.Database)
+	if d == nil {
+		return fmt.Errorf("Unknown database '%s'", p.Database)
+	}
+	t := d.Table(p.From)
+	if t == nil {
+		return fmt.Errorf("Unknown table '%s.%s'", p.Database, p.From)
+	}
+	if d.Table(p.To) != nil {
+		return fmt.Errorf("Table '%s' already exists", p.To)
+	}
+	delete(d.Tables, strings.ToLower(p.From))
+	t.Name = p.To
+	d.Tables[strings.ToLower(p.To)] = t
+	return nil
+}

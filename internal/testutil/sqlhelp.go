@@ -1,0 +1,85 @@
+package testutil
+
+import (
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// SQL helpers for tests.
+
+// Exec runs a statement and fails the test on error.
+func Exec(t testing.TB, db *sql.DB, q string, args ...interface{}) sql.Result {
+	t.Helper()
+	r, err := db.Exec(q, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return r
+}
+
+// Rows returns all rows as strings, NULL as "NULL", columns joined by ",".
+func Rows(t testing.TB, db *sql.DB, q string, args ...interface{}) []string {
+	t.Helper()
+	rows, err := db.Query(q, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]interface{}, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		parts := make([]string, len(cols))
+		for i, v := range vals {
+			if v == nil {
+				parts[i] = "NULL"
+			} else {
+				parts[i] = string(v)
+			}
+		}
+		out = append(out, strings.Join(parts, ","))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return out
+}
+
+func ExpectRows(t testing.TB, db *sql.DB, q string, want ...string) {
+	t.Helper()
+	got := Rows(t, db, q)
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("%s\n got: %q\nwant: %q", q, got, want)
+	}
+}
+
+func MySQLError(err error) *mysql.MySQLError {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me
+	}
+	return nil
+}
+
+func ExpectError(t testing.TB, db *sql.DB, code uint16, state string, q string) {
+	t.Helper()
+	_, err := db.Exec(q)
+	me := MySQLError(err)
+	if me == nil {
+		t.Fatalf("%s: want error %d (%s), got %v", q, code, state, err)
+	}
+	if me.Number != code || string(me.SQLState[:]) != state {
+		t.Errorf("%s: got error %d (%s) %q, want %d (%s)", q, me.Number, me.SQLState, me.Message, code, state)
+	}
+}

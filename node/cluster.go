@@ -1,0 +1,213 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/internal/mux"
+	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
+)
+
+// membership is the node's place in a cluster, kept in its store.
+type membership struct {
+	Role      string `json:"role"` // "leaf" or "aggregator"
+	ClusterID string `json:"cluster_id"`
+	Self      string `json:"self,omitempty"` // an aggregator's address (its raft id)
+}
+
+const membershipKey = "membership"
+
+func (n *Node) membership() (membership, error) {
+	var m membership
+	v, ok, err := n.store.GetLocal(membershipKey)
+	if err != nil || !ok {
+		return m, err
+	}
+	return m, json.Unmarshal(v, &m)
+}
+
+func (n *Node) setMembership(m *membership) error {
+	if m == nil {
+		return n.store.SetLocal(membershipKey, nil)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return n.store.SetLocal(membershipKey, b)
+}
+
+func newClusterID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// aggregator returns the node's aggregator, or nil on a leaf.
+func (n *Node) aggregator() *aggregator.Aggregator { return n.agg.Load() }
+
+// startAggregator makes this node an aggregator of cluster id.
+func (n *Node) startAggregator(m membership, bootstrap bool) error {
+	if n.aggregator() != nil {
+		return fmt.Errorf("this node is already an aggregator")
+	}
+	n.self = m.Self
+	a, err := aggregator.Start(n, m.ClusterID, bootstrap)
+	if err != nil {
+		return err
+	}
+	n.agg.Store(a)
+	n.log.Info("aggregator started", "cluster", m.ClusterID, "self", m.Self, "bootstrap", bootstrap)
+	return nil
+}
+
+// Host methods for the aggregator.
+
+func (n *Node) Store() *storage.Store { return n.store }
+func (n *Node) DataDir() string       { return n.cfg.DataDir }
+
+// Self is the MySQL address other nodes use for this node.
+func (n *Node) Self() (string, int) {
+	if n.self != "" {
+		h, p, err := net.SplitHostPort(n.self)
+		if err == nil {
+			port, _ := strconv.Atoi(p)
+			return h, port
+		}
+	}
+	return n.cfg.AdvertiseHost, n.cfg.Port
+}
+
+func (n *Node) InternalAddr() string {
+	h, _ := n.Self()
+	return net.JoinHostPort(h, strconv.Itoa(n.cfg.InternalPort))
+}
+
+func (n *Node) RaftListener() net.Listener { return n.mux.Listen(mux.TagRaft) }
+
+func (n *Node) Session(id uint32) *storage.Session { return n.session(id) }
+
+// RunLocal runs one statement of a client in this node's engine.
+func (n *Node) RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
+	return n.gms.ComQuery(ctx, c, query, callback)
+}
+
+// analyze plans a statement in the engine for a client's session.
+func (n *Node) analyze(c *mysql.Conn, query string) (sql.Node, error) {
+	sess := n.session(c.ConnectionID)
+	if sess == nil {
+		return nil, fmt.Errorf("no session for connection %d", c.ConnectionID)
+	}
+	ctx := sql.NewContext(context.Background(), sql.WithSession(sess))
+	return n.engine.AnalyzeQuery(ctx, query)
+}
+
+// Node-level cluster statements: they change what the node is.
+
+func (n *Node) nodeStatus() (*sqltypes.Result, error) {
+	m, err := n.membership()
+	if err != nil {
+		return nil, err
+	}
+	role := m.Role
+	var raftIndex int64
+	if a := n.aggregator(); a != nil {
+		raftIndex = int64(a.RaftIndex())
+		if a.IsMaster() {
+			role = "master aggregator"
+		}
+	}
+	res := &sqltypes.Result{Fields: []*querypb.Field{
+		varcharField("Role"), varcharField("Cluster_ID"), intField("Port"), intField("Internal_Port"), intField("Raft_Index"),
+	}}
+	res.Rows = [][]sqltypes.Value{{strValue(role), strValue(m.ClusterID), intValue(int64(n.cfg.Port)),
+		intValue(int64(n.cfg.InternalPort)), intValue(raftIndex)}}
+	return res, nil
+}
+
+func (n *Node) joinCluster(cmd sqlcmd.JoinCluster) error {
+	m, err := n.membership()
+	if err != nil {
+		return err
+	}
+	if m.ClusterID != "" && m.ClusterID != cmd.ClusterID {
+		return mysql.NewSQLError(1105, "HY000", "This node belongs to cluster %s", m.ClusterID)
+	}
+	if m.Role != "" && m.Role != cmd.Role {
+		return mysql.NewSQLError(1105, "HY000", "This node is already a %s of cluster %s", m.Role, m.ClusterID)
+	}
+	m = membership{Role: cmd.Role, ClusterID: cmd.ClusterID, Self: cmd.Self}
+	if err := n.setMembership(&m); err != nil {
+		return err
+	}
+	if cmd.Role == "aggregator" && n.aggregator() == nil {
+		return n.startAggregator(m, false)
+	}
+	return nil
+}
+
+func (n *Node) leaveCluster(cmd sqlcmd.LeaveCluster) error {
+	m, err := n.membership()
+	if err != nil || m.ClusterID == "" {
+		return err
+	}
+	if m.ClusterID != cmd.ClusterID {
+		return mysql.NewSQLError(1105, "HY000", "This node belongs to cluster %s, not %s", m.ClusterID, cmd.ClusterID)
+	}
+	if a := n.aggregator(); a != nil {
+		n.agg.Store(nil)
+		a.Close()
+		n.self = ""
+	}
+	return n.setMembership(nil)
+}
+
+func (n *Node) bootstrap(cmd sqlcmd.BootstrapAggregator) error {
+	m, err := n.membership()
+	if err != nil {
+		return err
+	}
+	if m.ClusterID != "" {
+		return mysql.NewSQLError(1105, "HY000", "This node is already joined to cluster %s as %s", m.ClusterID, m.Role)
+	}
+	port := cmd.Port
+	if port == 0 {
+		port = n.cfg.Port
+	}
+	m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(cmd.Host, strconv.Itoa(port))}
+	if err := n.setMembership(&m); err != nil {
+		return err
+	}
+	if err := n.startAggregator(m, true); err != nil {
+		n.setMembership(nil)
+		return err
+	}
+	return nil
+}
+
+func (n *Node) dropCopy(db string) error {
+	if !n.store.HasDatabase(db) {
+		return nil
+	}
+	if !n.store.IsReplica(db) {
+		return mysql.NewSQLError(1105, "HY000", "Database %s is not a copy of a distributed database here", db)
+	}
+	return n.store.DropDatabase(db)
+}
+
+func (n *Node) Engine() *sqle.Engine { return n.engine }
+func (n *Node) Log() *slog.Logger    { return n.log }

@@ -1,0 +1,417 @@
+// Package replication ships partition logs from a database's master to its
+// replicas over the nodes' internal ports. The source pushes: it connects
+// to the target, learns the target's position, and streams every later log
+// record as it commits; the target applies each record atomically with its
+// position and acknowledges it once durable. Reference databases (copied
+// from the master aggregator to every node) use it, and so do the replicas
+// of partitions.
+package replication
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/canopydb/canopy/internal/mux"
+	"github.com/canopydb/canopy/storage"
+)
+
+// Frame types of the stream.
+const (
+	frameHello    byte = 'H' // source → target: hello (JSON)
+	framePosition byte = 'P' // target → source: the target's position (JSON)
+	frameRecord   byte = 'R' // source → target: one log record
+	frameBeat     byte = 'B' // source → target: keepalive
+	frameAck      byte = 'A' // target → source: LSN durable on the target (uvarint)
+)
+
+type hello struct {
+	Database string `json:"database"`
+	Source   string `json:"source"`
+}
+
+type position struct {
+	Term  uint64 `json:"term"`
+	LSN   uint64 `json:"lsn"`
+	Error string `json:"error,omitempty"`
+}
+
+// Store is what replication needs of a node's storage.
+type Store interface {
+	ReadLog(db string, fromLSN uint64, max int) ([]*storage.LogRecord, error)
+	CommitSignal() <-chan struct{}
+	Position(db string) (storage.Position, bool)
+	EnsureReplica(db string) (storage.Position, error)
+	ApplyRecord(db string, rec *storage.LogRecord) error
+}
+
+func writeFrame(w *bufio.Writer, typ byte, payload []byte) error {
+	if err := w.WriteByte(typ); err != nil {
+		return err
+	}
+	var n [binary.MaxVarintLen64]byte
+	if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(payload)))]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
+}
+
+const maxFrame = 1 << 30
+
+func readFrame(r *bufio.Reader) (byte, []byte, error) {
+	typ, err := r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("replication: frame of %d bytes", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return 0, nil, err
+	}
+	return typ, b, nil
+}
+
+// Serve accepts replication streams on ln and applies them to store.
+func Serve(ln net.Listener, store Store, log *slog.Logger) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go receive(c, store, log)
+	}
+}
+
+func receive(c net.Conn, store Store, log *slog.Logger) {
+	defer c.Close()
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	typ, b, err := readFrame(r)
+	if err != nil || typ != frameHello {
+		return
+	}
+	var h hello
+	if err := json.Unmarshal(b, &h); err != nil {
+		return
+	}
+	pos, err := store.EnsureReplica(h.Database)
+	reply := position{Term: pos.Term, LSN: pos.LSN}
+	if err != nil {
+		reply.Error = err.Error()
+	}
+	pb, _ := json.Marshal(reply)
+	if writeFrame(w, framePosition, pb) != nil || w.Flush() != nil || err != nil {
+		if err != nil {
+			log.Warn("replication stream refused", "database", h.Database, "source", h.Source, "err", err)
+		}
+		return
+	}
+	log.Debug("replicating", "database", h.Database, "from", h.Source, "position", pos)
+	var ack [binary.MaxVarintLen64]byte
+	for {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		typ, b, err := readFrame(r)
+		if err != nil {
+			return
+		}
+		switch typ {
+		case frameBeat:
+			continue
+		case frameRecord:
+		default:
+			return
+		}
+		rec, err := storage.DecodeLogRecord(b)
+		if err == nil {
+			err = store.ApplyRecord(h.Database, rec)
+		}
+		if err != nil {
+			log.Error("replication apply failed", "database", h.Database, "source", h.Source, "err", err)
+			return
+		}
+		if r.Buffered() == 0 { // acknowledge once caught up with what arrived
+			n := binary.PutUvarint(ack[:], rec.Pos.LSN)
+			if writeFrame(w, frameAck, ack[:n]) != nil || w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// Hub runs the senders of a node: one per (database, target).
+type Hub struct {
+	store  Store
+	source string
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	senders map[key]*sender
+	changed chan struct{} // closed and replaced on any ack or connection change
+}
+
+type key struct{ db, target string }
+
+// NewHub returns a hub shipping from store; source names this node in logs.
+func NewHub(store Store, source string, log *slog.Logger) *Hub {
+	return &Hub{store: store, source: source, log: log, senders: make(map[key]*sender), changed: make(chan struct{})}
+}
+
+type sender struct {
+	hub       *Hub
+	db        string
+	target    string // internal address
+	stop      chan struct{}
+	connected bool
+	acked     uint64
+	lastErr   string
+}
+
+// Ensure starts shipping db to target (an internal address) unless it is
+// shipped already.
+func (h *Hub) Ensure(db, target string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := key{db, target}
+	if _, ok := h.senders[k]; ok {
+		return
+	}
+	s := &sender{hub: h, db: db, target: target, stop: make(chan struct{})}
+	h.senders[k] = s
+	go s.run()
+}
+
+// Stop stops shipping db to target.
+func (h *Hub) Stop(db, target string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s, ok := h.senders[key{db, target}]; ok {
+		close(s.stop)
+		delete(h.senders, key{db, target})
+		h.signalLocked()
+	}
+}
+
+// Retain stops every sender not accepted by keep.
+func (h *Hub) Retain(keep func(db, target string) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, s := range h.senders {
+		if !keep(k.db, k.target) {
+			close(s.stop)
+			delete(h.senders, k)
+		}
+	}
+	h.signalLocked()
+}
+
+// Close stops every sender.
+func (h *Hub) Close() { h.Retain(func(string, string) bool { return false }) }
+
+func (h *Hub) signalLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// WaitAcked waits until every live target of db has lsn durable, or ctx
+// ends. It returns the targets that did not confirm. A target is live when
+// connected or still making its first connection; one whose last attempt
+// failed is not waited for (it catches up when it is back).
+func (h *Hub) WaitAcked(ctx context.Context, db string, lsn uint64) []string {
+	for {
+		h.mu.Lock()
+		var pending []string
+		for k, s := range h.senders {
+			if k.db == db && (s.connected || s.lastErr == "") && s.acked < lsn {
+				pending = append(pending, k.target)
+			}
+		}
+		ch := h.changed
+		h.mu.Unlock()
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			sort.Strings(pending)
+			return pending
+		}
+	}
+}
+
+// Status describes one sender.
+type Status struct {
+	Database, Target string
+	Connected        bool
+	Acked            uint64
+	Error            string
+}
+
+// Statuses lists the senders.
+func (h *Hub) Statuses() []Status {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Status
+	for k, s := range h.senders {
+		out = append(out, Status{k.db, k.target, s.connected, s.acked, s.lastErr})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Database != out[j].Database {
+			return out[i].Database < out[j].Database
+		}
+		return out[i].Target < out[j].Target
+	})
+	return out
+}
+
+func (s *sender) setState(connected bool, acked uint64, err error) {
+	h := s.hub
+	h.mu.Lock()
+	s.connected = connected
+	if acked > s.acked || !connected {
+		s.acked = acked
+	}
+	if err != nil {
+		s.lastErr = err.Error()
+	} else if connected {
+		s.lastErr = ""
+	}
+	h.signalLocked()
+	h.mu.Unlock()
+}
+
+func (s *sender) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *sender) run() {
+	backoff := 50 * time.Millisecond
+	for !s.stopped() {
+		err := s.stream()
+		s.setState(false, 0, err)
+		if s.stopped() {
+			return
+		}
+		if err != nil {
+			s.hub.log.Debug("replication stream ended", "database", s.db, "target", s.target, "err", err)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// stream runs one connection until it fails or the sender stops.
+func (s *sender) stream() error {
+	c, err := mux.Dial(s.target, mux.TagReplication, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() {
+		<-s.stop
+		c.Close()
+	}()
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source})
+	if err := writeFrame(w, frameHello, hb); err != nil {
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, b, err := readFrame(r)
+	if err != nil {
+		return err
+	}
+	c.SetReadDeadline(time.Time{})
+	var pos position
+	if typ != framePosition || json.Unmarshal(b, &pos) != nil {
+		return errors.New("replication: bad handshake")
+	}
+	if pos.Error != "" {
+		return errors.New(pos.Error)
+	}
+	s.setState(true, pos.LSN, nil)
+	acks := make(chan error, 1)
+	go func() { acks <- s.readAcks(r) }()
+	next := pos.LSN + 1
+	beat := time.NewTicker(time.Second)
+	defer beat.Stop()
+	for {
+		signal := s.hub.store.CommitSignal()
+		recs, err := s.hub.store.ReadLog(s.db, next, 256)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if err := writeFrame(w, frameRecord, rec.Encode()); err != nil {
+				return err
+			}
+			next = rec.Pos.LSN + 1
+		}
+		if len(recs) > 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case <-signal:
+		case <-beat.C:
+			if err := writeFrame(w, frameBeat, nil); err != nil {
+				return err
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		case err := <-acks:
+			return err
+		case <-s.stop:
+			return nil
+		}
+	}
+}
+
+func (s *sender) readAcks(r *bufio.Reader) error {
+	for {
+		typ, b, err := readFrame(r)
+		if err != nil {
+			return err
+		}
+		if typ != frameAck {
+			return fmt.Errorf("replication: unexpected frame %q", typ)
+		}
+		lsn, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errors.New("replication: bad ack")
+		}
+		s.setState(true, lsn, nil)
+	}
+}

@@ -1,0 +1,314 @@
+package sqlcmd
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Cluster management statements, with the seeds' syntax.
+type (
+	// BootstrapAggregator makes this node the master aggregator of a new
+	// cluster: BOOTSTRAP AGGREGATOR 'host'[:port]. Port 0: the node's own.
+	BootstrapAggregator struct {
+		Host string
+		Port int
+	}
+	// AddLeaf is ADD LEAF user[:'password']@'host'[:port] [INTO GROUP n].
+	AddLeaf struct {
+		User, Password, Host string
+		Port, Group          int
+	}
+	// RemoveLeaf is REMOVE LEAF 'host'[:port] [FORCE].
+	RemoveLeaf struct {
+		Host  string
+		Port  int
+		Force bool
+	}
+	// AddAggregator is ADD AGGREGATOR user[:'password']@'host'[:port].
+	AddAggregator struct {
+		User, Password, Host string
+		Port                 int
+	}
+	// RemoveAggregator is REMOVE AGGREGATOR 'host'[:port].
+	RemoveAggregator struct {
+		Host string
+		Port int
+	}
+	ShowLeaves      struct{}
+	ShowAggregators struct{}
+	// ShowPartitions is SHOW PARTITIONS [ON db].
+	ShowPartitions struct{ Database string }
+	// CreateDatabase is the cluster form of CREATE DATABASE:
+	// CREATE DATABASE [IF NOT EXISTS] db [WITH {SYNC|ASYNC} REPLICATION]
+	// [PARTITIONS[=]n] [[DEFAULT] CHARACTER SET [=] cs] [[DEFAULT] COLLATE [=] c].
+	CreateDatabase struct {
+		Name        string
+		IfNotExists bool
+		Partitions  int  // 0: the default
+		Sync        bool // WITH SYNC REPLICATION
+	}
+	// SetClusterVariable is SET [@@]GLOBAL name = value for a cluster-wide
+	// variable (kept in the cluster metadata).
+	SetClusterVariable struct{ Name, Value string }
+
+	// Node-to-node statements (Canopy's own, used by aggregators).
+
+	// NodeStatus is CANOPY NODE STATUS: role, cluster and ports of a node.
+	NodeStatus struct{}
+	// JoinCluster is CANOPY JOIN CLUSTER 'id' AS {LEAF | AGGREGATOR 'self'}.
+	JoinCluster struct {
+		ClusterID string
+		Role      string // "leaf" or "aggregator"
+		Self      string // the aggregator's own address (host:port)
+	}
+	// LeaveCluster is CANOPY LEAVE CLUSTER 'id'.
+	LeaveCluster struct{ ClusterID string }
+	// DropCopy is CANOPY DROP COPY db: drop this node's copy of a dropped
+	// distributed database.
+	DropCopy struct{ Database string }
+)
+
+func (BootstrapAggregator) command() {}
+func (AddLeaf) command()             {}
+func (RemoveLeaf) command()          {}
+func (AddAggregator) command()       {}
+func (RemoveAggregator) command()    {}
+func (ShowLeaves) command()          {}
+func (ShowAggregators) command()     {}
+func (ShowPartitions) command()      {}
+func (CreateDatabase) command()      {}
+func (SetClusterVariable) command()  {}
+func (NodeStatus) command()          {}
+func (JoinCluster) command()         {}
+func (LeaveCluster) command()        {}
+func (DropCopy) command()            {}
+
+// ClusterVariables are the variables kept in the cluster metadata.
+var ClusterVariables = map[string]bool{
+	"redundancy_level":            true,
+	"auto_attach":                 true,
+	"default_partitions_per_leaf": true,
+	"leaf_failure_detection":      true,
+}
+
+// parseCluster recognizes cluster statements; nil if p holds none.
+func parseCluster(p *parser) Command {
+	switch {
+	case p.keyword("BOOTSTRAP", "AGGREGATOR"):
+		host, port, ok := p.hostPort()
+		if ok && p.done() {
+			return BootstrapAggregator{Host: host, Port: port}
+		}
+	case p.keyword("ADD", "LEAF"):
+		user, pw, host, port, ok := p.userAtHost()
+		if !ok {
+			return nil
+		}
+		c := AddLeaf{User: user, Password: pw, Host: host, Port: port}
+		if p.keyword("INTO", "GROUP") {
+			g, err := strconv.Atoi(p.next().text)
+			if err != nil {
+				return nil
+			}
+			c.Group = g
+		}
+		if p.done() {
+			return c
+		}
+	case p.keyword("REMOVE", "LEAF"):
+		host, port, ok := p.hostPort()
+		if !ok {
+			return nil
+		}
+		c := RemoveLeaf{Host: host, Port: port, Force: p.keyword("FORCE")}
+		if p.done() {
+			return c
+		}
+	case p.keyword("ADD", "AGGREGATOR"):
+		user, pw, host, port, ok := p.userAtHost()
+		if ok && p.done() {
+			return AddAggregator{User: user, Password: pw, Host: host, Port: port}
+		}
+	case p.keyword("REMOVE", "AGGREGATOR"):
+		host, port, ok := p.hostPort()
+		if ok && p.done() {
+			return RemoveAggregator{Host: host, Port: port}
+		}
+	case p.keyword("SHOW", "LEAVES"):
+		if p.done() {
+			return ShowLeaves{}
+		}
+	case p.keyword("SHOW", "AGGREGATORS"):
+		if p.done() {
+			return ShowAggregators{}
+		}
+	case p.keyword("SHOW", "PARTITIONS"):
+		c := ShowPartitions{}
+		if p.keyword("ON") {
+			c.Database = p.next().text
+		}
+		if p.done() {
+			return c
+		}
+	case p.keyword("CANOPY", "NODE", "STATUS"):
+		if p.done() {
+			return NodeStatus{}
+		}
+	case p.keyword("CANOPY", "JOIN", "CLUSTER"):
+		c := JoinCluster{ClusterID: p.next().text}
+		if !p.keyword("AS") {
+			return nil
+		}
+		switch {
+		case p.keyword("LEAF"):
+			c.Role = "leaf"
+		case p.keyword("AGGREGATOR"):
+			c.Role = "aggregator"
+			c.Self = p.next().text
+		default:
+			return nil
+		}
+		if p.done() && c.ClusterID != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "DROP", "COPY"):
+		c := DropCopy{Database: p.next().text}
+		if p.done() && c.Database != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "LEAVE", "CLUSTER"):
+		c := LeaveCluster{ClusterID: p.next().text}
+		if p.done() {
+			return c
+		}
+	}
+	return nil
+}
+
+// ParseClusterDDL recognizes the statements an aggregator must parse itself
+// because MySQL's grammar lacks them: CREATE DATABASE … PARTITIONS and
+// SET GLOBAL of cluster variables.
+func ParseClusterDDL(stmt string) Command {
+	toks, ok := tokenize(stmt)
+	if !ok {
+		return nil
+	}
+	p := &parser{toks: toks}
+	switch {
+	case p.keyword("CREATE", "DATABASE"), p.keyword("CREATE", "SCHEMA"):
+		return p.createDatabase()
+	case p.keyword("SET"):
+		return p.setGlobal()
+	}
+	return nil
+}
+
+func (p *parser) createDatabase() Command {
+	c := CreateDatabase{}
+	if p.keyword("IF", "NOT", "EXISTS") {
+		c.IfNotExists = true
+	}
+	c.Name = p.next().text
+	if c.Name == "" {
+		return nil
+	}
+	for !p.done() {
+		switch {
+		case p.keyword("WITH"):
+			switch {
+			case p.keyword("SYNC"):
+				c.Sync = true
+			case p.keyword("ASYNC"):
+			default:
+				return nil
+			}
+			if !p.keyword("REPLICATION") && !p.keyword("DURABILITY") {
+				return nil
+			}
+		case p.keyword("PARTITIONS"):
+			p.keyword("=")
+			n, err := strconv.Atoi(p.next().text)
+			if err != nil || n <= 0 {
+				return nil
+			}
+			c.Partitions = n
+		case p.keyword("DEFAULT"):
+		case p.keyword("CHARACTER", "SET"), p.keyword("CHARSET"), p.keyword("COLLATE"):
+			p.keyword("=")
+			p.next()
+		default:
+			return nil
+		}
+	}
+	return c
+}
+
+func (p *parser) setGlobal() Command {
+	var name string
+	switch {
+	case p.keyword("GLOBAL"):
+		name = p.next().text
+	case p.peek().text == "@" && len(p.toks) > p.pos+2 && p.toks[p.pos+1].text == "@":
+		p.pos += 2
+		w := p.next().text // "GLOBAL.name" is one word
+		lw := strings.ToLower(w)
+		if !strings.HasPrefix(lw, "global.") {
+			return nil
+		}
+		name = w[len("global."):]
+	default:
+		return nil
+	}
+	name = strings.ToLower(name)
+	if !ClusterVariables[name] || !p.keyword("=") {
+		return nil
+	}
+	v := p.next()
+	if v.text == "" || !p.done() {
+		return nil
+	}
+	return SetClusterVariable{Name: name, Value: v.text}
+}
+
+func (p *parser) next() token {
+	t := p.peek()
+	if !p.done() {
+		p.pos++
+	}
+	return t
+}
+
+// hostPort parses 'host'[:port].
+func (p *parser) hostPort() (string, int, bool) {
+	host := p.next()
+	if host.text == "" {
+		return "", 0, false
+	}
+	port := 0
+	if p.peek().text == ":" && !p.peek().quoted {
+		p.pos++
+		n, err := strconv.Atoi(p.next().text)
+		if err != nil || n <= 0 || n > 65535 {
+			return "", 0, false
+		}
+		port = n
+	}
+	return host.text, port, true
+}
+
+// userAtHost parses user[:'password']@'host'[:port].
+func (p *parser) userAtHost() (user, password, host string, port int, ok bool) {
+	user = p.next().text
+	if p.peek().text == ":" && !p.peek().quoted {
+		p.pos++
+		password = p.next().text
+	}
+	if p.next().text != "@" {
+		return
+	}
+	host, port, ok = p.hostPort()
+	if user == "" {
+		ok = false
+	}
+	return
+}

@@ -1,0 +1,233 @@
+package storage
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dolthub/go-mysql-server/sql"
+)
+
+// stateReplica marks a database that follows a master's log.
+var stateReplica = []byte{secState, 'R'}
+
+// Position returns a database's log position; for a replica, the last
+// record whose changes (catalog included) readers see.
+func (s *Store) Position(name string) (Position, bool) {
+	d := s.database(name)
+	if d == nil {
+		return Position{}, false
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if d.replica {
+		return d.visible, true
+	}
+	return d.pos, true
+}
+
+// IsReplica reports whether a database follows a master's log.
+func (s *Store) IsReplica(name string) bool {
+	d := s.database(name)
+	if d == nil {
+		return false
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return d.replica
+}
+
+// EnsureReplica makes name a replica database, creating it empty if it does
+// not exist, and returns its position. A database that exists and takes
+// its own writes is not turned into a replica.
+func (s *Store) EnsureReplica(name string) (Position, error) {
+	d := s.database(name)
+	if d == nil {
+		if err := s.CreateDatabase(name, sql.Collation_Default); err != nil && !sql.ErrDatabaseExists.Is(err) {
+			return Position{}, err
+		}
+		d = s.database(name)
+		if d == nil {
+			return Position{}, fmt.Errorf("database %s vanished", name)
+		}
+		if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
+			return Position{}, err
+		}
+		s.commitMu.Lock()
+		d.replica = true
+		s.commitMu.Unlock()
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if !d.replica {
+		return Position{}, fmt.Errorf("database %s exists here and is not a replica", name)
+	}
+	return d.pos, nil
+}
+
+// ApplyRecord applies a log record shipped from the database's master:
+// the mutations, the record itself and the new position, in one synced
+// batch. Records already applied are skipped; a gap is an error.
+func (s *Store) ApplyRecord(name string, rec *LogRecord) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.commitMu.Lock()
+	catalogChanged, err := s.applyRecordLocked(d, rec, b)
+	s.commitMu.Unlock()
+	if err != nil || b.Empty() {
+		return err
+	}
+	if err := s.syncWait(b); err != nil {
+		return err
+	}
+	if catalogChanged {
+		if err := s.reloadCatalog(d); err != nil {
+			return err
+		}
+	}
+	s.commitMu.Lock()
+	d.visible = rec.Pos
+	s.commitMu.Unlock()
+	return nil
+}
+
+func (s *Store) applyRecordLocked(d *dbState, rec *LogRecord, b *pebble.Batch) (bool, error) {
+	if !d.replica {
+		return false, fmt.Errorf("database %s is not a replica", d.meta.Name)
+	}
+	if rec.Pos.LSN <= d.pos.LSN {
+		return false, nil // already applied
+	}
+	if rec.Pos.LSN != d.pos.LSN+1 {
+		return false, fmt.Errorf("replica %s at %s cannot apply record %s: records are missing", d.meta.Name, d.pos, rec.Pos)
+	}
+	catalog := false
+	var counters [][2][]byte
+	for _, m := range rec.Mutations {
+		key := join(d.prefix, m.Key)
+		var err error
+		switch m.Op {
+		case OpSet:
+			err = b.Set(key, m.Value, nil)
+		case OpDelete:
+			err = b.Delete(key, nil)
+		case OpDeleteRange:
+			err = b.DeleteRange(key, join(d.prefix, m.Value), nil)
+		default:
+			err = fmt.Errorf("unknown log op %d", m.Op)
+		}
+		if err != nil {
+			return false, err
+		}
+		if len(m.Key) > 0 {
+			switch m.Key[0] {
+			case secTable, secObj:
+				catalog = true
+			case secState:
+				if len(m.Key) > 1 && m.Key[1] == 'c' && m.Op == OpSet {
+					counters = append(counters, [2][]byte{m.Key, m.Value})
+				} else {
+					catalog = true
+				}
+			}
+		}
+		if m.Op == OpDeleteRange {
+			catalog = true
+		}
+	}
+	commits := d.commits + 1
+	if err := b.Set(join(d.prefix, logSuffix(rec.Pos.LSN)), rec.Encode(), nil); err != nil {
+		return false, err
+	}
+	if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
+		return false, err
+	}
+	if err := s.apply(b); err != nil {
+		return false, err
+	}
+	d.pos, d.commits = rec.Pos, commits
+	// counters of tables we already know, without a catalog reload
+	for _, c := range counters {
+		id := tableIDOfCounterKey(c[0])
+		d.mu.RLock()
+		for _, t := range d.tables {
+			if t.meta.ID == id {
+				t.counters.decode(c[1])
+			}
+		}
+		d.mu.RUnlock()
+	}
+	s.notifyCommit()
+	return catalog, nil
+}
+
+func tableIDOfCounterKey(k []byte) uint32 {
+	if len(k) < 6 {
+		return 0
+	}
+	return uint32(k[2])<<24 | uint32(k[3])<<16 | uint32(k[4])<<8 | uint32(k[5])
+}
+
+// reloadCatalog rereads a database's tables and objects after replication
+// changed them. Table versions that did not change keep their state.
+func (s *Store) reloadCatalog(d *dbState) error {
+	tables := make(map[string]*tableState)
+	d.mu.RLock()
+	old := make(map[uint32]*tableState, len(d.tables))
+	for _, t := range d.tables {
+		old[t.meta.ID] = t
+	}
+	d.mu.RUnlock()
+	err := s.scan(join(d.prefix, []byte{secTable}), func(k, v []byte) error {
+		var tm tableMeta
+		if err := json.Unmarshal(v, &tm); err != nil {
+			return fmt.Errorf("table descriptor: %w", err)
+		}
+		prev := old[tm.ID]
+		if prev != nil && prev.meta.Version == tm.Version && prev.meta.Name == tm.Name {
+			tables[strings.ToLower(tm.Name)] = prev
+			return nil
+		}
+		var counters *tableCounters
+		if prev != nil {
+			counters = prev.counters
+		}
+		t, err := newTableState(d, &tm, counters)
+		if err != nil {
+			return err
+		}
+		if cv, ok, err := s.getRaw(join(d.prefix, tableCounterSuffix(tm.ID))); err != nil {
+			return err
+		} else if ok {
+			t.counters.decode(cv)
+		}
+		tables[strings.ToLower(tm.Name)] = t
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	objs := newDBState(s, d.meta)
+	if err := s.scan(join(d.prefix, []byte{secObj}), func(k, v []byte) error {
+		return objs.loadObject(k[dbPrefixLen+1], v)
+	}); err != nil {
+		return err
+	}
+	var next uint32
+	if v, ok, err := s.getRaw(join(d.prefix, stateNextTableID)); err != nil {
+		return err
+	} else if ok && len(v) == 4 {
+		next = uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
+	}
+	d.mu.Lock()
+	d.tables = tables
+	d.views, d.triggers, d.procs, d.fks = objs.views, objs.triggers, objs.procs, objs.fks
+	d.nextTableID = next
+	d.mu.Unlock()
+	return nil
+}
