@@ -61,6 +61,7 @@ type Aggregator struct {
 	spread    atomic.Uint64
 	changed   chan struct{} // signalled on metadata changes
 	schemasAt atomic.Uint64 // metadata index whose schema changes this node's copies have
+	templates templates     // planned routed statements with bind variables
 }
 
 // Start runs the aggregator; bootstrap founds a new cluster with this

@@ -450,6 +450,68 @@ func TestShardedAndReferenceTables(t *testing.T) {
 		testutil.ExpectRows(t, ma, "SELECT COUNT(*), SUM(n) FROM t WHERE v = 'tx2'", "3,15")
 	})
 
+	// Point statements are planned once per shape: text queries with their
+	// literals taken out, and prepared statements.
+	for _, mode := range []string{"text", "prepared"} {
+		t.Run("routed by template: "+mode, func(t *testing.T) {
+			dbs := []*sql.DB{ma, child}
+			if mode == "prepared" {
+				dbs = []*sql.DB{c.MA.PreparingDB("s"), c.Children[0].PreparingDB("s")}
+			}
+			tbl := "pt_" + mode
+			testutil.Exec(t, ma, "CREATE TABLE "+tbl+" (id INT PRIMARY KEY, v VARCHAR(20), n INT)")
+			for i := 1; i <= 60; i++ {
+				testutil.Exec(t, dbs[0], "INSERT INTO "+tbl+" VALUES (?, ?, ?)", i, fmt.Sprintf("p%d", i), i)
+			}
+			runs := func() float64 {
+				return c.MA.Metric("canopy_routed_templates_total") + c.Children[0].Metric("canopy_routed_templates_total")
+			}
+			before := runs()
+			routed := 0
+			for _, db := range dbs {
+				for i := 1; i <= 60; i += 7 {
+					expectArgs(t, db, "SELECT v, n FROM "+tbl+" WHERE id = ?", []any{i}, fmt.Sprintf("p%d,%d", i, i))
+					routed++
+				}
+				expectArgs(t, db, "SELECT v FROM "+tbl+" WHERE id = ?", []any{"5"}, "p5") // an integer string hashes as the integer
+				routed++
+				expectArgs(t, db, "SELECT v FROM "+tbl+" WHERE id = ?", []any{nil})
+				expectArgs(t, db, "SELECT COUNT(*) FROM "+tbl+" WHERE id = ? OR id = ?", []any{1, 2}, "2")
+			}
+			testutil.Exec(t, dbs[1], "UPDATE "+tbl+" SET n = n + ? WHERE id = ?", 100, 9)
+			testutil.Exec(t, dbs[0], "DELETE FROM "+tbl+" WHERE id = ?", 10)
+			routed += 2
+			key := sharding.NewKey([]gmssql.Type{types.Int32})
+			masters := partitionMasters(t, ma, "s")
+			for id, want := range map[int][]string{9: {"109"}, 10: nil} {
+				p, _ := key.Partition([]interface{}{id}, 8)
+				testutil.ExpectRows(t, leafByPort(c, masters[p]).DB(""), fmt.Sprintf("SELECT n FROM s_%d.%s WHERE id = %d", p, tbl, id), want...)
+			}
+			// inside a transaction the template runs on the transaction's connection
+			tx, err := dbs[0].Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec("UPDATE "+tbl+" SET v = ? WHERE id = ?", "gone", 11); err != nil {
+				t.Fatal(err)
+			}
+			var v string
+			if err := tx.QueryRow("SELECT v FROM "+tbl+" WHERE id = ?", 11).Scan(&v); err != nil || v != "gone" {
+				t.Fatalf("read own write: %q %v", v, err)
+			}
+			tx.Rollback()
+			expectArgs(t, dbs[0], "SELECT v FROM "+tbl+" WHERE id = ?", []any{11}, "p11")
+			routed += 3
+			// a schema change plans the statement again
+			testutil.Exec(t, ma, "ALTER TABLE "+tbl+" ADD COLUMN w INT DEFAULT 42")
+			expectArgs(t, dbs[1], "SELECT * FROM "+tbl+" WHERE id = ?", []any{12}, "12,p12,12,42")
+			routed++
+			if got := int(runs() - before); got != routed {
+				t.Errorf("%d statements routed by template, want %d", got, routed)
+			}
+		})
+	}
+
 	t.Run("explain", func(t *testing.T) {
 		routed := strings.Join(testutil.Rows(t, ma, "EXPLAIN SELECT * FROM t WHERE id = 42"), "\n")
 		key := sharding.NewKey([]gmssql.Type{types.Int32})
@@ -528,5 +590,15 @@ func TestMetadataSurvivesRestarts(t *testing.T) {
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE m2")
 	if n := len(partitionMasters(t, ma, "m2")); n != 6 {
 		t.Errorf("CREATE DATABASE with default_partitions_per_leaf = 3 on 2 leaves: %d partitions", n)
+	}
+}
+
+// expectArgs runs a query with arguments (a prepared statement) and
+// compares its rows.
+func expectArgs(t *testing.T, db *sql.DB, q string, args []any, want ...string) {
+	t.Helper()
+	got := testutil.Rows(t, db, q, args...)
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("%s %v\n got: %q\nwant: %q", q, args, got, want)
 	}
 }

@@ -99,6 +99,9 @@ func (a *Aggregator) currentDB(id uint32) string {
 // Handle runs a client statement when the aggregator must; handled false
 // leaves it to the node's own SQL engine.
 func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (bool, error) {
+	if handled, err := a.handleText(ctx, c, query, func(res *sqltypes.Result) error { return callback(res, false) }); handled || err != nil {
+		return true, err
+	}
 	switch cmd := sqlcmd.ParseClusterDDL(query).(type) {
 	case sqlcmd.CreateDatabase:
 		return true, a.sendOK(callback, a.createDatabase(ctx, c, query, cmd))

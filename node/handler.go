@@ -36,7 +36,8 @@ func (h *handler) ComMultiQuery(ctx context.Context, c *mysql.Conn, query string
 }
 
 // bindQuery turns an executed prepared statement into SQL text with its
-// arguments as literals, for the aggregator's planner.
+// arguments as literals, for the aggregator's planner and the point-select
+// fast path.
 func bindQuery(prepare *mysql.PrepareData) (string, bool) {
 	stmt, err := ast.Parse(prepare.PrepareStmt)
 	if err != nil {
@@ -75,6 +76,8 @@ func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, ca
 		}
 	} else if cd, ok := sqlcmd.ParseClusterDDL(query).(sqlcmd.CreateDatabase); ok && cd.Partitions > 0 {
 		return rest, errNotAggregator
+	} else if handled, err := h.pointSelect(ctx, c, query, func(res *sqltypes.Result) error { return callback(res, more) }); handled {
+		return rest, err
 	}
 	if rest == "" {
 		return "", h.withRestarts(c, func() error {
@@ -93,6 +96,15 @@ func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, ca
 
 func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *mysql.PrepareData, callback func(*sqltypes.Result) error) error {
 	if agg := h.n.aggregator(); agg != nil {
+		var handled bool
+		err := h.withRestarts(c, func() error {
+			var err error
+			handled, err = agg.HandlePrepared(ctx, c, prepare.PrepareStmt, prepare.BindVars, callback)
+			return err
+		})
+		if handled || err != nil {
+			return err
+		}
 		if query, ok := bindQuery(prepare); ok {
 			var handled bool
 			err := h.withRestarts(c, func() error {
@@ -101,6 +113,13 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 				return err
 			})
 			if handled || err != nil {
+				return err
+			}
+		}
+	}
+	if h.n.aggregator() == nil && looksLikeSelect(prepare.PrepareStmt) {
+		if query, ok := bindQuery(prepare); ok {
+			if handled, err := h.pointSelect(ctx, c, query, callback); handled {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ type metrics struct {
 	reg         *prometheus.Registry
 	statements  prometheus.Counter
 	queryErrors prometheus.Counter
+	fastPath    prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -24,8 +25,18 @@ func newMetrics(n *Node) *metrics {
 			Name: "canopy_statements_total", Help: "Statements run by the SQL engine (after the first of a multi-statement query)."}),
 		queryErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "canopy_statement_errors_total", Help: "Statements that returned an error to the client."}),
+		fastPath: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_point_selects_total", Help: "Primary-key point selects answered without the SQL engine."}),
 	}
-	m.reg.MustRegister(m.statements, m.queryErrors, &storeCollector{n: n},
+	templates := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "canopy_routed_templates_total", Help: "Statements an aggregator routed from a cached plan template."},
+		func() float64 {
+			if a := n.aggregator(); a != nil {
+				return float64(a.TemplateRuns())
+			}
+			return 0
+		})
+	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -79,6 +79,10 @@ type Input struct {
 	NextAutoIncrement func(db, table string) uint64
 	// Spread picks the partition of a row of a table without shard key.
 	Spread func(partitions int) int
+
+	// template, when set, plans a statement whose shard key values are
+	// bind variables (see MakeTemplate).
+	template *Template
 }
 
 // Error is a planning error with the MySQL error number to report.
@@ -265,31 +269,37 @@ func routeBy(in Input, r *tableRef, where *ast.Where, all []*tableRef) (int, boo
 	if schema == nil {
 		return 0, false, nil
 	}
-	vals := make([]interface{}, len(r.table.ShardKey))
-	found := make([]bool, len(vals))
+	exprs := make([]ast.Expr, len(r.table.ShardKey))
 	for _, term := range conjuncts(where.Expr) {
-		col, lit, ok := columnEqualsLiteral(term)
+		col, lit, ok := columnEqualsValue(term, in.template != nil)
 		if !ok || !refersTo(col, r, schema, all, in) {
 			continue
 		}
 		for i, k := range r.table.ShardKey {
-			if strings.EqualFold(k, col.Name.String()) && !found[i] {
-				v, err := literal(lit)
-				if err != nil {
-					return 0, false, nil
-				}
-				vals[i], found[i] = v, true
+			if strings.EqualFold(k, col.Name.String()) && exprs[i] == nil {
+				exprs[i] = lit
 			}
 		}
 	}
-	for _, f := range found {
-		if !f {
+	for _, e := range exprs {
+		if e == nil {
 			return 0, false, nil
 		}
 	}
 	key, ok := shardKey(schema, r.table.ShardKey)
 	if !ok {
 		return 0, false, nil
+	}
+	if in.template != nil {
+		return in.template.bind(r.dist, key, exprs)
+	}
+	vals := make([]interface{}, len(exprs))
+	for i, e := range exprs {
+		v, err := literal(e)
+		if err != nil {
+			return 0, false, nil
+		}
+		vals[i] = v
 	}
 	for i, v := range vals {
 		if v == nil || !literalFits(v, key.Types[i]) {
@@ -313,23 +323,24 @@ func conjuncts(e ast.Expr) []ast.Expr {
 	return []ast.Expr{e}
 }
 
-// columnEqualsLiteral matches col = literal, literal = col, and
-// col IN (literal).
-func columnEqualsLiteral(e ast.Expr) (*ast.ColName, ast.Expr, bool) {
+// columnEqualsValue matches col = value, value = col, and col IN (value),
+// where value is a literal, or also a bind variable when args is set.
+func columnEqualsValue(e ast.Expr, args bool) (*ast.ColName, ast.Expr, bool) {
 	cmp, ok := e.(*ast.ComparisonExpr)
 	if !ok {
 		return nil, nil, false
 	}
+	isValue := func(e ast.Expr) bool { return isLiteral(e) || args && isArg(e) }
 	switch cmp.Operator {
 	case ast.EqualStr:
-		if c, ok := cmp.Left.(*ast.ColName); ok && isLiteral(cmp.Right) {
+		if c, ok := cmp.Left.(*ast.ColName); ok && isValue(cmp.Right) {
 			return c, cmp.Right, true
 		}
-		if c, ok := cmp.Right.(*ast.ColName); ok && isLiteral(cmp.Left) {
+		if c, ok := cmp.Right.(*ast.ColName); ok && isValue(cmp.Left) {
 			return c, cmp.Left, true
 		}
 	case ast.InStr:
-		if t, ok := cmp.Right.(ast.ValTuple); ok && len(t) == 1 && isLiteral(t[0]) {
+		if t, ok := cmp.Right.(ast.ValTuple); ok && len(t) == 1 && isValue(t[0]) {
 			if c, ok := cmp.Left.(*ast.ColName); ok {
 				return c, t[0], true
 			}

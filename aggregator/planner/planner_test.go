@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/datadriven"
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/sqltypes"
 	"github.com/dolthub/vitess/go/vt/proto/query"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
@@ -67,6 +68,9 @@ func TestPlans(t *testing.T) {
 		if err != nil {
 			return "parse error: " + err.Error() + "\n"
 		}
+		if d.Cmd == "template" {
+			return planTemplate(cat, db, stmt, d)
+		}
 		auto, spread := uint64(0), 0
 		p, err := Make(Input{
 			Stmt: stmt, CurrentDB: db, Catalog: cat,
@@ -96,4 +100,40 @@ func TestPlans(t *testing.T) {
 		}
 		return b.String()
 	})
+}
+
+// planTemplate plans a statement with ? placeholders once, then routes it
+// for each args=(…) value list (quoted values are strings, NULL is NULL).
+func planTemplate(cat *testCatalog, db string, stmt ast.Statement, d *datadriven.TestData) string {
+	tpl, ok := MakeTemplate(Input{Stmt: stmt, CurrentDB: db, Catalog: cat})
+	if !ok {
+		return "no template\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "template db=%s partitions=%d\n", tpl.Database, tpl.Partitions())
+	for _, arg := range d.CmdArgs {
+		if arg.Key != "args" {
+			continue
+		}
+		vars := map[string]*query.BindVariable{}
+		for i, v := range arg.Vals {
+			name := fmt.Sprintf("v%d", i+1)
+			switch {
+			case v == "NULL":
+				vars[name] = sqltypes.NullBindVariable
+			case strings.HasPrefix(v, "'"):
+				vars[name] = sqltypes.StringBindVariable(strings.Trim(v, "'"))
+			default:
+				var n int64
+				fmt.Sscan(v, &n)
+				vars[name] = sqltypes.Int64BindVariable(n)
+			}
+		}
+		if p, q, ok := tpl.Route(vars); ok {
+			fmt.Fprintf(&b, "  %v → %d: %s\n", arg.Vals, p, q)
+		} else {
+			fmt.Fprintf(&b, "  %v → general planner\n", arg.Vals)
+		}
+	}
+	return b.String()
 }

@@ -122,6 +122,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, p.node.Addr(), err)
 	}
+	c.Conn = &coalescingConn{Conn: c.Conn}
 	p.open.Add(1)
 	return &Conn{Conn: c, pool: p}, nil
 }

@@ -8,12 +8,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -108,6 +111,32 @@ func StartNode(t testing.TB, extraArgs ...string) *Node {
 	return n
 }
 
+// Metric reads a counter or gauge without labels from the node's
+// /metrics endpoint.
+func (n *Node) Metric(name string) float64 {
+	n.t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.HTTPPort))
+	if err != nil {
+		n.t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		n.t.Fatalf("metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				n.t.Fatalf("metric %s: %v", line, err)
+			}
+			return v
+		}
+	}
+	n.t.Fatalf("metric %s not found", name)
+	return 0
+}
+
 // Addr is the node's MySQL address.
 func (n *Node) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
 
@@ -169,22 +198,30 @@ func (n *Node) WaitReady(timeout time.Duration) {
 }
 
 // DSN is a go-sql-driver DSN for the node and database.
-func (n *Node) DSN(db string) string {
+func (n *Node) DSN(db string) string { return n.dsn(db, true) }
+
+func (n *Node) dsn(db string, interpolate bool) string {
 	c := mysql.NewConfig()
 	c.User = "root"
 	c.Net = "tcp"
 	c.Addr = n.Addr()
 	c.DBName = db
-	c.InterpolateParams = true
+	c.InterpolateParams = interpolate
 	c.MultiStatements = true
 	c.Timeout = 5 * time.Second
 	return c.FormatDSN()
 }
 
 // DB opens a connection pool to the node; it is closed with the test.
-func (n *Node) DB(db string) *sql.DB {
+func (n *Node) DB(db string) *sql.DB { return n.open(n.DSN(db)) }
+
+// PreparingDB is like DB, but queries with arguments run as server-side
+// prepared statements (the driver does not interpolate them).
+func (n *Node) PreparingDB(db string) *sql.DB { return n.open(n.dsn(db, false)) }
+
+func (n *Node) open(dsn string) *sql.DB {
 	n.t.Helper()
-	d, err := sql.Open("mysql", n.DSN(db))
+	d, err := sql.Open("mysql", dsn)
 	if err != nil {
 		n.t.Fatal(err)
 	}
