@@ -76,11 +76,19 @@ func main() {
 		*leaves, 8**leaves, *cacheMB, *cacheMB)
 	b.WriteString("| workload | unit | cluster (MA) | single leaf | MariaDB | cluster / MariaDB | single leaf / MariaDB | notes (cluster / leaf / MariaDB) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---|\n")
-	for _, threads := range []int{1, 4} {
+	for _, run := range []struct {
+		threads int
+		text    bool // literals in the query text instead of prepared statements
+	}{{1, false}, {4, false}, {4, true}} {
+		threads := run.threads
+		args, label := common, ""
+		if run.text {
+			args, label = append(append([]string(nil), common...), "--db-ps-mode=disable"), ", text protocol"
+		}
 		var res [3]benchutil.SysbenchResult
 		for i, s := range servers {
-			log.Printf("oltp_point_select, %d threads, on %s", threads, s.Name)
-			res[i], err = benchutil.Sysbench(s, "oltp_point_select", "run", threads, *seconds, common...)
+			log.Printf("oltp_point_select, %d threads%s, on %s", threads, label, s.Name)
+			res[i], err = benchutil.Sysbench(s, "oltp_point_select", "run", threads, *seconds, args...)
 			must(err)
 			if res[i].Errors > 0 {
 				log.Fatalf("%s: %v errors per second", s.Name, res[i].Errors)
@@ -89,8 +97,8 @@ func main() {
 		cpu := func(x benchutil.SysbenchResult) float64 {
 			return float64(x.ServerCPU.Microseconds()) / max(x.Queries, 1)
 		}
-		fmt.Fprintf(&b, "| oltp_point_select, %d thread%s | queries/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | avg latency %.2f / %.2f / %.2f ms; server CPU per query %.0f / %.0f / %.0f µs |\n",
-			threads, map[bool]string{true: "s"}[threads > 1], res[0].QPS, res[1].QPS, res[2].QPS,
+		fmt.Fprintf(&b, "| oltp_point_select, %d thread%s%s | queries/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | avg latency %.2f / %.2f / %.2f ms; server CPU per query %.0f / %.0f / %.0f µs |\n",
+			threads, map[bool]string{true: "s"}[threads > 1], label, res[0].QPS, res[1].QPS, res[2].QPS,
 			res[0].QPS/res[2].QPS, res[1].QPS/res[2].QPS,
 			res[0].AvgLatencyMs, res[1].AvgLatencyMs, res[2].AvgLatencyMs, cpu(res[0]), cpu(res[1]), cpu(res[2]))
 	}
