@@ -62,6 +62,13 @@ type Aggregator struct {
 	changed   chan struct{} // signalled on metadata changes
 	schemasAt atomic.Uint64 // metadata index whose schema changes this node's copies have
 	templates templates     // planned routed statements with bind variables
+	gathered  struct{ rows, bytes atomic.Uint64 }
+}
+
+// Gathered counts the rows and value bytes partitions sent this
+// aggregator for gathers (what a pushed-down plan saves).
+func (a *Aggregator) Gathered() (rows, bytes uint64) {
+	return a.gathered.rows.Load(), a.gathered.bytes.Load()
 }
 
 // Start runs the aggregator; bootstrap founds a new cluster with this

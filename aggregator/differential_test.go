@@ -202,7 +202,29 @@ func (g *queryGen) query() (string, bool) {
 		}
 		return ""
 	}
-	switch g.n(18) {
+	agg := func() string {
+		return g.pick("COUNT(*)", "COUNT(x)", "COUNT(s)", "SUM(x)", "SUM(d)", "AVG(x)", "AVG(d)", "MIN(x)", "MAX(x)",
+			"MIN(s)", "MAX(s)", "MIN(d)", "MAX(d)", "SUM(x) + COUNT(*)", "SUM(d * 2)", "AVG(x + g)", "MAX(id % 7)")
+	}
+	switch g.n(23) {
+	case 18: // global aggregates, also over empty partitions and empty results
+		return fmt.Sprintf("SELECT %s, %s, %s FROM a%s", agg(), agg(), agg(),
+			g.pick(g.where(""), " WHERE id < 0", " WHERE id = 7", " WHERE g = 0")), true
+	case 19: // grouped by columns and expressions, NULL groups included
+		key := g.pick("g", "s", "x > 100", "g % 2", "d IS NULL", "g, s")
+		q := fmt.Sprintf("SELECT %s, %s, %s FROM a%s GROUP BY %s", key, agg(), agg(), g.where(""), key)
+		if g.n(2) == 0 {
+			q += fmt.Sprintf(" HAVING %s > %d", g.pick("COUNT(*)", "SUM(x)", "MAX(id)"), g.n(100))
+		}
+		return q, false
+	case 20: // ordered by an aggregate with a limit (ties broken by the key)
+		return fmt.Sprintf("SELECT g, COUNT(*) AS n, SUM(x) AS t FROM a%s GROUP BY g ORDER BY %s, g LIMIT %d",
+			g.where(""), g.pick("n DESC", "t", "n"), 1+g.n(5)), true
+	case 21: // keyless table, skewed groups
+		return fmt.Sprintf("SELECT v, COUNT(*), SUM(k), AVG(k), MIN(k) FROM c%s GROUP BY v",
+			g.pick("", " WHERE k > 10", " WHERE v = 'v1'")), false
+	case 22:
+		return fmt.Sprintf("SELECT a_id %% 5 AS m, COUNT(*), MAX(y), AVG(y) FROM b WHERE y IS NOT NULL GROUP BY a_id %% 5 ORDER BY m"), true
 	case 0:
 		return "SELECT id, g, x, s, d FROM a" + g.where("") + " ORDER BY id" + g.pick("", " DESC") + lim(), true
 	case 1:

@@ -192,15 +192,20 @@ func (o *onePartition) Close(*sql.Context) error { return nil }
 func (t *DistTable) Partitions(*sql.Context) (sql.PartitionIter, error) { return &onePartition{}, nil }
 
 func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIter, error) {
-	st := t.a.State()
-	d := st.Database(t.db.Name)
+	return t.a.gather(ctx, t.db.Name, t.scanSQL, t.Schema())
+}
+
+// gather runs a query on every partition of a database in parallel and
+// streams the rows back; sqlFor gives a partition's query.
+func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(int) string, schema sql.Schema) (sql.RowIter, error) {
+	st := a.State()
+	d := st.Database(db)
 	if d == nil {
-		return nil, sql.ErrDatabaseNotFound.New(t.db.Name)
+		return nil, sql.ErrDatabaseNotFound.New(db)
 	}
-	schema := t.Schema()
-	it := &gatherIter{rows: make(chan sql.Row, 256), done: make(chan struct{})}
+	it := &gatherIter{a: a, rows: make(chan sql.Row, 256), done: make(chan struct{})}
 	connID := ctx.Session.ID()
-	inTxn := t.a.inTransaction(connID)
+	inTxn := a.inTransaction(connID)
 	type job struct {
 		leaf  string
 		parts []int
@@ -232,10 +237,10 @@ func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIte
 			var c *pool.Conn
 			var err error
 			if inTxn {
-				c, err = t.a.txnConn(ctx, t.a.session(connID), j.leaf)
+				c, err = a.txnConn(ctx, a.session(connID), j.leaf)
 			} else {
 				var lp *pool.Pool
-				if lp, err = t.a.leafPool(j.leaf); err == nil {
+				if lp, err = a.leafPool(j.leaf); err == nil {
 					c, err = lp.Acquire(ctx)
 					if err == nil {
 						defer c.Release()
@@ -247,7 +252,7 @@ func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIte
 				return
 			}
 			for _, p := range j.parts {
-				if err := it.stream(ctx, c, t.scanSQL(p), schema); err != nil {
+				if err := it.stream(ctx, c, sqlFor(p), schema); err != nil {
 					it.fail(leafError(j.leaf, err))
 					return
 				}
@@ -263,6 +268,7 @@ func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIte
 
 // gatherIter merges the rows partitions stream back.
 type gatherIter struct {
+	a    *Aggregator
 	rows chan sql.Row
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -296,6 +302,12 @@ func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema
 			c.CloseResult()
 			return nil
 		}
+		size := 0
+		for _, v := range vals {
+			size += len(v.Raw())
+		}
+		g.a.gathered.rows.Add(1)
+		g.a.gathered.bytes.Add(uint64(size))
 		row, err := fromSQL(ctx, schema, vals)
 		if err != nil {
 			c.CloseResult()

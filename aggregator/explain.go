@@ -79,6 +79,8 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 		add("Gather partitions:all (%s)", p.Reason)
 		eachDistTable(n, func(dt *DistTable) {
 			add("  Partition SQL: %s", strings.Replace(dt.scanSQL(0), "`"+meta.PartitionName(dt.db.Name, 0)+"`", "`"+dt.db.Name+"_<N>`", 1))
+		}, func(ps *partialScan) {
+			add("  Partition SQL (partial aggregate): %s", strings.Replace(ps.partitionSQL(0), "`"+meta.PartitionName(ps.db.Name, 0)+"`", "`"+ps.db.Name+"_<N>`", 1))
 		})
 		add("Aggregator:")
 		addPlan("  ", n)
@@ -102,10 +104,13 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 	return res, nil
 }
 
-// eachDistTable calls f for every sharded table scan of a plan, subqueries
-// included.
-func eachDistTable(n sql.Node, f func(*DistTable)) {
+// eachDistTable calls f for every sharded table scan of a plan and
+// partial for every split aggregate, subqueries included.
+func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan)) {
 	transform.Inspect(n, func(n sql.Node) bool {
+		if ps, ok := n.(*partialScan); ok {
+			partial(ps)
+		}
 		if rt, ok := n.(*plan.ResolvedTable); ok {
 			if dt, ok := rt.UnderlyingTable().(*DistTable); ok {
 				f(dt)
@@ -115,7 +120,7 @@ func eachDistTable(n sql.Node, f func(*DistTable)) {
 			for _, e := range ex.Expressions() {
 				transform.InspectExpr(e, func(e sql.Expression) bool {
 					if sq, ok := e.(*plan.Subquery); ok && sq.Query != nil {
-						eachDistTable(sq.Query, f)
+						eachDistTable(sq.Query, f, partial)
 					}
 					return false
 				})

@@ -36,6 +36,19 @@ func newMetrics(n *Node) *metrics {
 			}
 			return 0
 		})
+	gathered := func(name, help string, pick func(rows, bytes uint64) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			if a := n.aggregator(); a != nil {
+				return float64(pick(a.Gathered()))
+			}
+			return 0
+		})
+	}
+	m.reg.MustRegister(
+		gathered("canopy_gathered_rows_total", "Rows partitions sent this aggregator for gathered queries.",
+			func(r, _ uint64) uint64 { return r }),
+		gathered("canopy_gathered_bytes_total", "Value bytes partitions sent this aggregator for gathered queries.",
+			func(_, b uint64) uint64 { return b }))
 	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -140,7 +140,8 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	n.metrics = newMetrics(n)
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
-		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).Build()
+		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
+		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
 

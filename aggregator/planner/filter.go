@@ -8,10 +8,11 @@ import (
 	"github.com/dolthub/go-mysql-server/sql/expression"
 )
 
-// FilterSQL renders a filter GMS pushes to a table as SQL a partition can
-// evaluate: comparisons, AND/OR/NOT, IS NULL, IN, LIKE and BETWEEN over the
-// table's columns and constants. ok is false for anything else; the
-// aggregator then keeps the filter for itself.
+// FilterSQL renders a filter GMS pushes to a table (or a grouping or
+// aggregate argument) as SQL a partition can evaluate: comparisons,
+// arithmetic, AND/OR/NOT, IS NULL, IN, LIKE and BETWEEN over the table's
+// columns and constants. ok is false for anything else; the aggregator
+// then keeps the work for itself.
 func FilterSQL(ctx *sql.Context, e sql.Expression, table string) (string, bool) {
 	var b strings.Builder
 	if !writeFilter(ctx, &b, e, table) {
@@ -54,6 +55,18 @@ func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table s
 		return bin("<", e.Left(), e.Right())
 	case *expression.LessThanOrEqual:
 		return bin("<=", e.Left(), e.Right())
+	case *expression.Arithmetic:
+		switch e.Op {
+		case "+", "-", "*":
+			return bin(e.Op, e.Left(), e.Right())
+		}
+		return false
+	case *expression.Mod:
+		return bin("%", e.Left(), e.Right())
+	case *expression.Div:
+		return bin("/", e.Left(), e.Right())
+	case *expression.IntDiv:
+		return bin("DIV", e.Left(), e.Right())
 	case *expression.And:
 		return bin("AND", e.LeftChild, e.RightChild)
 	case *expression.Or:

@@ -1,0 +1,347 @@
+package aggregator
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/analyzer"
+	"github.com/dolthub/go-mysql-server/sql/expression"
+	"github.com/dolthub/go-mysql-server/sql/expression/function/aggregation"
+	"github.com/dolthub/go-mysql-server/sql/plan"
+	"github.com/dolthub/go-mysql-server/sql/transform"
+	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/shopspring/decimal"
+
+	"github.com/canopydb/canopy/aggregator/planner"
+	"github.com/canopydb/canopy/cluster/meta"
+)
+
+// AggregateRuleID names PushAggregates among the analyzer's rules; it runs
+// after PushFilters.
+const AggregateRuleID analyzer.RuleId = 10_001
+
+// PushAggregates is an analyzer rule that splits a GROUP BY over one
+// sharded table into partial aggregates computed by every partition
+// (GROUP BY on the leaf) and a merge on the aggregator: COUNT and SUM are
+// summed, MIN and MAX taken again, AVG carried as a sum and a count.
+// Partitions then send one row per group instead of every row. HAVING,
+// ORDER BY and LIMIT stay above the merge, where GMS already put them.
+func PushAggregates(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ *plan.Scope, _ analyzer.RuleSelector, _ *sql.QueryFlags) (sql.Node, transform.TreeIdentity, error) {
+	return transform.Node(n, func(n sql.Node) (sql.Node, transform.TreeIdentity, error) {
+		gb, ok := n.(*plan.GroupBy)
+		if !ok {
+			return n, transform.SameTree, nil
+		}
+		if nn, ok := partialGroupBy(ctx, gb); ok {
+			return nn, transform.NewTree, nil
+		}
+		return n, transform.SameTree, nil
+	})
+}
+
+// partialGroupBy rewrites a GroupBy whose input is a (filtered) scan of a
+// sharded table, when every grouping expression, aggregate argument and
+// filter can be written as SQL for the leaves.
+func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
+	child := gb.Child
+	var cond sql.Expression
+	if f, ok := child.(*plan.Filter); ok {
+		cond, child = f.Expression, f.Child
+	}
+	var rt *plan.ResolvedTable
+	var name string
+	switch c := child.(type) {
+	case *plan.TableAlias:
+		rt, _ = c.Child.(*plan.ResolvedTable)
+		name = c.Name()
+	case *plan.ResolvedTable:
+		rt, name = c, c.Name()
+	}
+	if rt == nil {
+		return nil, false
+	}
+	dt, ok := rt.Table.(*DistTable)
+	if !ok {
+		return nil, false
+	}
+	ps := &partialScan{a: dt.a, db: dt.db, table: dt.Name()}
+	if cond != nil {
+		if ps.where, ok = planner.FilterSQL(ctx, cond, name); !ok {
+			return nil, false
+		}
+	}
+	exprSQL := func(e sql.Expression) (string, bool) {
+		if _, ok := e.(*expression.Star); ok {
+			return "*", true
+		}
+		return planner.FilterSQL(ctx, e, name)
+	}
+	// add appends a column the partitions compute.
+	add := func(text string, typ sql.Type) int {
+		ps.cols = append(ps.cols, text)
+		ps.schema = append(ps.schema, &sql.Column{Name: fmt.Sprintf("p%d", len(ps.schema)), Type: typ, Nullable: true})
+		return len(ps.schema) - 1
+	}
+	field := func(i int) *expression.GetField {
+		c := ps.schema[i]
+		return expression.NewGetField(i, c.Type, c.Name, true)
+	}
+
+	var groupBy []sql.Expression
+	for _, g := range gb.GroupByExprs {
+		text, ok := exprSQL(g)
+		if !ok {
+			return nil, false
+		}
+		ps.groupBy = append(ps.groupBy, text)
+		groupBy = append(groupBy, field(add(text, g.Type())))
+	}
+	var selected []sql.Expression
+	for _, e := range gb.SelectedExprs {
+		agg, isAgg := e.(sql.Aggregation)
+		if !isAgg {
+			if containsAggregate(e) {
+				return nil, false
+			}
+			text, ok := exprSQL(e)
+			if !ok {
+				return nil, false
+			}
+			i := add(text, e.Type())
+			switch x := e.(type) {
+			case *expression.GetField:
+				selected = append(selected, x.WithIndex(i))
+			case sql.Nameable:
+				selected = append(selected, expression.NewAlias(x.Name(), field(i)))
+			default:
+				return nil, false
+			}
+			continue
+		}
+		var arg sql.Expression
+		var kind mergeKind
+		switch x := agg.(type) {
+		case *aggregation.Count:
+			arg, kind = x.Child, mergeCount
+		case *aggregation.Sum:
+			arg, kind = x.Child, mergeSum
+		case *aggregation.Min:
+			arg, kind = x.Child, mergeMin
+		case *aggregation.Max:
+			arg, kind = x.Child, mergeMax
+		case *aggregation.Avg:
+			arg, kind = x.Child, mergeAvg
+		default:
+			return nil, false // COUNT(DISTINCT), GROUP_CONCAT, …: the rows travel
+		}
+		if agg.Window() != nil {
+			return nil, false
+		}
+		text, ok := exprSQL(arg)
+		if !ok {
+			return nil, false
+		}
+		m := &mergeAgg{orig: agg, kind: kind}
+		switch kind {
+		case mergeCount:
+			m.cols = []int{add("COUNT("+text+")", types.Int64)}
+		case mergeSum:
+			m.cols = []int{add("SUM("+text+")", partialSumType(arg.Type()))}
+		case mergeMin:
+			m.cols = []int{add("MIN("+text+")", arg.Type())}
+		case mergeMax:
+			m.cols = []int{add("MAX("+text+")", arg.Type())}
+		case mergeAvg:
+			m.cols = []int{add("SUM("+text+")", partialSumType(arg.Type())), add("COUNT("+text+")", types.Int64)}
+		}
+		for _, c := range m.cols {
+			m.fields = append(m.fields, field(c))
+		}
+		selected = append(selected, m)
+	}
+	return plan.NewGroupBy(selected, groupBy, ps), true
+}
+
+func containsAggregate(e sql.Expression) bool {
+	return transform.InspectExpr(e, func(e sql.Expression) bool {
+		_, ok := e.(sql.Aggregation)
+		return ok
+	})
+}
+
+// partialSumType is the type a partition's SUM arrives as: GMS sums
+// decimals as decimals (kept at the argument's scale) and everything else
+// as float64.
+func partialSumType(arg sql.Type) sql.Type {
+	if dt, ok := arg.(sql.DecimalType); ok {
+		return types.MustCreateDecimalType(types.DecimalTypeMaxPrecision, dt.Scale())
+	}
+	return types.Float64
+}
+
+// partialScan is the leaf half of a split aggregate: every partition runs
+// the grouped query; its rows are partial aggregates.
+type partialScan struct {
+	a            *Aggregator
+	db           *meta.Database
+	table, where string
+	cols         []string
+	groupBy      []string
+	schema       sql.Schema
+}
+
+var _ sql.ExecSourceRel = (*partialScan)(nil)
+
+// partitionSQL is what partition p runs.
+func (p *partialScan) partitionSQL(part int) string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	b.WriteString(strings.Join(p.cols, ", "))
+	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(meta.PartitionName(p.db.Name, part)), quoteIdent(p.table))
+	if p.where != "" {
+		b.WriteString(" WHERE " + p.where)
+	}
+	if len(p.groupBy) > 0 {
+		b.WriteString(" GROUP BY " + strings.Join(p.groupBy, ", "))
+	}
+	return b.String()
+}
+
+func (p *partialScan) RowIter(ctx *sql.Context, _ sql.Row) (sql.RowIter, error) {
+	return p.a.gather(ctx, p.db.Name, p.partitionSQL, p.schema)
+}
+
+func (p *partialScan) Resolved() bool       { return true }
+func (p *partialScan) IsReadOnly() bool     { return true }
+func (p *partialScan) Schema() sql.Schema   { return p.schema }
+func (p *partialScan) Children() []sql.Node { return nil }
+func (p *partialScan) WithChildren(children ...sql.Node) (sql.Node, error) {
+	if len(children) != 0 {
+		return nil, sql.ErrInvalidChildrenNumber.New(p, len(children), 0)
+	}
+	return p, nil
+}
+
+func (p *partialScan) String() string {
+	return "PartialAggregate(every partition: " + strings.Replace(p.partitionSQL(0),
+		quoteIdent(meta.PartitionName(p.db.Name, 0)), quoteIdent(p.db.Name+"_<N>"), 1) + ")"
+}
+
+type mergeKind int
+
+const (
+	mergeCount mergeKind = iota
+	mergeSum
+	mergeMin
+	mergeMax
+	mergeAvg
+)
+
+// mergeAgg finishes an aggregate from the partitions' partial values. It
+// keeps the original aggregate's name, type and id, so the plan above it
+// reads its output unchanged.
+type mergeAgg struct {
+	orig   sql.Aggregation
+	kind   mergeKind
+	cols   []int
+	fields []*expression.GetField
+}
+
+var _ sql.Aggregation = (*mergeAgg)(nil)
+
+func (m *mergeAgg) NewBuffer() (sql.AggregationBuffer, error) {
+	switch m.kind {
+	case mergeCount:
+		return &countMerge{field: m.fields[0]}, nil
+	case mergeSum:
+		return aggregation.NewSumBuffer(m.fields[0]), nil
+	case mergeMin:
+		return aggregation.NewMinBuffer(m.fields[0]), nil
+	case mergeMax:
+		return aggregation.NewMaxBuffer(m.fields[0]), nil
+	default:
+		return &avgMerge{sum: aggregation.NewSumBuffer(m.fields[0]), count: countMerge{field: m.fields[1]}}, nil
+	}
+}
+
+func (m *mergeAgg) Resolved() bool                { return true }
+func (m *mergeAgg) String() string                { return m.orig.String() }
+func (m *mergeAgg) Type() sql.Type                { return m.orig.Type() }
+func (m *mergeAgg) IsNullable() bool              { return m.orig.IsNullable() }
+func (m *mergeAgg) Children() []sql.Expression    { return nil }
+func (m *mergeAgg) Id() sql.ColumnId              { return m.orig.Id() }
+func (m *mergeAgg) Window() *sql.WindowDefinition { return nil }
+func (m *mergeAgg) NewWindowFunction() (sql.WindowFunction, error) {
+	return nil, fmt.Errorf("%s: a merged aggregate has no window form", m.orig)
+}
+func (m *mergeAgg) Eval(*sql.Context, sql.Row) (interface{}, error) {
+	return nil, aggregation.ErrEvalUnsupportedOnAggregation.New(m.orig.String())
+}
+
+func (m *mergeAgg) WithChildren(children ...sql.Expression) (sql.Expression, error) {
+	if len(children) != 0 {
+		return nil, sql.ErrInvalidChildrenNumber.New(m, len(children), 0)
+	}
+	return m, nil
+}
+
+func (m *mergeAgg) WithId(id sql.ColumnId) sql.IdExpression {
+	n := *m
+	n.orig = m.orig.WithId(id).(sql.Aggregation)
+	return &n
+}
+
+func (m *mergeAgg) WithWindow(*sql.WindowDefinition) sql.WindowAdaptableExpression { return m }
+
+// countMerge adds up partial counts.
+type countMerge struct {
+	field sql.Expression
+	n     int64
+}
+
+func (c *countMerge) Update(ctx *sql.Context, row sql.Row) error {
+	v, err := c.field.Eval(ctx, row)
+	if err != nil || v == nil {
+		return err
+	}
+	n, _, err := types.Int64.Convert(ctx, v)
+	if err != nil {
+		return err
+	}
+	c.n += n.(int64)
+	return nil
+}
+
+func (c *countMerge) Eval(*sql.Context) (interface{}, error) { return c.n, nil }
+func (c *countMerge) Dispose()                               {}
+
+// avgMerge divides the summed partial sums by the summed partial counts,
+// as GMS's AVG does (a decimal quotient gets four more digits of scale).
+type avgMerge struct {
+	sum   sql.AggregationBuffer
+	count countMerge
+}
+
+func (a *avgMerge) Update(ctx *sql.Context, row sql.Row) error {
+	if err := a.sum.Update(ctx, row); err != nil {
+		return err
+	}
+	return a.count.Update(ctx, row)
+}
+
+func (a *avgMerge) Eval(ctx *sql.Context) (interface{}, error) {
+	s, err := a.sum.Eval(ctx)
+	if err != nil || s == nil || a.count.n == 0 {
+		return nil, err
+	}
+	switch s := s.(type) {
+	case float64:
+		return s / float64(a.count.n), nil
+	case decimal.Decimal:
+		return s.DivRound(decimal.NewFromInt(a.count.n), -s.Exponent()+4), nil
+	}
+	return nil, fmt.Errorf("average of %T", s)
+}
+
+func (a *avgMerge) Dispose() {}
