@@ -91,9 +91,11 @@ type DistTable struct {
 	meta  *meta.Table
 	local sql.Table // this node's copy: the definition, no rows
 
-	proj   []string
-	schema sql.Schema
-	where  string // conditions the partitions evaluate
+	proj     []string
+	schema   sql.Schema
+	where    string // conditions the partitions evaluate
+	distinct bool   // partitions send distinct rows
+	suffix   string // ORDER BY … LIMIT the partitions apply
 }
 
 var (
@@ -164,11 +166,15 @@ func (t *DistTable) scanSQL(p int) string {
 		}
 		cols = strings.Join(q, ", ")
 	}
-	s := fmt.Sprintf("SELECT %s FROM %s.%s", cols, quoteIdent(meta.PartitionName(t.db.Name, p)), quoteIdent(t.Name()))
+	distinct := ""
+	if t.distinct {
+		distinct = "DISTINCT "
+	}
+	s := fmt.Sprintf("SELECT %s%s FROM %s.%s", distinct, cols, quoteIdent(meta.PartitionName(t.db.Name, p)), quoteIdent(t.Name()))
 	if t.where != "" {
 		s += " WHERE " + t.where
 	}
-	return s
+	return s + t.suffix
 }
 
 type allPartitions struct{}

@@ -141,7 +141,8 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
-		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).Build()
+		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
+		AddPostAnalyzeRule(aggregator.TopNRuleID, aggregator.PushTopN).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
 
