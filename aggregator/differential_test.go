@@ -206,7 +206,13 @@ func (g *queryGen) query() (string, bool) {
 		return g.pick("COUNT(*)", "COUNT(x)", "COUNT(s)", "SUM(x)", "SUM(d)", "AVG(x)", "AVG(d)", "MIN(x)", "MAX(x)",
 			"MIN(s)", "MAX(s)", "MIN(d)", "MAX(d)", "SUM(x) + COUNT(*)", "SUM(d * 2)", "AVG(x + g)", "MAX(id % 7)")
 	}
-	switch g.n(23) {
+	switch g.n(26) {
+	case 23: // co-located outer join with conditions on both sides
+		return fmt.Sprintf("SELECT a.id, a.x, b.id, b.y FROM a LEFT JOIN b ON a.id = b.a_id AND b.y > %d%s", g.n(100), g.where("a.")), false
+	case 24: // self join on the shard key
+		return fmt.Sprintf("SELECT p.id, q.g FROM a p JOIN a q ON p.id = q.id WHERE p.x > %d AND q.g <> %d", g.n(600)-200, g.n(6)), false
+	case 25: // reference table first, then aggregates over the join
+		return fmt.Sprintf("SELECT r.name, COUNT(*), SUM(a.x) FROM r JOIN a ON r.g = a.g%s GROUP BY r.name", g.where("a.")), false
 	case 18: // global aggregates, also over empty partitions and empty results
 		return fmt.Sprintf("SELECT %s, %s, %s FROM a%s", agg(), agg(), agg(),
 			g.pick(g.where(""), " WHERE id < 0", " WHERE id = 7", " WHERE g = 0")), true

@@ -81,6 +81,8 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 			add("  Partition SQL: %s", strings.Replace(dt.scanSQL(0), "`"+meta.PartitionName(dt.db.Name, 0)+"`", "`"+dt.db.Name+"_<N>`", 1))
 		}, func(ps *partialScan) {
 			add("  Partition SQL (partial aggregate): %s", strings.Replace(ps.partitionSQL(0), "`"+meta.PartitionName(ps.db.Name, 0)+"`", "`"+ps.db.Name+"_<N>`", 1))
+		}, func(rq *remoteQuery) {
+			add("  Partition SQL (%s): %s", rq.label, rq.build(rq.db.Name+"_<N>"))
 		})
 		add("Aggregator:")
 		addPlan("  ", n)
@@ -104,12 +106,16 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 	return res, nil
 }
 
-// eachDistTable calls f for every sharded table scan of a plan and
-// partial for every split aggregate, subqueries included.
-func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan)) {
+// eachDistTable calls f for every sharded table scan of a plan, partial
+// for every split aggregate and remote for every pushed-down join,
+// subqueries included.
+func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan), remote func(*remoteQuery)) {
 	transform.Inspect(n, func(n sql.Node) bool {
 		if ps, ok := n.(*partialScan); ok {
 			partial(ps)
+		}
+		if rq, ok := n.(*remoteQuery); ok {
+			remote(rq)
 		}
 		if rt, ok := n.(*plan.ResolvedTable); ok {
 			if dt, ok := rt.UnderlyingTable().(*DistTable); ok {
@@ -120,7 +126,7 @@ func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan)) {
 			for _, e := range ex.Expressions() {
 				transform.InspectExpr(e, func(e sql.Expression) bool {
 					if sq, ok := e.(*plan.Subquery); ok && sq.Query != nil {
-						eachDistTable(sq.Query, f, partial)
+						eachDistTable(sq.Query, f, partial, remote)
 					}
 					return false
 				})

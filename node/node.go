@@ -141,6 +141,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
+		AddPostAnalyzeRule(aggregator.JoinRuleID, aggregator.PushJoins).
 		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
 		AddPostAnalyzeRule(aggregator.TopNRuleID, aggregator.PushTopN).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)

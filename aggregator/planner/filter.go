@@ -14,14 +14,38 @@ import (
 // columns and constants. ok is false for anything else; the aggregator
 // then keeps the work for itself.
 func FilterSQL(ctx *sql.Context, e sql.Expression, table string) (string, bool) {
+	return exprSQL(ctx, e, func(f *expression.GetField) (string, bool) {
+		return quote(f.Name()), strings.EqualFold(f.Table(), table)
+	})
+}
+
+// JoinSQL renders an expression over several tables (by the names the
+// plan uses for them) with qualified column names.
+func JoinSQL(ctx *sql.Context, e sql.Expression, tables ...string) (string, bool) {
+	return exprSQL(ctx, e, func(f *expression.GetField) (string, bool) {
+		for _, t := range tables {
+			if strings.EqualFold(f.Table(), t) {
+				return quote(t) + "." + quote(f.Name()), true
+			}
+		}
+		return "", false
+	})
+}
+
+func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
+
+// column renders a column reference, or refuses it.
+type column func(*expression.GetField) (string, bool)
+
+func exprSQL(ctx *sql.Context, e sql.Expression, col column) (string, bool) {
 	var b strings.Builder
-	if !writeFilter(ctx, &b, e, table) {
+	if !writeFilter(ctx, &b, e, col) {
 		return "", false
 	}
 	return b.String(), true
 }
 
-func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table string) bool {
+func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table column) bool {
 	bin := func(op string, l, r sql.Expression) bool {
 		b.WriteByte('(')
 		if !writeFilter(ctx, b, l, table) {
@@ -36,11 +60,9 @@ func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table s
 	}
 	switch e := e.(type) {
 	case *expression.GetField:
-		if !strings.EqualFold(e.Table(), table) {
-			return false
-		}
-		b.WriteString("`" + strings.ReplaceAll(e.Name(), "`", "``") + "`")
-		return true
+		text, ok := table(e)
+		b.WriteString(text)
+		return ok
 	case *expression.Literal:
 		return writeLiteral(ctx, b, e)
 	case *expression.Equals:

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ func main() {
 	leaves := flag.Int("leaves", 4, "leaves of the cluster")
 	cacheMB := flag.Int("cache-mb", 128, "block cache of each canopy node and MariaDB's buffer pool, MiB")
 	write := flag.Bool("write", false, "write the results into BENCHMARKS.md")
+	scanRows := flag.Int("scan-rows", 1000000, "rows of the table the scan-aggregates read")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "canopy-bench-")
@@ -77,40 +79,71 @@ func main() {
 	b.WriteString("| workload | unit | cluster (MA) | single leaf | MariaDB | cluster / MariaDB | single leaf / MariaDB | notes (cluster / leaf / MariaDB) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---|\n")
 	for _, run := range []struct {
-		threads int
-		text    bool // literals in the query text instead of prepared statements
-	}{{1, false}, {4, false}, {4, true}} {
+		workload string
+		threads  int
+		text     bool // literals in the query text instead of prepared statements
+	}{
+		{"oltp_point_select", 1, false}, {"oltp_point_select", 4, false}, {"oltp_point_select", 4, true},
+		{"oltp_read_only", 4, false}, {"oltp_read_write", 4, false}, // read_write last: it changes the rows
+	} {
 		threads := run.threads
 		args, label := common, ""
 		if run.text {
 			args, label = append(append([]string(nil), common...), "--db-ps-mode=disable"), ", text protocol"
 		}
+		if run.workload == "oltp_read_write" {
+			args = append(append([]string(nil), args...), "--mysql-ignore-errors=all")
+		}
 		var res [3]benchutil.SysbenchResult
 		for i, s := range servers {
-			log.Printf("oltp_point_select, %d threads%s, on %s", threads, label, s.Name)
-			res[i], err = benchutil.Sysbench(s, "oltp_point_select", "run", threads, *seconds, args...)
+			log.Printf("%s, %d threads%s, on %s", run.workload, threads, label, s.Name)
+			res[i], err = benchutil.Sysbench(s, run.workload, "run", threads, *seconds, args...)
 			must(err)
-			if res[i].Errors > 0 {
+			if res[i].Errors > 0 && run.workload != "oltp_read_write" {
 				log.Fatalf("%s: %v errors per second", s.Name, res[i].Errors)
 			}
 		}
 		cpu := func(x benchutil.SysbenchResult) float64 {
 			return float64(x.ServerCPU.Microseconds()) / max(x.Queries, 1)
 		}
-		fmt.Fprintf(&b, "| oltp_point_select, %d thread%s%s | queries/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | avg latency %.2f / %.2f / %.2f ms; server CPU per query %.0f / %.0f / %.0f µs |\n",
-			threads, map[bool]string{true: "s"}[threads > 1], label, res[0].QPS, res[1].QPS, res[2].QPS,
-			res[0].QPS/res[2].QPS, res[1].QPS/res[2].QPS,
+		unit, rate := "queries/s", func(x benchutil.SysbenchResult) float64 { return x.QPS }
+		if run.workload != "oltp_point_select" {
+			unit, rate = "transactions/s", func(x benchutil.SysbenchResult) float64 { return x.TPS }
+		}
+		notes := fmt.Sprintf("avg latency %.2f / %.2f / %.2f ms; server CPU per query %.0f / %.0f / %.0f µs",
 			res[0].AvgLatencyMs, res[1].AvgLatencyMs, res[2].AvgLatencyMs, cpu(res[0]), cpu(res[1]), cpu(res[2]))
+		if run.workload == "oltp_read_write" {
+			notes += fmt.Sprintf("; errors/s %.1f / %.1f / %.1f (deadlocks, retried by sysbench)", res[0].Errors, res[1].Errors, res[2].Errors)
+		}
+		fmt.Fprintf(&b, "| %s, %d thread%s%s | %s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | %s |\n",
+			run.workload, threads, map[bool]string{true: "s"}[threads > 1], label, unit,
+			rate(res[0]), rate(res[1]), rate(res[2]), rate(res[0])/rate(res[2]), rate(res[1])/rate(res[2]), notes)
 	}
 
-	// A fan-out aggregate: every partition scans, the aggregator merges.
-	query := "SELECT COUNT(*), SUM(k), MAX(c) FROM sbtest1"
-	var rate [3]float64
-	for i, s := range servers {
-		rate[i] = scanRate(s, query, *tableSize)
+	// Scan-aggregates over one larger table: every partition scans, the
+	// aggregator merges partial aggregates.
+	scanArgs := []string{"--tables=1", fmt.Sprintf("--table-size=%d", *scanRows), "--mysql-db=sbscan"}
+	for _, s := range servers {
+		must(benchutil.Exec(s, "", "CREATE DATABASE sbscan"))
+		log.Printf("preparing %d rows for the scans on %s", *scanRows, s.Name)
+		_, err := benchutil.Sysbench(s, "oltp_read_only", "prepare", 4, 0, scanArgs...)
+		must(err)
 	}
-	fmt.Fprintf(&b, "| full-table aggregate (`%s`) | rows/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | median of 5 |\n",
-		query, rate[0], rate[1], rate[2], rate[0]/rate[2], rate[1]/rate[2])
+	for _, q := range []struct {
+		query    string
+		countCol int // the column holding COUNT(*), summed over the result to check it
+	}{
+		{"SELECT COUNT(*), SUM(k), MAX(c) FROM sbtest1", 0},
+		{"SELECT k % 100 AS g, COUNT(*), SUM(id), AVG(k) FROM sbtest1 GROUP BY g", 1},
+	} {
+		var res [3]scanResult
+		for i, s := range servers {
+			res[i] = scan(s, q.query, q.countCol, *scanRows)
+		}
+		fmt.Fprintf(&b, "| scan-aggregate `%s` over %d rows | rows/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | rows per CPU-second %.0f / %.0f / %.0f; bytes sent from partitions to the aggregator per query: %.0f; median of 5 |\n",
+			q.query, *scanRows, res[0].rate, res[1].rate, res[2].rate, res[0].rate/res[2].rate, res[1].rate/res[2].rate,
+			res[0].perCPU, res[1].perCPU, res[2].perCPU, res[0].bytes)
+	}
 
 	fmt.Print(b.String())
 	if *write {
@@ -119,26 +152,48 @@ func main() {
 	}
 }
 
-// scanRate runs an aggregate over a table of rows rows five times and
-// returns the median rows per second.
-func scanRate(s *benchutil.Server, query string, rows int) float64 {
-	db, err := sql.Open("mysql", s.DSN("sbtest"))
+type scanResult struct {
+	rate   float64 // rows per second of wall time
+	perCPU float64 // rows per second of server CPU
+	bytes  float64 // value bytes partitions sent the aggregator per query
+}
+
+// scan runs an aggregate over a table of rows rows five times and reports
+// the median run; countCol's values must add up to rows.
+func scan(s *benchutil.Server, query string, countCol, rows int) scanResult {
+	db, err := sql.Open("mysql", s.DSN("sbscan"))
 	must(err)
 	defer db.Close()
-	var times []time.Duration
+	type run struct{ wall, cpu time.Duration }
+	var runs []run
+	bytes0 := s.Metric("canopy_gathered_bytes_total")
 	for rep := 0; rep < 5; rep++ {
-		start := time.Now()
-		var n int
-		var sum float64
-		var c string
-		must(db.QueryRow(query).Scan(&n, &sum, &c))
-		times = append(times, time.Since(start))
-		if n != rows {
-			log.Fatalf("%s counted %d rows, want %d", s.Name, n, rows)
+		cpu0, start := s.CPU(), time.Now()
+		rs, err := db.Query(query)
+		must(err)
+		cols, _ := rs.Columns()
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		total := 0
+		for rs.Next() {
+			must(rs.Scan(ptrs...))
+			n, _ := strconv.Atoi(string(vals[countCol]))
+			total += n
+		}
+		must(rs.Err())
+		rs.Close()
+		runs = append(runs, run{time.Since(start), s.CPU() - cpu0})
+		if total != rows {
+			log.Fatalf("%s: %s counted %d rows, want %d", s.Name, query, total, rows)
 		}
 	}
-	sort.Slice(times, func(a, b int) bool { return times[a] < times[b] })
-	return float64(rows) / times[2].Seconds()
+	moved := (s.Metric("canopy_gathered_bytes_total") - bytes0) / 5
+	sort.Slice(runs, func(a, b int) bool { return runs[a].wall < runs[b].wall })
+	m := runs[2]
+	return scanResult{rate: float64(rows) / m.wall.Seconds(), perCPU: float64(rows) / max(m.cpu.Seconds(), 1e-3), bytes: moved}
 }
 
 func must(err error) {

@@ -8,7 +8,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +25,10 @@ import (
 
 // Server is a running database process.
 type Server struct {
-	Name string
-	Port int
-	cmd  *exec.Cmd
+	Name     string
+	Port     int
+	HTTPPort int // canopy's metrics endpoint (0 for MariaDB)
+	cmd      *exec.Cmd
 	// Peers are the other processes serving through this one (a
 	// cluster's leaves behind its aggregator); CPU counts them too.
 	Peers []*Server
@@ -143,11 +146,15 @@ func StartMariaDB(dir string, bufferPoolMB int) (*Server, error) {
 
 // StartCanopy starts a canopy node (a leaf unless extra says otherwise).
 func StartCanopy(bin, dir, name string, cacheMB int, extra ...string) (*Server, error) {
-	port := FreePort()
+	port, httpPort := FreePort(), FreePort()
 	args := append([]string{"node", "--port", strconv.Itoa(port), "--internal-port", strconv.Itoa(FreePort()),
-		"--http-port", strconv.Itoa(FreePort()), "--data-dir", filepath.Join(dir, name),
+		"--http-port", strconv.Itoa(httpPort), "--data-dir", filepath.Join(dir, name),
 		"--cache-mb", strconv.Itoa(cacheMB), "--log-level", "warn"}, extra...)
-	return Start(name, port, filepath.Join(dir, name+".log"), bin, args...)
+	s, err := Start(name, port, filepath.Join(dir, name+".log"), bin, args...)
+	if s != nil {
+		s.HTTPPort = httpPort
+	}
+	return s, err
 }
 
 func lookPath(names ...string) (string, error) {
@@ -241,4 +248,24 @@ func ReplaceSection(path, name, body string) error {
 	}
 	out := append(append(append([]byte{}, b[:i+len(begin)]...), "\n"+body...), b[j:]...)
 	return os.WriteFile(path, out, 0o644)
+}
+
+// Metric reads a counter without labels from a canopy server's /metrics.
+func (s *Server) Metric(name string) float64 {
+	if s.HTTPPort == 0 {
+		return 0
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", s.HTTPPort))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
 }
