@@ -63,6 +63,9 @@ type Aggregator struct {
 	schemasAt atomic.Uint64 // metadata index whose schema changes this node's copies have
 	templates templates     // planned routed statements with bind variables
 	gathered  struct{ rows, bytes atomic.Uint64 }
+	started   time.Time     // makes this run's transaction ids unique
+	xidSeq    atomic.Uint64 // distributed transactions coordinated
+	inflight  sync.Map      // xid → struct{}: commits between prepare and decision
 }
 
 // Gathered counts the rows and value bytes partitions sent this
@@ -85,6 +88,7 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		stop:      make(chan struct{}),
 		autos:     make(map[string]*autoRange),
 		changed:   make(chan struct{}, 1),
+		started:   time.Now(),
 	}
 	a.hub = replication.NewHub(a.store, a.self, a.log)
 	a.beats = newHeartbeats(a)
@@ -123,9 +127,10 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 			}
 		}
 	}
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.reconcileLoop()
 	go a.beats.run()
+	go a.resolveLoop()
 	return a, nil
 }
 

@@ -546,11 +546,16 @@ func (i *distInserter) DiscardChanges(ctx *sql.Context, _ error) error {
 
 func (i *distInserter) finish(how string) error {
 	var first error
-	for leaf, c := range i.conns {
-		if _, err := c.Exec(how, 0); err != nil && first == nil {
-			first = leafError(leaf, err)
-			how = "ROLLBACK"
+	if how == "COMMIT" && len(i.conns) > 0 {
+		first = i.t.a.commitLeaves(i.conns)
+	} else {
+		for leaf, c := range i.conns {
+			if _, err := c.Exec(how, 0); err != nil && first == nil {
+				first = leafError(leaf, err)
+			}
 		}
+	}
+	for _, c := range i.conns {
 		c.Release()
 	}
 	i.conns = map[string]*pool.Conn{}

@@ -59,7 +59,7 @@ func (a *Aggregator) session(id uint32) *session {
 // ConnectionClosed ends what a client left open.
 func (a *Aggregator) ConnectionClosed(id uint32) {
 	if v, ok := a.sessions.LoadAndDelete(id); ok {
-		v.(*session).finish("ROLLBACK")
+		a.finish(v.(*session), "ROLLBACK")
 	}
 }
 
@@ -118,19 +118,19 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	sess := a.session(c.ConnectionID)
 	switch stmt.(type) {
 	case *ast.Commit:
-		if err := sess.finish("COMMIT"); err != nil {
+		if err := a.finish(sess, "COMMIT"); err != nil {
 			return true, err
 		}
 		err := a.host.RunLocal(ctx, c, query, callback)
 		a.afterCommit(sess)
 		return true, err
 	case *ast.Rollback:
-		sess.finish("ROLLBACK")
+		a.finish(sess, "ROLLBACK")
 		sess.refs = map[string]bool{}
 		return false, nil
 	case *ast.Begin:
 		// an open transaction commits first, as in MySQL
-		if err := sess.finish("COMMIT"); err != nil {
+		if err := a.finish(sess, "COMMIT"); err != nil {
 			return true, err
 		}
 		a.afterCommit(sess)
@@ -305,7 +305,14 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 			firstErr = r.err
 		}
 	}
-	// finish: commit or roll back each leaf's part
+	// finish: commit (atomically across leaves) or roll back each leaf's part
+	if !inTxn && firstErr == nil {
+		own := map[string]*pool.Conn{}
+		for i, c := range conns {
+			own[leaves[i]] = c
+		}
+		firstErr = a.commitLeaves(own)
+	}
 	for i, c := range conns {
 		if c == nil {
 			continue
@@ -318,8 +325,6 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 			_, err = c.Exec("RELEASE SAVEPOINT canopy_statement", 0)
 		case firstErr != nil:
 			_, err = c.Exec("ROLLBACK", 0)
-		default:
-			_, err = c.Exec("COMMIT", 0)
 		}
 		if err != nil && firstErr == nil {
 			firstErr = leafError(leaves[i], err)
@@ -401,27 +406,29 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 	return c, nil
 }
 
-// finish ends the leaf parts of a client's transaction with COMMIT or
-// ROLLBACK. (Committing several leaves is not atomic yet: each leaf
-// commits in turn.)
-func (s *session) finish(how string) error {
+// finish ends the leaf parts of a client's transaction with COMMIT
+// (atomic across leaves: see commitLeaves) or ROLLBACK.
+func (a *Aggregator) finish(s *session, how string) error {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = map[string]*pool.Conn{}
 	s.mu.Unlock()
-	leaves := make([]string, 0, len(conns))
-	for l := range conns {
-		leaves = append(leaves, l)
+	if len(conns) == 0 {
+		return nil
 	}
-	sort.Strings(leaves)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	if how == "COMMIT" {
+		return a.commitLeaves(conns)
+	}
 	var firstErr error
-	for _, l := range leaves {
-		c := conns[l]
+	for l, c := range conns {
 		if _, err := c.Exec(how, 0); err != nil && firstErr == nil {
 			firstErr = leafError(l, err)
-			how = "ROLLBACK" // the rest follows the failure
 		}
-		c.Release()
 	}
 	return firstErr
 }

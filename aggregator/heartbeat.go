@@ -115,6 +115,10 @@ func (h *heartbeats) probe(t target) {
 		if conn != nil {
 			conn.Close()
 		}
+		if b.reachable {
+			// pooled connections to a node that went away are dead too
+			h.a.pools.Forget(t.addr)
+		}
 		b.conn = nil
 		b.failures++
 		b.reachable = false

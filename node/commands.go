@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
+	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -32,6 +35,29 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		return okResult(n.leaveCluster(cmd))
 	case sqlcmd.DropCopy:
 		return okResult(n.dropCopy(cmd.Database))
+	case sqlcmd.PrepareTxn:
+		sess := n.session(c.ConnectionID)
+		if sess == nil {
+			return nil, fmt.Errorf("prepare %s: no session", cmd.XID)
+		}
+		if err := sess.PrepareSession(sql.NewContext(ctx, sql.WithSession(sess)), cmd.XID); err != nil {
+			return nil, err
+		}
+		failpoint.Hit("leaf-after-prepare")
+		return &sqltypes.Result{}, nil
+	case sqlcmd.CommitPrepared:
+		if n.store.IsPrepared(cmd.XID) {
+			failpoint.Hit("leaf-before-commit-prepared")
+		}
+		return okResult(n.store.CommitPrepared(cmd.XID))
+	case sqlcmd.RollbackPrepared:
+		return okResult(n.store.RollbackPrepared(cmd.XID))
+	case sqlcmd.ShowPrepared:
+		res := &sqltypes.Result{Fields: []*querypb.Field{varcharField("XID"), intField("Age_ms"), intField("Keys")}}
+		for _, p := range n.store.Prepared() {
+			res.Rows = append(res.Rows, []sqltypes.Value{strValue(p.XID), intValue(time.Since(p.Since).Milliseconds()), intValue(int64(p.Keys))})
+		}
+		return res, nil
 	case sqlcmd.BootstrapAggregator:
 		if agg == nil {
 			return okResult(n.bootstrap(cmd))

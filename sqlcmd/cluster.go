@@ -66,6 +66,15 @@ type (
 	// DropCopy is CANOPY DROP COPY db: drop this node's copy of a dropped
 	// distributed database.
 	DropCopy struct{ Database string }
+	// PrepareTxn is CANOPY PREPARE 'xid': the first phase of a distributed
+	// commit; the connection's transaction becomes durable and in doubt.
+	PrepareTxn struct{ XID string }
+	// CommitPrepared is CANOPY COMMIT PREPARED 'xid'.
+	CommitPrepared struct{ XID string }
+	// RollbackPrepared is CANOPY ROLLBACK PREPARED 'xid'.
+	RollbackPrepared struct{ XID string }
+	// ShowPrepared is CANOPY PREPARED TRANSACTIONS: the in-doubt ones.
+	ShowPrepared struct{}
 )
 
 func (BootstrapAggregator) command() {}
@@ -82,6 +91,10 @@ func (NodeStatus) command()          {}
 func (JoinCluster) command()         {}
 func (LeaveCluster) command()        {}
 func (DropCopy) command()            {}
+func (PrepareTxn) command()          {}
+func (CommitPrepared) command()      {}
+func (RollbackPrepared) command()    {}
+func (ShowPrepared) command()        {}
 
 // ClusterVariables are the variables kept in the cluster metadata.
 var ClusterVariables = map[string]bool{
@@ -175,6 +188,25 @@ func parseCluster(p *parser) Command {
 		c := DropCopy{Database: p.next().text}
 		if p.done() && c.Database != "" {
 			return c
+		}
+	case p.keyword("CANOPY", "PREPARE"):
+		c := PrepareTxn{XID: p.next().text}
+		if p.done() && c.XID != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "COMMIT", "PREPARED"):
+		c := CommitPrepared{XID: p.next().text}
+		if p.done() && c.XID != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "ROLLBACK", "PREPARED"):
+		c := RollbackPrepared{XID: p.next().text}
+		if p.done() && c.XID != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "PREPARED", "TRANSACTIONS"):
+		if p.done() {
+			return ShowPrepared{}
 		}
 	case p.keyword("CANOPY", "LEAVE", "CLUSTER"):
 		c := LeaveCluster{ClusterID: p.next().text}

@@ -55,6 +55,9 @@ type Store struct {
 	ddlMu     sync.Mutex    // one schema change at a time
 	txnSeq    atomic.Uint64
 	lockWait  time.Duration
+
+	preparedMu sync.Mutex
+	prepared   map[string]*preparedTxn // in-doubt transactions by xid
 }
 
 // dbState is the in-memory state of one database.
@@ -116,6 +119,7 @@ func Open(dir string, o Options) (*Store, error) {
 		byID:      make(map[uint32]*dbState),
 		lockWait:  o.LockWait,
 		committed: make(chan struct{}),
+		prepared:  make(map[string]*preparedTxn),
 	}
 	if o.NoSync {
 		s.sync = pebble.NoSync
@@ -124,6 +128,11 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		cache.Unref()
 		return nil, fmt.Errorf("load catalog from %s: %w", dir, err)
+	}
+	if err := s.loadPrepared(); err != nil {
+		db.Close()
+		cache.Unref()
+		return nil, fmt.Errorf("load prepared transactions from %s: %w", dir, err)
 	}
 	return s, nil
 }

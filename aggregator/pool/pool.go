@@ -152,6 +152,7 @@ func (c *Conn) Exec(query string, maxRows int) (*sqltypes.Result, error) {
 	res, err := c.ExecuteFetch(query, maxRows, true)
 	if err != nil && !isSQLError(err) {
 		c.broken = true
+		c.pool.dropIdle() // a node that restarted broke them all
 	}
 	return res, err
 }
@@ -162,6 +163,18 @@ func isSQLError(err error) bool {
 		return false
 	}
 	return se.Num < 2000 || se.Num >= 3000 // client errors (CR_*) are 2000-2999
+}
+
+// dropIdle closes the idle connections (the pool stays usable).
+func (p *Pool) dropIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+		p.open.Add(-1)
+	}
 }
 
 // Close closes the idle connections.

@@ -92,6 +92,7 @@ type Node struct {
 	DataDir      string
 	LogPath      string
 	Args         []string // extra flags
+	Env          []string // extra environment (KEY=value), e.g. CANOPY_FAILPOINT
 	cmd          *exec.Cmd
 	exited       chan struct{}
 	dbs          []*sql.DB
@@ -153,6 +154,7 @@ func (n *Node) Start() {
 		"--http-port", strconv.Itoa(n.HTTPPort), "--data-dir", n.DataDir, "--cache-mb", "32",
 	}, n.Args...)
 	n.cmd = exec.Command(Binary(n.t), args...)
+	n.cmd.Env = append(os.Environ(), n.Env...)
 	n.cmd.Stdout = logf
 	n.cmd.Stderr = logf
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -276,6 +278,21 @@ func (n *Node) signal(sig syscall.Signal, wait bool) {
 		n.cmd.Process.Kill()
 		<-n.exited
 		n.t.Fatalf("node on port %d did not exit on %s; log:\n%s", n.Port, sig, n.Log())
+	}
+}
+
+// WaitExit waits until the process ends by itself (a failpoint, a
+// crash) and reports whether it did within the timeout.
+func (n *Node) WaitExit(timeout time.Duration) bool {
+	select {
+	case <-n.exited:
+		for _, d := range n.dbs {
+			d.Close()
+		}
+		n.dbs = nil
+		return true
+	case <-time.After(timeout):
+		return false
 	}
 }
 

@@ -1,0 +1,200 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+
+	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/internal/failpoint"
+)
+
+// Two-phase commit (DESIGN.md §"Distributed transactions"). The
+// aggregator that ran a transaction coordinates its commit:
+//
+//  1. CANOPY PREPARE 'xid' on every leaf it wrote through; each leaf makes
+//     the write set durable and keeps its locks.
+//  2. If all prepared, the decision (xid → leaves) is written durably to
+//     the aggregator's own store: from here on the transaction commits.
+//  3. CANOPY COMMIT PREPARED 'xid' on every leaf; once all acknowledged,
+//     the decision is forgotten.
+//
+// Any failure before 2 rolls every leaf back. A resolver (resolveLoop)
+// finishes what a crash interrupted: it re-sends COMMIT PREPARED for
+// recorded decisions, and rolls back the in-doubt transactions it
+// coordinated that have no decision and are not in flight (presumed
+// abort). xids start with the coordinator's address, so each aggregator
+// resolves only its own.
+
+// commitLeaves commits one transaction's parts on the given leaves: a
+// single leaf commits directly, several through two-phase commit. It does
+// not release the connections.
+func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
+	leaves := make([]string, 0, len(conns))
+	for l := range conns {
+		leaves = append(leaves, l)
+	}
+	sort.Strings(leaves)
+	if len(leaves) == 1 {
+		if _, err := conns[leaves[0]].Exec("COMMIT", 0); err != nil {
+			return leafError(leaves[0], err)
+		}
+		return nil
+	}
+	xid := fmt.Sprintf("%s/%x-%d", a.self, a.started.UnixNano(), a.xidSeq.Add(1))
+	a.inflight.Store(xid, struct{}{})
+	defer a.inflight.Delete(xid)
+
+	errs := parallel(leaves, func(l string) error {
+		_, err := conns[l].Exec("CANOPY PREPARE '"+xid+"'", 0)
+		return err
+	})
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		// roll back what prepared, and what did not
+		parallel(leaves, func(l string) error {
+			if errs[indexOf(leaves, l)] == nil {
+				_, err := conns[l].Exec("CANOPY ROLLBACK PREPARED '"+xid+"'", 0)
+				return err
+			}
+			_, err := conns[l].Exec("ROLLBACK", 0)
+			return err
+		})
+		return mysql.NewSQLError(1180, "HY000",
+			"Distributed transaction rolled back on all leaves: leaf %s could not prepare it: %v", leaves[i], leafError(leaves[i], err))
+	}
+	failpoint.Hit("coordinator-after-prepare")
+	if err := a.store.SaveDecision(xid, leaves); err != nil {
+		parallel(leaves, func(l string) error {
+			_, err := conns[l].Exec("CANOPY ROLLBACK PREPARED '"+xid+"'", 0)
+			return err
+		})
+		return mysql.NewSQLError(1180, "HY000", "Distributed transaction rolled back: recording the commit decision failed: %v", err)
+	}
+	failpoint.Hit("coordinator-after-decision")
+	errs = parallel(leaves, func(l string) error {
+		_, err := conns[l].Exec("CANOPY COMMIT PREPARED '"+xid+"'", 0)
+		return err
+	})
+	for i, err := range errs {
+		if err != nil {
+			// committed all the same: the resolver delivers the decision
+			a.log.Warn("commit prepared not acknowledged; the resolver retries", "xid", xid, "leaf", leaves[i], "err", err)
+			return nil
+		}
+	}
+	if err := a.store.ForgetDecision(xid); err != nil {
+		a.log.Warn("forget commit decision", "xid", xid, "err", err)
+	}
+	return nil
+}
+
+// parallel runs f for every leaf at once and returns the errors in order.
+func parallel(leaves []string, f func(string) error) []error {
+	errs := make([]error, len(leaves))
+	var wg sync.WaitGroup
+	for i, l := range leaves {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(l)
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func indexOf(list []string, s string) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// resolveLoop finishes interrupted distributed commits: at start (after
+// a crash) and then every second.
+func (a *Aggregator) resolveLoop() {
+	defer a.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		a.resolveInDoubt()
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (a *Aggregator) resolveInDoubt() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	decisions, err := a.store.Decisions()
+	if err != nil {
+		a.log.Warn("read commit decisions", "err", err)
+		return
+	}
+	for xid, leaves := range decisions {
+		if _, busy := a.inflight.Load(xid); busy {
+			continue
+		}
+		done := true
+		for _, l := range leaves {
+			if err := a.onLeaf(ctx, l, "CANOPY COMMIT PREPARED '"+xid+"'"); err != nil {
+				done = false
+			}
+		}
+		if done {
+			a.log.Info("distributed commit completed after an interruption", "xid", xid)
+			a.store.ForgetDecision(xid)
+		}
+	}
+	mine := a.self + "/"
+	for _, l := range a.State().Leaves {
+		lp, err := a.leafPool(l.Addr())
+		if err != nil {
+			continue
+		}
+		res, err := lp.Exec(ctx, "CANOPY PREPARED TRANSACTIONS", 100000)
+		if err != nil {
+			continue
+		}
+		for _, row := range res.Rows {
+			xid := row[0].ToString()
+			if !strings.HasPrefix(xid, mine) {
+				continue
+			}
+			// in flight first, then a fresh look for a decision: a
+			// coordinator records its decision before it leaves the
+			// in-flight set
+			if _, busy := a.inflight.Load(xid); busy {
+				continue
+			}
+			if has, err := a.store.HasDecision(xid); err != nil || has {
+				continue
+			}
+			if err := a.onLeaf(ctx, l.Addr(), "CANOPY ROLLBACK PREPARED '"+xid+"'"); err == nil {
+				a.log.Info("in-doubt transaction without commit decision rolled back", "xid", xid, "leaf", l.Addr())
+			}
+		}
+	}
+}
+
+func (a *Aggregator) onLeaf(ctx context.Context, leaf, stmt string) error {
+	lp, err := a.leafPool(leaf)
+	if err != nil {
+		return err
+	}
+	_, err = lp.Exec(ctx, stmt, 0)
+	return err
+}
