@@ -218,6 +218,10 @@ func (g *queryGen) query() (string, bool) {
 			g.pick(g.where(""), " WHERE id < 0", " WHERE id = 7", " WHERE g = 0")), true
 	case 19: // grouped by columns and expressions, NULL groups included
 		key := g.pick("g", "s", "x > 100", "g % 2", "d IS NULL", "g, s")
+		if g.n(3) == 0 { // grouped by the select alias
+			key = g.pick("g", "s", "x > 100", "g % 2", "d IS NULL", "x DIV 100")
+			return fmt.Sprintf("SELECT %s AS k1, %s FROM a%s GROUP BY k1", key, agg(), g.where("")), false
+		}
 		q := fmt.Sprintf("SELECT %s, %s, %s FROM a%s GROUP BY %s", key, agg(), agg(), g.where(""), key)
 		if g.n(2) == 0 {
 			q += fmt.Sprintf(" HAVING %s > %d", g.pick("COUNT(*)", "SUM(x)", "MAX(id)"), g.n(100))

@@ -90,6 +90,9 @@ func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
 
 	var groupBy []sql.Expression
 	for _, g := range gb.GroupByExprs {
+		if al, ok := g.(*expression.Alias); ok {
+			g = al.Child // GROUP BY a select alias: the expression itself
+		}
 		text, ok := exprSQL(g)
 		if !ok {
 			return nil, false

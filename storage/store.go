@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/dolthub/go-mysql-server/sql"
 
 	"github.com/canopydb/canopy/storage/lock"
@@ -103,6 +104,12 @@ func Open(dir string, o Options) (*Store, error) {
 		MemTableStopWritesThreshold: 4,
 		FormatMajorVersion:          pebble.FormatNewest,
 		Logger:                      pebbleLogger{o.Logger},
+	}
+	// Bloom filters on every level: an INSERT checks that its key is free,
+	// and without filters each such Get of an absent key reads a data block
+	// of every overlapping table (bulk loads became disk-bound).
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
