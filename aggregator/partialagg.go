@@ -44,29 +44,13 @@ func PushAggregates(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ *plan.
 // sharded table, when every grouping expression, aggregate argument and
 // filter can be written as SQL for the leaves.
 func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
-	child := gb.Child
-	var cond sql.Expression
-	if f, ok := child.(*plan.Filter); ok {
-		cond, child = f.Expression, f.Child
-	}
-	var rt *plan.ResolvedTable
-	var name string
-	switch c := child.(type) {
-	case *plan.TableAlias:
-		rt, _ = c.Child.(*plan.ResolvedTable)
-		name = c.Name()
-	case *plan.ResolvedTable:
-		rt, name = c, c.Name()
-	}
-	if rt == nil {
-		return nil, false
-	}
-	dt, ok := rt.Table.(*DistTable)
-	if !ok {
+	_, name, dt, cond := scanBelow(gb.Child)
+	if dt == nil {
 		return nil, false
 	}
 	ps := &partialScan{a: dt.a, db: dt.db, table: dt.Name()}
 	if cond != nil {
+		var ok bool
 		if ps.where, ok = planner.FilterSQL(ctx, cond, name); !ok {
 			return nil, false
 		}

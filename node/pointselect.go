@@ -11,6 +11,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
+
+	"github.com/canopydb/canopy/aggregator/planner"
 )
 
 // pointSelect answers `SELECT cols FROM t WHERE pk = literal [AND …]` in
@@ -176,7 +178,7 @@ func parsePointSelect(sel *ast.Select, currentDB string) (*pointQuery, bool) {
 			return nil, false
 		}
 	}
-	for _, term := range conjuncts(sel.Where.Expr) {
+	for _, term := range planner.Conjuncts(sel.Where.Expr) {
 		cmp, ok := term.(*ast.ComparisonExpr)
 		if !ok || cmp.Operator != ast.EqualStr {
 			return nil, false
@@ -200,16 +202,6 @@ func parsePointSelect(sel *ast.Select, currentDB string) (*pointQuery, bool) {
 		p.where[name] = lit
 	}
 	return p, true
-}
-
-func conjuncts(e ast.Expr) []ast.Expr {
-	switch e := e.(type) {
-	case *ast.AndExpr:
-		return append(conjuncts(e.Left), conjuncts(e.Right)...)
-	case *ast.ParenExpr:
-		return conjuncts(e.Expr)
-	}
-	return []ast.Expr{e}
 }
 
 // columns maps the selected names to ordinals; a name must be spelled as

@@ -313,6 +313,9 @@ func routeBy(in Input, r *tableRef, where *ast.Where, all []*tableRef) (int, boo
 	return p, true, nil
 }
 
+// Conjuncts splits an expression into its top-level AND terms.
+func Conjuncts(e ast.Expr) []ast.Expr { return conjuncts(e) }
+
 func conjuncts(e ast.Expr) []ast.Expr {
 	switch e := e.(type) {
 	case *ast.AndExpr:

@@ -177,17 +177,13 @@ func (p *Pool) dropIdle() {
 	}
 }
 
-// Close closes the idle connections.
+// Close closes the idle connections; connections in use close when
+// released.
 func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
-	idle := p.idle
-	p.idle = nil
 	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
-		p.open.Add(-1)
-	}
+	p.dropIdle()
 }
 
 // Exec borrows a connection, runs one statement, and gives it back.
