@@ -50,24 +50,12 @@ func joinInput(ctx *sql.Context, a *Aggregator, n sql.Node) (*joinSide, bool) {
 	if h, ok := n.(*plan.HashLookup); ok {
 		n = h.Child
 	}
-	schema := n.Schema()
-	var cond sql.Expression
-	if f, ok := n.(*plan.Filter); ok {
-		cond, n = f.Expression, f.Child
-	}
-	var rt *plan.ResolvedTable
-	s := &joinSide{schema: schema}
-	switch c := n.(type) {
-	case *plan.TableAlias:
-		rt, _ = c.Child.(*plan.ResolvedTable)
-		s.name = c.Name()
-	case *plan.ResolvedTable:
-		rt, s.name = c, c.Name()
-	}
+	rt, name, dt, cond := scanBelow(n)
 	if rt == nil {
 		return nil, false
 	}
-	if dt, ok := rt.Table.(*DistTable); ok {
+	s := &joinSide{schema: n.Schema(), name: name}
+	if dt != nil {
 		s.dist, s.table = dt, dt.Name()
 	} else {
 		// a reference table of a distributed database

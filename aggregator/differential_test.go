@@ -121,35 +121,7 @@ func TestDifferential(t *testing.T) {
 }
 
 // collect runs a query and renders its rows.
-func collect(db *sql.DB, q string) ([]string, error) {
-	rows, err := db.Query(q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]interface{}, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			if v == nil {
-				parts[i] = "NULL"
-			} else {
-				parts[i] = string(v)
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	return out, rows.Err()
-}
+func collect(db *sql.DB, q string) ([]string, error) { return testutil.RenderRows(db, "|", q) }
 
 // queryGen makes random queries over tables a, b, c and r.
 type queryGen struct{ rng *rand.Rand }

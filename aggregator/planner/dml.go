@@ -205,17 +205,27 @@ func literalDefault(schema sql.Schema, col string) ast.Expr {
 	return expr
 }
 
-func planUpdate(in Input, upd *ast.Update) (*Plan, error) {
-	rs, err := refs(in, upd)
+// dmlTables collects the tables of an UPDATE or DELETE; without a sharded
+// table it returns the finished plan (a reference write, or local).
+func dmlTables(in Input, stmt ast.SQLNode) ([]*tableRef, census, *Plan, error) {
+	rs, err := refs(in, stmt)
 	if err != nil {
-		return nil, err
+		return nil, census{}, nil, err
 	}
 	c := count(rs)
 	if c.sharded == 0 && !c.views {
 		if c.reference > 0 && rs[0].reference() {
-			return &Plan{Kind: ReferenceWrite, Database: rs[0].dist.Name}, nil
+			return nil, c, &Plan{Kind: ReferenceWrite, Database: rs[0].dist.Name}, nil
 		}
-		return &Plan{Kind: Local, Database: dbName(c.db), Reason: "no sharded table"}, nil
+		return nil, c, &Plan{Kind: Local, Database: dbName(c.db), Reason: "no sharded table"}, nil
+	}
+	return rs, c, nil, nil
+}
+
+func planUpdate(in Input, upd *ast.Update) (*Plan, error) {
+	rs, c, p, err := dmlTables(in, upd)
+	if err != nil || p != nil {
+		return p, err
 	}
 	target := rs[0]
 	if err := singleShardedTarget(upd.TableExprs, target, c, "UPDATE"); err != nil {
@@ -240,16 +250,9 @@ func planUpdate(in Input, upd *ast.Update) (*Plan, error) {
 }
 
 func planDelete(in Input, del *ast.Delete) (*Plan, error) {
-	rs, err := refs(in, del)
-	if err != nil {
-		return nil, err
-	}
-	c := count(rs)
-	if c.sharded == 0 && !c.views {
-		if c.reference > 0 && rs[0].reference() {
-			return &Plan{Kind: ReferenceWrite, Database: rs[0].dist.Name}, nil
-		}
-		return &Plan{Kind: Local, Database: dbName(c.db), Reason: "no sharded table"}, nil
+	rs, c, p, err := dmlTables(in, del)
+	if err != nil || p != nil {
+		return p, err
 	}
 	if len(del.Targets) > 0 {
 		return nil, errorf(ErNotSupported, "multi-table DELETE over sharded tables is not supported")

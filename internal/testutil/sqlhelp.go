@@ -24,9 +24,19 @@ func Exec(t testing.TB, db *sql.DB, q string, args ...interface{}) sql.Result {
 // Rows returns all rows as strings, NULL as "NULL", columns joined by ",".
 func Rows(t testing.TB, db *sql.DB, q string, args ...interface{}) []string {
 	t.Helper()
-	rows, err := db.Query(q, args...)
+	out, err := RenderRows(db, ",", q, args...)
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+	return out
+}
+
+// RenderRows runs a query and renders each row as its values (NULL for
+// NULL) joined by sep.
+func RenderRows(db *sql.DB, sep, q string, args ...interface{}) ([]string, error) {
+	rows, err := db.Query(q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
@@ -38,7 +48,7 @@ func Rows(t testing.TB, db *sql.DB, q string, args ...interface{}) []string {
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		parts := make([]string, len(cols))
 		for i, v := range vals {
@@ -48,12 +58,9 @@ func Rows(t testing.TB, db *sql.DB, q string, args ...interface{}) []string {
 				parts[i] = string(v)
 			}
 		}
-		out = append(out, strings.Join(parts, ","))
+		out = append(out, strings.Join(parts, sep))
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return out
+	return out, rows.Err()
 }
 
 func ExpectRows(t testing.TB, db *sql.DB, q string, want ...string) {
