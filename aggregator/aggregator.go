@@ -66,12 +66,20 @@ type Aggregator struct {
 	started   time.Time     // makes this run's transaction ids unique
 	xidSeq    atomic.Uint64 // distributed transactions coordinated
 	inflight  sync.Map      // xid → struct{}: commits between prepare and decision
+	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
+	shuffled  struct{ broadcast, repartition atomic.Uint64 }
 }
 
 // Gathered counts the rows and value bytes partitions sent this
 // aggregator for gathers (what a pushed-down plan saves).
 func (a *Aggregator) Gathered() (rows, bytes uint64) {
 	return a.gathered.rows.Load(), a.gathered.bytes.Load()
+}
+
+// ShuffledJoins counts the joins this aggregator ran by copying a side to
+// every leaf and by repartitioning both sides.
+func (a *Aggregator) ShuffledJoins() (broadcast, repartition uint64) {
+	return a.shuffled.broadcast.Load(), a.shuffled.repartition.Load()
 }
 
 // Start runs the aggregator; bootstrap founds a new cluster with this

@@ -33,6 +33,9 @@ func PushJoins(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ *plan.Scope
 		if nn, ok := colocatedJoin(ctx, j); ok {
 			return nn, transform.NewTree, nil
 		}
+		if nn, ok := shuffledJoin(ctx, j); ok {
+			return nn, transform.NewTree, nil
+		}
 		return n, transform.SameTree, nil
 	})
 }
@@ -78,25 +81,48 @@ func joinInput(ctx *sql.Context, a *Aggregator, n sql.Node) (*joinSide, bool) {
 	return s, true
 }
 
-func colocatedJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
-	var outer bool
+// columns are the side's columns as the join's SQL names them.
+func (s *joinSide) columns() []string {
+	cols := make([]string, len(s.schema))
+	for i, c := range s.schema {
+		cols[i] = quoteIdent(s.name) + "." + quoteIdent(c.Name)
+	}
+	return cols
+}
+
+// joinKind says whether the leaves can run a join of this type, and
+// whether it is a LEFT JOIN.
+func joinKind(j *plan.JoinNode) (outer, ok bool) {
 	switch j.Op {
 	case plan.JoinTypeInner, plan.JoinTypeHash, plan.JoinTypeMerge:
+		return false, true
 	case plan.JoinTypeLeftOuter, plan.JoinTypeLeftOuterHash, plan.JoinTypeLeftOuterMerge:
-		outer = true
-	default:
-		return nil, false
+		return true, true
 	}
-	a := anyDist(j)
-	if a == nil || j.Filter == nil {
-		return nil, false
+	return false, false
+}
+
+// joinInputs are both sides of a join the leaves may run, and the
+// aggregator the tables belong to.
+func joinInputs(ctx *sql.Context, j *plan.JoinNode) (a *Aggregator, l, r *joinSide, outer, ok bool) {
+	if outer, ok = joinKind(j); !ok || j.Filter == nil {
+		return nil, nil, nil, false, false
 	}
-	l, ok := joinInput(ctx, a, j.Left())
+	if a = anyDist(j); a == nil {
+		return nil, nil, nil, false, false
+	}
+	if l, ok = joinInput(ctx, a, j.Left()); !ok {
+		return nil, nil, nil, false, false
+	}
+	if r, ok = joinInput(ctx, a, j.Right()); !ok || strings.EqualFold(l.name, r.name) {
+		return nil, nil, nil, false, false
+	}
+	return a, l, r, outer, true
+}
+
+func colocatedJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
+	a, l, r, outer, ok := joinInputs(ctx, j)
 	if !ok {
-		return nil, false
-	}
-	r, ok := joinInput(ctx, a, j.Right())
-	if !ok || strings.EqualFold(l.name, r.name) {
 		return nil, false
 	}
 	var db *meta.Database
@@ -117,12 +143,7 @@ func colocatedJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
 	if !ok {
 		return nil, false
 	}
-	var cols []string
-	for _, side := range []*joinSide{l, r} {
-		for _, c := range side.schema {
-			cols = append(cols, quoteIdent(side.name)+"."+quoteIdent(c.Name))
-		}
-	}
+	cols := append(l.columns(), r.columns()...)
 	ref := func(s *joinSide, part string) string {
 		dbName := db.Name
 		if s.dist != nil {
@@ -246,6 +267,10 @@ func (q *remoteQuery) WithChildren(children ...sql.Node) (sql.Node, error) {
 		return nil, sql.ErrInvalidChildrenNumber.New(q, len(children), 0)
 	}
 	return q, nil
+}
+
+func (q *remoteQuery) explain() []string {
+	return []string{"Partition SQL (" + q.label + "): " + q.build(q.db.Name+"_<N>")}
 }
 
 func (q *remoteQuery) String() string {

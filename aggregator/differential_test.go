@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canopydb/canopy/internal/testutil"
 )
@@ -33,6 +34,8 @@ func TestDifferential(t *testing.T) {
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE dt PARTITIONS 6")
 	testutil.Exec(t, single.DB(""), "CREATE DATABASE dt")
 	ma, child, leaf := c.MA.DB("dt"), c.Children[0].DB("dt"), single.DB("dt")
+	// nothing is small enough to copy: joins repartition when they can
+	repartitioning := c.MA.DBWith("dt", map[string]string{"broadcast_join_max_rows": "0"})
 
 	schema := []string{
 		"CREATE TABLE a (id INT PRIMARY KEY, g INT NOT NULL, x INT, s VARCHAR(10), d DECIMAL(10,2), KEY (g))",
@@ -78,8 +81,11 @@ func TestDifferential(t *testing.T) {
 	for i := 0; i < queries && failures < 10; i++ {
 		q, ordered := g.query()
 		via := ma
-		if i%3 == 0 {
+		switch i % 3 {
+		case 0:
 			via = child
+		case 1:
+			via = repartitioning
 		}
 		want, werr := collect(leaf, q)
 		got, gerr := collect(via, q)
@@ -96,8 +102,29 @@ func TestDifferential(t *testing.T) {
 			sort.Strings(got)
 		}
 		if strings.Join(want, "\n") != strings.Join(got, "\n") {
-			t.Errorf("query %d: %s\n single leaf (%d rows): %.600q\n cluster (%d rows): %.600q", i, q, len(want), want, len(got), got)
+			plan, _ := collect(via, "EXPLAIN "+q)
+			t.Errorf("query %d: %s\n single leaf (%d rows): %.600q\n cluster (%d rows): %.600q\n%s", i, q, len(want), want, len(got), got, strings.Join(plan, "\n"))
 			failures++
+		}
+	}
+
+	if b, r := c.MA.Metric("canopy_broadcast_joins_total"), c.MA.Metric("canopy_repartition_joins_total"); b == 0 || r == 0 {
+		t.Errorf("the master aggregator ran %v broadcast and %v repartition joins; the queries should exercise both", b, r)
+	}
+
+	// every join dropped the rows it shipped to the leaves
+	deadline := time.Now().Add(5 * time.Second)
+	for _, l := range c.Leaves {
+		for {
+			left, err := collect(l.DB(""), "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'canopy_scratch'")
+			if err == nil && len(left) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("leaf %s keeps scratch tables %v (%v)", l.Addr(), left, err)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 
@@ -178,7 +205,24 @@ func (g *queryGen) query() (string, bool) {
 		return g.pick("COUNT(*)", "COUNT(x)", "COUNT(s)", "SUM(x)", "SUM(d)", "AVG(x)", "AVG(d)", "MIN(x)", "MAX(x)",
 			"MIN(s)", "MAX(s)", "MIN(d)", "MAX(d)", "SUM(x) + COUNT(*)", "SUM(d * 2)", "AVG(x + g)", "MAX(id % 7)")
 	}
-	switch g.n(26) {
+	switch g.n(33) {
+	case 31: // aggregates blind to duplicates: partitions send distinct rows
+		key := g.pick("g", "g % 2", "s IS NULL")
+		return fmt.Sprintf("SELECT %s, COUNT(DISTINCT x), COUNT(DISTINCT s, g), MIN(d), SUM(DISTINCT x), AVG(DISTINCT d) FROM a%s GROUP BY %s",
+			key, g.where(""), key), false
+	case 32:
+		return "SELECT COUNT(DISTINCT g), COUNT(DISTINCT s), MAX(x) FROM a" + g.where(""), true
+	case 26: // joins on columns that are not both shard keys
+		return fmt.Sprintf("SELECT a.id, b.id, b.y FROM a JOIN b ON a.x = b.y%s", g.where("a.")), false
+	case 27:
+		return fmt.Sprintf("SELECT a.id, a.g, c.k, c.v FROM a LEFT JOIN c ON a.g = c.k%s%s",
+			g.pick("", " AND c.v <> 'v1'"), g.where("a.")), false
+	case 28: // strings compared under a collation
+		return fmt.Sprintf("SELECT c.k, c.v, a.id FROM c JOIN a ON c.v = a.s WHERE c.k > %d", g.n(20)), false
+	case 29: // aggregates over a repartitioned join
+		return fmt.Sprintf("SELECT a.g, COUNT(*), SUM(b.y), MAX(b.note) FROM a JOIN b ON a.x = b.y%s GROUP BY a.g", g.where("a.")), false
+	case 30: // a join condition that is not an equality of columns
+		return fmt.Sprintf("SELECT a.id, b.id FROM a JOIN b ON a.g = b.y %% 6 WHERE a.id < %d AND b.id < %d", 20+g.n(40), g.n(30)), false
 	case 23: // co-located outer join with conditions on both sides
 		return fmt.Sprintf("SELECT a.id, a.x, b.id, b.y FROM a LEFT JOIN b ON a.id = b.a_id AND b.y > %d%s", g.n(100), g.where("a.")), false
 	case 24: // self join on the shard key

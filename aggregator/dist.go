@@ -177,6 +177,10 @@ func (t *DistTable) scanSQL(p int) string {
 	return s + t.suffix
 }
 
+func (t *DistTable) explain() []string {
+	return []string{"Partition SQL: " + strings.Replace(t.scanSQL(0), quoteIdent(meta.PartitionName(t.db.Name, 0)), quoteIdent(t.db.Name+"_<N>"), 1)}
+}
+
 type allPartitions struct{}
 
 func (allPartitions) Key() []byte { return []byte("all") }
@@ -209,14 +213,8 @@ func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(int) string
 	if d == nil {
 		return nil, sql.ErrDatabaseNotFound.New(db)
 	}
-	it := &gatherIter{a: a, rows: make(chan sql.Row, 256), done: make(chan struct{})}
-	connID := ctx.Session.ID()
-	inTxn := a.inTransaction(connID)
-	type job struct {
-		leaf  string
-		parts []int
-	}
-	var jobs []job
+	inTxn := a.inTransaction(ctx.Session.ID())
+	var jobs []gatherJob
 	if inTxn {
 		byLeaf := map[string][]int{}
 		for _, p := range d.Partitions {
@@ -226,19 +224,33 @@ func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(int) string
 			byLeaf[p.Master] = append(byLeaf[p.Master], p.Ordinal)
 		}
 		for leaf, parts := range byLeaf {
-			jobs = append(jobs, job{leaf, parts})
+			jobs = append(jobs, gatherJob{leaf, parts})
 		}
 	} else {
 		for _, p := range d.Partitions {
 			if p.Master == "" {
 				return nil, errNoMaster(d.Name, p.Ordinal)
 			}
-			jobs = append(jobs, job{p.Master, []int{p.Ordinal}})
+			jobs = append(jobs, gatherJob{p.Master, []int{p.Ordinal}})
 		}
 	}
+	return a.runGather(ctx, jobs, inTxn, sqlFor, schema), nil
+}
+
+// gatherJob is the queries one connection to a leaf runs in turn.
+type gatherJob struct {
+	leaf  string
+	parts []int // arguments of sqlFor
+}
+
+// runGather runs the jobs in parallel and streams their rows back; in a
+// client transaction it uses the transaction's connections.
+func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, sqlFor func(int) string, schema sql.Schema) sql.RowIter {
+	it := &gatherIter{a: a, rows: make(chan sql.Row, 256), done: make(chan struct{})}
+	connID := ctx.Session.ID()
 	it.wg.Add(len(jobs))
 	for _, j := range jobs {
-		go func(j job) {
+		go func(j gatherJob) {
 			defer it.wg.Done()
 			var c *pool.Conn
 			var err error
@@ -269,7 +281,7 @@ func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(int) string
 		it.wg.Wait()
 		close(it.rows)
 	}()
-	return it, nil
+	return it
 }
 
 // gatherIter merges the rows partitions stream back.
@@ -488,9 +500,24 @@ func (i *distInserter) flush(ctx *sql.Context, p int) error {
 	if err != nil {
 		return err
 	}
-	schema := i.t.local.Schema()
+	q, err := insertSQL(ctx, quoteIdent(meta.PartitionName(i.t.db.Name, p))+"."+quoteIdent(i.t.Name()), i.t.local.Schema(), rows)
+	if err != nil {
+		return err
+	}
+	c, err := i.conn(ctx, leaf)
+	if err != nil {
+		return leafError(leaf, err)
+	}
+	if _, err := c.Exec(q, 0); err != nil {
+		return leafError(leaf, err)
+	}
+	return nil
+}
+
+// insertSQL is an INSERT of rows into table (already quoted).
+func insertSQL(ctx *sql.Context, table string, schema sql.Schema, rows []sql.Row) (string, error) {
 	var q bytes.Buffer
-	fmt.Fprintf(&q, "INSERT INTO %s.%s (", quoteIdent(meta.PartitionName(i.t.db.Name, p)), quoteIdent(i.t.Name()))
+	fmt.Fprintf(&q, "INSERT INTO %s (", table)
 	for k, c := range schema {
 		if k > 0 {
 			q.WriteString(", ")
@@ -513,20 +540,13 @@ func (i *distInserter) flush(ctx *sql.Context, p int) error {
 			}
 			sv, err := schema[k].Type.SQL(ctx, nil, v)
 			if err != nil {
-				return err
+				return "", err
 			}
 			sv.EncodeSQL(&q)
 		}
 		q.WriteByte(')')
 	}
-	c, err := i.conn(ctx, leaf)
-	if err != nil {
-		return leafError(leaf, err)
-	}
-	if _, err := c.Exec(q.String(), 0); err != nil {
-		return leafError(leaf, err)
-	}
-	return nil
+	return q.String(), nil
 }
 
 func (i *distInserter) StatementComplete(ctx *sql.Context) error {

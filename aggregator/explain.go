@@ -77,12 +77,10 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 			return nil, err
 		}
 		add("Gather partitions:all (%s)", p.Reason)
-		eachDistTable(n, func(dt *DistTable) {
-			add("  Partition SQL: %s", strings.Replace(dt.scanSQL(0), "`"+meta.PartitionName(dt.db.Name, 0)+"`", "`"+dt.db.Name+"_<N>`", 1))
-		}, func(ps *partialScan) {
-			add("  Partition SQL (partial aggregate): %s", strings.Replace(ps.partitionSQL(0), "`"+meta.PartitionName(ps.db.Name, 0)+"`", "`"+ps.db.Name+"_<N>`", 1))
-		}, func(rq *remoteQuery) {
-			add("  Partition SQL (%s): %s", rq.label, rq.build(rq.db.Name+"_<N>"))
+		eachRemote(n, func(r remoteWork) {
+			for _, l := range r.explain() {
+				add("  %s", l)
+			}
 		})
 		add("Aggregator:")
 		addPlan("  ", n)
@@ -106,16 +104,18 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 	return res, nil
 }
 
-// eachDistTable calls f for every sharded table scan of a plan, partial
-// for every split aggregate and remote for every pushed-down join,
+// remoteWork is a part of a plan that leaves run; explain says what each
+// runs, partition names written as db_<N>.
+type remoteWork interface {
+	explain() []string
+}
+
+// eachRemote calls f for every part of a plan that leaves run,
 // subqueries included.
-func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan), remote func(*remoteQuery)) {
+func eachRemote(n sql.Node, f func(remoteWork)) {
 	transform.Inspect(n, func(n sql.Node) bool {
-		if ps, ok := n.(*partialScan); ok {
-			partial(ps)
-		}
-		if rq, ok := n.(*remoteQuery); ok {
-			remote(rq)
+		if r, ok := n.(remoteWork); ok {
+			f(r)
 		}
 		if rt, ok := n.(*plan.ResolvedTable); ok {
 			if dt, ok := rt.UnderlyingTable().(*DistTable); ok {
@@ -126,7 +126,7 @@ func eachDistTable(n sql.Node, f func(*DistTable), partial func(*partialScan), r
 			for _, e := range ex.Expressions() {
 				transform.InspectExpr(e, func(e sql.Expression) bool {
 					if sq, ok := e.(*plan.Subquery); ok && sq.Query != nil {
-						eachDistTable(sq.Query, f, partial, remote)
+						eachRemote(sq.Query, f)
 					}
 					return false
 				})

@@ -1,6 +1,7 @@
 package aggregator_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,12 +18,25 @@ import (
 func TestExplainGolden(t *testing.T) {
 	c := testutil.StartCluster(t, 2, 0)
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE e PARTITIONS 4")
-	db := c.MA.DB("e")
-	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, g INT, x INT, s VARCHAR(10), d DECIMAL(10,2))")
-	testutil.Exec(t, db, "CREATE TABLE u (id INT, t_id INT, y INT, PRIMARY KEY (id, t_id), SHARD KEY (t_id))")
-	testutil.Exec(t, db, "CREATE REFERENCE TABLE r (g INT PRIMARY KEY, name VARCHAR(10))")
+	testutil.Exec(t, c.MA.DB("e"), "CREATE TABLE t (id INT PRIMARY KEY, g INT, x INT, s VARCHAR(10), d DECIMAL(10,2))")
+	testutil.Exec(t, c.MA.DB("e"), "CREATE TABLE u (id INT, t_id INT, y INT, PRIMARY KEY (id, t_id), SHARD KEY (t_id))")
+	testutil.Exec(t, c.MA.DB("e"), "CREATE REFERENCE TABLE r (g INT PRIMARY KEY, name VARCHAR(10))")
+	// one connection: exec blocks set session variables for what follows
+	db, err := c.MA.DB("e").Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
 	datadriven.RunTest(t, "testdata/explain", func(t *testing.T, d *datadriven.TestData) string {
-		rows, err := db.Query("EXPLAIN " + d.Input)
+		if d.Cmd == "exec" {
+			for _, stmt := range strings.Split(d.Input, ";\n") {
+				if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+					return "error: " + err.Error() + "\n"
+				}
+			}
+			return ""
+		}
+		rows, err := db.QueryContext(context.Background(), "EXPLAIN "+d.Input)
 		if err != nil {
 			return "error: " + err.Error() + "\n"
 		}

@@ -36,6 +36,9 @@ func PushAggregates(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ *plan.
 		if nn, ok := partialGroupBy(ctx, gb); ok {
 			return nn, transform.NewTree, nil
 		}
+		if nn, ok := distinctGroupBy(gb); ok {
+			return nn, transform.NewTree, nil
+		}
 		return n, transform.SameTree, nil
 	})
 }
@@ -150,6 +153,50 @@ func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
 	return plan.NewGroupBy(selected, groupBy, ps), true
 }
 
+// distinctGroupBy handles a GroupBy whose aggregates ignore duplicate
+// rows (COUNT(DISTINCT), SUM/AVG(DISTINCT), MIN, MAX): each partition
+// sends the distinct rows of the columns the grouping reads, and the
+// aggregator groups those. The rows that travel are the distinct
+// (group, value) pairs, not the table.
+func distinctGroupBy(gb *plan.GroupBy) (sql.Node, bool) {
+	rt, _, dt, _ := scanBelow(gb.Child)
+	if dt == nil || dt.distinct || dt.suffix != "" || dt.proj == nil {
+		return nil, false
+	}
+	distinctOnly := true
+	for _, e := range gb.SelectedExprs {
+		transform.InspectExpr(e, func(e sql.Expression) bool {
+			switch x := e.(type) {
+			case *aggregation.CountDistinct, *aggregation.Min, *aggregation.Max:
+				return true // their arguments need no look
+			case *aggregation.Sum:
+				_, ok := x.Child.(*expression.DistinctExpression)
+				distinctOnly = distinctOnly && ok
+				return true
+			case *aggregation.Avg:
+				_, ok := x.Child.(*expression.DistinctExpression)
+				distinctOnly = distinctOnly && ok
+				return true
+			case sql.Aggregation:
+				distinctOnly = false
+				return true
+			}
+			return false
+		})
+	}
+	if !distinctOnly || !containsAggregate(expression.NewTuple(gb.SelectedExprs...)) {
+		return nil, false
+	}
+	nt := *dt
+	nt.distinct = true
+	child, err := replaceScan(gb.Child, rt, &nt)
+	if err != nil {
+		return nil, false
+	}
+	out, err := gb.WithChildren(child)
+	return out, err == nil
+}
+
 func containsAggregate(e sql.Expression) bool {
 	return transform.InspectExpr(e, func(e sql.Expression) bool {
 		_, ok := e.(sql.Aggregation)
@@ -211,8 +258,15 @@ func (p *partialScan) WithChildren(children ...sql.Node) (sql.Node, error) {
 }
 
 func (p *partialScan) String() string {
-	return "PartialAggregate(every partition: " + strings.Replace(p.partitionSQL(0),
-		quoteIdent(meta.PartitionName(p.db.Name, 0)), quoteIdent(p.db.Name+"_<N>"), 1) + ")"
+	return "PartialAggregate(every partition: " + p.anyPartitionSQL() + ")"
+}
+
+func (p *partialScan) anyPartitionSQL() string {
+	return strings.Replace(p.partitionSQL(0), quoteIdent(meta.PartitionName(p.db.Name, 0)), quoteIdent(p.db.Name+"_<N>"), 1)
+}
+
+func (p *partialScan) explain() []string {
+	return []string{"Partition SQL (partial aggregate): " + p.anyPartitionSQL()}
 }
 
 type mergeKind int

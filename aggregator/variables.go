@@ -31,6 +31,11 @@ func RegisterVariables() {
 			&sql.MysqlSystemVariable{Name: "leaf_failure_detection", Scope: global,
 				Type: types.NewSystemEnumType("leaf_failure_detection", "OFF", "ON"), Default: def("leaf_failure_detection")},
 		})
+		// This aggregator's own: how it plans joins.
+		sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{
+			&sql.MysqlSystemVariable{Name: BroadcastMaxRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Both), Dynamic: true,
+				Type: types.NewSystemIntType(BroadcastMaxRowsVar, 0, 1<<40, false), Default: int64(100_000)},
+		})
 	})
 }
 

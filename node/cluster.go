@@ -107,12 +107,13 @@ func (n *Node) RunLocal(ctx context.Context, c *mysql.Conn, query string, callba
 }
 
 // analyze plans a statement in the engine for a client's session.
+// The engine makes a connection's session on its first statement, which
+// may be this one.
 func (n *Node) analyze(c *mysql.Conn, query string) (sql.Node, error) {
-	sess := n.session(c.ConnectionID)
-	if sess == nil {
-		return nil, fmt.Errorf("no session for connection %d", c.ConnectionID)
+	ctx, err := n.server.SessionManager().NewContextWithQuery(context.Background(), c, query)
+	if err != nil {
+		return nil, fmt.Errorf("session for connection %d: %w", c.ConnectionID, err)
 	}
-	ctx := sql.NewContext(context.Background(), sql.WithSession(sess))
 	return n.engine.AnalyzeQuery(ctx, query)
 }
 

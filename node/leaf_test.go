@@ -396,3 +396,30 @@ func TestLeafMariadbClient(t *testing.T) {
 		t.Errorf("unexpected mariadb output:\n%s", out)
 	}
 }
+
+// TestLeafHashJoinKeys: hash joins whose key is a DECIMAL or a DATETIME
+// (here the type of `y % 6` and of a DATE compared with a DATETIME) find
+// every match; GMS alone lost them (internal/gmsfix).
+func TestLeafHashJoinKeys(t *testing.T) {
+	_, db := newLeaf(t)
+	testutil.Exec(t, db, "CREATE TABLE a (id INT, g INT, day DATE)")
+	testutil.Exec(t, db, "CREATE TABLE b (id INT PRIMARY KEY, y INT, at DATETIME)")
+	testutil.Exec(t, db, "INSERT INTO a VALUES (1, 1, '2026-01-01'), (2, 2, '2026-01-02'), (3, 0, '2026-01-03'), (4, 1, NULL)")
+	testutil.Exec(t, db, "INSERT INTO b VALUES (1, 7, '2026-01-01'), (2, 8, '2026-01-03'), (3, 13, '2026-01-03 00:00:01'), (4, 0, NULL), (5, 6, '2026-01-02')")
+	for _, q := range []string{
+		"EXPLAIN SELECT a.id, b.id FROM a JOIN b ON a.g = b.y % 6",
+		"EXPLAIN SELECT a.id, b.id FROM a JOIN b ON a.day = b.at",
+	} {
+		plan, err := testutil.RenderRows(db, "", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(plan, "\n"), "HashLookup") {
+			t.Fatalf("%s: expected a hash join, got\n%s", q, strings.Join(plan, "\n"))
+		}
+	}
+	testutil.ExpectRows(t, db, "SELECT a.id, b.id FROM a JOIN b ON a.g = b.y % 6 ORDER BY a.id, b.id",
+		"1,1", "1,3", "2,2", "3,4", "3,5", "4,1", "4,3")
+	testutil.ExpectRows(t, db, "SELECT a.id, b.id FROM a JOIN b ON a.day = b.at ORDER BY a.id, b.id",
+		"1,1", "2,5", "3,2")
+}

@@ -49,6 +49,19 @@ func newMetrics(n *Node) *metrics {
 			func(r, _ uint64) uint64 { return r }),
 		gathered("canopy_gathered_bytes_total", "Value bytes partitions sent this aggregator for gathered queries.",
 			func(_, b uint64) uint64 { return b }))
+	shuffled := func(name, help string, pick func(broadcast, repartition uint64) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			if a := n.aggregator(); a != nil {
+				return float64(pick(a.ShuffledJoins()))
+			}
+			return 0
+		})
+	}
+	m.reg.MustRegister(
+		shuffled("canopy_broadcast_joins_total", "Joins run by copying one side to every leaf.",
+			func(b, _ uint64) uint64 { return b }),
+		shuffled("canopy_repartition_joins_total", "Joins run by repartitioning both sides by the join key.",
+			func(_, r uint64) uint64 { return r }))
 	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/internal/gmsfix"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
@@ -136,10 +137,18 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if store.HasDatabase(aggregator.ScratchDB) {
+		// rows shipped for joins that were running when the node stopped
+		if err := store.DropDatabase(aggregator.ScratchDB); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("drop %s: %w", aggregator.ScratchDB, err)
+		}
+	}
 	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{})}
 	n.metrics = newMetrics(n)
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
+		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
 		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
 		AddPostAnalyzeRule(aggregator.JoinRuleID, aggregator.PushJoins).
 		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).

@@ -202,6 +202,16 @@ func (n *Node) WaitReady(timeout time.Duration) {
 // DSN is a go-sql-driver DSN for the node and database.
 func (n *Node) DSN(db string) string { return n.dsn(db, true) }
 
+// DBWith is like DB, with session variables set on every connection.
+func (n *Node) DBWith(db string, vars map[string]string) *sql.DB {
+	c, err := mysql.ParseDSN(n.DSN(db))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	c.Params = vars
+	return n.open(c.FormatDSN())
+}
+
 func (n *Node) dsn(db string, interpolate bool) string {
 	c := mysql.NewConfig()
 	c.User = "root"
