@@ -85,7 +85,7 @@ func (e *editor) Insert(ctx *sql.Context, row sql.Row) error {
 		if err := txn.lock(ctx, key); err != nil {
 			return err
 		}
-		if cur, ok, err := ts.db.s.get(txn.current(), key); err != nil {
+		if cur, ok, err := ts.db.s.getFree(txn.current(), key); err != nil {
 			return err
 		} else if ok {
 			existing, err := ts.rows.Decode(cur)
@@ -344,7 +344,7 @@ func (e *editor) Update(ctx *sql.Context, old, new sql.Row) error {
 		if err := txn.lock(ctx, key); err != nil {
 			return err
 		}
-		if v, ok, err := s.get(txn.current(), key); err != nil {
+		if v, ok, err := s.getFree(txn.current(), key); err != nil {
 			return err
 		} else if ok {
 			existing, err := ts.rows.Decode(v)
