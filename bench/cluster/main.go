@@ -138,10 +138,46 @@ func main() {
 	} {
 		var res [3]scanResult
 		for i, s := range servers {
-			res[i] = scan(s, q.query, q.countCol, *scanRows)
+			res[i] = scan(s, s.DSN("sbscan"), q.query, q.countCol, *scanRows)
+			if res[i].total != *scanRows {
+				log.Fatalf("%s: %s counted %d rows, want %d", s.Name, q.query, res[i].total, *scanRows)
+			}
 		}
 		fmt.Fprintf(&b, "| scan-aggregate `%s` over %d rows | rows/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | rows per CPU-second %.0f / %.0f / %.0f; bytes sent from partitions to the aggregator per query: %.0f; median of 5 |\n",
 			q.query, *scanRows, res[0].rate, res[1].rate, res[2].rate, res[0].rate/res[2].rate, res[1].rate/res[2].rate,
+			res[0].perCPU, res[1].perCPU, res[2].perCPU, res[0].bytes)
+	}
+
+	// Joins of the big table with a small one on a column that is not
+	// the big table's shard key: the cluster copies the small table to
+	// every leaf (broadcast), or, forced by broadcast_join_max_rows = 0,
+	// repartitions both sides through the aggregator.
+	var dim []string
+	for i := 1; i <= 1000; i++ {
+		dim = append(dim, fmt.Sprintf("(%d, %d)", i*(*scanRows/1000), i%7))
+	}
+	for _, s := range servers {
+		must(benchutil.Exec(s, "sbscan", "CREATE TABLE dim (id INT PRIMARY KEY, v INT)", "INSERT INTO dim VALUES "+strings.Join(dim, ", ")))
+	}
+	joinQuery := "SELECT COUNT(*), SUM(d.v) FROM sbtest1 s JOIN dim d ON s.k = d.id"
+	for _, strategy := range []struct{ label, param string }{
+		{"broadcast", ""},
+		{"repartition", "&broadcast_join_max_rows=0"},
+	} {
+		var res [3]scanResult
+		for i, s := range servers {
+			dsn := s.DSN("sbscan")
+			if s == ma {
+				dsn += strategy.param
+			}
+			res[i] = scan(s, dsn, joinQuery, 0, *scanRows)
+		}
+		// sysbench draws k anew on each server: the counts differ a little
+		if res[0].total == 0 || res[1].total == 0 || res[2].total == 0 {
+			log.Fatalf("%s counted %d / %d / %d joined rows", joinQuery, res[0].total, res[1].total, res[2].total)
+		}
+		fmt.Fprintf(&b, "| join `%s` (%d × 1000 rows; cluster: %s) | rows of sbtest1/s | %.0f | %.0f | %.0f | **%.2f×** | %.2f× | rows per CPU-second %.0f / %.0f / %.0f; bytes sent from partitions to the aggregator per query: %.0f; median of 5 |\n",
+			joinQuery, *scanRows, strategy.label, res[0].rate, res[1].rate, res[2].rate, res[0].rate/res[2].rate, res[1].rate/res[2].rate,
 			res[0].perCPU, res[1].perCPU, res[2].perCPU, res[0].bytes)
 	}
 
@@ -153,19 +189,21 @@ func main() {
 }
 
 type scanResult struct {
+	total  int     // the sum of the count column
 	rate   float64 // rows per second of wall time
 	perCPU float64 // rows per second of server CPU
 	bytes  float64 // value bytes partitions sent the aggregator per query
 }
 
 // scan runs an aggregate over a table of rows rows five times and reports
-// the median run; countCol's values must add up to rows.
-func scan(s *benchutil.Server, query string, countCol, rows int) scanResult {
-	db, err := sql.Open("mysql", s.DSN("sbscan"))
+// the median run and the sum of the values of column countCol.
+func scan(s *benchutil.Server, dsn, query string, countCol, rows int) scanResult {
+	db, err := sql.Open("mysql", dsn)
 	must(err)
 	defer db.Close()
 	type run struct{ wall, cpu time.Duration }
 	var runs []run
+	var total int
 	bytes0 := s.Metric("canopy_gathered_bytes_total")
 	for rep := 0; rep < 5; rep++ {
 		cpu0, start := s.CPU(), time.Now()
@@ -177,7 +215,7 @@ func scan(s *benchutil.Server, query string, countCol, rows int) scanResult {
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}
-		total := 0
+		total = 0
 		for rs.Next() {
 			must(rs.Scan(ptrs...))
 			n, _ := strconv.Atoi(string(vals[countCol]))
@@ -186,14 +224,11 @@ func scan(s *benchutil.Server, query string, countCol, rows int) scanResult {
 		must(rs.Err())
 		rs.Close()
 		runs = append(runs, run{time.Since(start), s.CPU() - cpu0})
-		if total != rows {
-			log.Fatalf("%s: %s counted %d rows, want %d", s.Name, query, total, rows)
-		}
 	}
 	moved := (s.Metric("canopy_gathered_bytes_total") - bytes0) / 5
 	sort.Slice(runs, func(a, b int) bool { return runs[a].wall < runs[b].wall })
 	m := runs[2]
-	return scanResult{rate: float64(rows) / m.wall.Seconds(), perCPU: float64(rows) / max(m.cpu.Seconds(), 1e-3), bytes: moved}
+	return scanResult{total: total, rate: float64(rows) / m.wall.Seconds(), perCPU: float64(rows) / max(m.cpu.Seconds(), 1e-3), bytes: moved}
 }
 
 func must(err error) {
