@@ -93,9 +93,10 @@ type DistTable struct {
 
 	proj     []string
 	schema   sql.Schema
-	where    string // conditions the partitions evaluate
-	distinct bool   // partitions send distinct rows
-	suffix   string // ORDER BY … LIMIT the partitions apply
+	where    string         // conditions the partitions evaluate
+	distinct bool           // partitions send distinct rows
+	suffix   string         // ORDER BY … LIMIT the partitions apply
+	merge    sql.SortFields // the order of the partitions' rows, to merge them in
 }
 
 var (
@@ -178,7 +179,11 @@ func (t *DistTable) scanSQL(p int) string {
 }
 
 func (t *DistTable) explain() []string {
-	return []string{"Partition SQL: " + strings.Replace(t.scanSQL(0), quoteIdent(meta.PartitionName(t.db.Name, 0)), quoteIdent(t.db.Name+"_<N>"), 1)}
+	label := "Partition SQL: "
+	if t.merge != nil {
+		label = "Partition SQL (sorted streams merged in order): "
+	}
+	return []string{label + strings.Replace(t.scanSQL(0), quoteIdent(meta.PartitionName(t.db.Name, 0)), quoteIdent(t.db.Name+"_<N>"), 1)}
 }
 
 type allPartitions struct{}
@@ -202,6 +207,9 @@ func (o *onePartition) Close(*sql.Context) error { return nil }
 func (t *DistTable) Partitions(*sql.Context) (sql.PartitionIter, error) { return &onePartition{}, nil }
 
 func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIter, error) {
+	if t.merge != nil {
+		return t.a.gatherMerged(ctx, t)
+	}
 	return t.a.gather(ctx, t.db.Name, t.scanSQL, t.Schema())
 }
 
@@ -270,7 +278,7 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 				return
 			}
 			for _, p := range j.parts {
-				if err := it.stream(ctx, c, sqlFor(p), schema); err != nil {
+				if err := it.stream(ctx, c, sqlFor(p), schema, it.rows); err != nil {
 					it.fail(leafError(j.leaf, err))
 					return
 				}
@@ -306,7 +314,14 @@ func (g *gatherIter) fail(err error) {
 
 func (g *gatherIter) stop() { g.once.Do(func() { close(g.done) }) }
 
-func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema) error {
+func (g *gatherIter) failed() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+// stream runs query on c and sends its rows to out.
+func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema, out chan<- sql.Row) error {
 	if err := c.ExecuteStreamFetch(query); err != nil {
 		return err
 	}
@@ -332,7 +347,7 @@ func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema
 			return err
 		}
 		select {
-		case g.rows <- row:
+		case out <- row:
 		case <-g.done:
 			// the reader is gone: this connection is mid-result, so drop it
 			c.Close()

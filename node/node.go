@@ -152,7 +152,8 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
 		AddPostAnalyzeRule(aggregator.JoinRuleID, aggregator.PushJoins).
 		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
-		AddPostAnalyzeRule(aggregator.TopNRuleID, aggregator.PushTopN).Build()
+		AddPostAnalyzeRule(aggregator.TopNRuleID, aggregator.PushTopN).
+		AddPostAnalyzeRule(aggregator.SortRuleID, aggregator.PushSort).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
 
