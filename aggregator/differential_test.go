@@ -217,7 +217,10 @@ func (g *queryGen) query() (string, bool) {
 	case 27:
 		return fmt.Sprintf("SELECT a.id, a.g, c.k, c.v FROM a LEFT JOIN c ON a.g = c.k%s%s",
 			g.pick("", " AND c.v <> 'v1'"), g.where("a.")), false
-	case 28: // strings compared under a collation
+	case 28: // strings compared under a collation; a TEXT key
+		if g.n(2) == 0 {
+			return fmt.Sprintf("SELECT b.id, b.note, c.k FROM b JOIN c ON b.note = c.v WHERE c.k > %d", g.n(30)), false
+		}
 		return fmt.Sprintf("SELECT c.k, c.v, a.id FROM c JOIN a ON c.v = a.s WHERE c.k > %d", g.n(20)), false
 	case 29: // aggregates over a repartitioned join
 		return fmt.Sprintf("SELECT a.g, COUNT(*), SUM(b.y), MAX(b.note) FROM a JOIN b ON a.x = b.y%s GROUP BY a.g", g.where("a.")), false

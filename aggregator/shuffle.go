@@ -424,12 +424,15 @@ func (a *Aggregator) newShipment(ctx *sql.Context, leaves []string, table string
 	for _, c := range schema {
 		defs = append(defs, quoteIdent(c.Name)+" "+c.Type.String())
 	}
-	if len(key) > 0 {
-		cols := make([]string, len(key))
-		for i, k := range key {
-			cols[i] = quoteIdent(schema[k].Name)
+	var keyCols []string
+	for _, k := range key {
+		// BLOB/TEXT, JSON and geometry columns cannot be indexed whole
+		if t := schema[k].Type; !types.IsTextBlob(t) && !types.IsJSON(t) && !types.IsGeometry(t) {
+			keyCols = append(keyCols, quoteIdent(schema[k].Name))
 		}
-		defs = append(defs, "KEY ("+strings.Join(cols, ", ")+")")
+	}
+	if len(keyCols) > 0 {
+		defs = append(defs, "KEY ("+strings.Join(keyCols, ", ")+")")
 	}
 	create := fmt.Sprintf("CREATE TABLE %s (%s)", sh.table, strings.Join(defs, ", "))
 	for _, leaf := range leaves {
