@@ -1,6 +1,7 @@
 package aggregator_test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"strconv"
@@ -601,4 +602,46 @@ func expectArgs(t *testing.T, db *sql.DB, q string, args []any, want ...string) 
 	if strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("%s %v\n got: %q\nwant: %q", q, args, got, want)
 	}
+}
+
+// TestLimitInsideTransaction: a query whose reader stops early (LIMIT
+// without ORDER BY reads a few rows of many partitions' streams) must
+// not close the transaction's leaf connections mid-result: that ended
+// the transaction on the leaves and lost its writes.
+func TestLimitInsideTransaction(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 0)
+	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE lt PARTITIONS 4")
+	db := c.MA.DB("lt")
+	testutil.Exec(t, db, "CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(50))")
+	var vals []string
+	for i := 1; i <= 4000; i++ {
+		vals = append(vals, fmt.Sprintf("(%d, 'row %d')", i, i))
+	}
+	testutil.Exec(t, db, "INSERT INTO big VALUES "+strings.Join(vals, ","))
+
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"BEGIN", "INSERT INTO big VALUES (5001, 'in txn'), (5002, 'in txn'), (5003, 'in txn')"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		var id int
+		if err := conn.QueryRowContext(ctx, "SELECT id FROM big LIMIT 1").Scan(&id); err != nil {
+			t.Fatalf("LIMIT 1 in the transaction: %v", err)
+		}
+	}
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM big WHERE id > 5000").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("the transaction sees %d of its 3 rows (%v)", n, err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatalf("COMMIT: %v", err)
+	}
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM big", "4003")
 }

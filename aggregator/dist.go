@@ -278,7 +278,12 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 				return
 			}
 			for _, p := range j.parts {
-				if err := it.stream(ctx, c, sqlFor(p), schema, it.rows); err != nil {
+				select {
+				case <-it.done:
+					return
+				default:
+				}
+				if err := it.stream(ctx, c, sqlFor(p), schema, it.rows, inTxn); err != nil {
 					it.fail(leafError(j.leaf, err))
 					return
 				}
@@ -320,16 +325,20 @@ func (g *gatherIter) failed() error {
 	return g.err
 }
 
-// stream runs query on c and sends its rows to out.
-func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema, out chan<- sql.Row) error {
+// stream runs query on c and sends its rows to out. When the reader goes
+// away mid-result, a connection of a client transaction (txn) reads the
+// rest of the result, since closing it would end the transaction; any
+// other connection is closed.
+func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema, out chan<- sql.Row, txn bool) error {
 	if err := c.ExecuteStreamFetch(query); err != nil {
-		return err
+		return c.Check(err)
 	}
 	for {
 		vals, err := c.FetchNext()
 		if err != nil {
+			// a leaf that fails mid-result closes the connection
 			c.CloseResult()
-			return err
+			return c.Check(err)
 		}
 		if vals == nil {
 			c.CloseResult()
@@ -341,18 +350,26 @@ func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema
 		}
 		g.a.gathered.rows.Add(1)
 		g.a.gathered.bytes.Add(uint64(size))
-		row, err := fromSQL(ctx, schema, vals)
-		if err != nil {
-			c.CloseResult()
-			return err
+		row, convErr := fromSQL(ctx, schema, vals)
+		if convErr == nil {
+			select {
+			case out <- row:
+				continue
+			case <-g.done:
+			}
 		}
-		select {
-		case out <- row:
-		case <-g.done:
-			// the reader is gone: this connection is mid-result, so drop it
+		if !txn {
 			c.Close()
-			return nil
+			return convErr
 		}
+		for vals != nil && err == nil {
+			vals, err = c.FetchNext()
+		}
+		c.CloseResult()
+		if err != nil {
+			return c.Check(err)
+		}
+		return convErr
 	}
 }
 

@@ -110,7 +110,7 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 				return
 			}
 			defer c.Release()
-			if err := g.stream(ctx, c, t.scanSQL(part), schema, ch); err != nil {
+			if err := g.stream(ctx, c, t.scanSQL(part), schema, ch, false); err != nil {
 				g.fail(leafError(leaf, err))
 			}
 		}(p.Master, p.Ordinal)
@@ -198,11 +198,10 @@ func (m *mergeIter) Next(ctx *sql.Context) (sql.Row, error) {
 	return top.row, nil
 }
 
+// Close does not wait for the producers: each closes its connection at
+// its next row (none is a transaction's), and one still waiting for a
+// leaf's sort must not hold up the client.
 func (m *mergeIter) Close(*sql.Context) error {
 	m.g.stop()
-	for _, ch := range m.streams {
-		for range ch { // let producers finish
-		}
-	}
 	return nil
 }

@@ -163,28 +163,28 @@ func distinctGroupBy(gb *plan.GroupBy) (sql.Node, bool) {
 	if dt == nil || dt.distinct || dt.suffix != "" || dt.proj == nil {
 		return nil, false
 	}
-	distinctOnly := true
+	distinctOnly, any := true, false
 	for _, e := range gb.SelectedExprs {
 		transform.InspectExpr(e, func(e sql.Expression) bool {
-			switch x := e.(type) {
-			case *aggregation.CountDistinct, *aggregation.Min, *aggregation.Max:
-				return true // their arguments need no look
-			case *aggregation.Sum:
-				_, ok := x.Child.(*expression.DistinctExpression)
-				distinctOnly = distinctOnly && ok
-				return true
-			case *aggregation.Avg:
-				_, ok := x.Child.(*expression.DistinctExpression)
-				distinctOnly = distinctOnly && ok
-				return true
-			case sql.Aggregation:
-				distinctOnly = false
-				return true
+			agg, ok := e.(sql.Aggregation)
+			if !ok {
+				return false
 			}
-			return false
+			any = true
+			switch x := agg.(type) {
+			case *aggregation.CountDistinct, *aggregation.Min, *aggregation.Max:
+			case *aggregation.Sum:
+				_, ok = x.Child.(*expression.DistinctExpression)
+			case *aggregation.Avg:
+				_, ok = x.Child.(*expression.DistinctExpression)
+			default:
+				ok = false
+			}
+			distinctOnly = distinctOnly && ok
+			return false // look at every aggregate
 		})
 	}
-	if !distinctOnly || !containsAggregate(expression.NewTuple(gb.SelectedExprs...)) {
+	if !distinctOnly || !any {
 		return nil, false
 	}
 	nt := *dt

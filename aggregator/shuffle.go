@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -523,9 +524,14 @@ func (a *Aggregator) dropScratch(leaves, tables []string) {
 
 // estimateRows guesses how many rows a side of a join sends: the table's
 // committed row count (from the leaves, cached briefly), less when the
-// side has its own conditions.
+// side has its own conditions. A count no leaf could give is unbounded,
+// so that such a side is never copied to every leaf.
 func (a *Aggregator) estimateRows(ctx *sql.Context, s *joinSide) float64 {
-	n := float64(a.tableRows(ctx, s.dist.db, s.table))
+	rows, ok := a.tableRows(ctx, s.dist.db, s.table)
+	if !ok {
+		return math.Inf(1)
+	}
+	n := float64(rows)
 	if s.filter != "" {
 		n *= filteredFraction
 	}
@@ -548,11 +554,11 @@ type rowCount struct {
 const rowCountTTL = 2 * time.Second
 
 // tableRows is a sharded table's committed row count summed over its
-// partitions; 0 when a leaf cannot tell.
-func (a *Aggregator) tableRows(ctx *sql.Context, d *meta.Database, table string) uint64 {
+// partitions; ok is false when a leaf cannot tell.
+func (a *Aggregator) tableRows(ctx *sql.Context, d *meta.Database, table string) (uint64, bool) {
 	key := strings.ToLower(d.Name + "." + table)
 	if v, ok := a.rowCounts.Load(key); ok && time.Since(v.(rowCount).at) < rowCountTTL {
-		return v.(rowCount).rows
+		return v.(rowCount).rows, true
 	}
 	byLeaf := map[string][]string{}
 	for _, p := range d.Partitions {
@@ -564,21 +570,21 @@ func (a *Aggregator) tableRows(ctx *sql.Context, d *meta.Database, table string)
 	for leaf, parts := range byLeaf {
 		lp, err := a.leafPool(leaf)
 		if err != nil {
-			return 0
+			return 0, false
 		}
 		res, err := lp.Exec(ctx, fmt.Sprintf("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_NAME = %s AND TABLE_SCHEMA IN (%s)",
 			sqlString(table), strings.Join(parts, ", ")), len(parts))
 		if err != nil {
-			return 0
+			return 0, false
 		}
 		for _, row := range res.Rows {
 			n, err := strconv.ParseUint(row[0].ToString(), 10, 64)
 			if err != nil {
-				return 0
+				return 0, false
 			}
 			total += n
 		}
 	}
 	a.rowCounts.Store(key, rowCount{rows: total, at: time.Now()})
-	return total
+	return total, true
 }

@@ -1,6 +1,9 @@
 package planner
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestChooseJoin(t *testing.T) {
 	const max = 100_000
@@ -18,6 +21,8 @@ func TestChooseJoin(t *testing.T) {
 		{"no usable equality, both sides too big: the aggregator joins", JoinShape{LeftRows: 5e5, RightRows: 4e5, Leaves: 4, BroadcastMax: max}, GatherJoin},
 		{"outer join with a big right side and no equality", JoinShape{LeftRows: 10, RightRows: 4e5, Leaves: 4, LeftOuter: true, BroadcastMax: max}, GatherJoin},
 		{"empty sides: copying nothing is free", JoinShape{Leaves: 2, Hashable: true, BroadcastMax: max}, BroadcastRight},
+		{"a side of unknown size is never copied", JoinShape{LeftRows: 10, RightRows: math.Inf(1), Leaves: 4, LeftOuter: true, Hashable: true, BroadcastMax: max}, Repartition},
+		{"both unknown, no equality: the aggregator joins", JoinShape{LeftRows: math.Inf(1), RightRows: math.Inf(1), Leaves: 4, BroadcastMax: max}, GatherJoin},
 	} {
 		if got := ChooseJoin(tc.shape); got != tc.want {
 			t.Errorf("%s (%v): got %v, want %v", tc.name, tc.shape, got, tc.want)

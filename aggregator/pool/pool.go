@@ -150,11 +150,17 @@ func (c *Conn) Release() {
 // failed below SQL (I/O) is marked broken.
 func (c *Conn) Exec(query string, maxRows int) (*sqltypes.Result, error) {
 	res, err := c.ExecuteFetch(query, maxRows, true)
+	return res, c.Check(err) // a node that restarted broke them all
+}
+
+// Check marks the connection broken when err is not an SQL error (the
+// connection failed below SQL) and returns err.
+func (c *Conn) Check(err error) error {
 	if err != nil && !isSQLError(err) {
 		c.broken = true
-		c.pool.dropIdle() // a node that restarted broke them all
+		c.pool.dropIdle()
 	}
-	return res, err
+	return err
 }
 
 func isSQLError(err error) bool {

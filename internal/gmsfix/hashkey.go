@@ -57,7 +57,7 @@ func (k *canonicalKey) Eval(ctx *sql.Context, row sql.Row) (interface{}, error) 
 	}
 	v, _, err = k.as.Convert(ctx, v)
 	if err != nil || v == nil {
-		return nil, err
+		return nil, nil // not a value of the compared type: matches nothing
 	}
 	switch v := v.(type) {
 	case decimal.Decimal:
