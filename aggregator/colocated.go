@@ -192,6 +192,30 @@ func anyDist(n sql.Node) *Aggregator {
 	return a
 }
 
+// columnEqualities are the conditions of a join of the form left column =
+// right column, as (left, right) pairs.
+func columnEqualities(cond sql.Expression, l, r *joinSide) [][2]*expression.GetField {
+	var out [][2]*expression.GetField
+	for _, c := range expression.SplitConjunction(cond) {
+		eq, ok := c.(*expression.Equals)
+		if !ok {
+			continue
+		}
+		a, ok1 := eq.Left().(*expression.GetField)
+		b, ok2 := eq.Right().(*expression.GetField)
+		if !ok1 || !ok2 {
+			continue
+		}
+		if strings.EqualFold(a.Table(), r.name) {
+			a, b = b, a
+		}
+		if strings.EqualFold(a.Table(), l.name) && strings.EqualFold(b.Table(), r.name) {
+			out = append(out, [2]*expression.GetField{a, b})
+		}
+	}
+	return out
+}
+
 // sameShardKeyJoin reports whether the join condition equates the whole
 // shard keys of both tables, column by column, with identical types (so
 // that equal values hash to the same partition).
@@ -208,24 +232,9 @@ func sameShardKeyJoin(cond sql.Expression, l, r *joinSide) bool {
 		}
 	}
 	equated := make([]bool, len(lk))
-	for _, c := range expression.SplitConjunction(cond) {
-		eq, ok := c.(*expression.Equals)
-		if !ok {
-			continue
-		}
-		a, ok1 := eq.Left().(*expression.GetField)
-		b, ok2 := eq.Right().(*expression.GetField)
-		if !ok1 || !ok2 {
-			continue
-		}
-		if strings.EqualFold(a.Table(), r.name) {
-			a, b = b, a
-		}
-		if !strings.EqualFold(a.Table(), l.name) || !strings.EqualFold(b.Table(), r.name) {
-			continue
-		}
+	for _, eq := range columnEqualities(cond, l, r) {
 		for i := range lk {
-			if strings.EqualFold(a.Name(), lk[i]) && strings.EqualFold(b.Name(), rk[i]) {
+			if strings.EqualFold(eq[0].Name(), lk[i]) && strings.EqualFold(eq[1].Name(), rk[i]) {
 				equated[i] = true
 			}
 		}

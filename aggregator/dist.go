@@ -379,10 +379,8 @@ func (g *gatherIter) Next(ctx *sql.Context) (sql.Row, error) {
 		if ok {
 			return row, nil
 		}
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.err != nil {
-			return nil, g.err
+		if err := g.failed(); err != nil {
+			return nil, err
 		}
 		return nil, io.EOF
 	case <-ctx.Done():

@@ -163,14 +163,14 @@ func distinctGroupBy(gb *plan.GroupBy) (sql.Node, bool) {
 	if dt == nil || dt.distinct || dt.suffix != "" || dt.proj == nil {
 		return nil, false
 	}
-	distinctOnly, any := true, false
+	distinctOnly, hasAggregate := true, false
 	for _, e := range gb.SelectedExprs {
 		transform.InspectExpr(e, func(e sql.Expression) bool {
 			agg, ok := e.(sql.Aggregation)
 			if !ok {
 				return false
 			}
-			any = true
+			hasAggregate = true
 			switch x := agg.(type) {
 			case *aggregation.CountDistinct, *aggregation.Min, *aggregation.Max:
 			case *aggregation.Sum:
@@ -184,7 +184,7 @@ func distinctGroupBy(gb *plan.GroupBy) (sql.Node, bool) {
 			return false // look at every aggregate
 		})
 	}
-	if !distinctOnly || !any {
+	if !distinctOnly || !hasAggregate {
 		return nil, false
 	}
 	nt := *dt

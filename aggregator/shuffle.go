@@ -13,7 +13,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dolthub/go-mysql-server/sql"
-	"github.com/dolthub/go-mysql-server/sql/expression"
 	"github.com/dolthub/go-mysql-server/sql/plan"
 	"github.com/dolthub/go-mysql-server/sql/types"
 	"github.com/dolthub/vitess/go/sqltypes"
@@ -101,22 +100,8 @@ type keyPair struct {
 // condition.
 func equiPairs(cond sql.Expression, l, r *joinSide) []keyPair {
 	var pairs []keyPair
-	for _, c := range expression.SplitConjunction(cond) {
-		eq, ok := c.(*expression.Equals)
-		if !ok {
-			continue
-		}
-		a, ok1 := eq.Left().(*expression.GetField)
-		b, ok2 := eq.Right().(*expression.GetField)
-		if !ok1 || !ok2 {
-			continue
-		}
-		if strings.EqualFold(a.Table(), r.name) {
-			a, b = b, a
-		}
-		if !strings.EqualFold(a.Table(), l.name) || !strings.EqualFold(b.Table(), r.name) {
-			continue
-		}
+	for _, eq := range columnEqualities(cond, l, r) {
+		a, b := eq[0], eq[1]
 		li, ri := l.schema.IndexOfColName(a.Name()), r.schema.IndexOfColName(b.Name())
 		if li < 0 || ri < 0 {
 			continue

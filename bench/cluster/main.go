@@ -31,7 +31,7 @@ func main() {
 	leaves := flag.Int("leaves", 4, "leaves of the cluster")
 	cacheMB := flag.Int("cache-mb", 128, "block cache of each canopy node and MariaDB's buffer pool, MiB")
 	write := flag.Bool("write", false, "write the results into BENCHMARKS.md")
-	scanRows := flag.Int("scan-rows", 1000000, "rows of the table the scan-aggregates read")
+	scanRows := flag.Int("scan-rows", 4000000, "rows of the table the scan-aggregates read")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "canopy-bench-")
