@@ -68,6 +68,7 @@ type Aggregator struct {
 	inflight  sync.Map      // xid → struct{}: commits between prepare and decision
 	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
 	shuffled  struct{ broadcast, repartition atomic.Uint64 }
+	ha        *haState
 }
 
 // Gathered counts the rows and value bytes partitions sent this
@@ -97,6 +98,7 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		autos:     make(map[string]*autoRange),
 		changed:   make(chan struct{}, 1),
 		started:   time.Now(),
+		ha:        newHAState(),
 	}
 	a.hub = replication.NewHub(a.store, a.self, a.log)
 	a.beats = newHeartbeats(a)
@@ -135,7 +137,8 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 			}
 		}
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
+	go a.haLoop()
 	go a.reconcileLoop()
 	go a.beats.run()
 	go a.resolveLoop()
@@ -200,6 +203,7 @@ func (a *Aggregator) reconcileLoop() {
 }
 
 func (a *Aggregator) reconcile() {
+	a.severFailed()
 	if !a.IsMaster() {
 		a.hub.Close()
 		return
@@ -213,6 +217,7 @@ func (a *Aggregator) reconcile() {
 		}
 	}
 	a.hub.Retain(func(db, target string) bool { return want[[2]string{db, target}] })
+	a.pushReplication(st)
 }
 
 // replicaTargets are the internal addresses of every node but this one.

@@ -28,7 +28,16 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			db = a.currentDB(c.ConnectionID)
 		}
 		return a.showPartitions(db)
-	case sqlcmd.AddLeaf, sqlcmd.RemoveLeaf, sqlcmd.AddAggregator, sqlcmd.RemoveAggregator:
+	case sqlcmd.ShowRebalanceStatus:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		db := cmd.Database
+		if db == "" {
+			db = a.currentDB(c.ConnectionID)
+		}
+		return a.showRebalanceStatus(db)
+	case sqlcmd.AddLeaf, sqlcmd.RemoveLeaf, sqlcmd.AddAggregator, sqlcmd.RemoveAggregator, sqlcmd.AttachLeaf, sqlcmd.DetachLeaf:
 		if !a.IsMaster() {
 			return a.forwardToMaster(ctx, c.ConnectionID, query)
 		}
@@ -42,6 +51,10 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			err = a.addAggregator(ctx, cmd)
 		case sqlcmd.RemoveAggregator:
 			err = a.removeAggregator(ctx, cmd)
+		case sqlcmd.AttachLeaf:
+			err = a.attachCommand(ctx, cmd)
+		case sqlcmd.DetachLeaf:
+			err = a.detachCommand(cmd)
 		}
 		if err != nil {
 			return nil, err
@@ -153,12 +166,16 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 	}
 	for _, name := range st.DatabaseNames() {
 		for _, p := range st.Database(name).Partitions {
-			if p.Master == addr {
+			if p.Master == addr && !a.hasOnlineReplica(st, p, addr) {
 				return mysql.NewSQLError(1105, "HY000",
-					"Leaf '%s':%d holds master partitions (%s:%d and maybe more): moving them away needs REBALANCE PARTITIONS, which this version does not have yet",
+					"Leaf '%s':%d holds master partitions with no online replica (%s:%d and maybe more): moving them away needs REBALANCE PARTITIONS, which this version does not have yet",
 					l.Host, l.Port, name, p.Ordinal)
 			}
 		}
+	}
+	// every master partition it holds has a replica: fail them over first
+	if err := a.leafDown(addr, meta.LeafDetached); err != nil {
+		return err
 	}
 	if err := a.propose(meta.RemoveLeaf{Addr: addr}); err != nil {
 		return err
@@ -169,6 +186,15 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 	a.pools.Forget(addr)
 	a.reconcile()
 	return nil
+}
+
+func (a *Aggregator) hasOnlineReplica(st *meta.State, p meta.Partition, except string) bool {
+	for _, r := range p.Replicas {
+		if l, ok := st.Leaf(r); ok && r != except && l.State == meta.LeafOnline && !a.beats.down(r) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *Aggregator) addAggregator(ctx context.Context, cmd sqlcmd.AddAggregator) error {

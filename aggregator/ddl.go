@@ -100,6 +100,15 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 		n = per * len(leaves)
 	}
 	masters := meta.PlacePartitions(leaves, n)
+	var replicas [][]string
+	if st.Redundancy() == 2 {
+		pairs := st.Pairs()
+		if len(pairs) == 0 {
+			return mysql.NewSQLError(1772, "HY000",
+				"Can't create database '%s': redundancy_level is 2 and no online leaf has an online pair. Add leaves to availability group 2 with ADD LEAF user@'host':port INTO GROUP 2", cmd.Name)
+		}
+		masters, replicas = meta.PlaceRedundant(pairs, n)
+	}
 	created, err := a.onLeaves(ctx, masters, func(p int) string {
 		return "CREATE DATABASE " + quoteIdent(meta.PartitionName(cmd.Name, p))
 	})
@@ -112,7 +121,15 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 	if err := a.runLocal(ctx, c, "CREATE DATABASE "+quoteIdent(cmd.Name)); err != nil {
 		return err
 	}
-	return a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)})
+	if err := a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
+		return err
+	}
+	if len(replicas) > 0 {
+		// the database is usable once every replica exists
+		a.reconcile()
+		a.waitPartitionsReplicated(ctx, a.State().Database(cmd.Name))
+	}
+	return nil
 }
 
 // onLeaves runs a statement for each partition on its leaf, leaves in
@@ -202,16 +219,22 @@ func (a *Aggregator) dropDatabase(ctx context.Context, c *mysql.Conn, query stri
 	if err := a.propose(meta.DropDatabase{Name: d.Name}); err != nil {
 		return err
 	}
+	a.reconcile() // stop replicating it
 	ms := make([]string, len(d.Partitions))
+	rs := make([]string, len(d.Partitions))
 	for i, p := range d.Partitions {
 		ms[i] = p.Master
+		if len(p.Replicas) > 0 {
+			rs[i] = p.Replicas[0]
+		}
 	}
-	if _, err := a.onLeaves(ctx, ms, func(p int) string {
-		return "DROP DATABASE IF EXISTS " + quoteIdent(meta.PartitionName(d.Name, p))
-	}); err != nil {
-		a.log.Warn("dropping partitions", "database", d.Name, "err", err)
+	for _, leaves := range [][]string{ms, rs} {
+		if _, err := a.onLeaves(ctx, leaves, func(p int) string {
+			return "CANOPY DROP PARTITION " + quoteIdent(meta.PartitionName(d.Name, p))
+		}); err != nil {
+			a.log.Warn("dropping partitions", "database", d.Name, "err", err)
+		}
 	}
-	a.reconcile() // stop replicating it
 	if err := a.runLocal(ctx, c, "DROP DATABASE IF EXISTS "+quoteIdent(d.Name)); err != nil {
 		return err
 	}
@@ -620,6 +643,14 @@ func (a *Aggregator) setVariable(ctx context.Context, query string, cmd sqlcmd.S
 	case "default_partitions_per_leaf":
 		if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxPartitionsPerLeaf {
 			return mysql.NewSQLError(1231, "42000", "Variable 'default_partitions_per_leaf' can't be set to the value of '%s'", v)
+		}
+	case "leaf_failure_timeout_ms", "leaf_refused_timeout_ms":
+		min := 300
+		if cmd.Name == "leaf_refused_timeout_ms" {
+			min = 150
+		}
+		if n, err := strconv.Atoi(v); err != nil || n < min || n > 3_600_000 {
+			return mysql.NewSQLError(1231, "42000", "Variable '%s' can't be set to the value of '%s' (milliseconds, at least %d)", cmd.Name, v, min)
 		}
 	case "auto_attach", "leaf_failure_detection":
 		switch strings.ToLower(v) {

@@ -2,7 +2,10 @@ package aggregator
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dolthub/vitess/go/mysql"
@@ -26,6 +29,12 @@ type beat struct {
 	lastOK    time.Time
 	failures  int
 	reachable bool
+	probing   bool
+	// failure detection: when the current run of failures began, whether
+	// the last one was a refused connection, successes in a row
+	failingSince time.Time
+	refused      bool
+	okStreak     int
 }
 
 func newHeartbeats(a *Aggregator) *heartbeats {
@@ -62,18 +71,21 @@ func (h *heartbeats) run() {
 		case <-tick.C:
 		}
 		ts := h.targets()
-		var wg sync.WaitGroup
 		live := map[string]bool{}
+		h.mu.Lock()
 		for _, t := range ts {
 			live[t.addr] = true
-			wg.Add(1)
-			go func(t target) {
-				defer wg.Done()
-				h.probe(t)
-			}(t)
+			b := h.nodes[t.addr]
+			if b == nil {
+				b = &beat{}
+				h.nodes[t.addr] = b
+			}
+			if b.probing {
+				continue // a hung node does not hold up the others' heartbeats
+			}
+			b.probing = true
+			go h.probe(t, b)
 		}
-		wg.Wait()
-		h.mu.Lock()
 		for addr, b := range h.nodes {
 			if !live[addr] {
 				if b.conn != nil {
@@ -86,13 +98,8 @@ func (h *heartbeats) run() {
 	}
 }
 
-func (h *heartbeats) probe(t target) {
+func (h *heartbeats) probe(t target, b *beat) {
 	h.mu.Lock()
-	b := h.nodes[t.addr]
-	if b == nil {
-		b = &beat{}
-		h.nodes[t.addr] = b
-	}
 	conn := b.conn
 	h.mu.Unlock()
 	start := time.Now()
@@ -111,6 +118,7 @@ func (h *heartbeats) probe(t target) {
 	rtt := time.Since(start)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	b.probing = false
 	if err != nil {
 		if conn != nil {
 			conn.Close()
@@ -119,13 +127,19 @@ func (h *heartbeats) probe(t target) {
 			// pooled connections to a node that went away are dead too
 			h.a.pools.Forget(t.addr)
 		}
+		if b.failures == 0 {
+			b.failingSince = start
+		}
 		b.conn = nil
 		b.failures++
 		b.reachable = false
+		b.refused = isRefused(err)
+		b.okStreak = 0
 		return
 	}
 	b.conn = conn
 	b.failures = 0
+	b.okStreak++
 	b.reachable = true
 	b.lastOK = time.Now()
 	b.rtts = append(b.rtts, rtt)
@@ -157,6 +171,29 @@ func (h *heartbeats) down(addr string) bool {
 	defer h.mu.Unlock()
 	b := h.nodes[addr]
 	return b != nil && b.failures > 0
+}
+
+// health is what failure detection knows of a node.
+type health struct {
+	known        bool // probed at least once
+	failures     int
+	failingSince time.Time
+	refused      bool
+	okStreak     int
+}
+
+func (h *heartbeats) health(addr string) health {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.nodes[addr]
+	if b == nil {
+		return health{}
+	}
+	return health{true, b.failures, b.failingSince, b.refused, b.okStreak}
+}
+
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")
 }
 
 func (h *heartbeats) close() {

@@ -32,7 +32,8 @@ import (
 // resolves only its own.
 
 // commitLeaves commits one transaction's parts on the given leaves: a
-// single leaf commits directly, several through two-phase commit. It does
+// single leaf of a redundancy-1 cluster commits directly, anything else
+// through two-phase commit. It does
 // not release the connections.
 func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 	leaves := make([]string, 0, len(conns))
@@ -40,7 +41,12 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		leaves = append(leaves, l)
 	}
 	sort.Strings(leaves)
-	if len(leaves) == 1 {
+	// One leaf commits its partitions in one batch, but their replicas get
+	// one record per partition, independently: a leaf dying in between
+	// would leave a promoted replica with half the transaction. With
+	// replicas, even one leaf goes through two-phase commit, whose
+	// replicated prepare records let the survivors finish it.
+	if len(leaves) == 1 && a.State().Redundancy() < 2 {
 		if _, err := conns[leaves[0]].Exec("COMMIT", 0); err != nil {
 			return leafError(leaves[0], err)
 		}
@@ -149,9 +155,23 @@ func (a *Aggregator) resolveInDoubt() {
 			continue
 		}
 		done := true
+		st := a.State()
+		failedOver := false
 		for _, l := range leaves {
-			if err := a.onLeaf(ctx, l, "CANOPY COMMIT PREPARED '"+xid+"'"); err != nil {
+			if _, ok := st.Leaf(l); !ok {
+				continue // removed from the cluster: nothing left to commit there
+			}
+			if err := a.commitPreparedOn(ctx, l, xid); err != nil {
 				done = false
+				failedOver = true
+			}
+		}
+		if failedOver {
+			// a participant is down: its partitions' in-doubt parts were
+			// replicated and are in doubt on the leaves that took them over
+			// (unknown xids are no-ops elsewhere)
+			for _, l := range st.OnlineLeaves() {
+				a.commitPreparedOn(ctx, l.Addr(), xid)
 			}
 		}
 		if done {
@@ -183,18 +203,18 @@ func (a *Aggregator) resolveInDoubt() {
 			if has, err := a.store.HasDecision(xid); err != nil || has {
 				continue
 			}
-			if err := a.onLeaf(ctx, l.Addr(), "CANOPY ROLLBACK PREPARED '"+xid+"'"); err == nil {
+			if _, err := lp.Exec(ctx, "CANOPY ROLLBACK PREPARED '"+xid+"'", 0); err == nil {
 				a.log.Info("in-doubt transaction without commit decision rolled back", "xid", xid, "leaf", l.Addr())
 			}
 		}
 	}
 }
 
-func (a *Aggregator) onLeaf(ctx context.Context, leaf, stmt string) error {
+func (a *Aggregator) commitPreparedOn(ctx context.Context, leaf, xid string) error {
 	lp, err := a.leafPool(leaf)
 	if err != nil {
 		return err
 	}
-	_, err = lp.Exec(ctx, stmt, 0)
+	_, err = lp.Exec(ctx, "CANOPY COMMIT PREPARED '"+xid+"'", 0)
 	return err
 }

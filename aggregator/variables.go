@@ -30,6 +30,10 @@ func RegisterVariables() {
 				Type: types.NewSystemEnumType("auto_attach", "OFF", "ON"), Default: def("auto_attach")},
 			&sql.MysqlSystemVariable{Name: "leaf_failure_detection", Scope: global,
 				Type: types.NewSystemEnumType("leaf_failure_detection", "OFF", "ON"), Default: def("leaf_failure_detection")},
+			&sql.MysqlSystemVariable{Name: "leaf_failure_timeout_ms", Scope: global,
+				Type: types.NewSystemIntType("leaf_failure_timeout_ms", 300, 3_600_000, false), Default: defInt("leaf_failure_timeout_ms")},
+			&sql.MysqlSystemVariable{Name: "leaf_refused_timeout_ms", Scope: global,
+				Type: types.NewSystemIntType("leaf_refused_timeout_ms", 150, 3_600_000, false), Default: defInt("leaf_refused_timeout_ms")},
 		})
 		// This aggregator's own: how it plans joins.
 		sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{

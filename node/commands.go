@@ -58,6 +58,15 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 			res.Rows = append(res.Rows, []sqltypes.Value{strValue(p.XID), intValue(time.Since(p.Since).Milliseconds()), intValue(int64(p.Keys))})
 		}
 		return res, nil
+	case sqlcmd.Replicate:
+		return okResult(n.setReplication(cmd.Config))
+	case sqlcmd.PartitionRole:
+		switch cmd.Action {
+		case "PROMOTE":
+			return n.promotePartition(cmd.Database)
+		default:
+			return okResult(n.dropPartition(cmd.Database))
+		}
 	case sqlcmd.BootstrapAggregator:
 		if agg == nil {
 			return okResult(n.bootstrap(cmd))
@@ -88,14 +97,19 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	}}
 	res.Rows = append(res.Rows, []sqltypes.Value{strValue("information_schema"),
 		sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL, sqltypes.NULL})
+	counts := n.replicaCounts()
 	for _, d := range n.store.DatabaseInfos() {
 		role, state := "master", "online"
 		if d.Replica {
 			role, state = "async slave", "replicating"
+			if n.receiver.Sync(d.Name) {
+				role = "sync slave"
+			}
 		}
+		c := counts[d.Name]
 		res.Rows = append(res.Rows, []sqltypes.Value{
 			strValue(d.Name), uintValue(d.Commits), strValue(role), strValue(state),
-			strValue(d.Pos.String()), strValue(""), intValue(0), intValue(0),
+			strValue(d.Pos.String()), strValue(""), intValue(c[0]), intValue(c[1]),
 		})
 	}
 	return res

@@ -16,6 +16,8 @@ type metrics struct {
 	statements  prometheus.Counter
 	queryErrors prometheus.Counter
 	fastPath    prometheus.Counter
+	// commits durable here that a synchronous replica did not confirm
+	unconfirmedCommits prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -27,6 +29,8 @@ func newMetrics(n *Node) *metrics {
 			Name: "canopy_statement_errors_total", Help: "Statements that returned an error to the client."}),
 		fastPath: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "canopy_point_selects_total", Help: "Primary-key point selects answered without the SQL engine."}),
+		unconfirmedCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "canopy_unconfirmed_commits_total", Help: "Commits of synchronous partitions whose replica did not confirm them (the client got an error)."}),
 	}
 	templates := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "canopy_routed_templates_total", Help: "Statements an aggregator routed from a cached plan template."},
@@ -62,7 +66,7 @@ func newMetrics(n *Node) *metrics {
 			func(b, _ uint64) uint64 { return b }),
 		shuffled("canopy_repartition_joins_total", "Joins run by repartitioning both sides by the join key.",
 			func(_, r uint64) uint64 { return r }))
-	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, templates, &storeCollector{n: n},
+	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, m.unconfirmedCommits, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

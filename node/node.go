@@ -114,6 +114,12 @@ type Node struct {
 	inflight sync.WaitGroup
 	metrics  *metrics
 	done     chan struct{}
+
+	// partition replication (partitions.go)
+	hub         *replication.Hub
+	receiver    *replication.Receiver
+	replMu      sync.Mutex
+	syncTargets map[string][]string // database → its synchronous replicas
 }
 
 // Start opens the store and starts serving.
@@ -164,7 +170,15 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("listen on %s (internal): %w", internal, err)
 	}
 	n.mux = mux.New(iln, log)
-	go replication.Serve(n.mux.Listen(mux.TagReplication), store, log)
+	n.receiver = replication.NewReceiver(store, log)
+	go n.receiver.Serve(n.mux.Listen(mux.TagReplication))
+	n.hub = replication.NewHub(store, n.InternalAddr(), log.With("component", "partition-replication"))
+	store.SetReplicaWaiter(n.waitReplicas)
+	if err := n.loadReplication(); err != nil {
+		n.mux.Close()
+		store.Close()
+		return nil, err
+	}
 
 	addr := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
@@ -225,6 +239,7 @@ func (n *Node) Close() error {
 		n.agg.Store(nil)
 		a.Close()
 	}
+	n.hub.Close()
 	n.mux.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	n.http.Shutdown(shutdownCtx)

@@ -37,13 +37,22 @@ const (
 type hello struct {
 	Database string `json:"database"`
 	Source   string `json:"source"`
+	Sync     bool   `json:"sync,omitempty"`
 }
 
 type position struct {
 	Term  uint64 `json:"term"`
 	LSN   uint64 `json:"lsn"`
 	Error string `json:"error,omitempty"`
+	// Fenced: the target's copy takes its own writes (it was promoted),
+	// so the source is no longer the master of this database.
+	Fenced bool `json:"fenced,omitempty"`
 }
+
+// ErrFenced is returned by waits of a source whose target was promoted:
+// the source's commits can no longer be confirmed, and must not be
+// acknowledged.
+var ErrFenced = errors.New("this partition was failed over to its replica; the commit is not confirmed")
 
 // Store is what replication needs of a node's storage.
 type Store interface {
@@ -87,18 +96,40 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	return typ, b, nil
 }
 
-// Serve accepts replication streams on ln and applies them to store.
-func Serve(ln net.Listener, store Store, log *slog.Logger) {
+// Receiver applies the streams a node receives.
+type Receiver struct {
+	store Store
+	log   *slog.Logger
+	mu    sync.Mutex
+	sync  map[string]bool // database → its source waits for this replica
+}
+
+// NewReceiver returns a receiver applying to store.
+func NewReceiver(store Store, log *slog.Logger) *Receiver {
+	return &Receiver{store: store, log: log, sync: map[string]bool{}}
+}
+
+// Sync reports whether the last stream of db said its source waits for
+// this replica's acknowledgements.
+func (rv *Receiver) Sync(db string) bool {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return rv.sync[db]
+}
+
+// Serve accepts replication streams on ln and applies them.
+func (rv *Receiver) Serve(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		go receive(c, store, log)
+		go rv.receive(c)
 	}
 }
 
-func receive(c net.Conn, store Store, log *slog.Logger) {
+func (rv *Receiver) receive(c net.Conn) {
+	store, log := rv.store, rv.log
 	defer c.Close()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	typ, b, err := readFrame(r)
@@ -113,6 +144,11 @@ func receive(c net.Conn, store Store, log *slog.Logger) {
 	reply := position{Term: pos.Term, LSN: pos.LSN}
 	if err != nil {
 		reply.Error = err.Error()
+		reply.Fenced = errors.Is(err, storage.ErrNotReplica)
+	} else {
+		rv.mu.Lock()
+		rv.sync[h.Database] = h.Sync
+		rv.mu.Unlock()
 	}
 	pb, _ := json.Marshal(reply)
 	if writeFrame(w, framePosition, pb) != nil || w.Flush() != nil || err != nil {
@@ -175,22 +211,32 @@ type sender struct {
 	hub       *Hub
 	db        string
 	target    string // internal address
+	sync      bool
 	stop      chan struct{}
 	connected bool
+	fenced    bool
 	acked     uint64
 	lastErr   string
 }
 
 // Ensure starts shipping db to target (an internal address) unless it is
 // shipped already.
-func (h *Hub) Ensure(db, target string) {
+func (h *Hub) Ensure(db, target string) { h.EnsureSync(db, target, false) }
+
+// EnsureSync starts shipping db to target, telling it whether the source
+// waits for its acknowledgements (shown by the replica); a sender whose
+// mode changed is restarted.
+func (h *Hub) EnsureSync(db, target string, sync bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	k := key{db, target}
-	if _, ok := h.senders[k]; ok {
-		return
+	if s, ok := h.senders[k]; ok {
+		if s.sync == sync {
+			return
+		}
+		close(s.stop)
 	}
-	s := &sender{hub: h, db: db, target: target, stop: make(chan struct{})}
+	s := &sender{hub: h, db: db, target: target, sync: sync, stop: make(chan struct{})}
 	h.senders[k] = s
 	go s.run()
 }
@@ -254,10 +300,47 @@ func (h *Hub) WaitAcked(ctx context.Context, db string, lsn uint64) []string {
 	}
 }
 
+// WaitTargets waits until each of targets that db is still shipped to has
+// lsn durable, or ctx ends (an error naming the targets). A target dropped
+// from the hub meanwhile is no longer waited for; one that was promoted
+// fails the wait with ErrFenced.
+func (h *Hub) WaitTargets(ctx context.Context, db string, targets []string, lsn uint64) error {
+	for {
+		h.mu.Lock()
+		var pending []string
+		fenced := false
+		for _, t := range targets {
+			s := h.senders[key{db, t}]
+			if s == nil {
+				continue
+			}
+			if s.fenced {
+				fenced = true
+			}
+			if s.acked < lsn {
+				pending = append(pending, t)
+			}
+		}
+		ch := h.changed
+		h.mu.Unlock()
+		if fenced {
+			return ErrFenced
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("replicas %v of %s did not confirm position %d: %w", pending, db, lsn, ctx.Err())
+		}
+	}
+}
+
 // Status describes one sender.
 type Status struct {
 	Database, Target string
-	Connected        bool
+	Connected, Sync  bool
 	Acked            uint64
 	Error            string
 }
@@ -268,7 +351,7 @@ func (h *Hub) Statuses() []Status {
 	defer h.mu.Unlock()
 	var out []Status
 	for k, s := range h.senders {
-		out = append(out, Status{k.db, k.target, s.connected, s.acked, s.lastErr})
+		out = append(out, Status{k.db, k.target, s.connected, s.sync, s.acked, s.lastErr})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Database != out[j].Database {
@@ -282,6 +365,10 @@ func (h *Hub) Statuses() []Status {
 func (s *sender) setState(connected bool, acked uint64, err error) {
 	h := s.hub
 	h.mu.Lock()
+	var f fencedError
+	if errors.As(err, &f) {
+		s.fenced = true
+	}
 	s.connected = connected
 	if acked > s.acked || !connected {
 		s.acked = acked
@@ -289,7 +376,7 @@ func (s *sender) setState(connected bool, acked uint64, err error) {
 	if err != nil {
 		s.lastErr = err.Error()
 	} else if connected {
-		s.lastErr = ""
+		s.lastErr, s.fenced = "", false
 	}
 	h.signalLocked()
 	h.mu.Unlock()
@@ -338,7 +425,7 @@ func (s *sender) stream() error {
 		c.Close()
 	}()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source})
+	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source, Sync: s.sync})
 	if err := writeFrame(w, frameHello, hb); err != nil {
 		return err
 	}
@@ -354,6 +441,9 @@ func (s *sender) stream() error {
 	var pos position
 	if typ != framePosition || json.Unmarshal(b, &pos) != nil {
 		return errors.New("replication: bad handshake")
+	}
+	if pos.Fenced {
+		return fencedError{pos.Error}
 	}
 	if pos.Error != "" {
 		return errors.New(pos.Error)
@@ -415,3 +505,7 @@ func (s *sender) readAcks(r *bufio.Reader) error {
 		s.setState(true, lsn, nil)
 	}
 }
+
+type fencedError struct{ msg string }
+
+func (f fencedError) Error() string { return f.msg }

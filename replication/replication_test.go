@@ -51,7 +51,7 @@ func TestShipDatabase(t *testing.T) {
 	}
 	m := mux.New(ln, log)
 	defer m.Close()
-	go Serve(m.Listen(mux.TagReplication), dst.store, log)
+	go NewReceiver(dst.store, log).Serve(m.Listen(mux.TagReplication))
 
 	if err := src.store.CreateDatabase("ref", sql.Collation_Default); err != nil {
 		t.Fatal(err)

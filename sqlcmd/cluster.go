@@ -75,6 +75,27 @@ type (
 	RollbackPrepared struct{ XID string }
 	// ShowPrepared is CANOPY PREPARED TRANSACTIONS: the in-doubt ones.
 	ShowPrepared struct{}
+	// Replicate is CANOPY REPLICATE 'json': the replicas a leaf ships its
+	// master partitions to (the whole list, from the master aggregator).
+	Replicate struct{ Config string }
+	// PartitionRole is CANOPY {PROMOTE|DROP} PARTITION 'db_N' on a leaf:
+	// make a replica partition master, or drop a copy whatever its role.
+	PartitionRole struct{ Action, Database string }
+
+	// AttachLeaf is ATTACH LEAF 'host'[:port] [FORCE] | ATTACH LEAF ALL [FORCE].
+	AttachLeaf struct {
+		Host  string
+		Port  int
+		All   bool
+		Force bool
+	}
+	// DetachLeaf is DETACH LEAF 'host'[:port].
+	DetachLeaf struct {
+		Host string
+		Port int
+	}
+	// ShowRebalanceStatus is SHOW REBALANCE STATUS [ON db].
+	ShowRebalanceStatus struct{ Database string }
 )
 
 func (BootstrapAggregator) command() {}
@@ -95,6 +116,11 @@ func (PrepareTxn) command()          {}
 func (CommitPrepared) command()      {}
 func (RollbackPrepared) command()    {}
 func (ShowPrepared) command()        {}
+func (Replicate) command()           {}
+func (PartitionRole) command()       {}
+func (AttachLeaf) command()          {}
+func (DetachLeaf) command()          {}
+func (ShowRebalanceStatus) command() {}
 
 // ClusterVariables are the variables kept in the cluster metadata.
 var ClusterVariables = map[string]bool{
@@ -102,6 +128,8 @@ var ClusterVariables = map[string]bool{
 	"auto_attach":                 true,
 	"default_partitions_per_leaf": true,
 	"leaf_failure_detection":      true,
+	"leaf_failure_timeout_ms":     true,
+	"leaf_refused_timeout_ms":     true,
 }
 
 // parseCluster recognizes cluster statements; nil if p holds none.
@@ -207,6 +235,44 @@ func parseCluster(p *parser) Command {
 	case p.keyword("CANOPY", "PREPARED", "TRANSACTIONS"):
 		if p.done() {
 			return ShowPrepared{}
+		}
+	case p.keyword("ATTACH", "LEAF"):
+		c := AttachLeaf{}
+		if p.keyword("ALL") {
+			c.All = true
+		} else {
+			host, port, ok := p.hostPort()
+			if !ok {
+				return nil
+			}
+			c.Host, c.Port = host, port
+		}
+		c.Force = p.keyword("FORCE")
+		if p.done() {
+			return c
+		}
+	case p.keyword("DETACH", "LEAF"):
+		host, port, ok := p.hostPort()
+		if ok && p.done() {
+			return DetachLeaf{Host: host, Port: port}
+		}
+	case p.keyword("SHOW", "REBALANCE", "STATUS"):
+		c := ShowRebalanceStatus{}
+		if p.keyword("ON") {
+			c.Database = p.next().text
+		}
+		if p.done() {
+			return c
+		}
+	case p.keyword("CANOPY", "REPLICATE"):
+		c := Replicate{Config: p.next().text}
+		if p.done() && c.Config != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "PROMOTE", "PARTITION"), p.keyword("CANOPY", "DROP", "PARTITION"):
+		c := PartitionRole{Action: strings.ToUpper(p.toks[1].text), Database: p.next().text}
+		if p.done() && c.Database != "" {
+			return c
 		}
 	case p.keyword("CANOPY", "LEAVE", "CLUSTER"):
 		c := LeaveCluster{ClusterID: p.next().text}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,23 +14,28 @@ import (
 )
 
 // Prepared transactions are the participant half of Canopy's two-phase
-// commit (DESIGN.md): PREPARE makes a transaction's write set durable
-// under a node-global key and keeps its row locks; the transaction is then
-// in doubt until COMMIT PREPARED applies it (as an ordinary commit, with
-// its partition log records) or ROLLBACK PREPARED drops it. A node that
-// restarts reloads its in-doubt transactions and takes their locks again
-// before serving, so nothing can slip between a prepare and its outcome.
+// commit (DESIGN.md): PREPARE makes a transaction's write set durable and
+// keeps its row locks; the transaction is then in doubt until COMMIT
+// PREPARED applies it (as an ordinary commit) or ROLLBACK PREPARED drops
+// it. The record of each database the transaction wrote lives in that
+// database's key span and is written by a logged commit, so it reaches the
+// partition's replicas: a replica promoted after its master died reloads
+// the in-doubt part and the coordinator's decision still applies. A node
+// that restarts reloads its in-doubt transactions and takes their locks
+// again before serving.
 //
-//	0x00 'x' <xid>   prepared transaction (JSON preparedRecord)
-//	0x00 'X' <xid>   a coordinator's commit decision (JSON: the leaves)
+//	<db prefix> 0x04 'x' <xid>   prepared part of a transaction (JSON preparedRecord)
+//	0x00 'X' <xid>               a coordinator's commit decision (JSON: the leaves)
 
-func preparedKey(xid string) []byte { return append([]byte{spaceGlobal, 'x'}, xid...) }
-func decisionKey(xid string) []byte { return append([]byte{spaceGlobal, 'X'}, xid...) }
+func preparedSuffix(xid string) []byte { return append([]byte{secState, 'x'}, xid...) }
+func decisionKey(xid string) []byte    { return append([]byte{spaceGlobal, 'X'}, xid...) }
 
+// preparedRecord is one database's part of a prepared transaction; keys
+// are relative to the database prefix.
 type preparedRecord struct {
 	Entries   []preparedKV `json:"entries"`
 	RangeDels [][2][]byte  `json:"range_dels,omitempty"`
-	Locked    []string     `json:"locked"`
+	Locked    [][]byte     `json:"locked"`
 	Rows      []rowDelta   `json:"rows,omitempty"`
 	UnixNanos int64        `json:"unix_nanos"`
 }
@@ -41,7 +47,6 @@ type preparedKV struct {
 }
 
 type rowDelta struct {
-	DB    uint32 `json:"db"`
 	Table uint32 `json:"table"`
 	Delta int64  `json:"delta"`
 }
@@ -49,6 +54,7 @@ type rowDelta struct {
 type preparedTxn struct {
 	t     *Txn
 	since time.Time
+	keys  [][]byte // the prepared records, deleted by the outcome
 }
 
 // ErrNotPreparable is returned for a transaction that changed schemas:
@@ -65,52 +71,90 @@ func (s *Store) Prepare(t *Txn, xid string) error {
 	if len(t.onApplied) > 0 || len(t.dropping) > 0 {
 		return ErrNotPreparable
 	}
-	rec := preparedRecord{Locked: t.locked, UnixNanos: time.Now().UnixNano()}
+	now := time.Now().UnixNano()
+	recs := map[uint32]*preparedRecord{}
+	rec := func(key []byte) (*preparedRecord, bool) {
+		if len(key) < dbPrefixLen || key[0] != spaceDB {
+			return nil, false
+		}
+		id := binary.BigEndian.Uint32(key[1:dbPrefixLen])
+		r := recs[id]
+		if r == nil {
+			r = &preparedRecord{UnixNanos: now}
+			recs[id] = r
+		}
+		return r, true
+	}
+	ok := true
 	if t.ws != nil {
 		t.ws.Scan(func(e *kv) bool {
-			rec.Entries = append(rec.Entries, preparedKV{Key: e.key, Value: e.val, Del: e.del})
-			return true
+			r, good := rec(e.key)
+			if good {
+				r.Entries = append(r.Entries, preparedKV{Key: e.key[dbPrefixLen:], Value: e.val, Del: e.del})
+			}
+			ok = good
+			return good
 		})
 	}
 	for _, rd := range t.rangeDels {
-		rec.RangeDels = append(rec.RangeDels, [2][]byte{rd.lo, rd.hi})
-	}
-	for ts, d := range t.rows {
-		rec.Rows = append(rec.Rows, rowDelta{DB: ts.db.meta.ID, Table: ts.meta.ID, Delta: d})
-	}
-	for _, e := range rec.Entries {
-		if len(e.Key) == 0 || e.Key[0] != spaceDB {
+		r, good := rec(rd.lo)
+		if !good {
 			return ErrNotPreparable
 		}
+		r.RangeDels = append(r.RangeDels, [2][]byte{rd.lo[dbPrefixLen:], rd.hi[dbPrefixLen:]})
 	}
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return err
+	if !ok {
+		return ErrNotPreparable
+	}
+	for ts, d := range t.rows {
+		r, _ := rec(ts.db.prefix)
+		r.Rows = append(r.Rows, rowDelta{Table: ts.meta.ID, Delta: d})
+	}
+	for _, k := range t.locked {
+		if r, good := rec([]byte(k)); good {
+			r.Locked = append(r.Locked, []byte(k)[dbPrefixLen:])
+		}
 	}
 	s.commitMu.Lock()
-	err = t.checkVersions()
+	err := t.checkVersions()
 	s.commitMu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := s.db.Set(preparedKey(xid), v, pebble.Sync); err != nil {
+	// one logged commit writes every database's record (and waits for the
+	// synchronous replicas, like any commit)
+	w := s.Begin(false)
+	var keys [][]byte
+	for id, r := range recs {
+		d := s.databaseByID(id)
+		if d == nil {
+			return errTableDefChanged
+		}
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		k := join(d.prefix, preparedSuffix(xid))
+		w.set(k, v)
+		keys = append(keys, k)
+	}
+	if err := s.commit(w); err != nil {
+		w.finish()
 		return fmt.Errorf("prepare %s: %w", xid, err)
 	}
+	w.finish()
 	s.preparedMu.Lock()
-	s.prepared[xid] = &preparedTxn{t: t, since: time.Now()}
+	s.prepared[xid] = &preparedTxn{t: t, since: time.Now(), keys: keys}
 	s.preparedMu.Unlock()
 	return nil
 }
 
-func (s *Store) takePrepared(xid string) *Txn {
+func (s *Store) takePrepared(xid string) *preparedTxn {
 	s.preparedMu.Lock()
 	defer s.preparedMu.Unlock()
 	p := s.prepared[xid]
 	delete(s.prepared, xid)
-	if p == nil {
-		return nil
-	}
-	return p.t
+	return p
 }
 
 // IsPrepared reports whether xid is in doubt here.
@@ -123,37 +167,116 @@ func (s *Store) IsPrepared(xid string) bool {
 // CommitPrepared applies the in-doubt transaction xid. An unknown xid was
 // already resolved (or never wrote anything): nothing to do.
 func (s *Store) CommitPrepared(xid string) error {
-	t := s.takePrepared(xid)
-	if t == nil {
+	p := s.takePrepared(xid)
+	if p == nil {
 		return nil
+	}
+	t := p.t
+	for _, k := range p.keys {
+		t.del(k)
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := b.Delete(preparedKey(xid), nil); err != nil {
-		return err
-	}
 	s.commitMu.Lock()
-	err := s.commitLocked(t, b)
+	applied, err := s.commitLocked(t, b)
 	s.commitMu.Unlock()
 	if err != nil {
 		// keep it in doubt, locks held: the coordinator retries
 		s.preparedMu.Lock()
-		s.prepared[xid] = &preparedTxn{t: t, since: time.Now()}
+		s.prepared[xid] = p
 		s.preparedMu.Unlock()
 		return fmt.Errorf("commit prepared %s: %w", xid, err)
 	}
-	t.finish()
-	return s.syncWait(b)
+	defer t.finish()
+	if err := s.syncWait(b); err != nil {
+		return err
+	}
+	return s.waitReplicas(applied)
 }
 
 // RollbackPrepared drops the in-doubt transaction xid.
 func (s *Store) RollbackPrepared(xid string) error {
-	t := s.takePrepared(xid)
-	if err := s.db.Delete(preparedKey(xid), pebble.Sync); err != nil {
+	p := s.takePrepared(xid)
+	if p == nil {
+		return nil
+	}
+	w := s.Begin(false)
+	defer w.finish()
+	for _, k := range p.keys {
+		if d := s.databaseByID(binary.BigEndian.Uint32(k[1:dbPrefixLen])); d != nil && !d.dropped {
+			w.del(k)
+		}
+	}
+	if err := s.commit(w); err != nil {
+		s.preparedMu.Lock()
+		s.prepared[xid] = p
+		s.preparedMu.Unlock()
 		return fmt.Errorf("rollback prepared %s: %w", xid, err)
 	}
-	if t != nil {
-		t.finish()
+	p.t.finish()
+	return nil
+}
+
+// loadPrepared rebuilds the in-doubt transactions of the given databases
+// (masters only: a replica's records wait for its promotion), with their
+// locks. Parts of one transaction in several databases become one.
+func (s *Store) loadPrepared(dbs []*dbState) error {
+	for _, d := range dbs {
+		if d.replica {
+			continue
+		}
+		err := s.scan(join(d.prefix, []byte{secState, 'x'}), func(k, v []byte) error {
+			xid := string(k[dbPrefixLen+2:])
+			var rec preparedRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("prepared transaction %s in %s: %w", xid, d.meta.Name, err)
+			}
+			s.preparedMu.Lock()
+			p := s.prepared[xid]
+			if p == nil {
+				p = &preparedTxn{t: s.Begin(false), since: time.Unix(0, rec.UnixNanos)}
+				s.prepared[xid] = p
+			}
+			s.preparedMu.Unlock()
+			p.keys = append(p.keys, append([]byte(nil), k...))
+			t := p.t
+			for _, e := range rec.Entries {
+				if e.Del {
+					t.del(join(d.prefix, e.Key))
+				} else {
+					t.set(join(d.prefix, e.Key), e.Value)
+				}
+			}
+			for _, rd := range rec.RangeDels {
+				t.deleteRange(join(d.prefix, rd[0]), join(d.prefix, rd[1]))
+			}
+			for _, r := range rec.Rows {
+				var ts *tableState
+				d.mu.RLock()
+				for _, c := range d.tables {
+					if c.meta.ID == r.Table {
+						ts = c
+					}
+				}
+				d.mu.RUnlock()
+				if ts == nil {
+					return fmt.Errorf("prepared transaction %s: table %d of %s is gone", xid, r.Table, d.meta.Name)
+				}
+				t.touch(ts, r.Delta)
+			}
+			for _, k := range rec.Locked {
+				if err := t.lock(context.Background(), join(d.prefix, k)); err != nil {
+					return fmt.Errorf("prepared transaction %s: lock: %w", xid, err)
+				}
+			}
+			if s.log != nil {
+				s.log.Warn("in-doubt transaction loaded; waiting for its coordinator", "xid", xid, "database", d.meta.Name, "keys", len(rec.Entries))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -171,7 +294,7 @@ func (s *Store) Prepared() []PreparedInfo {
 	out := make([]PreparedInfo, 0, len(s.prepared))
 	for xid, p := range s.prepared {
 		n := 0
-		if p.t.ws != nil {
+		if p.t.ws != nil { // write set and the prepared records' deletions
 			n = p.t.ws.Len()
 		}
 		out = append(out, PreparedInfo{XID: xid, Since: p.since, Keys: n})
@@ -179,61 +302,6 @@ func (s *Store) Prepared() []PreparedInfo {
 	s.preparedMu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out
-}
-
-// loadPrepared rebuilds the in-doubt transactions after a restart, with
-// their locks.
-func (s *Store) loadPrepared() error {
-	lo := []byte{spaceGlobal, 'x'}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		xid := string(it.Key()[2:])
-		var rec preparedRecord
-		if err := json.Unmarshal(it.Value(), &rec); err != nil {
-			return fmt.Errorf("prepared transaction %s: %w", xid, err)
-		}
-		t := s.Begin(false)
-		for _, e := range rec.Entries {
-			if e.Del {
-				t.del(e.Key)
-			} else {
-				t.set(e.Key, e.Value)
-			}
-		}
-		for _, rd := range rec.RangeDels {
-			t.deleteRange(rd[0], rd[1])
-		}
-		for _, r := range rec.Rows {
-			d := s.byID[r.DB]
-			if d == nil {
-				return fmt.Errorf("prepared transaction %s: database %d is gone", xid, r.DB)
-			}
-			var ts *tableState
-			for _, c := range d.tables {
-				if c.meta.ID == r.Table {
-					ts = c
-				}
-			}
-			if ts == nil {
-				return fmt.Errorf("prepared transaction %s: table %d of %s is gone", xid, r.Table, d.meta.Name)
-			}
-			t.touch(ts, r.Delta)
-		}
-		for _, k := range rec.Locked {
-			if err := t.lock(context.Background(), []byte(k)); err != nil {
-				return fmt.Errorf("prepared transaction %s: lock: %w", xid, err)
-			}
-		}
-		s.prepared[xid] = &preparedTxn{t: t, since: time.Unix(0, rec.UnixNanos)}
-		if s.log != nil {
-			s.log.Warn("in-doubt transaction reloaded; waiting for its coordinator", "xid", xid, "keys", len(rec.Entries))
-		}
-	}
-	return it.Error()
 }
 
 // SaveDecision durably records a coordinator's decision to commit xid on

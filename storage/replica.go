@@ -2,12 +2,17 @@ package storage
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/dolthub/go-mysql-server/sql"
 )
+
+// ErrNotReplica: a database takes its own writes, so it cannot follow
+// another master's log.
+var ErrNotReplica = errors.New("it takes its own writes and is not a replica")
 
 // stateReplica marks a database that follows a master's log.
 var stateReplica = []byte{secState, 'R'}
@@ -61,7 +66,7 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	if !d.replica {
-		return Position{}, fmt.Errorf("database %s exists here and is not a replica", name)
+		return Position{}, fmt.Errorf("database %s exists here: %w", name, ErrNotReplica)
 	}
 	return d.pos, nil
 }
@@ -131,7 +136,7 @@ func (s *Store) applyRecordLocked(d *dbState, rec *LogRecord, b *pebble.Batch) (
 			case secState:
 				if len(m.Key) > 1 && m.Key[1] == 'c' && m.Op == OpSet {
 					counters = append(counters, [2][]byte{m.Key, m.Value})
-				} else {
+				} else if len(m.Key) < 2 || m.Key[1] != 'x' { // prepared records wait for a promotion
 					catalog = true
 				}
 			}
@@ -230,4 +235,37 @@ func (s *Store) reloadCatalog(d *dbState) error {
 	d.nextTableID = next
 	d.mu.Unlock()
 	return nil
+}
+
+// Promote makes a replica database take its own writes: the master that
+// shipped to it is gone (failover) or handed over. Its term goes up, so
+// records of the old master's term are told apart, and the in-doubt
+// transactions replicated to it are loaded with their locks, to be
+// resolved by their coordinators. Promoting a master is a no-op.
+func (s *Store) Promote(name string) (Position, error) {
+	d := s.database(name)
+	if d == nil {
+		return Position{}, sql.ErrDatabaseNotFound.New(name)
+	}
+	s.commitMu.Lock()
+	if !d.replica {
+		pos := d.pos
+		s.commitMu.Unlock()
+		return pos, nil
+	}
+	pos := Position{Term: d.pos.Term + 1, LSN: d.pos.LSN}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Delete(join(d.prefix, stateReplica), nil)
+	b.Set(join(d.prefix, statePosition), encodePosition(pos, d.commits), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		s.commitMu.Unlock()
+		return Position{}, fmt.Errorf("promote %s: %w", name, err)
+	}
+	d.replica, d.pos, d.visible = false, pos, pos
+	s.commitMu.Unlock()
+	if err := s.loadPrepared([]*dbState{d}); err != nil {
+		return pos, fmt.Errorf("promote %s: %w", name, err)
+	}
+	return pos, nil
 }

@@ -59,6 +59,8 @@ type Store struct {
 
 	preparedMu sync.Mutex
 	prepared   map[string]*preparedTxn // in-doubt transactions by xid
+
+	replicaWait atomic.Pointer[ReplicaWaiter]
 }
 
 // dbState is the in-memory state of one database.
@@ -136,7 +138,7 @@ func Open(dir string, o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("load catalog from %s: %w", dir, err)
 	}
-	if err := s.loadPrepared(); err != nil {
+	if err := s.loadPrepared(s.databases()); err != nil {
 		db.Close()
 		cache.Unref()
 		return nil, fmt.Errorf("load prepared transactions from %s: %w", dir, err)
@@ -353,23 +355,50 @@ func (s *Store) commit(t *Txn) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.commitMu.Lock()
-	err := s.commitLocked(t, b)
+	applied, err := s.commitLocked(t, b)
 	s.commitMu.Unlock()
 	if err != nil {
 		return err
 	}
-	return s.syncWait(b)
+	if err := s.syncWait(b); err != nil {
+		return err
+	}
+	return s.waitReplicas(applied)
+}
+
+// dbCommit is what a commit wrote in one database.
+type dbCommit struct {
+	d       *dbState
+	pos     Position
+	commits uint64
+}
+
+// ReplicaWaiter waits until the synchronous replicas of a database have
+// its log up to lsn durable. An error means the commit is durable here but
+// not confirmed by a replica: the client must not take it as acknowledged.
+type ReplicaWaiter func(db string, lsn uint64) error
+
+// SetReplicaWaiter installs the wait every commit makes after its own sync
+// (partition replication, DESIGN.md §3). Row locks are held until it returns.
+func (s *Store) SetReplicaWaiter(w ReplicaWaiter) { s.replicaWait.Store(&w) }
+
+func (s *Store) waitReplicas(applied []dbCommit) error {
+	w := s.replicaWait.Load()
+	if w == nil {
+		return nil
+	}
+	for _, a := range applied {
+		if err := (*w)(a.d.meta.Name, a.pos.LSN); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // commitLocked builds the batch and applies it; called under commitMu.
-func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
+func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 	if err := t.checkVersions(); err != nil {
-		return err
-	}
-	type dbCommit struct {
-		d       *dbState
-		pos     Position
-		commits uint64
+		return nil, err
 	}
 	var applied []dbCommit
 	counterVals := make(map[*tableState][]byte)
@@ -378,21 +407,21 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
 		if g.global || t.dropping[g.dbID] {
 			// catalog entries and dropped databases have no log
 			if err := applyGroup(b, g); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		d := s.databaseByID(g.dbID)
 		if d == nil || d.dropped {
-			return errTableDefChanged
+			return nil, errTableDefChanged
 		}
 		if d.replica && !t.replicated {
-			return errReplicaReadOnly(d.meta.Name)
+			return nil, errReplicaReadOnly(d.meta.Name)
 		}
 		rec := &LogRecord{Pos: Position{Term: d.pos.Term, LSN: d.pos.LSN + 1}, UnixNanos: now}
 		for _, rd := range g.rangeDels {
 			if err := b.DeleteRange(rd.lo, rd.hi, nil); err != nil {
-				return err
+				return nil, err
 			}
 			rec.Mutations = append(rec.Mutations, Mutation{Op: OpDeleteRange, Key: rd.lo[dbPrefixLen:], Value: rd.hi[dbPrefixLen:]})
 		}
@@ -406,7 +435,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
 				rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: e.key[dbPrefixLen:], Value: e.val})
 			}
 			if err != nil {
-				return err
+				return nil, err
 			}
 		}
 		for _, ts := range t.tablesIn(d) {
@@ -414,21 +443,21 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
 			counterVals[ts] = v
 			k := join(d.prefix, tableCounterSuffix(ts.meta.ID))
 			if err := b.Set(k, v, nil); err != nil {
-				return err
+				return nil, err
 			}
 			rec.Mutations = append(rec.Mutations, Mutation{Op: OpSet, Key: k[dbPrefixLen:], Value: v})
 		}
 		commits := d.commits + 1
 		if err := b.Set(join(d.prefix, logSuffix(rec.Pos.LSN)), rec.Encode(), nil); err != nil {
-			return err
+			return nil, err
 		}
 		if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
-			return err
+			return nil, err
 		}
 		applied = append(applied, dbCommit{d, rec.Pos, commits})
 	}
 	if err := s.apply(b); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	for _, a := range applied {
 		a.d.pos, a.d.commits = a.pos, a.commits
@@ -440,7 +469,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) error {
 		fn()
 	}
 	s.notifyCommit()
-	return nil
+	return applied, nil
 }
 
 // apply enters a batch into pebble's commit pipeline; with syncing on, the

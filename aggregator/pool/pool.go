@@ -62,6 +62,29 @@ func (ps *Pools) Forget(addr string) {
 	}
 }
 
+// Sever drops a node's pool and closes its connections in use too: the
+// node was declared failed, and statements waiting on it (a hung node
+// never answers) end with an error instead of waiting for it to resume.
+func (ps *Pools) Sever(addr string) {
+	ps.mu.Lock()
+	p := ps.pools[addr]
+	delete(ps.pools, addr)
+	ps.mu.Unlock()
+	if p == nil {
+		return
+	}
+	p.Close()
+	p.mu.Lock()
+	busy := make([]*Conn, 0, len(p.busy))
+	for c := range p.busy {
+		busy = append(busy, c)
+	}
+	p.mu.Unlock()
+	for _, c := range busy {
+		c.Conn.Conn.Close() // the socket: a read blocked on it fails at once
+	}
+}
+
 // Open counts the open connections to a node.
 func (ps *Pools) Open(addr string) int {
 	ps.mu.Lock()
@@ -90,6 +113,7 @@ type Pool struct {
 	maxIdle int
 	mu      sync.Mutex
 	idle    []*mysql.Conn
+	busy    map[*Conn]bool
 	closed  bool
 	open    atomic.Int64
 }
@@ -110,8 +134,10 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	if n := len(p.idle); n > 0 {
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		bc := &Conn{Conn: c, pool: p}
+		p.markBusy(bc)
 		p.mu.Unlock()
-		return &Conn{Conn: c, pool: p}, nil
+		return bc, nil
 	}
 	p.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -124,12 +150,26 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	}
 	c.Conn = &coalescingConn{Conn: c.Conn}
 	p.open.Add(1)
-	return &Conn{Conn: c, pool: p}, nil
+	bc := &Conn{Conn: c, pool: p}
+	p.mu.Lock()
+	p.markBusy(bc)
+	p.mu.Unlock()
+	return bc, nil
+}
+
+func (p *Pool) markBusy(c *Conn) {
+	if p.busy == nil {
+		p.busy = map[*Conn]bool{}
+	}
+	p.busy[c] = true
 }
 
 // Release returns the connection; a broken one is closed.
 func (c *Conn) Release() {
 	p := c.pool
+	p.mu.Lock()
+	delete(p.busy, c)
+	p.mu.Unlock()
 	if c.broken || c.IsClosed() {
 		c.Close()
 		p.open.Add(-1)
@@ -199,5 +239,11 @@ func (p *Pool) Exec(ctx context.Context, query string, maxRows int) (*sqltypes.R
 		return nil, err
 	}
 	defer c.Release()
+	if dl, ok := ctx.Deadline(); ok {
+		// the client protocol has no contexts: a hung node would hold the
+		// caller past its deadline (and whatever lock it holds) forever
+		c.Conn.Conn.SetDeadline(dl)
+		defer c.Conn.Conn.SetDeadline(time.Time{})
+	}
 	return c.Exec(query, maxRows)
 }

@@ -25,10 +25,11 @@ type (
 	RemoveAggregator struct{ Addr string }
 	SetVariable      struct{ Name, Value string }
 	CreateDatabase   struct {
-		Name    string
-		Masters []string // master leaf of each ordinal
-		Sync    bool
-		LSN     uint64 // the master's copy of the database after creating it
+		Name     string
+		Masters  []string   // master leaf of each ordinal
+		Replicas [][]string // replica leaves of each ordinal (redundancy 2)
+		Sync     bool
+		LSN      uint64 // the master's copy of the database after creating it
 	}
 	DropDatabase struct{ Name string }
 	CreateTable  struct {
@@ -299,7 +300,11 @@ func (s *State) createDatabase(p CreateDatabase) error {
 	}
 	d := &Database{Name: p.Name, Tables: map[string]*Table{}, Sync: p.Sync, SchemaLSN: p.LSN}
 	for i, m := range p.Masters {
-		d.Partitions = append(d.Partitions, Partition{Ordinal: i, Master: m})
+		part := Partition{Ordinal: i, Master: m}
+		if i < len(p.Replicas) {
+			part.Replicas = p.Replicas[i]
+		}
+		d.Partitions = append(d.Partitions, part)
 	}
 	s.Databases[strings.ToLower(p.Name)] = d
 	return nil

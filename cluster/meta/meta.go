@@ -101,6 +101,10 @@ var DefaultVariables = map[string]string{
 	"auto_attach":                 "ON",
 	"default_partitions_per_leaf": "8",
 	"leaf_failure_detection":      "ON",
+	// a leaf that accepts connections but does not answer heartbeats is
+	// offline after this long; one that refuses connections after the other
+	"leaf_failure_timeout_ms": "10000",
+	"leaf_refused_timeout_ms": "1000",
 }
 
 // New returns the empty state.

@@ -30,6 +30,10 @@ func StartCluster(t testing.TB, leaves, children int) *Cluster {
 	return c
 }
 
+// NewCluster is a cluster of a running master aggregator alone, for tests
+// that set cluster variables before they add nodes.
+func NewCluster(t testing.TB, ma *Node) *Cluster { return &Cluster{t: t, MA: ma} }
+
 // AddLeaf adds a running node as a leaf (group 0: the default).
 func (c *Cluster) AddLeaf(n *Node, group int) {
 	c.t.Helper()

@@ -1,0 +1,604 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/sqlcmd"
+)
+
+// High availability on the master aggregator (DESIGN.md §3, seed 003):
+// failure detection from heartbeats, failover of an offline leaf's master
+// partitions to their replicas, attaching a returning leaf, and telling
+// every leaf which replicas to ship its master partitions to. The
+// decisions are the pure functions of cluster/meta (Failover, PlanAttach);
+// this file runs them. One cluster operation runs at a time (haMu).
+
+// replicaConfig is what one leaf is told to ship (node.ReplicaTarget).
+type replicaConfig struct {
+	DB     string `json:"db"`
+	Target string `json:"target"`
+	Sync   bool   `json:"sync,omitempty"`
+}
+
+// copyKey names a replica being provisioned: shipped asynchronously until
+// it has caught up, then entered in the partition map.
+type copyKey struct {
+	db      string
+	ordinal int
+	target  string
+}
+
+// haState is the master aggregator's HA bookkeeping.
+type haState struct {
+	mu        sync.Mutex        // one cluster operation at a time
+	cfgMu     sync.Mutex        // guards sent
+	sent      map[string]string // leaf → the replica list it last accepted
+	copyMu    sync.Mutex        // guards copying and rebalance
+	copying   map[copyKey]bool
+	rebalance map[string][]stepStatus // database → the steps of its last operation
+
+	statesMu sync.Mutex
+	states   map[string]string // leaf → the state this aggregator last saw
+}
+
+type stepStatus struct {
+	step    meta.Step
+	status  string // scheduled, running, success, error
+	started time.Time
+	took    time.Duration
+}
+
+func newHAState() *haState {
+	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}}
+}
+
+// severFailed closes, on every aggregator, the connections to a leaf that
+// just left the online state: statements waiting on a hung leaf end now.
+func (a *Aggregator) severFailed() {
+	a.ha.statesMu.Lock()
+	defer a.ha.statesMu.Unlock()
+	for _, l := range a.State().Leaves {
+		addr := l.Addr()
+		if prev, ok := a.ha.states[addr]; ok && prev == meta.LeafOnline && l.State != meta.LeafOnline {
+			a.pools.Sever(addr)
+		}
+		a.ha.states[addr] = l.State
+	}
+}
+
+// pushReplication tells every reachable leaf which replicas to ship its
+// master partitions to, when that changed.
+func (a *Aggregator) pushReplication(st *meta.State) {
+	a.ha.cfgMu.Lock()
+	defer a.ha.cfgMu.Unlock()
+	want := map[string][]replicaConfig{}
+	internal := func(addr string) string {
+		l, ok := st.Leaf(addr)
+		if !ok || l.InternalPort == 0 {
+			return ""
+		}
+		return meta.Addr(l.Host, l.InternalPort)
+	}
+	for _, name := range st.DatabaseNames() {
+		d := st.Database(name)
+		for _, p := range d.Partitions {
+			if p.Master == "" {
+				continue
+			}
+			for _, r := range p.Replicas {
+				if t := internal(r); t != "" {
+					want[p.Master] = append(want[p.Master], replicaConfig{meta.PartitionName(d.Name, p.Ordinal), t, d.Sync})
+				}
+			}
+		}
+	}
+	a.ha.copyMu.Lock()
+	for k := range a.ha.copying {
+		d := st.Database(k.db)
+		if d == nil || k.ordinal >= len(d.Partitions) || d.Partitions[k.ordinal].Master == "" {
+			continue
+		}
+		if t := internal(k.target); t != "" {
+			m := d.Partitions[k.ordinal].Master
+			want[m] = append(want[m], replicaConfig{DB: meta.PartitionName(d.Name, k.ordinal), Target: t})
+		}
+	}
+	a.ha.copyMu.Unlock()
+	for _, l := range st.Leaves {
+		addr := l.Addr()
+		if (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) || a.beats.down(addr) {
+			delete(a.ha.sent, addr)
+			continue
+		}
+		cfg := want[addr]
+		sort.Slice(cfg, func(i, j int) bool {
+			if cfg[i].DB != cfg[j].DB {
+				return cfg[i].DB < cfg[j].DB
+			}
+			return cfg[i].Target < cfg[j].Target
+		})
+		if cfg == nil {
+			cfg = []replicaConfig{}
+		}
+		b, _ := json.Marshal(cfg)
+		if a.ha.sent[addr] == string(b) {
+			continue
+		}
+		lp, err := a.leafPool(addr)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = lp.Exec(ctx, "CANOPY REPLICATE "+sqlString(string(b)), 0)
+			cancel()
+		}
+		if err != nil {
+			a.log.Warn("telling a leaf its replicas", "leaf", addr, "err", err)
+			delete(a.ha.sent, addr)
+			continue
+		}
+		a.ha.sent[addr] = string(b)
+	}
+}
+
+func (a *Aggregator) setCopying(k copyKey, on bool) {
+	a.ha.copyMu.Lock()
+	if on {
+		a.ha.copying[k] = true
+	} else {
+		delete(a.ha.copying, k)
+	}
+	a.ha.copyMu.Unlock()
+}
+
+// haLoop runs failure detection and auto-attach on the master.
+func (a *Aggregator) haLoop() {
+	defer a.wg.Done()
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+		}
+		if a.IsMaster() {
+			a.detect()
+		}
+	}
+}
+
+func (a *Aggregator) variableMillis(st *meta.State, name string) time.Duration {
+	n, err := strconv.Atoi(st.Variable(name))
+	if err != nil {
+		n, _ = strconv.Atoi(meta.DefaultVariables[name])
+	}
+	return time.Duration(n) * time.Millisecond
+}
+
+// detect marks leaves that stopped answering offline (failing their
+// partitions over) and attaches, or detaches, leaves that came back.
+func (a *Aggregator) detect() {
+	st := a.State()
+	refusedAfter := a.variableMillis(st, "leaf_refused_timeout_ms")
+	failedAfter := a.variableMillis(st, "leaf_failure_timeout_ms")
+	for _, l := range st.Leaves {
+		h := a.beats.health(l.Addr())
+		if !h.known {
+			continue
+		}
+		switch l.State {
+		case meta.LeafOnline:
+			if st.Variable("leaf_failure_detection") != "ON" || h.failures == 0 {
+				continue
+			}
+			failing := time.Since(h.failingSince)
+			if (h.refused && failing >= refusedAfter) || failing >= failedAfter {
+				a.log.Warn("leaf is not answering heartbeats; failing it over", "leaf", l.Addr(), "for", failing.Round(time.Millisecond), "refused", h.refused)
+				if err := a.leafDown(l.Addr(), meta.LeafOffline); err != nil {
+					a.log.Error("failing over leaf", "leaf", l.Addr(), "err", err)
+				}
+			}
+		case meta.LeafOffline:
+			if h.okStreak < 2 {
+				continue
+			}
+			if st.Variable("auto_attach") != "ON" {
+				a.log.Info("leaf is reachable again; auto_attach is off, so it waits detached", "leaf", l.Addr())
+				a.propose(meta.SetLeafState{Addr: l.Addr(), State: meta.LeafDetached})
+				continue
+			}
+			a.log.Info("leaf is reachable again; attaching it", "leaf", l.Addr())
+			if err := a.attachLeaf(context.Background(), l.Addr(), true); err != nil {
+				a.log.Error("attaching leaf", "leaf", l.Addr(), "err", err)
+			}
+		}
+	}
+}
+
+// leafDown takes a leaf out of service (offline on failure, detached on
+// DETACH LEAF): its master partitions fail over to their replicas where
+// there are any, else have no master; it stops being anyone's replica.
+func (a *Aggregator) leafDown(addr, state string) error {
+	a.ha.mu.Lock()
+	defer a.ha.mu.Unlock()
+	st := a.State()
+	online := func(x string) bool {
+		l, ok := st.Leaf(x)
+		return ok && x != addr && l.State == meta.LeafOnline && !a.beats.down(x)
+	}
+	// the state first: no one ships to or plans with the leaf from now on
+	if err := a.propose(meta.SetLeafState{Addr: addr, State: state}); err != nil {
+		return err
+	}
+	for _, name := range st.DatabaseNames() {
+		d := st.Database(name)
+		parts, promote := meta.Failover(d, addr, online)
+		failed := a.promoteAll(d.Name, promote)
+		for i := range parts {
+			if failed[parts[i].Ordinal] {
+				// its replica could not take over: no master until a copy returns
+				parts[i].Master = ""
+			}
+		}
+		if samePartitions(d.Partitions, parts) {
+			continue
+		}
+		if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+			return err
+		}
+		for _, p := range promote {
+			if !failed[p.Ordinal] {
+				a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", addr, "to", p.Master)
+			}
+		}
+	}
+	a.reconcile() // severs the leaf's connections
+	return nil
+}
+
+// promoteAll promotes the given partitions' new masters, leaves in
+// parallel; it returns the ordinals that could not be promoted.
+func (a *Aggregator) promoteAll(db string, parts []meta.Partition) map[int]bool {
+	failed := map[int]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Add(1)
+		go func(p meta.Partition) {
+			defer wg.Done()
+			if _, err := a.onLeaf(p.Master, "CANOPY PROMOTE PARTITION "+quoteIdent(meta.PartitionName(db, p.Ordinal))); err != nil {
+				a.log.Error("promoting replica partition", "database", db, "ordinal", p.Ordinal, "leaf", p.Master, "err", err)
+				mu.Lock()
+				failed[p.Ordinal] = true
+				mu.Unlock()
+			}
+		}(p)
+	}
+	wg.Wait()
+	return failed
+}
+
+func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
+	lp, err := a.leafPool(leaf)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := lp.Exec(ctx, stmt, 1000)
+	if err != nil {
+		return nil, leafError(leaf, err)
+	}
+	return res, nil
+}
+
+func samePartitions(a, b []meta.Partition) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// leafCopies lists the partition databases a leaf holds, with their
+// positions.
+func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[string]uint64, error) {
+	res, err := a.onLeaf(leaf, "SHOW DATABASES EXTENDED")
+	if err != nil {
+		return nil, nil, err
+	}
+	copies := map[string]meta.CopyInfo{}
+	lsns := map[string]uint64{}
+	for _, row := range res.Rows {
+		if len(row) < 5 || row[2].IsNull() {
+			continue
+		}
+		name := row[0].ToString()
+		copies[name] = meta.CopyInfo{Replica: strings.Contains(row[2].ToString(), "slave")}
+		pos := row[4].ToString()
+		if i := strings.IndexByte(pos, ':'); i >= 0 {
+			lsns[name], _ = strconv.ParseUint(pos[i+1:], 10, 64)
+		}
+	}
+	return copies, lsns, nil
+}
+
+// attachLeaf brings a detached or offline leaf back (ATTACH LEAF, or
+// auto-attach with force): its copies are kept, replaced or promoted as
+// meta.PlanAttach says, each step recorded for SHOW REBALANCE STATUS.
+func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) error {
+	a.ha.mu.Lock()
+	defer a.ha.mu.Unlock()
+	st := a.State()
+	l, ok := st.Leaf(addr)
+	if !ok {
+		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", quotedAddr(addr))
+	}
+	if l.State == meta.LeafOnline {
+		return nil
+	}
+	copies, _, err := a.leafCopies(addr)
+	if err != nil {
+		return mysql.NewSQLError(2003, "HY000", "Unable to attach leaf %s: it does not answer (%v). Start it, then run ATTACH LEAF again", quotedAddr(addr), err)
+	}
+	plans := map[string][]meta.Step{}
+	for _, name := range st.DatabaseNames() {
+		steps, err := meta.PlanAttach(st, st.Database(name), addr, copies, force)
+		if err != nil {
+			var c *meta.ConflictError
+			if errors.As(err, &c) {
+				return mysql.NewSQLError(1811, "HY000", "%s", c.Error())
+			}
+			return err
+		}
+		plans[name] = steps
+	}
+	prev := l.State
+	if err := a.propose(meta.SetLeafState{Addr: addr, State: meta.LeafAttaching}); err != nil {
+		return err
+	}
+	a.reconcile()
+	var failed error
+	for _, name := range st.DatabaseNames() {
+		if err := a.runSteps(ctx, name, plans[name]); err != nil && failed == nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		// the leaf goes back to where it was; what was done stays done
+		a.propose(meta.SetLeafState{Addr: addr, State: prev})
+		return fmt.Errorf("attach leaf %s: %w", addr, failed)
+	}
+	if err := a.propose(meta.SetLeafState{Addr: addr, State: meta.LeafOnline}); err != nil {
+		return err
+	}
+	a.reconcile()
+	a.log.Info("leaf attached", "leaf", addr)
+	return nil
+}
+
+// runSteps runs a database's steps phase by phase (the steps of a phase
+// one after another: a phase's partitions are few, and each waits on
+// replication rather than on this loop).
+func (a *Aggregator) runSteps(ctx context.Context, db string, steps []meta.Step) error {
+	status := make([]stepStatus, len(steps))
+	for i, s := range steps {
+		status[i] = stepStatus{step: s, status: "scheduled"}
+	}
+	a.setRebalanceStatus(db, status)
+	for i, s := range steps {
+		status[i].status, status[i].started = "running", time.Now()
+		a.setRebalanceStatus(db, status)
+		err := a.runStep(ctx, s)
+		status[i].took = time.Since(status[i].started)
+		status[i].status = "success"
+		if err != nil {
+			status[i].status = "error"
+			a.setRebalanceStatus(db, status)
+			return fmt.Errorf("%s %s:%d on %s: %w", s.Action, s.DB, s.Ordinal, s.Target, err)
+		}
+		a.setRebalanceStatus(db, status)
+	}
+	return nil
+}
+
+func (a *Aggregator) setRebalanceStatus(db string, status []stepStatus) {
+	a.ha.copyMu.Lock()
+	a.ha.rebalance[strings.ToLower(db)] = append([]stepStatus(nil), status...)
+	a.ha.copyMu.Unlock()
+}
+
+// updatePartition changes one partition of a database in the metadata.
+func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta.Partition)) error {
+	d := a.State().Database(db)
+	if d == nil || ordinal >= len(d.Partitions) {
+		return fmt.Errorf("database %s has no partition %d", db, ordinal)
+	}
+	parts := append([]meta.Partition(nil), d.Partitions...)
+	p := parts[ordinal]
+	p.Replicas = append([]string(nil), p.Replicas...)
+	change(&p)
+	parts[ordinal] = p
+	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+		return err
+	}
+	a.reconcile()
+	return nil
+}
+
+func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
+	name := quoteIdent(meta.PartitionName(s.DB, s.Ordinal))
+	switch s.Action {
+	case meta.ActionAttach:
+		if s.AsMaster {
+			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
+				return err
+			}
+			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) { p.Master = s.Target })
+		}
+		return a.copyPartition(ctx, s)
+	case meta.ActionDrop:
+		_, err := a.onLeaf(s.Target, "CANOPY DROP PARTITION "+name)
+		return err
+	case meta.ActionCopy:
+		return a.copyPartition(ctx, s)
+	}
+	return fmt.Errorf("unknown step %s", s.Action)
+}
+
+// copyPartition provisions (or catches up) a replica on s.Target from the
+// partition's master: shipped asynchronously until it has what the master
+// had when the copy began, then entered in the partition map, from when
+// on a synchronous database waits for it.
+func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
+	d := a.State().Database(s.DB)
+	if d == nil || s.Ordinal >= len(d.Partitions) || d.Partitions[s.Ordinal].Master == "" {
+		return fmt.Errorf("partition %s:%d has no master to copy from", s.DB, s.Ordinal)
+	}
+	master := d.Partitions[s.Ordinal].Master
+	k := copyKey{s.DB, s.Ordinal, s.Target}
+	a.setCopying(k, true)
+	defer a.setCopying(k, false)
+	a.reconcile()
+	name := meta.PartitionName(s.DB, s.Ordinal)
+	_, mpos, err := a.leafCopies(master)
+	if err != nil {
+		return err
+	}
+	if err := a.waitPosition(ctx, s.Target, name, mpos[name], 10*time.Minute); err != nil {
+		return err
+	}
+	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+		if !contains(p.Replicas, s.Target) && p.Master != s.Target {
+			p.Replicas = append(p.Replicas, s.Target)
+		}
+	})
+}
+
+// waitPosition waits until leaf's copy of a partition database has lsn.
+func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		_, pos, err := a.leafCopies(leaf)
+		if err == nil {
+			if p, ok := pos[name]; ok && p >= lsn {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("at %d", pos[name])
+			}
+			return fmt.Errorf("copy of %s on %s did not reach position %d in %s: %v", name, leaf, lsn, limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.stop:
+			return errors.New("aggregator stopping")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitPartitionsReplicated waits (briefly) until every replica of a new
+// database exists.
+func (a *Aggregator) waitPartitionsReplicated(ctx context.Context, d *meta.Database) {
+	if d == nil {
+		return
+	}
+	for _, p := range d.Partitions {
+		for _, r := range p.Replicas {
+			a.waitPosition(ctx, r, meta.PartitionName(d.Name, p.Ordinal), 0, 5*time.Second)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func quotedAddr(addr string) string {
+	h, p := splitAddr(addr)
+	return fmt.Sprintf("'%s':%d", h, p)
+}
+
+// Cluster commands of HA.
+
+func (a *Aggregator) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) error {
+	if !cmd.All {
+		addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
+		l, ok := a.State().Leaf(addr)
+		if !ok {
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster; add it with ADD LEAF", quotedAddr(addr))
+		}
+		if l.State == meta.LeafOnline {
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s is already online", quotedAddr(addr))
+		}
+		return a.attachLeaf(ctx, addr, cmd.Force)
+	}
+	for _, l := range a.State().Leaves {
+		if l.State != meta.LeafOnline {
+			if err := a.attachLeaf(ctx, l.Addr(), cmd.Force); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (a *Aggregator) detachCommand(cmd sqlcmd.DetachLeaf) error {
+	addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
+	l, ok := a.State().Leaf(addr)
+	if !ok {
+		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", quotedAddr(addr))
+	}
+	if l.State == meta.LeafDetached {
+		return nil
+	}
+	return a.leafDown(addr, meta.LeafDetached)
+}
+
+var rebalanceFields = []*querypb.Field{
+	field("Action", querypb.Type_VARCHAR), field("Ordinal", querypb.Type_INT64), field("Target_Host", querypb.Type_VARCHAR),
+	field("Target_Port", querypb.Type_INT64), field("Phase", querypb.Type_INT64), field("Status", querypb.Type_VARCHAR),
+	field("Running_Time", querypb.Type_INT64),
+}
+
+func (a *Aggregator) showRebalanceStatus(db string) (*sqltypes.Result, error) {
+	if db == "" {
+		return nil, mysql.NewSQLError(1046, "3D000", "No database selected")
+	}
+	if a.State().Database(db) == nil {
+		return nil, mysql.NewSQLError(1049, "42000", "Unknown database '%s'", db)
+	}
+	a.ha.copyMu.Lock()
+	status := a.ha.rebalance[strings.ToLower(db)]
+	a.ha.copyMu.Unlock()
+	res := &sqltypes.Result{Fields: rebalanceFields}
+	for _, s := range status {
+		h, p := splitAddr(s.step.Target)
+		took := s.took
+		if s.status == "running" {
+			took = time.Since(s.started)
+		}
+		res.Rows = append(res.Rows, []sqltypes.Value{str(s.step.Action), num(int64(s.step.Ordinal)), str(h), num(int64(p)),
+			num(int64(s.step.Phase)), str(s.status), num(took.Milliseconds())})
+	}
+	return res, nil
+}

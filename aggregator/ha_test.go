@@ -1,0 +1,396 @@
+package aggregator_test
+
+import (
+	"database/sql"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gmssql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+
+	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/sharding"
+)
+
+// leafState is a leaf's State in SHOW LEAVES.
+func leafState(t *testing.T, ma *sql.DB, port int) string {
+	t.Helper()
+	for _, r := range testutil.Rows(t, ma, "SHOW LEAVES") {
+		f := strings.Split(r, ",") // Host,Port,Group,Pair_Host,Pair_Port,State,…
+		if f[1] == strconv.Itoa(port) {
+			return f[5]
+		}
+	}
+	return "absent"
+}
+
+func waitLeafState(t *testing.T, ma *sql.DB, port int, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	eventually(t, timeout, func() string {
+		if got := leafState(t, ma, port); got != want {
+			return fmt.Sprintf("leaf %d is %s, want %s", port, got, want)
+		}
+		return ""
+	})
+	return time.Since(start)
+}
+
+// TestRedundancy1Walkthrough replays the seed's redundancy-1 ATTACH LEAF
+// example: a dead leaf's partitions have no master (error 1777, NULL rows
+// in SHOW PARTITIONS) while the others keep working; the restarted leaf is
+// attached automatically, or waits detached for ATTACH LEAF when
+// auto_attach is off.
+func TestRedundancy1Walkthrough(t *testing.T) {
+	c := testutil.StartCluster(t, 4, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE test PARTITIONS 8")
+	testutil.Exec(t, ma, "CREATE TABLE test.x (id INT PRIMARY KEY)")
+	var vals []string
+	for i := 1; i <= 100; i++ {
+		vals = append(vals, fmt.Sprintf("(%d)", i))
+	}
+	testutil.Exec(t, ma, "INSERT INTO test.x VALUES "+strings.Join(vals, ","))
+	testutil.ExpectRows(t, ma, "SELECT MIN(id), MAX(id), COUNT(*) FROM test.x", "1,100,100")
+
+	leaf4 := c.Leaves[3]
+	masters := partitionMasters(t, ma, "test")
+	var lost []int
+	for o := 0; o < 8; o++ {
+		if masters[o] == strconv.Itoa(leaf4.Port) {
+			lost = append(lost, o)
+		}
+	}
+	if len(lost) != 2 {
+		t.Fatalf("leaf 4 masters %v, want 2 partitions", lost)
+	}
+
+	leaf4.Kill()
+	took := waitLeafState(t, ma, leaf4.Port, "offline", 5*time.Second)
+	t.Logf("killed leaf offline after %s", took)
+	for _, r := range testutil.Rows(t, ma, "SHOW PARTITIONS ON test") {
+		f := strings.Split(r, ",")
+		o, _ := strconv.Atoi(f[0])
+		isLost := o == lost[0] || o == lost[1]
+		if isLost != (f[1] == "NULL") {
+			t.Errorf("SHOW PARTITIONS row %s: lost partitions are %v", r, lost)
+		}
+	}
+	testutil.ExpectError(t, ma, 1777, "HY000", "SELECT MIN(id), MAX(id), COUNT(*) FROM test.x")
+	_, err := ma.Exec("SELECT COUNT(*) FROM test.x")
+	if me := testutil.MySQLError(err); me == nil || me.Message != fmt.Sprintf("Partition test:%d has no master instance.", lost[0]) {
+		t.Errorf("query over a lost partition: %v", err)
+	}
+	// the partitions that have a master still work
+	key := sharding.NewKey([]gmssql.Type{types.Int32})
+	for id := 1; id <= 100; id++ {
+		p, _ := key.Partition([]interface{}{id}, 8)
+		if p != lost[0] && p != lost[1] {
+			testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT id FROM test.x WHERE id = %d", id), strconv.Itoa(id))
+			testutil.Exec(t, ma, fmt.Sprintf("DELETE FROM test.x WHERE id = %d", id))
+			testutil.Exec(t, ma, fmt.Sprintf("INSERT INTO test.x VALUES (%d)", id))
+			break
+		}
+	}
+
+	leaf4.Start()
+	waitLeafState(t, ma, leaf4.Port, "online", 10*time.Second)
+	testutil.ExpectRows(t, ma, "SELECT MIN(id), MAX(id), COUNT(*) FROM test.x", "1,100,100")
+	status := testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON test")
+	if len(status) != 2 || !strings.HasPrefix(status[0], fmt.Sprintf("ATTACH PARTITION,%d,127.0.0.1,%d,1,success,", lost[0], leaf4.Port)) {
+		t.Errorf("SHOW REBALANCE STATUS ON test = %q", status)
+	}
+
+	// auto_attach off: the returning leaf waits detached
+	testutil.Exec(t, ma, "SET GLOBAL auto_attach = Off")
+	leaf4.Kill()
+	waitLeafState(t, ma, leaf4.Port, "offline", 5*time.Second)
+	leaf4.Start()
+	waitLeafState(t, ma, leaf4.Port, "detached", 10*time.Second)
+	testutil.ExpectError(t, ma, 1777, "HY000", "SELECT COUNT(*) FROM test.x")
+	testutil.Exec(t, ma, fmt.Sprintf("ATTACH LEAF '127.0.0.1':%d", leaf4.Port))
+	if got := leafState(t, ma, leaf4.Port); got != "online" {
+		t.Fatalf("after ATTACH LEAF the leaf is %s", got)
+	}
+	testutil.ExpectRows(t, ma, "SELECT MIN(id), MAX(id), COUNT(*) FROM test.x", "1,100,100")
+
+	// DETACH LEAF takes it out of service on purpose; ATTACH LEAF ALL brings it back
+	testutil.Exec(t, ma, fmt.Sprintf("DETACH LEAF '127.0.0.1':%d", leaf4.Port))
+	if got := leafState(t, ma, leaf4.Port); got != "detached" {
+		t.Fatalf("after DETACH LEAF the leaf is %s", got)
+	}
+	testutil.ExpectError(t, ma, 1777, "HY000", "SELECT COUNT(*) FROM test.x")
+	testutil.Exec(t, ma, "ATTACH LEAF ALL")
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM test.x", "100")
+}
+
+// partitionCopies maps ordinal → "master port/replica ports" from SHOW
+// PARTITIONS.
+func partitionCopies(t *testing.T, db *sql.DB, database string) map[int][2]string {
+	t.Helper()
+	out := map[int][2]string{}
+	for _, r := range testutil.Rows(t, db, "SHOW PARTITIONS ON "+database) {
+		f := strings.Split(r, ",")
+		o, _ := strconv.Atoi(f[0])
+		cur := out[o]
+		switch f[3] {
+		case "Master":
+			cur[0] = f[2]
+		case "Slave":
+			cur[1] += f[2]
+		}
+		out[o] = cur
+	}
+	return out
+}
+
+// TestRedundancy2Failover runs a steady insert load and bank transfers
+// through two aggregators on a redundancy-2 cluster with synchronous
+// replication, kills a leaf with SIGKILL, lets it return (auto-attach
+// drops its stale masters and re-provisions them as replicas), then kills
+// its pair: no acknowledged write is ever lost and the bank total never
+// changes.
+func TestRedundancy2Failover(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
+	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 3000")
+	for i := 0; i < 4; i++ {
+		c.AddLeaf(testutil.StartNode(t), 0)
+	}
+	c.AddAggregator(testutil.StartNode(t))
+	leaves := testutil.Rows(t, ma, "SHOW LEAVES")
+	for i, want := range []string{"1", "2", "1", "2"} {
+		f := strings.Split(leaves[i], ",")
+		if f[2] != want || f[4] == "NULL" {
+			t.Fatalf("SHOW LEAVES row %d = %s: want group %s with a pair", i, leaves[i], want)
+		}
+	}
+	testutil.Exec(t, ma, "CREATE DATABASE ha WITH SYNC REPLICATION PARTITIONS 8")
+	copies := partitionCopies(t, ma, "ha")
+	for o := 0; o < 8; o++ {
+		if copies[o][0] == "" || copies[o][1] == "" || copies[o][0] == copies[o][1] {
+			t.Fatalf("partition %d: master %q replica %q", o, copies[o][0], copies[o][1])
+		}
+	}
+	hadb, child := c.MA.DB("ha"), c.Children[0].DB("ha")
+	testutil.Exec(t, hadb, "CREATE TABLE kv (id BIGINT PRIMARY KEY, w INT)")
+	testutil.Exec(t, hadb, "CREATE TABLE accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)")
+	var rows []string
+	for i := 0; i < bankAccounts; i++ {
+		rows = append(rows, fmt.Sprintf("(%d, %d)", i, bankStart))
+	}
+	testutil.Exec(t, hadb, "INSERT INTO accounts VALUES "+strings.Join(rows, ","))
+	wantTotal := bankAccounts * bankStart
+
+	// a replica shows itself as a sync slave on its leaf
+	roles := strings.Join(testutil.Rows(t, c.Leaves[1].DB(""), "SHOW DATABASES EXTENDED"), "\n")
+	if !strings.Contains(roles, "sync slave,replicating") || !strings.Contains(roles, "master,online") {
+		t.Errorf("SHOW DATABASES EXTENDED on a leaf:\n%s", roles)
+	}
+	testutil.ExpectError(t, c.Leaves[1].DB(""), 1290, "HY000",
+		fmt.Sprintf("INSERT INTO ha_%d.kv VALUES (1, 1)", replicaOrdinalOn(t, copies, c.Leaves[1].Port)))
+
+	// the load: inserts of unique ids and transfers, through both aggregators
+	var mu sync.Mutex
+	acked := map[int64]bool{}
+	var insertErrs, transfers, transferErrs int
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var next int64
+	for w := 0; w < 4; w++ {
+		db := hadb
+		if w%2 == 1 {
+			db = child
+		}
+		wg.Add(2)
+		go func(db *sql.DB) {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				next++
+				id := next
+				mu.Unlock()
+				_, err := db.Exec("INSERT INTO kv VALUES (?, 1)", id)
+				mu.Lock()
+				if err == nil {
+					acked[id] = true
+				} else {
+					insertErrs++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}(db)
+		go func(w int, db *sql.DB) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(w)))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				from, to := rng.Intn(bankAccounts), rng.Intn(bankAccounts)
+				if from == to {
+					continue
+				}
+				err := transfer(db, from, to, 1+rng.Intn(50))
+				mu.Lock()
+				transfers++
+				if err != nil {
+					transferErrs++
+				}
+				mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}(w, db)
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+	key := sharding.NewKey([]gmssql.Type{types.Int64})
+	verify := func(step string) {
+		t.Helper()
+		mu.Lock()
+		want := make([]int64, 0, len(acked))
+		for id := range acked {
+			want = append(want, id)
+		}
+		mu.Unlock()
+		var missing []int64
+		for try := 0; try < 2; try++ {
+			present := map[int64]bool{}
+			for _, r := range testutil.Rows(t, hadb, "SELECT id FROM kv") {
+				id, _ := strconv.ParseInt(r, 10, 64)
+				present[id] = true
+			}
+			missing = missing[:0]
+			for _, id := range want {
+				if !present[id] {
+					missing = append(missing, id)
+				}
+			}
+			if len(missing) == 0 {
+				break
+			}
+			t.Logf("%s: try %d: %d missing", step, try, len(missing))
+			time.Sleep(2 * time.Second)
+		}
+		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+		if len(missing) > 0 {
+			parts := map[int]int{}
+			for _, id := range missing {
+				p, _ := key.Partition([]interface{}{id}, 8)
+				parts[p]++
+			}
+			t.Logf("missing per partition: %v; partitions: %q", parts, testutil.Rows(t, ma, "SHOW PARTITIONS ON ha"))
+			t.Fatalf("%s: %d of %d acknowledged inserts lost, e.g. %v", step, len(missing), len(want), missing[:min(len(missing), 10)])
+		}
+		if got := bankTotal(t, hadb); got != wantTotal {
+			t.Fatalf("%s: bank total %d, want %d", step, got, wantTotal)
+		}
+		mu.Lock()
+		t.Logf("%s: %d acknowledged inserts all present (%d failed), %d transfers (%d failed), total intact", step, len(want), insertErrs, transfers, transferErrs)
+		mu.Unlock()
+	}
+	// firstWrite measures how long after a failure a write to one of the
+	// victim's master partitions succeeds.
+	firstWrite := func(victim int, since time.Time) time.Duration {
+		t.Helper()
+		masters := partitionMasters(t, ma, "ha")
+		var id int64 = 1 << 40
+		for ; ; id++ {
+			p, _ := key.Partition([]interface{}{id}, 8)
+			if masters[p] == strconv.Itoa(victim) {
+				break
+			}
+		}
+		for {
+			_, err := hadb.Exec("INSERT INTO kv VALUES (?, 2)", id)
+			if err == nil {
+				mu.Lock()
+				acked[id] = true
+				mu.Unlock()
+				return time.Since(since)
+			}
+			if time.Since(since) > 30*time.Second {
+				t.Fatalf("no write on the failed leaf's partitions succeeded in 30 s: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	time.Sleep(time.Second)
+	victim := c.Leaves[0]
+	killed := time.Now()
+	victim.Kill()
+	t.Logf("kill -9 → first write on its partitions: %s", firstWrite(victim.Port, killed))
+	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
+	time.Sleep(time.Second)
+	verify("after kill -9 failover")
+
+	victim.Start()
+	waitLeafState(t, ma, victim.Port, "online", 60*time.Second)
+	copies = partitionCopies(t, ma, "ha")
+	masterCount := map[string]int{}
+	for o := 0; o < 8; o++ {
+		if copies[o][0] == "" || copies[o][1] == "" {
+			t.Fatalf("after re-attach partition %d: master %q replica %q", o, copies[o][0], copies[o][1])
+		}
+		masterCount[copies[o][0]]++
+	}
+	// the pair keeps the masters (moving half back is not done yet)
+	if masterCount[strconv.Itoa(victim.Port)] != 0 || masterCount[strconv.Itoa(c.Leaves[1].Port)] != 4 {
+		t.Errorf("after re-attach masters per leaf: %v", masterCount)
+	}
+	t.Logf("rebalance status after auto-attach: %q", testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON ha"))
+	time.Sleep(500 * time.Millisecond)
+	verify("after auto-attach")
+
+	// its pair dies: the re-provisioned copies take over
+	pair := c.Leaves[1]
+	killed = time.Now()
+	pair.Kill()
+	t.Logf("kill -9 of the pair → first write: %s", firstWrite(pair.Port, killed))
+	waitLeafState(t, ma, pair.Port, "offline", 5*time.Second)
+	verify("after the pair's failover")
+	pair.Start()
+	waitLeafState(t, ma, pair.Port, "online", 60*time.Second)
+
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	verify("after the pair returned")
+}
+
+// replicaOrdinalOn is an ordinal whose replica is on the leaf at port.
+func replicaOrdinalOn(t *testing.T, copies map[int][2]string, port int) int {
+	for o, c := range copies {
+		if c[1] == strconv.Itoa(port) {
+			return o
+		}
+	}
+	t.Fatalf("no replica on leaf %d", port)
+	return 0
+}
