@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -236,7 +237,7 @@ func (a *Aggregator) leafDown(addr, state string) error {
 	st := a.State()
 	online := func(x string) bool {
 		l, ok := st.Leaf(x)
-		return ok && x != addr && l.State == meta.LeafOnline && !a.beats.down(x)
+		return ok && l.State == meta.LeafOnline && !a.beats.down(x)
 	}
 	// the state first: no one ships to or plans with the leaf from now on
 	if err := a.propose(meta.SetLeafState{Addr: addr, State: state}); err != nil {
@@ -342,14 +343,14 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	st := a.State()
 	l, ok := st.Leaf(addr)
 	if !ok {
-		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", quotedAddr(addr))
+		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", meta.QuotedAddr(addr))
 	}
 	if l.State == meta.LeafOnline {
 		return nil
 	}
 	copies, _, err := a.leafCopies(addr)
 	if err != nil {
-		return mysql.NewSQLError(2003, "HY000", "Unable to attach leaf %s: it does not answer (%v). Start it, then run ATTACH LEAF again", quotedAddr(addr), err)
+		return mysql.NewSQLError(2003, "HY000", "Unable to attach leaf %s: it does not answer (%v). Start it, then run ATTACH LEAF again", meta.QuotedAddr(addr), err)
 	}
 	plans := map[string][]meta.Step{}
 	for _, name := range st.DatabaseNames() {
@@ -387,9 +388,9 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	return nil
 }
 
-// runSteps runs a database's steps phase by phase (the steps of a phase
-// one after another: a phase's partitions are few, and each waits on
-// replication rather than on this loop).
+// runSteps runs a database's steps one after another, in plan order (a
+// partition's DROP before its COPY; each step waits on replication rather
+// than on this loop).
 func (a *Aggregator) runSteps(ctx context.Context, db string, steps []meta.Step) error {
 	status := make([]stepStatus, len(steps))
 	for i, s := range steps {
@@ -479,7 +480,7 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 		return err
 	}
 	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
-		if !contains(p.Replicas, s.Target) && p.Master != s.Target {
+		if !slices.Contains(p.Replicas, s.Target) && p.Master != s.Target {
 			p.Replicas = append(p.Replicas, s.Target)
 		}
 	})
@@ -524,20 +525,6 @@ func (a *Aggregator) waitPartitionsReplicated(ctx context.Context, d *meta.Datab
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func quotedAddr(addr string) string {
-	h, p := splitAddr(addr)
-	return fmt.Sprintf("'%s':%d", h, p)
-}
-
 // Cluster commands of HA.
 
 func (a *Aggregator) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) error {
@@ -545,10 +532,10 @@ func (a *Aggregator) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) e
 		addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
 		l, ok := a.State().Leaf(addr)
 		if !ok {
-			return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster; add it with ADD LEAF", quotedAddr(addr))
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster; add it with ADD LEAF", meta.QuotedAddr(addr))
 		}
 		if l.State == meta.LeafOnline {
-			return mysql.NewSQLError(1105, "HY000", "Leaf %s is already online", quotedAddr(addr))
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s is already online", meta.QuotedAddr(addr))
 		}
 		return a.attachLeaf(ctx, addr, cmd.Force)
 	}
@@ -566,7 +553,7 @@ func (a *Aggregator) detachCommand(cmd sqlcmd.DetachLeaf) error {
 	addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
 	l, ok := a.State().Leaf(addr)
 	if !ok {
-		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", quotedAddr(addr))
+		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", meta.QuotedAddr(addr))
 	}
 	if l.State == meta.LeafDetached {
 		return nil

@@ -53,23 +53,25 @@ func (ps *Pools) Get(n Node) *Pool {
 
 // Forget closes and drops a node's pool.
 func (ps *Pools) Forget(addr string) {
-	ps.mu.Lock()
-	p := ps.pools[addr]
-	delete(ps.pools, addr)
-	ps.mu.Unlock()
-	if p != nil {
+	if p := ps.take(addr); p != nil {
 		p.Close()
 	}
+}
+
+// take removes a node's pool from the set and returns it.
+func (ps *Pools) take(addr string) *Pool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p := ps.pools[addr]
+	delete(ps.pools, addr)
+	return p
 }
 
 // Sever drops a node's pool and closes its connections in use too: the
 // node was declared failed, and statements waiting on it (a hung node
 // never answers) end with an error instead of waiting for it to resume.
 func (ps *Pools) Sever(addr string) {
-	ps.mu.Lock()
-	p := ps.pools[addr]
-	delete(ps.pools, addr)
-	ps.mu.Unlock()
+	p := ps.take(addr)
 	if p == nil {
 		return
 	}

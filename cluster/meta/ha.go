@@ -1,6 +1,10 @@
 package meta
 
-import "fmt"
+import (
+	"fmt"
+	"net"
+	"slices"
+)
 
 // High availability as pure functions of the metadata (DESIGN.md §3): where
 // a new database's partitions go, what a leaf failure changes, and the
@@ -121,22 +125,17 @@ type ConflictError struct {
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("Unable to attach leaf '%s. Database `%s` (which is in the 'Online' state) conflicts with an existing master instance of `%s`:%d on '%s. Use ATTACH LEAF ... FORCE to override this conflict.",
-		hostPortQuoted(e.Leaf), PartitionName(e.DB, e.Ordinal), e.DB, e.Ordinal, hostPortQuoted(e.Master))
+	return fmt.Sprintf("Unable to attach leaf %s. Database `%s` (which is in the 'Online' state) conflicts with an existing master instance of `%s`:%d on %s. Use ATTACH LEAF ... FORCE to override this conflict.",
+		QuotedAddr(e.Leaf), PartitionName(e.DB, e.Ordinal), e.DB, e.Ordinal, QuotedAddr(e.Master))
 }
 
-// hostPortQuoted prints host:port as the seeds do: 'host':port.
-func hostPortQuoted(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			h := addr[:i]
-			if len(h) > 1 && h[0] == '[' {
-				h = h[1 : len(h)-1]
-			}
-			return h + "':" + addr[i+1:]
-		}
+// QuotedAddr prints a node address as the seeds do: 'host':port.
+func QuotedAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "'" + addr + "'"
 	}
-	return addr + "'"
+	return "'" + host + "':" + port
 }
 
 // PlanAttach is how leaf, holding copies (partition database name → what
@@ -161,7 +160,7 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 		name := PartitionName(d.Name, p.Ordinal)
 		c, has := copies[name]
 		switch {
-		case p.Master == leaf || contains(p.Replicas, leaf):
+		case p.Master == leaf || slices.Contains(p.Replicas, leaf):
 		case p.Master == "":
 			if has {
 				steps = append(steps, Step{Action: ActionAttach, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: 1, AsMaster: true})
@@ -185,13 +184,4 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 		}
 	}
 	return steps, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
