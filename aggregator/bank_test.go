@@ -219,11 +219,20 @@ func TestBankTransfers(t *testing.T) {
 		leaf.Env = []string{"CANOPY_FAILPOINT=leaf-after-prepare"}
 		leaf.Stop()
 		leaf.Start()
-		if err := transfer(ma, a, b, 9); err == nil {
-			t.Fatal("transfer succeeded though a leaf crashed while preparing")
-		}
-		if !leaf.WaitExit(10 * time.Second) {
-			t.Fatal("leaf did not stop at its failpoint")
+		waitReadable(t, ma)
+		// a transfer can also fail before it prepares (a connection of the
+		// old process, a leaf marked offline while it restarted): retry
+		// until one reaches the failpoint
+		for attempt := 0; ; attempt++ {
+			if err := transfer(ma, a, b, 9); err == nil {
+				t.Fatal("transfer succeeded though a leaf crashed while preparing")
+			}
+			if leaf.WaitExit(3 * time.Second) {
+				break
+			}
+			if attempt == 5 {
+				t.Fatal("leaf did not stop at its failpoint")
+			}
 		}
 		leaf.Env = nil
 		leaf.Start() // reloads the prepared transaction with its locks

@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/dolthub/vitess/go/mysql"
 
 	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
 )
 
@@ -89,10 +91,19 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		_, err := conns[l].Exec("CANOPY COMMIT PREPARED '"+xid+"'", 0)
 		return err
 	})
+	var unacked []string
 	for i, err := range errs {
 		if err != nil {
-			// committed all the same: the resolver delivers the decision
-			a.log.Warn("commit prepared not acknowledged; the resolver retries", "xid", xid, "leaf", leaves[i], "err", err)
+			a.log.Warn("commit prepared not acknowledged", "xid", xid, "leaf", leaves[i], "err", err)
+			unacked = append(unacked, leaves[i])
+		}
+	}
+	if len(unacked) > 0 {
+		// Committed all the same. Before the client hears so, the parts
+		// that failed over are applied where they went, so that it reads
+		// its own write; the resolver finishes what takes longer.
+		if !a.finishCommit(xid, leaves) {
+			a.log.Warn("commit decision not yet applied everywhere; the resolver retries", "xid", xid, "leaves", unacked)
 			return nil
 		}
 	}
@@ -100,6 +111,65 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		a.log.Warn("forget commit decision", "xid", xid, "err", err)
 	}
 	return nil
+}
+
+// finishCommit delivers the decision to commit xid until every part that
+// can be reached is applied (deliverCommit) or a bound passes: the leaf
+// failure timeout, so that a failover in progress gets its time.
+func (a *Aggregator) finishCommit(xid string, leaves []string) bool {
+	deadline := time.Now().Add(a.variableMillis(a.State(), "leaf_failure_timeout_ms") + 2*time.Second)
+	for {
+		participants, reachable := a.deliverCommit(xid, leaves)
+		if participants || reachable {
+			return participants
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-a.stop:
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// deliverCommit sends COMMIT PREPARED for xid to its participants still in
+// the cluster and to every other online leaf: a participant's partitions
+// may have failed over, their in-doubt parts replicated to the leaves that
+// took them over (unknown xids are no-ops; a replica still holding a part
+// answers with an error until it is promoted or its master ships the
+// outcome). participants: every participant in the cluster and every
+// online leaf acknowledged, so the decision can be forgotten. reachable:
+// every online leaf acknowledged and the participants that did not are
+// out of service, so every part that can be applied now is.
+func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, reachable bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st := a.State()
+	var targets []string
+	for _, l := range leaves {
+		if _, ok := st.Leaf(l); ok { // a removed leaf has nothing left to commit
+			targets = append(targets, l)
+		}
+	}
+	for _, l := range st.OnlineLeaves() {
+		if !slices.Contains(targets, l.Addr()) {
+			targets = append(targets, l.Addr())
+		}
+	}
+	errs := parallel(targets, func(l string) error { return a.commitPreparedOn(ctx, l, xid) })
+	participants, reachable = true, true
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		participants = false
+		if l, _ := st.Leaf(targets[i]); l.State == meta.LeafOnline {
+			reachable = false
+		}
+	}
+	return participants, reachable
 }
 
 // parallel runs f for every leaf at once and returns the errors in order.
@@ -143,8 +213,6 @@ func (a *Aggregator) resolveLoop() {
 }
 
 func (a *Aggregator) resolveInDoubt() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	decisions, err := a.store.Decisions()
 	if err != nil {
 		a.log.Warn("read commit decisions", "err", err)
@@ -154,31 +222,13 @@ func (a *Aggregator) resolveInDoubt() {
 		if _, busy := a.inflight.Load(xid); busy {
 			continue
 		}
-		done := true
-		st := a.State()
-		failedOver := false
-		for _, l := range leaves {
-			if _, ok := st.Leaf(l); !ok {
-				continue // removed from the cluster: nothing left to commit there
-			}
-			if err := a.commitPreparedOn(ctx, l, xid); err != nil {
-				done = false
-				failedOver = true
-			}
-		}
-		if failedOver {
-			// a participant is down: its partitions' in-doubt parts were
-			// replicated and are in doubt on the leaves that took them over
-			// (unknown xids are no-ops elsewhere)
-			for _, l := range st.OnlineLeaves() {
-				a.commitPreparedOn(ctx, l.Addr(), xid)
-			}
-		}
-		if done {
+		if done, _ := a.deliverCommit(xid, leaves); done {
 			a.log.Info("distributed commit completed after an interruption", "xid", xid)
 			a.store.ForgetDecision(xid)
 		}
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	mine := a.self + "/"
 	for _, l := range a.State().Leaves {
 		lp, err := a.leafPool(l.Addr())

@@ -164,10 +164,32 @@ func (s *Store) IsPrepared(xid string) bool {
 	return s.prepared[xid] != nil
 }
 
+// ErrPreparedOnReplica: a replica database holds a part of the in-doubt
+// transaction. Its master applies the outcome and ships it; if the master
+// failed, the part is applied after the replica's promotion. Either way
+// the coordinator must ask again.
+var ErrPreparedOnReplica = errors.New("a replica partition here holds part of it; retry once its master has shipped the outcome or it has been promoted")
+
 // CommitPrepared applies the in-doubt transaction xid. An unknown xid was
-// already resolved (or never wrote anything): nothing to do.
+// already resolved (or never wrote anything here): nothing to do, unless a
+// replica here holds a part of it (ErrPreparedOnReplica).
 func (s *Store) CommitPrepared(xid string) error {
+	// a promotion loads its parts while holding promoteMu: the xid is
+	// either loaded already or still held by a replica
+	s.promoteMu.RLock()
 	p := s.takePrepared(xid)
+	var holder string
+	var err error
+	if p == nil {
+		holder, err = s.replicaHoldingPrepared(xid)
+	}
+	s.promoteMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("commit prepared %s: %w", xid, err)
+	}
+	if holder != "" {
+		return fmt.Errorf("commit prepared %s: database %s: %w", xid, holder, ErrPreparedOnReplica)
+	}
 	if p == nil {
 		return nil
 	}
@@ -192,6 +214,25 @@ func (s *Store) CommitPrepared(xid string) error {
 		return err
 	}
 	return s.waitReplicas(applied)
+}
+
+// replicaHoldingPrepared names a replica database that holds a prepared
+// record of xid, or "".
+func (s *Store) replicaHoldingPrepared(xid string) (string, error) {
+	for _, d := range s.databases() {
+		s.commitMu.Lock()
+		replica := d.replica && !d.dropped
+		s.commitMu.Unlock()
+		if !replica {
+			continue
+		}
+		if _, ok, err := s.getRaw(join(d.prefix, preparedSuffix(xid))); err != nil {
+			return "", err
+		} else if ok {
+			return d.meta.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // RollbackPrepared drops the in-doubt transaction xid.

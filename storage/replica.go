@@ -247,6 +247,8 @@ func (s *Store) Promote(name string) (Position, error) {
 	if d == nil {
 		return Position{}, sql.ErrDatabaseNotFound.New(name)
 	}
+	s.promoteMu.Lock()
+	defer s.promoteMu.Unlock()
 	s.commitMu.Lock()
 	if !d.replica {
 		pos := d.pos

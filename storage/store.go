@@ -59,6 +59,7 @@ type Store struct {
 
 	preparedMu sync.Mutex
 	prepared   map[string]*preparedTxn // in-doubt transactions by xid
+	promoteMu  sync.RWMutex            // a promotion makes its replicated in-doubt parts prepared
 
 	replicaWait atomic.Pointer[ReplicaWaiter]
 }
