@@ -453,8 +453,67 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		return err
 	case meta.ActionCopy:
 		return a.copyPartition(ctx, s)
+	case meta.ActionPromote:
+		return a.handOver(ctx, s.DB, s.Ordinal, s.Target)
 	}
 	return fmt.Errorf("unknown step %s", s.Action)
+}
+
+// handOver moves a partition's master role to its replica on to without
+// losing a write: the master is demoted (new writes refused, in-doubt
+// transactions drained), the replica catches up with its final position,
+// the metadata names the new master (which from then on ships to the old
+// one), and the replica is promoted. Writes to the partition fail for the
+// time between demotion and promotion. If a step fails, the old master
+// takes its role back.
+func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to string) error {
+	d := a.State().Database(db)
+	if d == nil || ordinal >= len(d.Partitions) {
+		return fmt.Errorf("database %s has no partition %d", db, ordinal)
+	}
+	from := d.Partitions[ordinal].Master
+	if from == to {
+		return nil
+	}
+	if from == "" || !slices.Contains(d.Partitions[ordinal].Replicas, to) {
+		return fmt.Errorf("partition %s:%d has no replica on %s to promote", db, ordinal, to)
+	}
+	name := meta.PartitionName(db, ordinal)
+	quoted := quoteIdent(name)
+	start := time.Now()
+	res, err := a.onLeaf(from, "CANOPY DEMOTE PARTITION "+quoted)
+	if err != nil {
+		return fmt.Errorf("demote the master on %s: %w", from, err)
+	}
+	var lsn uint64
+	if len(res.Rows) == 1 && len(res.Rows[0]) == 2 {
+		lsn, _ = strconv.ParseUint(res.Rows[0][1].ToString(), 10, 64)
+	}
+	restore := func(cause error) error {
+		if _, err := a.onLeaf(from, "CANOPY PROMOTE PARTITION "+quoted); err != nil {
+			a.log.Error("hand-over failed and the old master could not take its role back", "partition", name, "leaf", from, "err", err)
+		}
+		return cause
+	}
+	if err := a.waitPosition(ctx, to, name, lsn, 10*time.Second); err != nil {
+		return restore(err)
+	}
+	swap := func(master, replica string) func(p *meta.Partition) {
+		return func(p *meta.Partition) {
+			p.Master = master
+			p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == master || r == replica })
+			p.Replicas = append(p.Replicas, replica)
+		}
+	}
+	if err := a.updatePartition(db, ordinal, swap(to, from)); err != nil {
+		return restore(err)
+	}
+	if _, err := a.onLeaf(to, "CANOPY PROMOTE PARTITION "+quoted); err != nil {
+		a.updatePartition(db, ordinal, swap(from, to))
+		return restore(fmt.Errorf("promote the replica on %s: %w", to, err))
+	}
+	a.log.Info("partition master handed over", "partition", name, "from", from, "to", to, "writes_paused", time.Since(start))
+	return nil
 }
 
 // copyPartition provisions (or catches up) a replica on s.Target from the

@@ -119,6 +119,7 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	switch stmt.(type) {
 	case *ast.Commit:
 		if err := a.finish(sess, "COMMIT"); err != nil {
+			a.endFailedCommit(ctx, c, sess)
 			return true, err
 		}
 		err := a.host.RunLocal(ctx, c, query, callback)
@@ -131,6 +132,7 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	case *ast.Begin:
 		// an open transaction commits first, as in MySQL
 		if err := a.finish(sess, "COMMIT"); err != nil {
+			a.endFailedCommit(ctx, c, sess)
 			return true, err
 		}
 		a.afterCommit(sess)
@@ -379,6 +381,18 @@ func fixResult(res *sqltypes.Result, p *planner.Plan) {
 		if strings.HasPrefix(f.Database, prefix) {
 			f.Database = p.Database
 		}
+	}
+}
+
+// endFailedCommit ends a transaction whose commit failed, as MySQL does:
+// it is rolled back (finish already ended the leaf parts) and the client
+// is out of it. Left open, the client's next autocommit statements would
+// run inside it and never commit.
+func (a *Aggregator) endFailedCommit(ctx context.Context, c *mysql.Conn, sess *session) {
+	sess.refs = map[string]bool{}
+	discard := func(*sqltypes.Result, bool) error { return nil }
+	if err := a.host.RunLocal(ctx, c, "ROLLBACK", discard); err != nil {
+		a.log.Warn("rolling back after a failed commit", "err", err)
 	}
 }
 

@@ -64,6 +64,8 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		switch cmd.Action {
 		case "PROMOTE":
 			return n.promotePartition(cmd.Database)
+		case "DEMOTE":
+			return n.demotePartition(ctx, cmd.Database)
 		default:
 			return okResult(n.dropPartition(cmd.Database))
 		}

@@ -111,6 +111,25 @@ func (n *Node) promotePartition(db string) (*sqltypes.Result, error) {
 	return positionResult(pos.Term, pos.LSN), nil
 }
 
+// demoteWait bounds how long a hand-over waits for the partition's
+// in-doubt transactions; their coordinators normally resolve them in
+// milliseconds.
+const demoteWait = 5 * time.Second
+
+// demotePartition makes a master partition a replica for a planned
+// hand-over (the master aggregator then promotes the replica that has
+// caught up with the returned position).
+func (n *Node) demotePartition(ctx context.Context, db string) (*sqltypes.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, demoteWait)
+	defer cancel()
+	pos, err := n.store.Demote(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("partition demoted to replica for a hand-over", "database", db, "position", pos)
+	return positionResult(pos.Term, pos.LSN), nil
+}
+
 // dropPartition drops a partition database whatever its role (DROP
 // PARTITION, and discarding a stale copy on attach).
 func (n *Node) dropPartition(db string) error {

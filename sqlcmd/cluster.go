@@ -78,8 +78,10 @@ type (
 	// Replicate is CANOPY REPLICATE 'json': the replicas a leaf ships its
 	// master partitions to (the whole list, from the master aggregator).
 	Replicate struct{ Config string }
-	// PartitionRole is CANOPY {PROMOTE|DROP} PARTITION 'db_N' on a leaf:
-	// make a replica partition master, or drop a copy whatever its role.
+	// PartitionRole is CANOPY {PROMOTE|DEMOTE|DROP} PARTITION 'db_N' on a
+	// leaf: make a replica partition master, hand a master's role over
+	// (it becomes a replica once its in-doubt transactions are resolved),
+	// or drop a copy whatever its role.
 	PartitionRole struct{ Action, Database string }
 
 	// AttachLeaf is ATTACH LEAF 'host'[:port] [FORCE] | ATTACH LEAF ALL [FORCE].
@@ -269,7 +271,7 @@ func parseCluster(p *parser) Command {
 		if p.done() && c.Config != "" {
 			return c
 		}
-	case p.keyword("CANOPY", "PROMOTE", "PARTITION"), p.keyword("CANOPY", "DROP", "PARTITION"):
+	case p.keyword("CANOPY", "PROMOTE", "PARTITION"), p.keyword("CANOPY", "DEMOTE", "PARTITION"), p.keyword("CANOPY", "DROP", "PARTITION"):
 		c := PartitionRole{Action: strings.ToUpper(p.toks[1].text), Database: p.next().text}
 		if p.done() && c.Database != "" {
 			return c

@@ -194,6 +194,7 @@ func (s *Store) CommitPrepared(xid string) error {
 		return nil
 	}
 	t := p.t
+	t.outcome = true
 	for _, k := range p.keys {
 		t.del(k)
 	}
@@ -242,6 +243,7 @@ func (s *Store) RollbackPrepared(xid string) error {
 		return nil
 	}
 	w := s.Begin(false)
+	w.outcome = true
 	defer w.finish()
 	for _, k := range p.keys {
 		if d := s.databaseByID(binary.BigEndian.Uint32(k[1:dbPrefixLen])); d != nil && !d.dropped {

@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/dolthub/go-mysql-server/sql"
@@ -270,4 +272,61 @@ func (s *Store) Promote(name string) (Position, error) {
 		return pos, fmt.Errorf("promote %s: %w", name, err)
 	}
 	return pos, nil
+}
+
+// ErrInDoubt: a master cannot hand over while transactions are in doubt
+// in it (their outcome is this copy's to apply).
+var ErrInDoubt = errors.New("transactions are in doubt in it")
+
+// Demote makes a master database a replica so that its replica can take
+// over without losing a write (a planned hand-over; Promote on the other
+// side). New writes are refused at once; the in-doubt transactions are
+// given until ctx ends to be resolved by their coordinators, then the
+// database becomes a replica at its final position, which is returned.
+// If they are not resolved in time the database stays master
+// (ErrInDoubt). Demoting a replica returns its position.
+func (s *Store) Demote(ctx context.Context, name string) (Position, error) {
+	d := s.database(name)
+	if d == nil {
+		return Position{}, sql.ErrDatabaseNotFound.New(name)
+	}
+	s.commitMu.Lock()
+	if d.replica {
+		pos := d.pos
+		s.commitMu.Unlock()
+		return pos, nil
+	}
+	d.handingOver = true
+	s.commitMu.Unlock()
+	undo := func() {
+		s.commitMu.Lock()
+		d.handingOver = false
+		s.commitMu.Unlock()
+	}
+	span := join(d.prefix, []byte{secState, 'x'})
+	for {
+		// no new prepared record can appear; wait for the last to go
+		inDoubt := false
+		if err := s.scan(span, func(k, v []byte) error { inDoubt = true; return nil }); err != nil {
+			undo()
+			return Position{}, fmt.Errorf("demote %s: %w", name, err)
+		}
+		if !inDoubt {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			undo()
+			return Position{}, fmt.Errorf("demote %s: %w", name, ErrInDoubt)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
+		d.handingOver = false
+		return Position{}, fmt.Errorf("demote %s: %w", name, err)
+	}
+	d.replica, d.handingOver, d.visible = true, false, d.pos
+	return d.pos, nil
 }

@@ -93,7 +93,17 @@ func (s *Session) CommitTransaction(ctx *sql.Context, tx sql.Transaction) error 
 	if s.txn == t {
 		s.txn = nil
 	}
-	return t.Commit()
+	if err := t.Commit(); err != nil {
+		// As in MySQL, a failed commit rolled the transaction back and
+		// ended it (t.Commit finished it). GMS keeps it as the session's
+		// transaction, and with it an explicit BEGIN's autocommit
+		// suppression: the session's next statements would run inside a
+		// transaction that never commits.
+		s.SetTransaction(nil)
+		s.SetIgnoreAutoCommit(false)
+		return err
+	}
+	return nil
 }
 
 func (s *Session) Rollback(ctx *sql.Context, tx sql.Transaction) error {

@@ -87,6 +87,9 @@ type dbState struct {
 	dropped bool
 	// replica databases take writes only from replication.
 	replica bool
+	// handingOver: the master is being demoted (Demote); only the outcomes
+	// of its in-doubt transactions commit.
+	handingOver bool
 }
 
 // Open opens (creating if needed) the store in dir and loads its catalog.
@@ -418,6 +421,9 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		}
 		if d.replica && !t.replicated {
 			return nil, errReplicaReadOnly(d.meta.Name)
+		}
+		if d.handingOver && !t.outcome {
+			return nil, errHandingOver(d.meta.Name)
 		}
 		rec := &LogRecord{Pos: Position{Term: d.pos.Term, LSN: d.pos.LSN + 1}, UnixNanos: now}
 		for _, rd := range g.rangeDels {

@@ -74,6 +74,9 @@ type Txn struct {
 	// replicated: a change that arrived by replication, allowed on a
 	// replica database.
 	replicated bool
+	// outcome: the commit or rollback of a prepared transaction, allowed
+	// on a database that is handing over (it drains in-doubt parts).
+	outcome bool
 }
 
 var _ sql.Transaction = (*Txn)(nil)
@@ -416,6 +419,11 @@ var (
 	errReadOnlyTxn = mysql.NewSQLError(1792, "25006",
 		"Cannot execute statement in a READ ONLY transaction.")
 )
+
+func errHandingOver(db string) error {
+	return mysql.NewSQLError(1290, "HY000",
+		"The partition database '%s' is handing its master role to another leaf; retry the transaction", db)
+}
 
 func errReplicaReadOnly(db string) error {
 	return mysql.NewSQLError(1290, "HY000",

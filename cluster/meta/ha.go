@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"sort"
 )
 
 // High availability as pure functions of the metadata (DESIGN.md §3): where
@@ -102,6 +103,9 @@ const (
 	ActionAttach = "ATTACH PARTITION"
 	ActionDrop   = "DROP PARTITION"
 	ActionCopy   = "COPY PARTITION"
+	// ActionPromote hands a partition's master role to the replica on
+	// Target; the old master becomes its replica.
+	ActionPromote = "PROMOTE PARTITION"
 )
 
 // Step is one low-level partition operation of a plan. Steps of a phase
@@ -146,12 +150,11 @@ func QuotedAddr(addr string) string {
 //     mastered elsewhere conflicts (an error unless force) and is dropped
 //     and copied again from the master (DROP, COPY); a partition of the
 //     pair without replica gets one (COPY);
+//   - then the pair's masters are split evenly between the two (PROMOTE,
+//     see BalancePair).
 //
-// Moving half of the pair's masters back to the leaf (PROMOTE) is not
-// planned yet: the hand-over lost acknowledged writes under load (see
-// DESIGN.md §3), so the pair keeps every master until that is fixed.
-//
-// Copies of partitions it does not mention are left alone (orphans).
+// Copies of partitions it does not mention are left alone (orphans). The
+// steps come in phase order.
 func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo, force bool) ([]Step, error) {
 	redundancy := st.Redundancy()
 	pair := st.PairOf(leaf)
@@ -183,5 +186,90 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 			steps = append(steps, Step{Action: ActionCopy, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: 3})
 		}
 	}
+	if redundancy >= 2 && pair != "" {
+		steps = append(steps, BalancePair(ApplySteps(d, steps), leaf, pair, 4)...)
+	}
+	sortSteps(steps)
 	return steps, nil
+}
+
+// sortSteps orders steps by phase, then ordinal, then target.
+func sortSteps(steps []Step) {
+	sort.SliceStable(steps, func(i, j int) bool {
+		a, b := steps[i], steps[j]
+		if a.Phase != b.Phase {
+			return a.Phase < b.Phase
+		}
+		if a.Ordinal != b.Ordinal {
+			return a.Ordinal < b.Ordinal
+		}
+		return a.Target < b.Target
+	})
+}
+
+// BalancePair plans the PROMOTE steps that split the masters of the
+// partitions held by both leaves of a pair evenly between them (the
+// heavier side keeps the odd one). The partitions handed over are the
+// heavier side's lowest ordinals.
+func BalancePair(d *Database, x, y string, phase int) []Step {
+	var onX, onY []int
+	for _, p := range d.Partitions {
+		if len(p.Replicas) != 1 {
+			continue
+		}
+		switch {
+		case p.Master == x && p.Replicas[0] == y:
+			onX = append(onX, p.Ordinal)
+		case p.Master == y && p.Replicas[0] == x:
+			onY = append(onY, p.Ordinal)
+		}
+	}
+	from, to, moves := onX, y, (len(onX)-len(onY))/2
+	if moves < 0 {
+		from, to, moves = onY, x, -moves
+	}
+	var steps []Step
+	for _, o := range from[:moves] {
+		steps = append(steps, Step{Action: ActionPromote, DB: d.Name, Ordinal: o, Target: to, Phase: phase})
+	}
+	return steps
+}
+
+// ApplySteps is the partition map of d after steps have run.
+func ApplySteps(d *Database, steps []Step) *Database {
+	out := *d
+	out.Partitions = make([]Partition, len(d.Partitions))
+	for i, p := range d.Partitions {
+		p.Replicas = append([]string(nil), p.Replicas...)
+		out.Partitions[i] = p
+	}
+	for _, s := range steps {
+		if s.Ordinal < 0 || s.Ordinal >= len(out.Partitions) {
+			continue
+		}
+		p := &out.Partitions[s.Ordinal]
+		switch s.Action {
+		case ActionAttach:
+			if s.AsMaster {
+				p.Master = s.Target
+			} else if !slices.Contains(p.Replicas, s.Target) {
+				p.Replicas = append(p.Replicas, s.Target)
+			}
+		case ActionCopy:
+			if !slices.Contains(p.Replicas, s.Target) && p.Master != s.Target {
+				p.Replicas = append(p.Replicas, s.Target)
+			}
+		case ActionDrop:
+			p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
+			if p.Master == s.Target {
+				p.Master = ""
+			}
+		case ActionPromote:
+			if i := slices.Index(p.Replicas, s.Target); i >= 0 {
+				p.Replicas[i] = p.Master
+				p.Master = s.Target
+			}
+		}
+	}
+	return &out
 }

@@ -77,14 +77,67 @@ func TestPlanAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a holds masters 0, 1, 2 with b's replicas, b master 3 without
+	// replica: one of a's masters moves back to b
 	want := []Step{
 		{Action: ActionAttach, DB: "db", Ordinal: 0, Target: b, Phase: 1},
+		{Action: ActionAttach, DB: "db", Ordinal: 3, Target: b, Phase: 1, AsMaster: true},
 		{Action: ActionDrop, DB: "db", Ordinal: 1, Target: b, Phase: 2},
 		{Action: ActionCopy, DB: "db", Ordinal: 1, Target: b, Phase: 3},
 		{Action: ActionCopy, DB: "db", Ordinal: 2, Target: b, Phase: 3},
-		{Action: ActionAttach, DB: "db", Ordinal: 3, Target: b, Phase: 1, AsMaster: true},
+		{Action: ActionPromote, DB: "db", Ordinal: 0, Target: b, Phase: 4},
 	}
 	if !reflect.DeepEqual(steps, want) {
 		t.Errorf("steps\n%+v\nwant\n%+v", steps, want)
+	}
+	after := ApplySteps(d, steps)
+	masters := map[string]int{}
+	for _, p := range after.Partitions {
+		masters[p.Master]++
+		if p.Ordinal != 3 && (len(p.Replicas) != 1 || p.Replicas[0] == p.Master) {
+			t.Errorf("after the attach partition %+v", p)
+		}
+	}
+	if masters[a] != 2 || masters[b] != 2 {
+		t.Errorf("masters after the attach: %v", masters)
+	}
+}
+
+func TestBalancePair(t *testing.T) {
+	x, y := "h:1", "h:2"
+	for _, tc := range []struct {
+		masters string // per ordinal: x or y master, the other the replica; '-' not the pair's
+		want    []int  // ordinals promoted
+		to      string
+	}{
+		{"xxxx", []int{0, 1}, y},
+		{"xxxxx", []int{0, 1}, y},
+		{"xyxy", nil, ""},
+		{"yyyx", []int{0}, x},
+		{"x-x-x-x-", []int{0, 2}, y},
+		{"", nil, ""},
+	} {
+		d := &Database{Name: "db"}
+		for i, c := range tc.masters {
+			p := Partition{Ordinal: i, Master: x, Replicas: []string{y}}
+			switch c {
+			case 'y':
+				p.Master, p.Replicas = y, []string{x}
+			case '-':
+				p.Master, p.Replicas = "h:3", []string{"h:4"}
+			}
+			d.Partitions = append(d.Partitions, p)
+		}
+		steps := BalancePair(d, x, y, 4)
+		var got []int
+		for _, s := range steps {
+			got = append(got, s.Ordinal)
+			if s.Target != tc.to || s.Action != ActionPromote || s.Phase != 4 {
+				t.Errorf("%s: step %+v", tc.masters, s)
+			}
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: promoted %v, want %v", tc.masters, got, tc.want)
+		}
 	}
 }

@@ -323,6 +323,13 @@ func (n *Node) cleanup() {
 	}
 	if n.t.Failed() {
 		n.t.Logf("log of node on port %d:\n%s", n.Port, tail(n.Log(), 4000))
+		// CANOPY_KEEP_LOGS=dir keeps the whole logs of a failed test
+		if dir := os.Getenv("CANOPY_KEEP_LOGS"); dir != "" {
+			name := strings.NewReplacer("/", "_", " ", "_").Replace(n.t.Name())
+			if err := os.MkdirAll(dir, 0o755); err == nil {
+				os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, n.Port)), []byte(n.Log()), 0o644)
+			}
+		}
 	}
 }
 
