@@ -60,6 +60,11 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			return nil, err
 		}
 		return &sqltypes.Result{RowsAffected: 1}, nil
+	case sqlcmd.Rebalance:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		return a.rebalanceCommand(ctx, cmd)
 	case sqlcmd.BootstrapAggregator:
 		return nil, mysql.NewSQLError(1105, "HY000", "This node is already an aggregator of cluster %s", a.clusterID)
 	}

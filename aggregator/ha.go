@@ -45,6 +45,7 @@ type copyKey struct {
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
 	mu        sync.Mutex        // one cluster operation at a time
+	partMu    sync.Mutex        // one partition map change at a time
 	cfgMu     sync.Mutex        // guards sent
 	sent      map[string]string // leaf → the replica list it last accepted
 	copyMu    sync.Mutex        // guards copying and rebalance
@@ -388,30 +389,64 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	return nil
 }
 
-// runSteps runs a database's steps one after another, in plan order (a
-// partition's DROP before its COPY; each step waits on replication rather
-// than on this loop).
+// runSteps runs a database's steps phase by phase, the steps of a phase
+// in parallel (at most stepParallelism at once). A failed step stops the
+// run once its phase has finished; what was done stays done, and every
+// step leaves the partition with its master, so the plan can be made and
+// run again.
 func (a *Aggregator) runSteps(ctx context.Context, db string, steps []meta.Step) error {
 	status := make([]stepStatus, len(steps))
 	for i, s := range steps {
 		status[i] = stepStatus{step: s, status: "scheduled"}
 	}
-	a.setRebalanceStatus(db, status)
-	for i, s := range steps {
-		status[i].status, status[i].started = "running", time.Now()
+	var mu sync.Mutex // guards status
+	publish := func() {
+		mu.Lock()
 		a.setRebalanceStatus(db, status)
-		err := a.runStep(ctx, s)
-		status[i].took = time.Since(status[i].started)
-		status[i].status = "success"
-		if err != nil {
-			status[i].status = "error"
-			a.setRebalanceStatus(db, status)
-			return fmt.Errorf("%s %s:%d on %s: %w", s.Action, s.DB, s.Ordinal, s.Target, err)
-		}
-		a.setRebalanceStatus(db, status)
+		mu.Unlock()
 	}
-	return nil
+	publish()
+	var failed error
+	for lo := 0; lo < len(steps) && failed == nil; {
+		hi := lo
+		for hi < len(steps) && steps[hi].Phase == steps[lo].Phase {
+			hi++
+		}
+		sem := make(chan struct{}, stepParallelism)
+		var wg sync.WaitGroup
+		for i := lo; i < hi; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				s := steps[i]
+				mu.Lock()
+				status[i].status, status[i].started = "running", time.Now()
+				mu.Unlock()
+				publish()
+				err := a.runStep(ctx, s)
+				mu.Lock()
+				status[i].took = time.Since(status[i].started)
+				status[i].status = "success"
+				if err != nil {
+					status[i].status = "error"
+					if failed == nil {
+						failed = fmt.Errorf("%s %s:%d on %s: %w", s.Action, s.DB, s.Ordinal, s.Target, err)
+					}
+				}
+				mu.Unlock()
+				publish()
+			}(i)
+		}
+		wg.Wait()
+		lo = hi
+	}
+	return failed
 }
+
+// stepParallelism bounds the steps of one phase that run at once.
+const stepParallelism = 4
 
 func (a *Aggregator) setRebalanceStatus(db string, status []stepStatus) {
 	a.ha.copyMu.Lock()
@@ -419,8 +454,12 @@ func (a *Aggregator) setRebalanceStatus(db string, status []stepStatus) {
 	a.ha.copyMu.Unlock()
 }
 
-// updatePartition changes one partition of a database in the metadata.
+// updatePartition changes one partition of a database in the metadata
+// (steps running in parallel update the same partition list: partMu
+// makes each read-modify-write whole).
 func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta.Partition)) error {
+	a.ha.partMu.Lock()
+	defer a.ha.partMu.Unlock()
 	d := a.State().Database(db)
 	if d == nil || ordinal >= len(d.Partitions) {
 		return fmt.Errorf("database %s has no partition %d", db, ordinal)
@@ -430,6 +469,9 @@ func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta
 	p.Replicas = append([]string(nil), p.Replicas...)
 	change(&p)
 	parts[ordinal] = p
+	if samePartitions(d.Partitions, parts) {
+		return nil
+	}
 	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
 		return err
 	}
@@ -449,7 +491,17 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		}
 		return a.copyPartition(ctx, s)
 	case meta.ActionDrop:
-		_, err := a.onLeaf(s.Target, "CANOPY DROP PARTITION "+name)
+		// out of the map first (its master stops shipping to it), then gone
+		err := a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+			p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
+		})
+		if err != nil {
+			return err
+		}
+		if d := a.State().Database(s.DB); d != nil && s.Ordinal < len(d.Partitions) && d.Partitions[s.Ordinal].Master == s.Target {
+			return fmt.Errorf("refusing to drop the master copy of %s:%d", s.DB, s.Ordinal)
+		}
+		_, err = a.onLeaf(s.Target, "CANOPY DROP PARTITION "+name)
 		return err
 	case meta.ActionCopy:
 		return a.copyPartition(ctx, s)

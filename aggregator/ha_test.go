@@ -4,11 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math/rand"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,14 +178,12 @@ func TestRedundancy2Failover(t *testing.T) {
 		}
 	}
 	hadb, child := c.MA.DB("ha"), c.Children[0].DB("ha")
-	testutil.Exec(t, hadb, "CREATE TABLE kv (id BIGINT PRIMARY KEY, w INT)")
-	testutil.Exec(t, hadb, "CREATE TABLE accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)")
-	var rows []string
-	for i := 0; i < bankAccounts; i++ {
-		rows = append(rows, fmt.Sprintf("(%d, %d)", i, bankStart))
+	load := startWriteLoad(t, 8, hadb, child)
+	key := sharding.NewKey([]gmssql.Type{types.Int64})
+	verify := func(step string) {
+		t.Helper()
+		load.verify(step, ma, c.Leaves)
 	}
-	testutil.Exec(t, hadb, "INSERT INTO accounts VALUES "+strings.Join(rows, ","))
-	wantTotal := bankAccounts * bankStart
 
 	// a replica shows itself as a sync slave on its leaf
 	roles := strings.Join(testutil.Rows(t, c.Leaves[1].DB(""), "SHOW DATABASES EXTENDED"), "\n")
@@ -198,149 +193,6 @@ func TestRedundancy2Failover(t *testing.T) {
 	testutil.ExpectError(t, c.Leaves[1].DB(""), 1290, "HY000",
 		fmt.Sprintf("INSERT INTO ha_%d.kv VALUES (1, 1)", replicaOrdinalOn(t, copies, c.Leaves[1].Port)))
 
-	// the load: inserts of unique ids and transfers, through both aggregators
-	var mu sync.Mutex
-	// Transfers pause while the total is checked: a read concurrent with
-	// a distributed commit can see part of it (READ COMMITTED, as in
-	// SingleStore), and after a failover that window lasts until the
-	// in-doubt parts are applied on the promoted copies.
-	var transfersPaused sync.RWMutex
-	acked := map[int64]bool{}
-	var insertErrs, transfers, transferErrs int
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var next int64
-	for w := 0; w < 4; w++ {
-		db := hadb
-		if w%2 == 1 {
-			db = child
-		}
-		wg.Add(2)
-		go func(db *sql.DB) {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				mu.Lock()
-				next++
-				id := next
-				mu.Unlock()
-				_, err := db.Exec("INSERT INTO kv VALUES (?, 1)", id)
-				mu.Lock()
-				if err == nil {
-					acked[id] = true
-				} else {
-					insertErrs++
-				}
-				mu.Unlock()
-				if err != nil {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}(db)
-		go func(w int, db *sql.DB) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(int64(w)))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				from, to := rng.Intn(bankAccounts), rng.Intn(bankAccounts)
-				if from == to {
-					continue
-				}
-				transfersPaused.RLock()
-				err := transfer(db, from, to, 1+rng.Intn(50))
-				transfersPaused.RUnlock()
-				mu.Lock()
-				transfers++
-				if err != nil {
-					transferErrs++
-				}
-				mu.Unlock()
-				if err != nil {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}(w, db)
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
-	key := sharding.NewKey([]gmssql.Type{types.Int64})
-	verify := func(step string) {
-		t.Helper()
-		mu.Lock()
-		want := make([]int64, 0, len(acked))
-		for id := range acked {
-			want = append(want, id)
-		}
-		mu.Unlock()
-		present := map[int64]bool{}
-		for _, r := range testutil.Rows(t, hadb, "SELECT id FROM kv") {
-			id, _ := strconv.ParseInt(r, 10, 64)
-			present[id] = true
-		}
-		var missing []int64
-		for _, id := range want {
-			if !present[id] {
-				missing = append(missing, id)
-			}
-		}
-		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
-		if len(missing) > 0 {
-			parts := map[int]int{}
-			for _, id := range missing {
-				p, _ := key.Partition([]interface{}{id}, 8)
-				parts[p]++
-			}
-			t.Logf("missing per partition: %v; partitions: %q", parts, testutil.Rows(t, ma, "SHOW PARTITIONS ON ha"))
-			time.Sleep(2 * time.Second)
-			for _, id := range missing[:min(len(missing), 5)] {
-				p, _ := key.Partition([]interface{}{id}, 8)
-				t.Logf("id %d (partition %d) through the MA now: %q, child: %q", id, p,
-					testutil.Rows(t, hadb, fmt.Sprintf("SELECT w FROM kv WHERE id = %d", id)),
-					testutil.Rows(t, child, fmt.Sprintf("SELECT w FROM kv WHERE id = %d", id)))
-				for _, l := range c.Leaves {
-					if l.Running() {
-						var w sql.NullInt64
-						err := l.DB("").QueryRow(fmt.Sprintf("SELECT w FROM ha_%d.kv WHERE id = %d", p, id)).Scan(&w)
-						t.Logf("  on leaf %d: %v %v", l.Port, w, err)
-					}
-				}
-			}
-			t.Fatalf("%s: %d of %d acknowledged inserts lost, e.g. %v", step, len(missing), len(want), missing[:min(len(missing), 10)])
-		}
-		// every acknowledged transfer is applied; one that failed may
-		// still be in doubt on a leaf until the resolver rolls it back
-		func() {
-			transfersPaused.Lock()
-			defer transfersPaused.Unlock()
-			start := time.Now()
-			eventually(t, 15*time.Second, func() string {
-				if got := bankTotal(t, hadb); got != wantTotal {
-					return fmt.Sprintf("%s: bank total %d, want %d", step, got, wantTotal)
-				}
-				return ""
-			})
-			if waited := time.Since(start); waited > time.Second {
-				t.Logf("%s: the bank total was right after %s", step, waited)
-			}
-		}()
-		mu.Lock()
-		t.Logf("%s: %d acknowledged inserts all present (%d failed), %d transfers (%d failed), total intact", step, len(want), insertErrs, transfers, transferErrs)
-		mu.Unlock()
-	}
 	// firstWrite measures how long after a failure a write to one of the
 	// victim's master partitions succeeds.
 	firstWrite := func(victim int, since time.Time) time.Duration {
@@ -356,9 +208,7 @@ func TestRedundancy2Failover(t *testing.T) {
 		for {
 			_, err := hadb.Exec("INSERT INTO kv VALUES (?, 2)", id)
 			if err == nil {
-				mu.Lock()
-				acked[id] = true
-				mu.Unlock()
+				load.Ack(id)
 				return time.Since(since)
 			}
 			if time.Since(since) > 30*time.Second {
@@ -406,8 +256,7 @@ func TestRedundancy2Failover(t *testing.T) {
 	waitLeafState(t, ma, pair.Port, "online", 60*time.Second)
 
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	load.Stop()
 	verify("after the pair returned")
 }
 

@@ -84,6 +84,13 @@ type (
 	// or drop a copy whatever its role.
 	PartitionRole struct{ Action, Database string }
 
+	// Rebalance is [EXPLAIN] REBALANCE PARTITIONS ON db [FORCE] and
+	// [EXPLAIN] RESTORE REDUNDANCY ON db (RestoreOnly).
+	Rebalance struct {
+		Database                    string
+		Explain, Force, RestoreOnly bool
+	}
+
 	// AttachLeaf is ATTACH LEAF 'host'[:port] [FORCE] | ATTACH LEAF ALL [FORCE].
 	AttachLeaf struct {
 		Host  string
@@ -120,6 +127,7 @@ func (RollbackPrepared) command()    {}
 func (ShowPrepared) command()        {}
 func (Replicate) command()           {}
 func (PartitionRole) command()       {}
+func (Rebalance) command()           {}
 func (AttachLeaf) command()          {}
 func (DetachLeaf) command()          {}
 func (ShowRebalanceStatus) command() {}
@@ -257,6 +265,14 @@ func parseCluster(p *parser) Command {
 		host, port, ok := p.hostPort()
 		if ok && p.done() {
 			return DetachLeaf{Host: host, Port: port}
+		}
+	case p.keyword("EXPLAIN", "REBALANCE", "PARTITIONS", "ON"), p.keyword("REBALANCE", "PARTITIONS", "ON"),
+		p.keyword("EXPLAIN", "RESTORE", "REDUNDANCY", "ON"), p.keyword("RESTORE", "REDUNDANCY", "ON"):
+		c := Rebalance{Explain: strings.EqualFold(p.toks[0].text, "EXPLAIN"), Database: p.next().text}
+		c.RestoreOnly = strings.EqualFold(p.toks[p.pos-4].text, "RESTORE")
+		c.Force = !c.RestoreOnly && p.keyword("FORCE")
+		if p.done() && c.Database != "" {
+			return c
 		}
 	case p.keyword("SHOW", "REBALANCE", "STATUS"):
 		c := ShowRebalanceStatus{}

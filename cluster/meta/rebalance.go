@@ -1,0 +1,276 @@
+package meta
+
+import (
+	"slices"
+	"sort"
+)
+
+// Rebalance planning (003_00509c68988978d3.txt, "Rebalancing the
+// Cluster"): a pure function from the metadata to phased steps. A
+// redundancy-1 database is balanced when every online leaf holds an equal
+// number of partitions (±1); a redundancy-2 database when every pair holds
+// an equal number (±1), every partition has a replica on its master's
+// pair, and within a pair each leaf holds equal numbers of masters (±1).
+//
+// Phases, as in the seed's example (steps of a phase can run in parallel):
+//
+//	1 COPY PARTITION     new copies: missing replicas, and the copies of moving partitions
+//	2 PROMOTE PARTITION  a moving partition's master role goes to its new copy
+//	3 DROP PARTITION     the copies a move left behind
+//	4 PROMOTE PARTITION  masters split evenly within each pair
+//
+// A copy is dropped only once another copy is master, so no plan ever
+// drops the last copy of a partition. Partitions without an online master
+// are left alone (ATTACH LEAF or REBALANCE … FORCE deal with them).
+
+// Phases of a rebalance plan.
+const (
+	PhaseCopy        = 1
+	PhaseMove        = 2
+	PhaseDrop        = 3
+	PhaseBalancePair = 4
+)
+
+// PlanRebalance is the plan that balances d (REBALANCE PARTITIONS).
+func PlanRebalance(st *State, d *Database) []Step {
+	var steps []Step
+	if st.Redundancy() >= 2 {
+		steps = planRedundant(st, d)
+	} else {
+		steps = planSingle(st, d)
+	}
+	sortSteps(steps)
+	return steps
+}
+
+// PlanRestoreRedundancy gives every partition of d that lacks one a
+// replica on its master's pair (RESTORE REDUNDANCY); it moves nothing.
+func PlanRestoreRedundancy(st *State, d *Database) []Step {
+	if st.Redundancy() < 2 {
+		return nil
+	}
+	steps := restoreSteps(st, d)
+	sortSteps(steps)
+	return steps
+}
+
+func (s *State) online(addr string) bool {
+	l, ok := s.Leaf(addr)
+	return ok && l.State == LeafOnline
+}
+
+// share splits n items over units: the units holding the most (then the
+// lowest address) get the remainder, which moves the least.
+func share(units []string, held map[string]int, n int) map[string]int {
+	order := append([]string(nil), units...)
+	sort.SliceStable(order, func(i, j int) bool {
+		if held[order[i]] != held[order[j]] {
+			return held[order[i]] > held[order[j]]
+		}
+		return order[i] < order[j]
+	})
+	target := map[string]int{}
+	for i, u := range order {
+		target[u] = n / len(units)
+		if i < n%len(units) {
+			target[u]++
+		}
+	}
+	return target
+}
+
+// moves pairs the surplus items of over-target units (their highest
+// ordinals) with the under-target units (lowest address first).
+func moves(units []string, items map[string][]int, target map[string]int) (ordinals []int, from, to []string) {
+	var surplus []struct {
+		ordinal int
+		unit    string
+	}
+	for _, u := range units {
+		own := append([]int(nil), items[u]...)
+		sort.Ints(own)
+		for _, o := range own[min(target[u], len(own)):] {
+			surplus = append(surplus, struct {
+				ordinal int
+				unit    string
+			}{o, u})
+		}
+	}
+	sort.Slice(surplus, func(i, j int) bool { return surplus[i].ordinal < surplus[j].ordinal })
+	i := 0
+	for _, u := range units {
+		for need := target[u] - len(items[u]); need > 0 && i < len(surplus); need-- {
+			ordinals = append(ordinals, surplus[i].ordinal)
+			from = append(from, surplus[i].unit)
+			to = append(to, u)
+			i++
+		}
+	}
+	return ordinals, from, to
+}
+
+func planSingle(st *State, d *Database) []Step {
+	var leaves []string
+	for _, l := range st.Leaves {
+		if l.State == LeafOnline {
+			leaves = append(leaves, l.Addr())
+		}
+	}
+	sort.Strings(leaves)
+	if len(leaves) == 0 {
+		return nil
+	}
+	items := map[string][]int{}
+	held := map[string]int{}
+	n := 0
+	for _, p := range d.Partitions {
+		if p.Master != "" && st.online(p.Master) {
+			items[p.Master] = append(items[p.Master], p.Ordinal)
+			held[p.Master]++
+			n++
+		}
+	}
+	var steps []Step
+	ordinals, from, to := moves(leaves, items, share(leaves, held, n))
+	for i, o := range ordinals {
+		steps = append(steps,
+			Step{Action: ActionCopy, DB: d.Name, Ordinal: o, Target: to[i], Phase: PhaseCopy},
+			Step{Action: ActionPromote, DB: d.Name, Ordinal: o, Target: to[i], Phase: PhaseMove},
+			Step{Action: ActionDrop, DB: d.Name, Ordinal: o, Target: from[i], Phase: PhaseDrop})
+	}
+	return steps
+}
+
+// restoreSteps copies a partition to its master's pair where that copy is
+// missing.
+func restoreSteps(st *State, d *Database) []Step {
+	var steps []Step
+	for _, p := range d.Partitions {
+		if p.Master == "" || !st.online(p.Master) {
+			continue
+		}
+		pair := st.PairOf(p.Master)
+		if pair == "" || !st.online(pair) || slices.Contains(p.Replicas, pair) {
+			continue
+		}
+		steps = append(steps, Step{Action: ActionCopy, DB: d.Name, Ordinal: p.Ordinal, Target: pair, Phase: PhaseCopy})
+	}
+	return steps
+}
+
+func planRedundant(st *State, d *Database) []Step {
+	pairs := st.Pairs()
+	if len(pairs) == 0 {
+		return nil
+	}
+	steps := restoreSteps(st, d)
+	pairOf := map[string]string{} // leaf → its pair's name (the group-1 leaf)
+	var units []string
+	for _, p := range pairs {
+		pairOf[p[0]], pairOf[p[1]] = p[0], p[0]
+		units = append(units, p[0])
+	}
+	sort.Strings(units)
+	items := map[string][]int{}
+	held := map[string]int{}
+	masters := map[string]int{} // per leaf, to choose where a moved master goes
+	n := 0
+	for _, p := range d.Partitions {
+		u, ok := pairOf[p.Master]
+		if !ok {
+			continue // no master, or its pair is incomplete: not movable now
+		}
+		items[u] = append(items[u], p.Ordinal)
+		held[u]++
+		masters[p.Master]++
+		n++
+	}
+	ordinals, _, to := moves(units, items, share(units, held, n))
+	for i, o := range ordinals {
+		p := d.Partitions[o]
+		x, y := to[i], st.PairOf(to[i])
+		if masters[y] < masters[x] {
+			x, y = y, x
+		}
+		masters[x]++
+		masters[p.Master]--
+		steps = slices.DeleteFunc(steps, func(s Step) bool { return s.Ordinal == o }) // no replica in the old pair
+		steps = append(steps,
+			Step{Action: ActionCopy, DB: d.Name, Ordinal: o, Target: x, Phase: PhaseCopy},
+			Step{Action: ActionCopy, DB: d.Name, Ordinal: o, Target: y, Phase: PhaseCopy},
+			Step{Action: ActionPromote, DB: d.Name, Ordinal: o, Target: x, Phase: PhaseMove},
+			Step{Action: ActionDrop, DB: d.Name, Ordinal: o, Target: p.Master, Phase: PhaseDrop})
+		for _, r := range p.Replicas {
+			steps = append(steps, Step{Action: ActionDrop, DB: d.Name, Ordinal: o, Target: r, Phase: PhaseDrop})
+		}
+	}
+	after := ApplySteps(d, steps)
+	for _, p := range pairs {
+		steps = append(steps, BalancePair(after, p[0], p[1], PhaseBalancePair)...)
+	}
+	return steps
+}
+
+// Balanced reports whether d is balanced as PlanRebalance defines it, over
+// the partitions that have an online master.
+func Balanced(st *State, d *Database) bool {
+	if st.Redundancy() < 2 {
+		count := map[string]int{}
+		for _, l := range st.Leaves {
+			if l.State == LeafOnline {
+				count[l.Addr()] = 0
+			}
+		}
+		for _, p := range d.Partitions {
+			if p.Master != "" && st.online(p.Master) {
+				count[p.Master]++
+			}
+		}
+		return spread(count) <= 1
+	}
+	perPair := map[string]int{}
+	perLeaf := map[string]int{}
+	pairs := st.Pairs()
+	for _, p := range pairs {
+		perPair[p[0]] = 0
+		perLeaf[p[0]], perLeaf[p[1]] = 0, 0
+	}
+	for _, p := range d.Partitions {
+		if p.Master == "" || !st.online(p.Master) {
+			continue
+		}
+		pair := st.PairOf(p.Master)
+		if pair == "" || !st.online(pair) {
+			continue
+		}
+		if !slices.Contains(p.Replicas, pair) {
+			return false
+		}
+		perLeaf[p.Master]++
+		for _, pr := range pairs {
+			if pr[0] == p.Master || pr[1] == p.Master {
+				perPair[pr[0]]++
+			}
+		}
+	}
+	for _, p := range pairs {
+		if d := perLeaf[p[0]] - perLeaf[p[1]]; d > 1 || d < -1 {
+			return false
+		}
+	}
+	return spread(perPair) <= 1
+}
+
+func spread(count map[string]int) int {
+	lo, hi, first := 0, 0, true
+	for _, c := range count {
+		if first || c < lo {
+			lo = c
+		}
+		if first || c > hi {
+			hi = c
+		}
+		first = false
+	}
+	return hi - lo
+}
