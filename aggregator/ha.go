@@ -69,12 +69,17 @@ func newHAState() *haState {
 
 // severFailed closes, on every aggregator, the connections to a leaf that
 // just left the online state: statements waiting on a hung leaf end now.
+// It keeps doing so while the leaf is offline and not answering
+// heartbeats: a statement that routed with the metadata of a moment
+// before may still reach it.
 func (a *Aggregator) severFailed() {
 	a.ha.statesMu.Lock()
 	defer a.ha.statesMu.Unlock()
 	for _, l := range a.State().Leaves {
 		addr := l.Addr()
-		if prev, ok := a.ha.states[addr]; ok && prev == meta.LeafOnline && l.State != meta.LeafOnline {
+		prev, ok := a.ha.states[addr]
+		left := ok && prev == meta.LeafOnline && l.State != meta.LeafOnline
+		if left || (l.State == meta.LeafOffline && a.beats.down(addr)) {
 			a.pools.Sever(addr)
 		}
 		a.ha.states[addr] = l.State

@@ -303,3 +303,63 @@ func TestFailedCommitEndsTransaction(t *testing.T) {
 	}
 	testutil.ExpectRows(t, db, "SELECT id FROM t", "2")
 }
+
+// TestRedundancy2Pause pauses a leaf with SIGSTOP under a write load (it
+// accepts connections and answers nothing): it is failed over after the
+// failure timeout, and when it resumes, the commits it was holding fail
+// (its replicas were promoted: fencing), it is attached again, its stale
+// copies replaced, and the pair's masters split. Nothing acknowledged is
+// lost.
+func TestRedundancy2Pause(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
+	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 2000")
+	for i := 0; i < 4; i++ {
+		c.AddLeaf(testutil.StartNode(t), 0)
+	}
+	c.AddAggregator(testutil.StartNode(t))
+	testutil.Exec(t, ma, "CREATE DATABASE ps WITH SYNC REPLICATION PARTITIONS 8")
+	load := startWriteLoad(t, 8, c.MA.DB("ps"), c.Children[0].DB("ps"))
+	time.Sleep(time.Second)
+
+	victim := c.Leaves[0]
+	victimPort := strconv.Itoa(victim.Port)
+	masters := partitionMasters(t, ma, "ps")
+	key := sharding.NewKey([]gmssql.Type{types.Int64})
+	var id int64 = 1 << 40
+	for ; ; id++ {
+		if p, _ := key.Partition([]interface{}{id}, 8); masters[p] == victimPort {
+			break
+		}
+	}
+	paused := time.Now()
+	victim.Pause()
+	for {
+		if _, err := c.MA.DB("ps").Exec("INSERT INTO kv VALUES (?, 2)", id); err == nil {
+			load.Ack(id)
+			break
+		}
+		if time.Since(paused) > 30*time.Second {
+			t.Fatal("no write on the paused leaf's partitions succeeded in 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("SIGSTOP → first write on its partitions: %s (failure timeout 2 s)", time.Since(paused))
+	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
+	load.verify("after the paused leaf's failover", ma, c.Leaves)
+
+	victim.Resume()
+	waitLeafState(t, ma, victim.Port, "online", 60*time.Second)
+	perLeaf := map[string]int{}
+	for _, m := range partitionMasters(t, ma, "ps") {
+		perLeaf[m]++
+	}
+	if perLeaf[victimPort] != 2 {
+		t.Errorf("after the resumed leaf was attached, masters per leaf: %v", perLeaf)
+	}
+	t.Logf("attach after resume: %q", testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON ps"))
+	time.Sleep(500 * time.Millisecond)
+	load.Stop()
+	load.verify("after the resumed leaf was attached", ma, c.Leaves)
+}

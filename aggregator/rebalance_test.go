@@ -90,6 +90,7 @@ func TestRebalanceGrowAndEnableHA(t *testing.T) {
 	victim := c.Leaves[0]
 	victim.Kill()
 	waitLeafState(t, ma, victim.Port, "offline", 10*time.Second)
+	waitReadable(t, c.MA.DB("rb")) // the promotions follow the state change
 	load.Stop()
 	lost, acked := load.lost()
 	t.Logf("async failover: %d of %d acknowledged inserts lost; bank total %d (want %d)", len(lost), acked, bankTotal(t, c.MA.DB("rb")), bankAccounts*bankStart)

@@ -31,13 +31,18 @@ func (n Node) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Por
 
 // Pools holds one pool per node.
 type Pools struct {
-	mu      sync.Mutex
-	pools   map[string]*Pool
+	mu    sync.Mutex
+	pools map[string]*Pool
+	// retired are pools Forget dropped whose connections may still be in
+	// use: Sever closes those too.
+	retired map[string][]*Pool
 	maxIdle int
 }
 
 // New returns an empty set of pools.
-func New(maxIdle int) *Pools { return &Pools{pools: make(map[string]*Pool), maxIdle: maxIdle} }
+func New(maxIdle int) *Pools {
+	return &Pools{pools: make(map[string]*Pool), retired: make(map[string][]*Pool), maxIdle: maxIdle}
+}
 
 // Get returns the pool of a node, creating it (credentials are refreshed).
 func (ps *Pools) Get(n Node) *Pool {
@@ -51,11 +56,29 @@ func (ps *Pools) Get(n Node) *Pool {
 	return p
 }
 
-// Forget closes and drops a node's pool.
+// Forget closes and drops a node's pool. Its connections in use stay
+// open until released, or until Sever closes them.
 func (ps *Pools) Forget(addr string) {
-	if p := ps.take(addr); p != nil {
-		p.Close()
+	p := ps.take(addr)
+	if p == nil {
+		return
 	}
+	p.Close()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	kept := ps.retired[addr][:0]
+	for _, r := range ps.retired[addr] {
+		if r.inUse() {
+			kept = append(kept, r)
+		}
+	}
+	ps.retired[addr] = append(kept, p)
+}
+
+func (p *Pool) inUse() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.busy) > 0
 }
 
 // take removes a node's pool from the set and returns it.
@@ -71,12 +94,23 @@ func (ps *Pools) take(addr string) *Pool {
 // node was declared failed, and statements waiting on it (a hung node
 // never answers) end with an error instead of waiting for it to resume.
 func (ps *Pools) Sever(addr string) {
-	p := ps.take(addr)
-	if p == nil {
-		return
+	ps.mu.Lock()
+	retired := ps.retired[addr]
+	delete(ps.retired, addr)
+	ps.mu.Unlock()
+	for _, p := range retired {
+		p.sever()
 	}
+	if p := ps.take(addr); p != nil {
+		p.sever()
+	}
+}
+
+// sever closes the pool and its connections in use.
+func (p *Pool) sever() {
 	p.Close()
 	p.mu.Lock()
+	p.severed = true // a connection still being dialed is closed when it arrives
 	busy := make([]*Conn, 0, len(p.busy))
 	for c := range p.busy {
 		busy = append(busy, c)
@@ -117,6 +151,7 @@ type Pool struct {
 	idle    []*mysql.Conn
 	busy    map[*Conn]bool
 	closed  bool
+	severed bool
 	open    atomic.Int64
 }
 
@@ -151,9 +186,14 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, p.node.Addr(), err)
 	}
 	c.Conn = &coalescingConn{Conn: c.Conn}
+	p.mu.Lock()
+	if p.severed {
+		p.mu.Unlock()
+		c.Close()
+		return nil, fmt.Errorf("%w: %s: its connections were severed (failed node)", ErrUnreachable, p.node.Addr())
+	}
 	p.open.Add(1)
 	bc := &Conn{Conn: c, pool: p}
-	p.mu.Lock()
 	p.markBusy(bc)
 	p.mu.Unlock()
 	return bc, nil
