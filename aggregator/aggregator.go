@@ -321,6 +321,11 @@ func (a *Aggregator) leafPool(addr string) (*pool.Pool, error) {
 	if !ok {
 		return nil, fmt.Errorf("leaf %s is not part of the cluster", addr)
 	}
+	if l.State == meta.LeafOffline && a.beats.down(addr) {
+		// a statement routed with the metadata of a moment before the
+		// failover: fail now rather than dial a hung node
+		return nil, fmt.Errorf("%w: leaf %s is offline", pool.ErrUnreachable, addr)
+	}
 	return a.pools.Get(pool.Node{Host: l.Host, Port: l.Port, User: l.User, Password: l.Password}), nil
 }
 

@@ -311,6 +311,19 @@ func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
 	return res, nil
 }
 
+// promoteOn runs PROMOTE PARTITION on a leaf and returns the leaf's own
+// error (a *mysql.SQLError when the leaf refused it).
+func (a *Aggregator) promoteOn(leaf, quotedName string) error {
+	lp, err := a.leafPool(leaf)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = lp.Exec(ctx, "CANOPY PROMOTE PARTITION "+quotedName, 10)
+	return err
+}
+
 func samePartitions(a, b []meta.Partition) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
@@ -565,9 +578,20 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	if err := a.updatePartition(db, ordinal, swap(to, from)); err != nil {
 		return restore(err)
 	}
-	if _, err := a.onLeaf(to, "CANOPY PROMOTE PARTITION "+quoted); err != nil {
-		a.updatePartition(db, ordinal, swap(from, to))
-		return restore(fmt.Errorf("promote the replica on %s: %w", to, err))
+	if err := a.promoteOn(to, quoted); err != nil {
+		// Only a refusal by the leaf itself means the promotion did not
+		// happen; after a timeout or a broken connection it may still
+		// finish, and giving the old master its role back could make two
+		// masters. Then the metadata keeps naming the new one (the old is
+		// its replica), and failure detection fails it over as usual
+		// should it be dead.
+		var se *mysql.SQLError
+		if errors.As(err, &se) && se.Num < 2000 {
+			a.updatePartition(db, ordinal, swap(from, to))
+			return restore(fmt.Errorf("promote the replica on %s: %w", to, err))
+		}
+		a.log.Error("hand-over: the new master's promotion has an unknown outcome; it stays named master", "partition", name, "leaf", to, "err", err)
+		return fmt.Errorf("promote the replica on %s (outcome unknown; it stays the master in the metadata): %w", to, err)
 	}
 	a.log.Info("partition master handed over", "partition", name, "from", from, "to", to, "writes_paused", time.Since(start))
 	return nil
