@@ -534,8 +534,8 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 // transactions drained), the replica catches up with its final position,
 // the metadata names the new master (which from then on ships to the old
 // one), and the replica is promoted. Writes to the partition fail for the
-// time between demotion and promotion. If a step fails, the old master
-// takes its role back.
+// time between demotion and promotion. If a step fails before the new
+// master may have been promoted, the old master takes its role back.
 func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to string) error {
 	d := a.State().Database(db)
 	if d == nil || ordinal >= len(d.Partitions) {
@@ -551,19 +551,21 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	name := meta.PartitionName(db, ordinal)
 	quoted := quoteIdent(name)
 	start := time.Now()
+	restore := func(cause error) error {
+		if err := a.promoteOn(from, quoted); err != nil {
+			a.log.Error("hand-over failed and the old master could not take its role back", "partition", name, "leaf", from, "err", err)
+		}
+		return cause
+	}
 	res, err := a.onLeaf(from, "CANOPY DEMOTE PARTITION "+quoted)
 	if err != nil {
-		return fmt.Errorf("demote the master on %s: %w", from, err)
+		// it may have been demoted all the same (a timeout): promoting a
+		// master is a no-op, so take the role back either way
+		return restore(fmt.Errorf("demote the master on %s: %w", from, err))
 	}
 	var lsn uint64
 	if len(res.Rows) == 1 && len(res.Rows[0]) == 2 {
 		lsn, _ = strconv.ParseUint(res.Rows[0][1].ToString(), 10, 64)
-	}
-	restore := func(cause error) error {
-		if _, err := a.onLeaf(from, "CANOPY PROMOTE PARTITION "+quoted); err != nil {
-			a.log.Error("hand-over failed and the old master could not take its role back", "partition", name, "leaf", from, "err", err)
-		}
-		return cause
 	}
 	if err := a.waitPosition(ctx, to, name, lsn, 10*time.Second); err != nil {
 		return restore(err)
