@@ -60,6 +60,16 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			return nil, err
 		}
 		return &sqltypes.Result{RowsAffected: 1}, nil
+	case sqlcmd.ShowClusterStatus:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		return a.showClusterStatus(), nil
+	case sqlcmd.ClearOrphans:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		return a.clearOrphans(cmd.Explain)
 	case sqlcmd.Rebalance:
 		if !a.IsMaster() {
 			return a.forwardToMaster(ctx, c.ConnectionID, query)

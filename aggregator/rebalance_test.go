@@ -1,6 +1,7 @@
 package aggregator_test
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,4 +97,48 @@ func TestRebalanceGrowAndEnableHA(t *testing.T) {
 	t.Logf("async failover: %d of %d acknowledged inserts lost; bank total %d (want %d)", len(lost), acked, bankTotal(t, c.MA.DB("rb")), bankAccounts*bankStart)
 	testutil.ExpectError(t, ma, 1235, "42000", "REBALANCE PARTITIONS ON rb FORCE")
 	expectErrorContains(t, ma, "REBALANCE PARTITIONS ON nosuch", "Unknown database")
+}
+
+// TestClusterStatusAndOrphans: SHOW CLUSTER STATUS lists every copy with
+// its role; a partition database the metadata does not place on its leaf
+// is an Orphan, which EXPLAIN CLEAR ORPHAN DATABASES lists and CLEAR
+// ORPHAN DATABASES drops, leaving the data alone.
+func TestClusterStatusAndOrphans(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE orph PARTITIONS 4")
+	testutil.Exec(t, ma, "CREATE TABLE orph.t (id INT PRIMARY KEY)")
+	testutil.Exec(t, ma, "INSERT INTO orph.t VALUES (1), (2), (3), (4), (5), (6)")
+	masters := partitionMasters(t, ma, "orph")
+	a, b := c.Leaves[0], c.Leaves[1]
+	var foreign int // a partition mastered on b
+	for o, m := range masters {
+		if m == strconv.Itoa(b.Port) {
+			foreign = o
+		}
+	}
+	orphan := fmt.Sprintf("orph_%d", foreign)
+	testutil.Exec(t, a.DB(""), "CREATE DATABASE "+orphan)
+
+	roles := map[string]int{}
+	var orphans []string
+	for _, r := range testutil.Rows(t, ma, "SHOW CLUSTER STATUS") {
+		f := strings.Split(r, ",") // Host,Port,Database,Role,State,Position,Details
+		roles[f[3]]++
+		if f[3] == "Orphan" {
+			orphans = append(orphans, f[1]+"/"+f[2])
+		}
+	}
+	if roles["Master"] != 4 || roles["Reference"] != 2 || len(orphans) != 1 || orphans[0] != fmt.Sprintf("%d/%s", a.Port, orphan) {
+		t.Fatalf("SHOW CLUSTER STATUS roles %v, orphans %v", roles, orphans)
+	}
+	testutil.ExpectRows(t, ma, "EXPLAIN CLEAR ORPHAN DATABASES", fmt.Sprintf("127.0.0.1,%d,%s,DROP", a.Port, orphan))
+	testutil.Exec(t, ma, "CLEAR ORPHAN DATABASES")
+	for _, r := range testutil.Rows(t, a.DB(""), "SHOW DATABASES") {
+		if r == orphan {
+			t.Errorf("the orphan %s is still on its leaf", orphan)
+		}
+	}
+	testutil.ExpectRows(t, ma, "EXPLAIN CLEAR ORPHAN DATABASES")
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM orph.t", "6")
 }

@@ -105,6 +105,11 @@ type (
 	}
 	// ShowRebalanceStatus is SHOW REBALANCE STATUS [ON db].
 	ShowRebalanceStatus struct{ Database string }
+	// ShowClusterStatus is SHOW CLUSTER STATUS: every database copy on
+	// every leaf, with its role in the metadata.
+	ShowClusterStatus struct{}
+	// ClearOrphans is [EXPLAIN] CLEAR ORPHAN DATABASES.
+	ClearOrphans struct{ Explain bool }
 )
 
 func (BootstrapAggregator) command() {}
@@ -131,6 +136,8 @@ func (Rebalance) command()           {}
 func (AttachLeaf) command()          {}
 func (DetachLeaf) command()          {}
 func (ShowRebalanceStatus) command() {}
+func (ShowClusterStatus) command()   {}
+func (ClearOrphans) command()        {}
 
 // ClusterVariables are the variables kept in the cluster metadata.
 var ClusterVariables = map[string]bool{
@@ -184,6 +191,14 @@ func parseCluster(p *parser) Command {
 		host, port, ok := p.hostPort()
 		if ok && p.done() {
 			return RemoveAggregator{Host: host, Port: port}
+		}
+	case p.keyword("SHOW", "CLUSTER", "STATUS"):
+		if p.done() {
+			return ShowClusterStatus{}
+		}
+	case p.keyword("CLEAR", "ORPHAN", "DATABASES"), p.keyword("EXPLAIN", "CLEAR", "ORPHAN", "DATABASES"):
+		if p.done() {
+			return ClearOrphans{Explain: strings.EqualFold(p.toks[0].text, "EXPLAIN")}
 		}
 	case p.keyword("SHOW", "LEAVES"):
 		if p.done() {

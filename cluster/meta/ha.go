@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strings"
 )
 
 // High availability as pure functions of the metadata (DESIGN.md §3): where
@@ -272,4 +273,38 @@ func ApplySteps(d *Database, steps []Step) *Database {
 		}
 	}
 	return &out
+}
+
+// Roles of a database copy on a leaf, as SHOW CLUSTER STATUS prints them.
+const (
+	RoleMaster    = "Master"
+	RoleReplica   = "Slave"
+	RoleReference = "Reference"
+	RoleOrphan    = "Orphan"
+)
+
+// CopyRole is what the metadata makes of a database named name on leaf:
+// a distributed database's reference copy, a partition's master or
+// replica, or an orphan (a partition database the metadata does not place
+// there). ok is false for a name that is no database of the cluster.
+func CopyRole(st *State, leaf, name string) (role string, p Partition, db string, ok bool) {
+	for _, dn := range st.DatabaseNames() {
+		d := st.Database(dn)
+		if strings.EqualFold(name, d.Name) {
+			return RoleReference, Partition{}, d.Name, true
+		}
+		for _, part := range d.Partitions {
+			if !strings.EqualFold(name, PartitionName(d.Name, part.Ordinal)) {
+				continue
+			}
+			switch {
+			case part.Master == leaf:
+				return RoleMaster, part, d.Name, true
+			case slices.Contains(part.Replicas, leaf):
+				return RoleReplica, part, d.Name, true
+			}
+			return RoleOrphan, part, d.Name, true
+		}
+	}
+	return "", Partition{}, "", false
 }

@@ -141,3 +141,29 @@ func TestBalancePair(t *testing.T) {
 		}
 	}
 }
+
+func TestCopyRole(t *testing.T) {
+	st := New()
+	st.Databases["db"] = &Database{Name: "db", Partitions: []Partition{
+		{Ordinal: 0, Master: "a", Replicas: []string{"b"}},
+		{Ordinal: 1, Master: ""},
+	}}
+	for _, tc := range []struct {
+		leaf, name, role string
+		ok               bool
+	}{
+		{"a", "db_0", RoleMaster, true},
+		{"b", "db_0", RoleReplica, true},
+		{"c", "db_0", RoleOrphan, true},
+		{"a", "db_1", RoleOrphan, true},
+		{"a", "db", RoleReference, true},
+		{"a", "DB_0", RoleMaster, true},
+		{"a", "db_2", "", false},
+		{"a", "other", "", false},
+	} {
+		role, _, _, ok := CopyRole(st, tc.leaf, tc.name)
+		if role != tc.role || ok != tc.ok {
+			t.Errorf("CopyRole(%s, %s) = %q %v, want %q %v", tc.leaf, tc.name, role, ok, tc.role, tc.ok)
+		}
+	}
+}
