@@ -183,7 +183,7 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 		for _, p := range st.Database(name).Partitions {
 			if p.Master == addr && !a.hasOnlineReplica(st, p, addr) {
 				return mysql.NewSQLError(1105, "HY000",
-					"Leaf '%s':%d holds master partitions with no online replica (%s:%d and maybe more): moving them away needs REBALANCE PARTITIONS, which this version does not have yet",
+					"Leaf '%s':%d holds master partitions with no online replica (%s:%d and maybe more): REMOVE LEAF cannot move them away yet (REBALANCE PARTITIONS balances over every online leaf, this one included)",
 					l.Host, l.Port, name, p.Ordinal)
 			}
 		}

@@ -330,24 +330,41 @@ func samePartitions(a, b []meta.Partition) bool {
 	return string(x) == string(y)
 }
 
+// leafDatabase is one row of a leaf's SHOW DATABASES EXTENDED.
+type leafDatabase struct {
+	name, role, state, position string
+}
+
+// leafDatabases lists the databases a leaf holds (information_schema
+// aside), as its SHOW DATABASES EXTENDED reports them.
+func (a *Aggregator) leafDatabases(leaf string) ([]leafDatabase, error) {
+	res, err := a.onLeaf(leaf, "SHOW DATABASES EXTENDED")
+	if err != nil {
+		return nil, err
+	}
+	var out []leafDatabase
+	for _, row := range res.Rows {
+		if len(row) < 5 || row[2].IsNull() {
+			continue
+		}
+		out = append(out, leafDatabase{name: row[0].ToString(), role: row[2].ToString(), state: row[3].ToString(), position: row[4].ToString()})
+	}
+	return out, nil
+}
+
 // leafCopies lists the partition databases a leaf holds, with their
 // positions.
 func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[string]uint64, error) {
-	res, err := a.onLeaf(leaf, "SHOW DATABASES EXTENDED")
+	dbs, err := a.leafDatabases(leaf)
 	if err != nil {
 		return nil, nil, err
 	}
 	copies := map[string]meta.CopyInfo{}
 	lsns := map[string]uint64{}
-	for _, row := range res.Rows {
-		if len(row) < 5 || row[2].IsNull() {
-			continue
-		}
-		name := row[0].ToString()
-		copies[name] = meta.CopyInfo{Replica: strings.Contains(row[2].ToString(), "slave")}
-		pos := row[4].ToString()
-		if i := strings.IndexByte(pos, ':'); i >= 0 {
-			lsns[name], _ = strconv.ParseUint(pos[i+1:], 10, 64)
+	for _, d := range dbs {
+		copies[d.name] = meta.CopyInfo{Replica: strings.Contains(d.role, "slave")}
+		if i := strings.IndexByte(d.position, ':'); i >= 0 {
+			lsns[d.name], _ = strconv.ParseUint(d.position[i+1:], 10, 64)
 		}
 	}
 	return copies, lsns, nil

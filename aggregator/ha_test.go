@@ -148,6 +148,23 @@ func partitionCopies(t *testing.T, db *sql.DB, database string) map[int][2]strin
 	return out
 }
 
+// startPairedCluster starts a redundancy-2 cluster: a master aggregator,
+// four leaves in two pairs and a child aggregator. A failure timeout of
+// 0 keeps the default.
+func startPairedCluster(t *testing.T, failureTimeoutMs int) *testutil.Cluster {
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
+	if failureTimeoutMs > 0 {
+		testutil.Exec(t, ma, fmt.Sprintf("SET GLOBAL leaf_failure_timeout_ms = %d", failureTimeoutMs))
+	}
+	for i := 0; i < 4; i++ {
+		c.AddLeaf(testutil.StartNode(t), 0)
+	}
+	c.AddAggregator(testutil.StartNode(t))
+	return c
+}
+
 // TestRedundancy2Failover runs a steady insert load and bank transfers
 // through two aggregators on a redundancy-2 cluster with synchronous
 // replication, kills a leaf with SIGKILL, lets it return (auto-attach
@@ -155,14 +172,8 @@ func partitionCopies(t *testing.T, db *sql.DB, database string) map[int][2]strin
 // its pair: no acknowledged write is ever lost and the bank total never
 // changes.
 func TestRedundancy2Failover(t *testing.T) {
-	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	c := startPairedCluster(t, 3000)
 	ma := c.MA.DB("")
-	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
-	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 3000")
-	for i := 0; i < 4; i++ {
-		c.AddLeaf(testutil.StartNode(t), 0)
-	}
-	c.AddAggregator(testutil.StartNode(t))
 	leaves := testutil.Rows(t, ma, "SHOW LEAVES")
 	for i, want := range []string{"1", "2", "1", "2"} {
 		f := strings.Split(leaves[i], ",")
@@ -179,7 +190,6 @@ func TestRedundancy2Failover(t *testing.T) {
 	}
 	hadb, child := c.MA.DB("ha"), c.Children[0].DB("ha")
 	load := startWriteLoad(t, 8, hadb, child)
-	key := sharding.NewKey([]gmssql.Type{types.Int64})
 	verify := func(step string) {
 		t.Helper()
 		load.verify(step, ma, c.Leaves)
@@ -193,36 +203,11 @@ func TestRedundancy2Failover(t *testing.T) {
 	testutil.ExpectError(t, c.Leaves[1].DB(""), 1290, "HY000",
 		fmt.Sprintf("INSERT INTO ha_%d.kv VALUES (1, 1)", replicaOrdinalOn(t, copies, c.Leaves[1].Port)))
 
-	// firstWrite measures how long after a failure a write to one of the
-	// victim's master partitions succeeds.
-	firstWrite := func(victim int, since time.Time) time.Duration {
-		t.Helper()
-		masters := partitionMasters(t, ma, "ha")
-		var id int64 = 1 << 40
-		for ; ; id++ {
-			p, _ := key.Partition([]interface{}{id}, 8)
-			if masters[p] == strconv.Itoa(victim) {
-				break
-			}
-		}
-		for {
-			_, err := hadb.Exec("INSERT INTO kv VALUES (?, 2)", id)
-			if err == nil {
-				load.Ack(id)
-				return time.Since(since)
-			}
-			if time.Since(since) > 30*time.Second {
-				t.Fatalf("no write on the failed leaf's partitions succeeded in 30 s: %v", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-
 	time.Sleep(time.Second)
 	victim := c.Leaves[0]
 	killed := time.Now()
 	victim.Kill()
-	t.Logf("kill -9 → first write on its partitions: %s", firstWrite(victim.Port, killed))
+	t.Logf("kill -9 → first write on its partitions: %s", load.firstWrite(ma, victim.Port, killed))
 	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
 	time.Sleep(time.Second)
 	verify("after kill -9 failover")
@@ -249,7 +234,7 @@ func TestRedundancy2Failover(t *testing.T) {
 	pair := c.Leaves[1]
 	killed = time.Now()
 	pair.Kill()
-	t.Logf("kill -9 of the pair → first write: %s", firstWrite(pair.Port, killed))
+	t.Logf("kill -9 of the pair → first write: %s", load.firstWrite(ma, pair.Port, killed))
 	waitLeafState(t, ma, pair.Port, "offline", 5*time.Second)
 	verify("after the pair's failover")
 	pair.Start()
@@ -311,41 +296,17 @@ func TestFailedCommitEndsTransaction(t *testing.T) {
 // copies replaced, and the pair's masters split. Nothing acknowledged is
 // lost.
 func TestRedundancy2Pause(t *testing.T) {
-	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	c := startPairedCluster(t, 2000)
 	ma := c.MA.DB("")
-	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
-	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 2000")
-	for i := 0; i < 4; i++ {
-		c.AddLeaf(testutil.StartNode(t), 0)
-	}
-	c.AddAggregator(testutil.StartNode(t))
 	testutil.Exec(t, ma, "CREATE DATABASE ps WITH SYNC REPLICATION PARTITIONS 8")
 	load := startWriteLoad(t, 8, c.MA.DB("ps"), c.Children[0].DB("ps"))
 	time.Sleep(time.Second)
 
 	victim := c.Leaves[0]
 	victimPort := strconv.Itoa(victim.Port)
-	masters := partitionMasters(t, ma, "ps")
-	key := sharding.NewKey([]gmssql.Type{types.Int64})
-	var id int64 = 1 << 40
-	for ; ; id++ {
-		if p, _ := key.Partition([]interface{}{id}, 8); masters[p] == victimPort {
-			break
-		}
-	}
 	paused := time.Now()
 	victim.Pause()
-	for {
-		if _, err := c.MA.DB("ps").Exec("INSERT INTO kv VALUES (?, 2)", id); err == nil {
-			load.Ack(id)
-			break
-		}
-		if time.Since(paused) > 30*time.Second {
-			t.Fatal("no write on the paused leaf's partitions succeeded in 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("SIGSTOP → first write on its partitions: %s (failure timeout 2 s)", time.Since(paused))
+	t.Logf("SIGSTOP → first write on its partitions: %s (failure timeout 2 s)", load.firstWrite(ma, victim.Port, paused))
 	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
 	load.verify("after the paused leaf's failover", ma, c.Leaves)
 
@@ -369,13 +330,8 @@ func TestRedundancy2Pause(t *testing.T) {
 // first: no leaf is failed over, every partition keeps its master and
 // replica, and the data is all there.
 func TestCleanClusterRestart(t *testing.T) {
-	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	c := startPairedCluster(t, 0)
 	ma := c.MA.DB("")
-	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
-	for i := 0; i < 4; i++ {
-		c.AddLeaf(testutil.StartNode(t), 0)
-	}
-	c.AddAggregator(testutil.StartNode(t))
 	testutil.Exec(t, ma, "CREATE DATABASE rs WITH SYNC REPLICATION PARTITIONS 8")
 	testutil.Exec(t, ma, "CREATE TABLE rs.t (id INT PRIMARY KEY)")
 	var vals []string

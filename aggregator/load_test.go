@@ -25,6 +25,7 @@ import (
 type writeLoad struct {
 	t          *testing.T
 	dbs        []*sql.DB // the database on each aggregator
+	name       string    // the database
 	partitions int
 	key        sharding.Key
 
@@ -52,8 +53,8 @@ func startWriteLoad(t *testing.T, partitions int, dbs ...*sql.DB) *writeLoad {
 		rows = append(rows, fmt.Sprintf("(%d, %d)", i, bankStart))
 	}
 	testutil.Exec(t, dbs[0], "INSERT INTO accounts VALUES "+strings.Join(rows, ","))
-	l := &writeLoad{t: t, dbs: dbs, partitions: partitions, key: sharding.NewKey([]gmssql.Type{types.Int64}),
-		acked: map[int64]bool{}, stop: make(chan struct{})}
+	l := &writeLoad{t: t, dbs: dbs, name: testutil.Rows(t, dbs[0], "SELECT DATABASE()")[0], partitions: partitions,
+		key: sharding.NewKey([]gmssql.Type{types.Int64}), acked: map[int64]bool{}, stop: make(chan struct{})}
 	for w := 0; w < 2*len(dbs); w++ {
 		db := dbs[w%len(dbs)]
 		l.wg.Add(2)
@@ -134,6 +135,32 @@ func (l *writeLoad) Ack(id int64) {
 	l.mu.Unlock()
 }
 
+// firstWrite measures how long after since (a leaf failing) a write to
+// one of the partitions that leaf was master of succeeds; ma is the master
+// aggregator.
+func (l *writeLoad) firstWrite(ma *sql.DB, leafPort int, since time.Time) time.Duration {
+	t := l.t
+	t.Helper()
+	masters := partitionMasters(t, ma, l.name)
+	var id int64 = 1 << 40
+	for ; ; id++ {
+		if p, _ := l.key.Partition([]interface{}{id}, l.partitions); masters[p] == strconv.Itoa(leafPort) {
+			break
+		}
+	}
+	for {
+		_, err := l.dbs[0].Exec("INSERT INTO kv VALUES (?, 2)", id)
+		if err == nil {
+			l.Ack(id)
+			return time.Since(since)
+		}
+		if time.Since(since) > 30*time.Second {
+			t.Fatalf("no write on the failed leaf's partitions succeeded in 30 s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // verify checks, through the master aggregator, that no acknowledged
 // insert is missing and that the bank total is intact.
 func (l *writeLoad) verify(step string, ma *sql.DB, leaves []*testutil.Node) {
@@ -142,7 +169,7 @@ func (l *writeLoad) verify(step string, ma *sql.DB, leaves []*testutil.Node) {
 	db := l.dbs[0]
 	missing, want := l.lost()
 	if len(missing) > 0 {
-		name := testutil.Rows(t, db, "SELECT DATABASE()")[0]
+		name := l.name
 		parts := map[int]int{}
 		for _, id := range missing {
 			p, _ := l.key.Partition([]interface{}{id}, l.partitions)

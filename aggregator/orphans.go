@@ -19,9 +19,10 @@ import (
 
 // leafCopy is one database copy on a leaf.
 type leafCopy struct {
-	leaf, name, leafRole, state, position string
-	metaRole                              string
-	partition                             meta.Partition
+	leafDatabase
+	leaf      string
+	metaRole  string
+	partition meta.Partition
 }
 
 var clusterStatusFields = []*querypb.Field{
@@ -37,23 +38,17 @@ func (a *Aggregator) clusterCopies() ([]leafCopy, []string) {
 	var out []leafCopy
 	var unreachable []string
 	for _, l := range st.Leaves {
-		res, err := a.onLeaf(l.Addr(), "SHOW DATABASES EXTENDED")
+		dbs, err := a.leafDatabases(l.Addr())
 		if err != nil {
 			unreachable = append(unreachable, l.Addr())
 			continue
 		}
-		for _, row := range res.Rows {
-			if len(row) < 5 || row[2].IsNull() {
-				continue
-			}
-			c := leafCopy{leaf: l.Addr(), name: row[0].ToString(), leafRole: row[2].ToString(),
-				state: row[3].ToString(), position: row[4].ToString()}
-			role, p, _, ok := meta.CopyRole(st, l.Addr(), c.name)
+		for _, d := range dbs {
+			role, p, ok := meta.CopyRole(st, l.Addr(), d.name)
 			if !ok {
 				continue // not a database of the cluster
 			}
-			c.metaRole, c.partition = role, p
-			out = append(out, c)
+			out = append(out, leafCopy{leafDatabase: d, leaf: l.Addr(), metaRole: role, partition: p})
 		}
 	}
 	return out, unreachable
@@ -66,7 +61,7 @@ func (a *Aggregator) showClusterStatus() *sqltypes.Result {
 		role, details := c.metaRole, ""
 		if c.metaRole == meta.RoleMaster || c.metaRole == meta.RoleReplica {
 			leafRole := meta.RoleReplica
-			if c.leafRole == "master" {
+			if c.role == "master" {
 				leafRole = meta.RoleMaster
 			}
 			if leafRole != c.metaRole {

@@ -286,12 +286,13 @@ const (
 // CopyRole is what the metadata makes of a database named name on leaf:
 // a distributed database's reference copy, a partition's master or
 // replica, or an orphan (a partition database the metadata does not place
-// there). ok is false for a name that is no database of the cluster.
-func CopyRole(st *State, leaf, name string) (role string, p Partition, db string, ok bool) {
+// there), with the partition it is a copy of. ok is false for a name that
+// is no database of the cluster.
+func CopyRole(st *State, leaf, name string) (role string, p Partition, ok bool) {
 	for _, dn := range st.DatabaseNames() {
 		d := st.Database(dn)
 		if strings.EqualFold(name, d.Name) {
-			return RoleReference, Partition{}, d.Name, true
+			return RoleReference, Partition{}, true
 		}
 		for _, part := range d.Partitions {
 			if !strings.EqualFold(name, PartitionName(d.Name, part.Ordinal)) {
@@ -299,12 +300,12 @@ func CopyRole(st *State, leaf, name string) (role string, p Partition, db string
 			}
 			switch {
 			case part.Master == leaf:
-				return RoleMaster, part, d.Name, true
+				return RoleMaster, part, true
 			case slices.Contains(part.Replicas, leaf):
-				return RoleReplica, part, d.Name, true
+				return RoleReplica, part, true
 			}
-			return RoleOrphan, part, d.Name, true
+			return RoleOrphan, part, true
 		}
 	}
-	return "", Partition{}, "", false
+	return "", Partition{}, false
 }

@@ -161,7 +161,7 @@ func TestCopyRole(t *testing.T) {
 		{"a", "db_2", "", false},
 		{"a", "other", "", false},
 	} {
-		role, _, _, ok := CopyRole(st, tc.leaf, tc.name)
+		role, _, ok := CopyRole(st, tc.leaf, tc.name)
 		if role != tc.role || ok != tc.ok {
 			t.Errorf("CopyRole(%s, %s) = %q %v, want %q %v", tc.leaf, tc.name, role, ok, tc.role, tc.ok)
 		}

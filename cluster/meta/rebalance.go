@@ -164,10 +164,9 @@ func planRedundant(st *State, d *Database) []Step {
 		return nil
 	}
 	steps := restoreSteps(st, d)
-	pairOf := map[string]string{} // leaf → its pair's name (the group-1 leaf)
+	pairOf := unitOf(pairs)
 	var units []string
 	for _, p := range pairs {
-		pairOf[p[0]], pairOf[p[1]] = p[0], p[0]
 		units = append(units, p[0])
 	}
 	sort.Strings(units)
@@ -231,6 +230,7 @@ func Balanced(st *State, d *Database) bool {
 	perPair := map[string]int{}
 	perLeaf := map[string]int{}
 	pairs := st.Pairs()
+	pairOf := unitOf(pairs)
 	for _, p := range pairs {
 		perPair[p[0]] = 0
 		perLeaf[p[0]], perLeaf[p[1]] = 0, 0
@@ -247,11 +247,7 @@ func Balanced(st *State, d *Database) bool {
 			return false
 		}
 		perLeaf[p.Master]++
-		for _, pr := range pairs {
-			if pr[0] == p.Master || pr[1] == p.Master {
-				perPair[pr[0]]++
-			}
-		}
+		perPair[pairOf[p.Master]]++
 	}
 	for _, p := range pairs {
 		if d := perLeaf[p[0]] - perLeaf[p[1]]; d > 1 || d < -1 {
@@ -259,6 +255,15 @@ func Balanced(st *State, d *Database) bool {
 		}
 	}
 	return spread(perPair) <= 1
+}
+
+// unitOf maps each leaf of the pairs to its pair's name (the group-1 leaf).
+func unitOf(pairs [][2]string) map[string]string {
+	out := map[string]string{}
+	for _, p := range pairs {
+		out[p[0]], out[p[1]] = p[0], p[0]
+	}
+	return out
 }
 
 func spread(count map[string]int) int {
