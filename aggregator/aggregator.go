@@ -101,10 +101,11 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		ha:        newHAState(),
 	}
 	a.hub = replication.NewHub(a.store, a.self, a.log)
+	a.hub.ResetDiverged = true // a copy that was a deposed master's may hold writes the new master lacks
 	a.beats = newHeartbeats(a)
 	rf, err := cluster.Start(cluster.Config{
 		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
-		Listener: h.RaftListener(), Log: a.log,
+		Listen: h.RaftListener, Log: a.log, Replaced: a.replaced,
 		OnApply: func(old, new *meta.State) {
 			if err := publishVariables(new); err != nil {
 				a.log.Warn("cluster variables", "err", err)
@@ -204,11 +205,16 @@ func (a *Aggregator) reconcileLoop() {
 
 func (a *Aggregator) reconcile() {
 	a.severFailed()
+	st := a.State()
 	if !a.IsMaster() {
 		a.hub.Close()
+		if leader := a.raft.Leader(); leader != "" {
+			a.ownCopies(st, false)
+		}
 		return
 	}
-	st := a.State()
+	a.ownCopies(st, true)
+	a.enforceVoters(st)
 	want := map[[2]string]bool{}
 	for _, name := range st.DatabaseNames() {
 		for _, t := range a.replicaTargets(st) {

@@ -75,10 +75,32 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			return a.forwardToMaster(ctx, c.ConnectionID, query)
 		}
 		return a.rebalanceCommand(ctx, cmd)
+	case sqlcmd.PartitionCommand:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		return okRows(a.partitionCommand(ctx, cmd))
+	case sqlcmd.RaftMembers:
+		return a.raftMembers()
+	case sqlcmd.SetAsMaster:
+		return okRows(a.setAsMaster(ctx))
+	case sqlcmd.PromoteAggregator:
+		if !a.IsMaster() {
+			return a.forwardToMaster(ctx, c.ConnectionID, query)
+		}
+		return okRows(a.promoteAggregator(ctx, meta.Addr(cmd.Host, defaultPort(cmd.Port))))
 	case sqlcmd.BootstrapAggregator:
 		return nil, mysql.NewSQLError(1105, "HY000", "This node is already an aggregator of cluster %s", a.clusterID)
 	}
 	return nil, fmt.Errorf("statement %T is not supported on aggregators", cmd)
+}
+
+// okRows is the result of a cluster command that changed one thing.
+func okRows(err error) (*sqltypes.Result, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &sqltypes.Result{RowsAffected: 1}, nil
 }
 
 // NodeInfo is what CANOPY NODE STATUS reports of a node.

@@ -71,6 +71,7 @@ func (a *Aggregator) waitApplied(idx uint64) {
 // reports that it was.
 func (a *Aggregator) forwarded(ctx context.Context, c *mysql.Conn, query string) (bool, error) {
 	if a.IsMaster() {
+		a.ownCopies(a.State(), true) // a master elected a moment ago may not have taken them over yet
 		return false, nil
 	}
 	_, err := a.forwardToMaster(ctx, c.ConnectionID, query)

@@ -522,7 +522,10 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
 				return err
 			}
-			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) { p.Master = s.Target })
+			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+				p.Master = s.Target
+				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
+			})
 		}
 		return a.copyPartition(ctx, s)
 	case meta.ActionDrop:

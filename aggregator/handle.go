@@ -466,6 +466,7 @@ func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, db, quer
 		}
 		return callback(res, false)
 	}
+	a.ownCopies(a.State(), true) // a master elected a moment ago may not have taken them over yet
 	if err := a.host.RunLocal(ctx, c, query, callback); err != nil {
 		return err
 	}
@@ -486,8 +487,8 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 	}
 	master := a.raft.Leader()
 	if master == "" {
-		return nil, mysql.NewSQLError(1105, "HY000",
-			"No master aggregator is reachable: DDL and writes to reference tables need it. Start the master aggregator again and retry")
+		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
+			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
 	}
 	mp, err := a.aggregatorPool(master)
 	if err != nil {
@@ -495,7 +496,8 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 	}
 	c, err := mp.Acquire(ctx)
 	if err != nil {
-		return nil, mysql.NewSQLError(1105, "HY000", "master aggregator %s unreachable: %v", master, err)
+		return nil, mysql.NewSQLError(1105, "HY000", "The master aggregator %s is unreachable (%v): DDL and writes to reference tables need it. "+
+			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	defer c.Release()
 	if db := a.currentDB(connID); db != "" {

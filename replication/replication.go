@@ -32,6 +32,7 @@ const (
 	frameRecord   byte = 'R' // source → target: one log record
 	frameBeat     byte = 'B' // source → target: keepalive
 	frameAck      byte = 'A' // target → source: LSN durable on the target (uvarint)
+	frameReset    byte = 'X' // source → target: your copy diverged; drop it and start over
 )
 
 type hello struct {
@@ -61,6 +62,7 @@ type Store interface {
 	Position(db string) (storage.Position, bool)
 	EnsureReplica(db string) (storage.Position, error)
 	ApplyRecord(db string, rec *storage.LogRecord) error
+	DropDatabase(db string) error
 }
 
 func writeFrame(w *bufio.Writer, typ byte, payload []byte) error {
@@ -169,6 +171,15 @@ func (rv *Receiver) receive(c net.Conn) {
 		case frameBeat:
 			continue
 		case frameRecord:
+		case frameReset:
+			// the copy holds records its master never had (it was itself a
+			// master that lost its role with writes unconfirmed): the
+			// next stream copies the master's log from the start
+			log.Warn("replica diverged from its master; dropping it to copy it again", "database", h.Database, "source", h.Source, "position", pos)
+			if err := store.DropDatabase(h.Database); err != nil {
+				log.Error("drop diverged replica", "database", h.Database, "err", err)
+			}
+			return
 		default:
 			return
 		}
@@ -194,6 +205,9 @@ type Hub struct {
 	store  Store
 	source string
 	log    *slog.Logger
+	// ResetDiverged makes senders tell a target whose copy disagrees with
+	// the source's log to drop it and copy it again. Set before use.
+	ResetDiverged bool
 
 	mu      sync.Mutex
 	senders map[key]*sender
@@ -448,6 +462,13 @@ func (s *sender) stream() error {
 	if pos.Error != "" {
 		return errors.New(pos.Error)
 	}
+	if s.hub.ResetDiverged && s.diverged(pos) {
+		if err := writeFrame(w, frameReset, nil); err != nil {
+			return err
+		}
+		w.Flush()
+		return fmt.Errorf("replica of %s on %s diverged at %d:%d; it copies again", s.db, s.target, pos.Term, pos.LSN)
+	}
 	s.setState(true, pos.LSN, nil)
 	acks := make(chan error, 1)
 	go func() { acks <- s.readAcks(r) }()
@@ -487,6 +508,22 @@ func (s *sender) stream() error {
 			return nil
 		}
 	}
+}
+
+// diverged reports whether the target's position is not one of the
+// source's log: it is past the source's end, or the source's record there
+// has another term. (A copy whose term went up by a promotion without
+// records after it counts as diverged too: it is copied again, which is
+// safe.)
+func (s *sender) diverged(pos position) bool {
+	if pos.LSN == 0 {
+		return false
+	}
+	recs, err := s.hub.store.ReadLog(s.db, pos.LSN, 1)
+	if err != nil {
+		return false // unknown: do not destroy anything
+	}
+	return len(recs) == 0 || recs[0].Pos.LSN != pos.LSN || recs[0].Pos.Term != pos.Term
 }
 
 func (s *sender) readAcks(r *bufio.Reader) error {

@@ -34,6 +34,18 @@ type (
 		Host string
 		Port int
 	}
+	// SetAsMaster is AGGREGATOR SET AS MASTER, run on the child aggregator
+	// that is to become master.
+	SetAsMaster struct{}
+	// PromoteAggregator is PROMOTE AGGREGATOR 'host'[:port] TO MASTER: a
+	// graceful swap; the old master goes on as a child.
+	PromoteAggregator struct {
+		Host string
+		Port int
+	}
+	// RaftMembers is CANOPY RAFT MEMBERS: the metadata group's
+	// configuration as this aggregator knows it.
+	RaftMembers     struct{}
 	ShowLeaves      struct{}
 	ShowAggregators struct{}
 	// ShowPartitions is SHOW PARTITIONS [ON db].
@@ -84,6 +96,20 @@ type (
 	// or drop a copy whatever its role.
 	PartitionRole struct{ Action, Database string }
 
+	// PartitionCommand is one of the low-level partition commands the
+	// high-level ones are made of, on partition Database:Ordinal of a leaf:
+	// COPY PARTITION db:N TO 'host':port, PROMOTE PARTITION db:N ON
+	// 'host':port [WITH DROP], ATTACH / DETACH / DROP PARTITION db:N ON
+	// 'host':port.
+	PartitionCommand struct {
+		Action   string // COPY, PROMOTE, ATTACH, DETACH or DROP
+		Database string
+		Ordinal  int
+		Host     string
+		Port     int
+		WithDrop bool // PROMOTE … WITH DROP: drop the old master's copy
+	}
+
 	// Rebalance is [EXPLAIN] REBALANCE PARTITIONS ON db [FORCE] and
 	// [EXPLAIN] RESTORE REDUNDANCY ON db (RestoreOnly).
 	Rebalance struct {
@@ -118,6 +144,9 @@ func (RemoveLeaf) command()          {}
 func (AddAggregator) command()       {}
 func (RemoveAggregator) command()    {}
 func (ShowLeaves) command()          {}
+func (SetAsMaster) command()         {}
+func (PromoteAggregator) command()   {}
+func (RaftMembers) command()         {}
 func (ShowAggregators) command()     {}
 func (ShowPartitions) command()      {}
 func (CreateDatabase) command()      {}
@@ -133,6 +162,7 @@ func (ShowPrepared) command()        {}
 func (Replicate) command()           {}
 func (PartitionRole) command()       {}
 func (Rebalance) command()           {}
+func (PartitionCommand) command()    {}
 func (AttachLeaf) command()          {}
 func (DetachLeaf) command()          {}
 func (ShowRebalanceStatus) command() {}
@@ -191,6 +221,45 @@ func parseCluster(p *parser) Command {
 		host, port, ok := p.hostPort()
 		if ok && p.done() {
 			return RemoveAggregator{Host: host, Port: port}
+		}
+	case p.keyword("COPY", "PARTITION"), p.keyword("PROMOTE", "PARTITION"), p.keyword("ATTACH", "PARTITION"),
+		p.keyword("DETACH", "PARTITION"), p.keyword("DROP", "PARTITION"):
+		c := PartitionCommand{Action: strings.ToUpper(p.toks[0].text)}
+		c.Database = p.next().text
+		if c.Database == "" || !p.keyword(":") {
+			return nil
+		}
+		n, err := strconv.Atoi(p.next().text)
+		if err != nil || n < 0 {
+			return nil
+		}
+		c.Ordinal = n
+		if c.Action == "COPY" && !p.keyword("TO") || c.Action != "COPY" && !p.keyword("ON") {
+			return nil
+		}
+		host, port, ok := p.hostPort()
+		if !ok {
+			return nil
+		}
+		c.Host, c.Port = host, port
+		if c.Action == "PROMOTE" && p.keyword("WITH", "DROP") {
+			c.WithDrop = true
+		}
+		if p.done() {
+			return c
+		}
+	case p.keyword("AGGREGATOR", "SET", "AS", "MASTER"):
+		if p.done() {
+			return SetAsMaster{}
+		}
+	case p.keyword("PROMOTE", "AGGREGATOR"):
+		host, port, ok := p.hostPort()
+		if ok && p.keyword("TO", "MASTER") && p.done() {
+			return PromoteAggregator{Host: host, Port: port}
+		}
+	case p.keyword("CANOPY", "RAFT", "MEMBERS"):
+		if p.done() {
+			return RaftMembers{}
 		}
 	case p.keyword("SHOW", "CLUSTER", "STATUS"):
 		if p.done() {

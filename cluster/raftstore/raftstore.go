@@ -203,3 +203,22 @@ func (s *Store) LoadApplied() (index uint64, state []byte, ok bool, err error) {
 	}
 	return binary.BigEndian.Uint64(v), append([]byte(nil), v[8:]...), true, nil
 }
+
+// Reset forgets every raft record (log, stable state, applied state): a
+// member that was replaced while it was away rejoins as a blank follower
+// and gets the leader's snapshot.
+func (s *Store) Reset() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, p := range [][]byte{logPrefix, stablePrefix} {
+		end := append([]byte(nil), p...)
+		end[len(end)-1]++ // the prefix's successor
+		if err := b.DeleteRange(p, end, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(appliedKey, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}

@@ -1,0 +1,268 @@
+package aggregator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster"
+	"github.com/canopydb/canopy/cluster/meta"
+)
+
+// The master aggregator is the raft leader of the aggregators. Who may
+// become leader is a trade: a voter set of one (the master) lets the master
+// commit metadata while every child is down, but its death needs a person
+// (AGGREGATOR SET AS MASTER); three or more voters elect a new master by
+// themselves but need a majority up. With fewer than three aggregators
+// only the master votes; with three or more, up to maxVoters vote.
+const maxVoters = 5
+
+// votersFor chooses the voting aggregators: none but the master below
+// three aggregators, else the master and the longest-standing others
+// (lowest numbers) up to maxVoters.
+func votersFor(aggs []meta.Aggregator, master string) map[string]bool {
+	out := map[string]bool{master: true}
+	if len(aggs) < 3 {
+		return out
+	}
+	sorted := append([]meta.Aggregator(nil), aggs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Number < sorted[j].Number })
+	for _, ag := range sorted {
+		if len(out) >= maxVoters {
+			break
+		}
+		out[ag.Addr()] = true
+	}
+	return out
+}
+
+// enforceVoters brings the raft configuration to votersFor, on the master.
+func (a *Aggregator) enforceVoters(st *meta.State) {
+	members, err := a.raft.Members()
+	if err != nil {
+		return
+	}
+	want := votersFor(st.Aggregators, a.self)
+	for _, m := range members {
+		if m.ID == a.self {
+			continue
+		}
+		if _, ok := st.Aggregator(m.ID); !ok || m.Voter == want[m.ID] {
+			continue
+		}
+		if err := a.raft.SetVoter(m.ID, m.Addr, want[m.ID]); err != nil {
+			a.log.Warn("changing an aggregator's vote", "aggregator", m.ID, "voter", want[m.ID], "err", err)
+			continue
+		}
+		a.log.Info("metadata group membership", "aggregator", m.ID, "voter", want[m.ID])
+	}
+}
+
+// ownCopies makes this aggregator's copies of the distributed databases
+// follow its role: the master's take writes (DDL and reference tables)
+// and ship them; a child's follow the master's. A child's copy that was a
+// master's is demoted at its position; if the new master's log disagrees
+// there, the master's sender has it copied again (replication.Hub's
+// ResetDiverged).
+func (a *Aggregator) ownCopies(st *meta.State, master bool) {
+	for _, name := range st.DatabaseNames() {
+		if !a.store.HasDatabase(name) || a.store.IsReplica(name) != master {
+			continue
+		}
+		if master {
+			pos, err := a.store.Promote(name)
+			if err != nil {
+				a.log.Error("taking over a database as master aggregator", "database", name, "err", err)
+				continue
+			}
+			a.log.Info("this aggregator's copy of the database is now the cluster's", "database", name, "position", pos)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		pos, err := a.store.Demote(ctx, name)
+		cancel()
+		if err != nil {
+			a.log.Error("following the new master aggregator", "database", name, "err", err)
+			continue
+		}
+		a.log.Info("this aggregator's copy of the database follows the master aggregator now", "database", name, "position", pos)
+	}
+}
+
+// replaced tells a restarting master whether a child was made master
+// while it was down: some other aggregator is master and does not count
+// this one as a voter.
+func (a *Aggregator) replaced(st *meta.State) bool {
+	for _, ag := range st.Aggregators {
+		if ag.Addr() == a.self {
+			continue
+		}
+		if a.countsMeAsVoter(ag) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// countsMeAsVoter asks an aggregator that is master whether this one
+// votes: 1 yes, 0 no, -1 it is not master or did not answer.
+func (a *Aggregator) countsMeAsVoter(ag meta.Aggregator) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	p := a.pools.Get(pool.Node{Host: ag.Host, Port: ag.Port, User: ag.User, Password: ag.Password})
+	defer a.pools.Forget(ag.Addr())
+	res, err := p.Exec(ctx, "CANOPY RAFT MEMBERS", 100)
+	if err != nil {
+		return -1
+	}
+	isMaster, voter := false, false
+	for _, row := range res.Rows {
+		id, isVoter, leader := row[0].ToString(), row[2].ToString() == "voter", row[3].ToString() == "1"
+		if id == ag.Addr() && leader {
+			isMaster = true
+		}
+		if id == a.self && isVoter {
+			voter = true
+		}
+	}
+	switch {
+	case !isMaster:
+		return -1
+	case voter:
+		return 1
+	}
+	return 0
+}
+
+var raftMemberFields = []*querypb.Field{
+	field("Aggregator", querypb.Type_VARCHAR), field("Raft_Address", querypb.Type_VARCHAR),
+	field("Suffrage", querypb.Type_VARCHAR), field("Master_Aggregator", querypb.Type_INT64),
+}
+
+// raftMembers answers CANOPY RAFT MEMBERS.
+func (a *Aggregator) raftMembers() (*sqltypes.Result, error) {
+	members, err := a.raft.Members()
+	if err != nil {
+		return nil, err
+	}
+	leader := a.raft.Leader()
+	res := &sqltypes.Result{Fields: raftMemberFields}
+	for _, m := range members {
+		suffrage, isLeader := "nonvoter", int64(0)
+		if m.Voter {
+			suffrage = "voter"
+		}
+		if m.ID == leader {
+			isLeader = 1
+		}
+		res.Rows = append(res.Rows, []sqltypes.Value{str(m.ID), str(m.Addr), str(suffrage), num(isLeader)})
+	}
+	return res, nil
+}
+
+// setAsMaster runs AGGREGATOR SET AS MASTER on a child: a graceful swap
+// when the master answers, else a forced reconfiguration that makes this
+// aggregator the only voter.
+func (a *Aggregator) setAsMaster(ctx context.Context) error {
+	if a.IsMaster() {
+		return mysql.NewSQLError(1105, "HY000", "This aggregator is already the master aggregator")
+	}
+	if a.raft.Leader() == "" {
+		a.raft.WaitLeader(2 * time.Second) // an election may be under way
+	}
+	if master := a.raft.Leader(); master != "" && master != a.self && a.answers(ctx, master) {
+		host, port := a.host.Self()
+		if _, err := a.forwardToMaster(ctx, 0, fmt.Sprintf("PROMOTE AGGREGATOR '%s':%d TO MASTER", host, port)); err != nil {
+			return err
+		}
+		if err := a.waitMaster(a.self, 10*time.Second); err != nil {
+			return err
+		}
+		a.reconcile()
+		return nil
+	}
+	if a.IsMaster() {
+		return nil
+	}
+	a.log.Warn("AGGREGATOR SET AS MASTER: no master aggregator answers; this aggregator takes over as the only voter")
+	var others []cluster.Member
+	for _, ag := range a.State().Aggregators {
+		if ag.Addr() != a.self && ag.InternalPort != 0 {
+			others = append(others, cluster.Member{ID: ag.Addr(), Addr: meta.Addr(ag.Host, ag.InternalPort)})
+		}
+	}
+	if err := a.raft.ForceSoleVoter(others); err != nil {
+		return fmt.Errorf("aggregator set as master: %w", err)
+	}
+	if err := a.waitMaster(a.self, 10*time.Second); err != nil {
+		return err
+	}
+	a.reconcile()
+	return nil
+}
+
+// answers reports whether an aggregator runs a statement within 2 s.
+func (a *Aggregator) answers(ctx context.Context, addr string) bool {
+	p, err := a.aggregatorPool(addr)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = p.Exec(ctx, "SELECT 1", 1)
+	return err == nil
+}
+
+// promoteAggregator runs PROMOTE AGGREGATOR 'host':port TO MASTER on the
+// master: the target catches up with every database copy, gets a vote,
+// and raft hands it the leadership. This aggregator goes on as a child.
+func (a *Aggregator) promoteAggregator(ctx context.Context, addr string) error {
+	if addr == a.self {
+		return nil
+	}
+	ag, ok := a.State().Aggregator(addr)
+	if !ok {
+		return mysql.NewSQLError(1105, "HY000", "Aggregator %s is not part of the cluster", addr)
+	}
+	target := meta.Addr(ag.Host, ag.InternalPort)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, name := range a.State().DatabaseNames() {
+		pos, ok := a.store.Position(name)
+		if !ok {
+			continue
+		}
+		if err := a.hub.WaitTargets(wctx, name, []string{target}, pos.LSN); err != nil {
+			return fmt.Errorf("promote aggregator %s: its copy of %s is not caught up: %w", addr, name, err)
+		}
+	}
+	if err := a.raft.SetVoter(addr, target, true); err != nil {
+		return fmt.Errorf("promote aggregator %s: give it a vote: %w", addr, err)
+	}
+	if err := a.raft.TransferLeadership(addr, target); err != nil {
+		return fmt.Errorf("promote aggregator %s: leadership transfer: %w", addr, err)
+	}
+	if err := a.waitMaster(addr, 10*time.Second); err != nil {
+		return err
+	}
+	a.reconcile()
+	return nil
+}
+
+// waitMaster waits until this aggregator sees addr as master.
+func (a *Aggregator) waitMaster(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for a.raft.Leader() != addr {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("aggregator %s did not become master within %s (master now: %q)", addr, timeout, a.raft.Leader())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
