@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -201,16 +202,10 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 	if !ok {
 		return mysql.NewSQLError(1105, "HY000", "Leaf '%s':%d is not part of the cluster", cmd.Host, defaultPort(cmd.Port))
 	}
-	for _, name := range st.DatabaseNames() {
-		for _, p := range st.Database(name).Partitions {
-			if p.Master == addr && !a.hasOnlineReplica(st, p, addr) {
-				return mysql.NewSQLError(1105, "HY000",
-					"Leaf '%s':%d holds master partitions with no online replica (%s:%d and maybe more): REMOVE LEAF cannot move them away yet (REBALANCE PARTITIONS balances over every online leaf, this one included)",
-					l.Host, l.Port, name, p.Ordinal)
-			}
-		}
+	if err := a.drainLeaf(ctx, l); err != nil {
+		return err
 	}
-	// every master partition it holds has a replica: fail them over first
+	// nothing of the cluster's is left on it
 	if err := a.leafDown(addr, meta.LeafDetached); err != nil {
 		return err
 	}
@@ -225,13 +220,34 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 	return nil
 }
 
-func (a *Aggregator) hasOnlineReplica(st *meta.State, p meta.Partition, except string) bool {
-	for _, r := range p.Replicas {
-		if l, ok := st.Leaf(r); ok && r != except && l.State == meta.LeafOnline && !a.beats.down(r) {
-			return true
+// drainLeaf moves every partition of an online leaf elsewhere
+// (meta.PlanRemoveLeaf), each step recorded for SHOW REBALANCE STATUS.
+func (a *Aggregator) drainLeaf(ctx context.Context, l meta.Leaf) error {
+	a.ha.mu.Lock()
+	defer a.ha.mu.Unlock()
+	st := a.State()
+	addr := l.Addr()
+	for _, name := range st.DatabaseNames() {
+		d := st.Database(name)
+		steps := meta.PlanRemoveLeaf(st, d, addr)
+		for _, p := range d.Partitions {
+			moved := slices.ContainsFunc(steps, func(s meta.Step) bool { return s.Ordinal == p.Ordinal && s.Action == meta.ActionPromote })
+			if l.State == meta.LeafOnline && p.Master == addr && !moved {
+				return mysql.NewSQLError(1105, "HY000",
+					"Leaf %s holds the master of %s:%d and no other leaf is online to take it: add a leaf, or bring one back, then run REMOVE LEAF again",
+					meta.QuotedAddr(addr), name, p.Ordinal)
+			}
+		}
+		if l.State != meta.LeafOnline || len(steps) == 0 {
+			continue // an offline leaf's copies are already out of service
+		}
+		if err := a.runSteps(ctx, name, steps); err != nil {
+			return mysql.NewSQLError(1105, "HY000",
+				"REMOVE LEAF %s stopped moving its partitions of %s: %v. Every partition still has its master; SHOW REBALANCE STATUS ON %s shows what ran. Fix the cause and run it again",
+				meta.QuotedAddr(addr), name, err, name)
 		}
 	}
-	return false
+	return nil
 }
 
 func (a *Aggregator) addAggregator(ctx context.Context, cmd sqlcmd.AddAggregator) error {

@@ -142,3 +142,56 @@ func TestClusterStatusAndOrphans(t *testing.T) {
 	testutil.ExpectRows(t, ma, "EXPLAIN CLEAR ORPHAN DATABASES")
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM orph.t", "6")
 }
+
+// TestDisableHAAndRemoveLeaf follows the seed's "Disabling High
+// Availability" under a write load: REMOVE LEAF of each group-2 leaf
+// hands its masters to its pair, then redundancy_level goes back to 1;
+// in redundancy 1, REMOVE LEAF moves a leaf's masters to the others.
+func TestDisableHAAndRemoveLeaf(t *testing.T) {
+	c := startPairedCluster(t, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE dh WITH SYNC REPLICATION PARTITIONS 8")
+	load := startWriteLoad(t, 8, c.MA.DB("dh"), c.Children[0].DB("dh"))
+	time.Sleep(300 * time.Millisecond)
+
+	var kept []*testutil.Node
+	for _, r := range testutil.Rows(t, ma, "SHOW LEAVES") {
+		f := strings.Split(r, ",") // Host,Port,Availability_Group,…
+		if f[2] == "2" {
+			testutil.Exec(t, ma, "REMOVE LEAF '127.0.0.1':"+f[1])
+		} else {
+			kept = append(kept, leafByPort(c, f[1]))
+		}
+	}
+	leaves := testutil.Rows(t, ma, "SHOW LEAVES")
+	if len(leaves) != 2 || !strings.Contains(leaves[0], ",1,NULL,NULL,online,") || !strings.Contains(leaves[1], ",1,NULL,NULL,online,") {
+		t.Fatalf("SHOW LEAVES after removing group 2: %q", leaves)
+	}
+	testutil.Exec(t, ma, "SET @@GLOBAL.redundancy_level = 1")
+	for o, cp := range partitionCopies(t, ma, "dh") {
+		if cp[0] == "" || cp[1] != "" {
+			t.Errorf("partition %d after disabling HA: master %q replicas %q", o, cp[0], cp[1])
+		}
+	}
+	testutil.ExpectRows(t, ma, "EXPLAIN CLEAR ORPHAN DATABASES")
+	load.verify("after disabling HA", ma, kept)
+
+	// redundancy 1: a third leaf, then the first one removed
+	third := testutil.StartNode(t)
+	c.AddLeaf(third, 0)
+	testutil.Exec(t, ma, "REBALANCE PARTITIONS ON dh")
+	gone := kept[0]
+	testutil.Exec(t, ma, fmt.Sprintf("REMOVE LEAF '127.0.0.1':%d", gone.Port))
+	for o, m := range partitionMasters(t, ma, "dh") {
+		if m == port(gone) {
+			t.Errorf("partition %d still has its master on the removed leaf", o)
+		}
+	}
+	if n := len(partitionMasters(t, ma, "dh")); n != 8 {
+		t.Errorf("after REMOVE LEAF in redundancy 1: %d partitions have a master, want 8", n)
+	}
+	if st := testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON dh"); len(st) == 0 {
+		t.Errorf("REMOVE LEAF recorded no steps")
+	}
+	load.verify("after REMOVE LEAF in redundancy 1", ma, []*testutil.Node{kept[1], third})
+}

@@ -279,3 +279,59 @@ func spread(count map[string]int) int {
 	}
 	return hi - lo
 }
+
+// PlanRemoveLeaf moves a leaf's partitions of d away before REMOVE LEAF
+// forgets it, losing no write: a master with an online replica hands its
+// role to it; any other master (redundancy 1, or its replicas are gone)
+// is copied to the online leaf holding the fewest copies of d, promoted
+// there and dropped here; a replica is dropped (the partition keeps its
+// master).
+func PlanRemoveLeaf(st *State, d *Database, leaf string) []Step {
+	held := map[string]int{}
+	var targets []string
+	for _, l := range st.Leaves {
+		if l.State == LeafOnline && l.Addr() != leaf {
+			targets = append(targets, l.Addr())
+		}
+	}
+	sort.Strings(targets)
+	for _, p := range d.Partitions {
+		if p.Master != "" {
+			held[p.Master]++
+		}
+		for _, r := range p.Replicas {
+			held[r]++
+		}
+	}
+	var steps []Step
+	for _, p := range d.Partitions {
+		if slices.Contains(p.Replicas, leaf) {
+			steps = append(steps, Step{Action: ActionDrop, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: PhaseDrop})
+		}
+		if p.Master != leaf {
+			continue
+		}
+		if i := slices.IndexFunc(p.Replicas, st.online); i >= 0 && p.Replicas[i] != leaf {
+			steps = append(steps,
+				Step{Action: ActionPromote, DB: d.Name, Ordinal: p.Ordinal, Target: p.Replicas[i], Phase: PhaseMove},
+				Step{Action: ActionDrop, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: PhaseDrop})
+			continue
+		}
+		if len(targets) == 0 {
+			continue // nowhere to go: REMOVE LEAF refuses
+		}
+		to := targets[0]
+		for _, t := range targets[1:] {
+			if held[t] < held[to] {
+				to = t
+			}
+		}
+		held[to]++
+		steps = append(steps,
+			Step{Action: ActionCopy, DB: d.Name, Ordinal: p.Ordinal, Target: to, Phase: PhaseCopy},
+			Step{Action: ActionPromote, DB: d.Name, Ordinal: p.Ordinal, Target: to, Phase: PhaseMove},
+			Step{Action: ActionDrop, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: PhaseDrop})
+	}
+	sortSteps(steps)
+	return steps
+}

@@ -103,6 +103,8 @@ func TestRebalancePlans(t *testing.T) {
 			return printPlan(st, PlanRebalance(st, db), db)
 		case "restore-redundancy":
 			return printPlan(st, PlanRestoreRedundancy(st, db), db)
+		case "remove-leaf":
+			return printPlan(st, PlanRemoveLeaf(st, db, Addr(d.CmdArgs[0].Key, 3306)), db)
 		}
 		t.Fatalf("unknown command %s", d.Cmd)
 		return ""
