@@ -653,6 +653,10 @@ func (a *Aggregator) setVariable(ctx context.Context, query string, cmd sqlcmd.S
 		if n, err := strconv.Atoi(v); err != nil || n < min || n > 3_600_000 {
 			return mysql.NewSQLError(1231, "42000", "Variable '%s' can't be set to the value of '%s' (milliseconds, at least %d)", cmd.Name, v, min)
 		}
+	case "copy_bandwidth_mb_per_sec":
+		if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 1_000_000 {
+			return mysql.NewSQLError(1231, "42000", "Variable 'copy_bandwidth_mb_per_sec' can't be set to the value of '%s' (MB/s, 0 for no cap)", v)
+		}
 	case "auto_attach", "leaf_failure_detection":
 		switch strings.ToLower(v) {
 		case "on", "1", "true":

@@ -32,6 +32,7 @@ type replicaConfig struct {
 	DB     string `json:"db"`
 	Target string `json:"target"`
 	Sync   bool   `json:"sync,omitempty"`
+	Limit  int64  `json:"limit,omitempty"` // bytes/s of a copy being provisioned; 0: no cap
 }
 
 // copyKey names a replica being provisioned: shipped asynchronously until
@@ -107,11 +108,12 @@ func (a *Aggregator) pushReplication(st *meta.State) {
 			}
 			for _, r := range p.Replicas {
 				if t := internal(r); t != "" {
-					want[p.Master] = append(want[p.Master], replicaConfig{meta.PartitionName(d.Name, p.Ordinal), t, d.Sync})
+					want[p.Master] = append(want[p.Master], replicaConfig{DB: meta.PartitionName(d.Name, p.Ordinal), Target: t, Sync: d.Sync})
 				}
 			}
 		}
 	}
+	limit, _ := strconv.ParseInt(st.Variable("copy_bandwidth_mb_per_sec"), 10, 64)
 	a.ha.copyMu.Lock()
 	for k := range a.ha.copying {
 		d := st.Database(k.db)
@@ -120,7 +122,7 @@ func (a *Aggregator) pushReplication(st *meta.State) {
 		}
 		if t := internal(k.target); t != "" {
 			m := d.Partitions[k.ordinal].Master
-			want[m] = append(want[m], replicaConfig{DB: meta.PartitionName(d.Name, k.ordinal), Target: t})
+			want[m] = append(want[m], replicaConfig{DB: meta.PartitionName(d.Name, k.ordinal), Target: t, Limit: limit << 20})
 		}
 	}
 	a.ha.copyMu.Unlock()

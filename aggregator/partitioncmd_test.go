@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/canopydb/canopy/internal/testutil"
 )
@@ -73,4 +74,49 @@ func TestPartitionCommands(t *testing.T) {
 		t.Errorf("after DROP PARTITION of the replica: %v", got)
 	}
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM t", "41")
+}
+
+// TestCopyBandwidthCap: copy_bandwidth_mb_per_sec bounds how fast a
+// partition copy ships; the copy without a cap is the throughput figure
+// of BENCHMARKS.md.
+func TestCopyBandwidthCap(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 0)
+	ma := c.MA.DB("bw")
+	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE bw PARTITIONS 2")
+	testutil.Exec(t, ma, "CREATE TABLE t (id INT PRIMARY KEY, pad TEXT)")
+	const rows, pad = 800, 4000
+	for i := 0; i < rows; i += 50 {
+		var vals []string
+		for j := i; j < i+50; j++ {
+			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', %d))", j, pad))
+		}
+		testutil.Exec(t, ma, "INSERT INTO t VALUES "+strings.Join(vals, ","))
+	}
+	masters := partitionMasters(t, ma, "bw")
+	other := func(o int) string {
+		for _, l := range c.Leaves {
+			if port(l) != masters[o] {
+				return fmt.Sprintf("'127.0.0.1':%d", l.Port)
+			}
+		}
+		return ""
+	}
+	perPartition := float64(rows*pad) / 2 / (1 << 20) // MiB, about
+
+	start := time.Now()
+	testutil.Exec(t, ma, "COPY PARTITION bw:0 TO "+other(0))
+	free := time.Since(start)
+	t.Logf("uncapped copy of about %.1f MiB: %s (%.1f MiB/s)", perPartition, free.Round(time.Millisecond), perPartition/free.Seconds())
+
+	testutil.Exec(t, c.MA.DB(""), "SET GLOBAL copy_bandwidth_mb_per_sec = 1")
+	testutil.ExpectRows(t, ma, "SELECT @@copy_bandwidth_mb_per_sec", "1")
+	start = time.Now()
+	testutil.Exec(t, ma, "COPY PARTITION bw:1 TO "+other(1))
+	capped := time.Since(start)
+	t.Logf("copy capped at 1 MB/s: %s", capped.Round(time.Millisecond))
+	if min := time.Duration(perPartition * 0.7 * float64(time.Second)); capped < min {
+		t.Errorf("a copy of about %.1f MiB capped at 1 MB/s took %s, less than %s", perPartition, capped, min)
+	}
+	testutil.ExpectError(t, c.MA.DB(""), 1231, "42000", "SET GLOBAL copy_bandwidth_mb_per_sec = 'fast'")
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM t", fmt.Sprint(rows))
 }

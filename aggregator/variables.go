@@ -34,6 +34,8 @@ func RegisterVariables() {
 				Type: types.NewSystemIntType("leaf_failure_timeout_ms", 300, 3_600_000, false), Default: defInt("leaf_failure_timeout_ms")},
 			&sql.MysqlSystemVariable{Name: "leaf_refused_timeout_ms", Scope: global,
 				Type: types.NewSystemIntType("leaf_refused_timeout_ms", 150, 3_600_000, false), Default: defInt("leaf_refused_timeout_ms")},
+			&sql.MysqlSystemVariable{Name: "copy_bandwidth_mb_per_sec", Scope: global,
+				Type: types.NewSystemIntType("copy_bandwidth_mb_per_sec", 0, 1_000_000, false), Default: defInt("copy_bandwidth_mb_per_sec")},
 		})
 		// This aggregator's own: how it plans joins.
 		sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{

@@ -26,6 +26,7 @@ type ReplicaTarget struct {
 	DB     string `json:"db"`
 	Target string `json:"target"` // the replica's internal address
 	Sync   bool   `json:"sync,omitempty"`
+	Limit  int64  `json:"limit,omitempty"` // bytes/s while it is a copy being provisioned
 }
 
 const replicationKey = "replication"
@@ -67,6 +68,7 @@ func (n *Node) applyReplication(ts []ReplicaTarget) {
 	for _, t := range ts {
 		want[[2]string{t.DB, t.Target}] = true
 		n.hub.EnsureSync(t.DB, t.Target, t.Sync)
+		n.hub.SetLimit(t.DB, t.Target, t.Limit)
 		if t.Sync {
 			syncs[t.DB] = append(syncs[t.DB], t.Target)
 		}

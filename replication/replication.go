@@ -19,6 +19,7 @@ import (
 	"net"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canopydb/canopy/internal/mux"
@@ -231,6 +232,7 @@ type sender struct {
 	fenced    bool
 	acked     uint64
 	lastErr   string
+	limit     atomic.Int64 // bytes/s; 0: no cap
 }
 
 // Ensure starts shipping db to target (an internal address) unless it is
@@ -253,6 +255,17 @@ func (h *Hub) EnsureSync(db, target string, sync bool) {
 	s := &sender{hub: h, db: db, target: target, sync: sync, stop: make(chan struct{})}
 	h.senders[k] = s
 	go s.run()
+}
+
+// SetLimit caps what the sender of db to target ships, in bytes per
+// second (0: no cap), without restarting it: a copy being provisioned is
+// capped, the replica it becomes is not.
+func (h *Hub) SetLimit(db, target string, bytesPerSec int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s, ok := h.senders[key{db, target}]; ok {
+		s.limit.Store(bytesPerSec)
+	}
 }
 
 // Stop stops shipping db to target.
@@ -475,21 +488,36 @@ func (s *sender) stream() error {
 	next := pos.LSN + 1
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
+	var pace pacer
 	for {
 		signal := s.hub.store.CommitSignal()
-		recs, err := s.hub.store.ReadLog(s.db, next, 256)
+		batch := 256
+		if s.limit.Load() > 0 {
+			batch = 16 // a capped copy pauses between smaller batches
+		}
+		recs, err := s.hub.store.ReadLog(s.db, next, batch)
 		if err != nil {
 			return err
 		}
+		sent := 0
 		for _, rec := range recs {
-			if err := writeFrame(w, frameRecord, rec.Encode()); err != nil {
+			b := rec.Encode()
+			if err := writeFrame(w, frameRecord, b); err != nil {
 				return err
 			}
+			sent += len(b)
 			next = rec.Pos.LSN + 1
 		}
 		if len(recs) > 0 {
 			if err := w.Flush(); err != nil {
 				return err
+			}
+			if d := pace.wait(s.limit.Load(), sent); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-s.stop:
+					return nil
+				}
 			}
 			continue
 		}
@@ -541,6 +569,27 @@ func (s *sender) readAcks(r *bufio.Reader) error {
 		}
 		s.setState(true, lsn, nil)
 	}
+}
+
+// pacer spaces a sender's batches so that it ships at most limit bytes
+// per second on average since the limit was last changed.
+type pacer struct {
+	limit int64
+	since time.Time
+	bytes int64
+}
+
+// wait records sent bytes and says how long to pause.
+func (p *pacer) wait(limit int64, sent int) time.Duration {
+	if limit != p.limit {
+		p.limit, p.since, p.bytes = limit, time.Now(), 0
+	}
+	if limit <= 0 {
+		return 0
+	}
+	p.bytes += int64(sent)
+	due := time.Duration(float64(p.bytes) / float64(limit) * float64(time.Second))
+	return due - time.Since(p.since)
 }
 
 type fencedError struct{ msg string }

@@ -106,3 +106,21 @@ func TestShipDatabase(t *testing.T) {
 		t.Fatal("roles")
 	}
 }
+
+// TestPacer: a capped sender pauses so that its average rate since the
+// cap was set stays under it; no cap, no pause.
+func TestPacer(t *testing.T) {
+	var p pacer
+	if d := p.wait(0, 1<<20); d != 0 {
+		t.Errorf("no cap: pause %s", d)
+	}
+	if d := p.wait(1<<20, 1<<20); d < 900*time.Millisecond || d > time.Second {
+		t.Errorf("1 MiB at 1 MiB/s: pause %s, want about 1s", d)
+	}
+	if d := p.wait(1<<20, 1<<19); d < 1400*time.Millisecond || d > 1500*time.Millisecond {
+		t.Errorf("1.5 MiB at 1 MiB/s: pause %s, want about 1.5s since the cap was set", d)
+	}
+	if d := p.wait(2<<20, 1<<20); d < 400*time.Millisecond || d > 500*time.Millisecond {
+		t.Errorf("a new cap starts a new window: pause %s, want about 0.5s", d)
+	}
+}

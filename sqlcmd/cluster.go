@@ -177,6 +177,7 @@ var ClusterVariables = map[string]bool{
 	"leaf_failure_detection":      true,
 	"leaf_failure_timeout_ms":     true,
 	"leaf_refused_timeout_ms":     true,
+	"copy_bandwidth_mb_per_sec":   true,
 }
 
 // parseCluster recognizes cluster statements; nil if p holds none.

@@ -105,6 +105,9 @@ var DefaultVariables = map[string]string{
 	// offline after this long; one that refuses connections after the other
 	"leaf_failure_timeout_ms": "10000",
 	"leaf_refused_timeout_ms": "1000",
+	// caps each partition copy (COPY PARTITION, rebalance, attach) so it
+	// does not starve the leaves' own traffic; 0: no cap
+	"copy_bandwidth_mb_per_sec": "0",
 }
 
 // New returns the empty state.
