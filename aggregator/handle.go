@@ -466,7 +466,9 @@ func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, db, quer
 		}
 		return callback(res, false)
 	}
-	a.ownCopies(a.State(), true) // a master elected a moment ago may not have taken them over yet
+	if a.store.IsReplica(db) {
+		a.ownCopies(a.State(), true) // a master elected a moment ago has not taken them over yet
+	}
 	if err := a.host.RunLocal(ctx, c, query, callback); err != nil {
 		return err
 	}

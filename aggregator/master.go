@@ -100,44 +100,31 @@ func (a *Aggregator) ownCopies(st *meta.State, master bool) {
 // this one as a voter.
 func (a *Aggregator) replaced(st *meta.State) bool {
 	for _, ag := range st.Aggregators {
-		if ag.Addr() == a.self {
-			continue
-		}
-		if a.countsMeAsVoter(ag) == 0 {
+		if ag.Addr() != a.self && a.deposedBy(ag) {
 			return true
 		}
 	}
 	return false
 }
 
-// countsMeAsVoter asks an aggregator that is master whether this one
-// votes: 1 yes, 0 no, -1 it is not master or did not answer.
-func (a *Aggregator) countsMeAsVoter(ag meta.Aggregator) int {
+// deposedBy asks an aggregator (CANOPY RAFT MEMBERS) whether it is master
+// and this one has no vote; false if it does not answer.
+func (a *Aggregator) deposedBy(ag meta.Aggregator) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	p := a.pools.Get(pool.Node{Host: ag.Host, Port: ag.Port, User: ag.User, Password: ag.Password})
 	defer a.pools.Forget(ag.Addr())
 	res, err := p.Exec(ctx, "CANOPY RAFT MEMBERS", 100)
 	if err != nil {
-		return -1
+		return false
 	}
 	isMaster, voter := false, false
-	for _, row := range res.Rows {
-		id, isVoter, leader := row[0].ToString(), row[2].ToString() == "voter", row[3].ToString() == "1"
-		if id == ag.Addr() && leader {
-			isMaster = true
-		}
-		if id == a.self && isVoter {
-			voter = true
-		}
+	for _, row := range res.Rows { // Aggregator, Raft_Address, Suffrage, Master_Aggregator
+		id := row[0].ToString()
+		isMaster = isMaster || id == ag.Addr() && row[3].ToString() == "1"
+		voter = voter || id == a.self && row[2].ToString() == "voter"
 	}
-	switch {
-	case !isMaster:
-		return -1
-	case voter:
-		return 1
-	}
-	return 0
+	return isMaster && !voter
 }
 
 var raftMemberFields = []*querypb.Field{

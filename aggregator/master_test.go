@@ -10,36 +10,32 @@ import (
 	"github.com/canopydb/canopy/internal/testutil"
 )
 
-// nodeRole is a node's role from CANOPY NODE STATUS ("master aggregator",
-// "aggregator", "leaf"), or the error.
-func nodeRole(db *sql.DB) string {
-	var role string
-	rows, err := db.Query("CANOPY NODE STATUS")
+// fieldsOf runs q and splits each row into its columns; nil on error.
+func fieldsOf(db *sql.DB, q string) [][]string {
+	rows, err := testutil.RenderRows(db, "|", q)
 	if err != nil {
-		return err.Error()
+		return nil
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	vals := make([]any, len(cols))
-	for i := range vals {
-		vals[i] = new(sql.RawBytes)
+	var out [][]string
+	for _, r := range rows {
+		out = append(out, strings.Split(r, "|"))
 	}
-	vals[0] = &role
-	if rows.Next() {
-		rows.Scan(vals...)
+	return out
+}
+
+// nodeRole is a node's role from CANOPY NODE STATUS ("master aggregator",
+// "aggregator", "leaf"), or "" if it does not answer.
+func nodeRole(db *sql.DB) string {
+	if rows := fieldsOf(db, "CANOPY NODE STATUS"); len(rows) == 1 {
+		return rows[0][0]
 	}
-	return role
+	return ""
 }
 
 // raftVoters lists the voting aggregators' ports in CANOPY RAFT MEMBERS.
-func raftVoters(t *testing.T, db *sql.DB) string {
+func raftVoters(db *sql.DB) string {
 	var out []string
-	rows, err := testutil.RenderRows(db, "|", "CANOPY RAFT MEMBERS")
-	if err != nil {
-		return err.Error()
-	}
-	for _, r := range rows {
-		f := strings.Split(r, "|")
+	for _, f := range fieldsOf(db, "CANOPY RAFT MEMBERS") { // Aggregator|Raft_Address|Suffrage|Master_Aggregator
 		if f[2] == "voter" {
 			out = append(out, f[0][strings.LastIndex(f[0], ":")+1:])
 		}
@@ -48,13 +44,8 @@ func raftVoters(t *testing.T, db *sql.DB) string {
 }
 
 // masterPort is the port SHOW AGGREGATORS on db names as master, or "".
-func masterPort(t *testing.T, db *sql.DB) string {
-	rows, err := testutil.RenderRows(db, "|", "SHOW AGGREGATORS")
-	if err != nil {
-		return err.Error()
-	}
-	for _, r := range rows {
-		f := strings.Split(r, "|")
+func masterPort(db *sql.DB) string {
+	for _, f := range fieldsOf(db, "SHOW AGGREGATORS") { // Host|Port|State|…|Master_Aggregator
 		if f[5] == "1" {
 			return f[1]
 		}
@@ -105,7 +96,7 @@ func TestMasterAggregatorFailure(t *testing.T) {
 	if got := nodeRole(child.DB("")); got != "master aggregator" {
 		t.Fatalf("the child after AGGREGATOR SET AS MASTER: role %q", got)
 	}
-	if got := masterPort(t, cdb); got != port(child) {
+	if got := masterPort(cdb); got != port(child) {
 		t.Errorf("SHOW AGGREGATORS names %s as master, want %s", got, port(child))
 	}
 	testutil.Exec(t, cdb, "CREATE TABLE y (a INT PRIMARY KEY)")
@@ -129,7 +120,7 @@ func TestMasterAggregatorFailure(t *testing.T) {
 		if got := nodeRole(c.MA.DB("")); got != "aggregator" {
 			return "old master's role: " + got
 		}
-		if got := masterPort(t, old); got != port(child) {
+		if got := masterPort(old); got != port(child) {
 			return "old master sees as master: " + got
 		}
 		rows, err := testutil.RenderRows(old, "|", "SELECT name FROM r ORDER BY id")
@@ -147,7 +138,7 @@ func TestMasterAggregatorFailure(t *testing.T) {
 	testutil.ExpectRows(t, cdb, "SELECT COUNT(*) FROM z", "2")
 	testutil.ExpectRows(t, cdb, "SELECT name FROM r WHERE id = 4", "through the old master")
 	load.verify("old master back as a child", cdb, c.Leaves)
-	if v := raftVoters(t, cdb); v != port(child) {
+	if v := raftVoters(cdb); v != port(child) {
 		t.Errorf("voters with two aggregators: %s, want only the master %s", v, port(child))
 	}
 }
@@ -169,7 +160,7 @@ func TestPromoteAggregatorToMaster(t *testing.T) {
 		if got := nodeRole(c.MA.DB("")); got != "aggregator" {
 			return "old master's role: " + got
 		}
-		if v := raftVoters(t, child.DB("")); v != port(child) {
+		if v := raftVoters(child.DB("")); v != port(child) {
 			return "voters: " + v
 		}
 		return ""
@@ -204,7 +195,7 @@ func TestMasterAggregatorElection(t *testing.T) {
 	testutil.Exec(t, c.MA.DB("e"), "INSERT INTO r VALUES (1)")
 	want := strings.Join([]string{port(c.MA), port(c.Children[0]), port(c.Children[1])}, ",")
 	eventually(t, 10*time.Second, func() string {
-		if v := raftVoters(t, c.MA.DB("")); v != want {
+		if v := raftVoters(c.MA.DB("")); v != want {
 			return "voters: " + v
 		}
 		return ""

@@ -35,7 +35,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 		return mysql.NewSQLError(1105, "HY000", "Leaf %s is %s; partition commands need it online", meta.QuotedAddr(leaf), l.State)
 	}
 	p := d.Partitions[cmd.Ordinal]
-	part := func() string { return meta.PartitionName(d.Name, cmd.Ordinal) }
+	part := meta.PartitionName(d.Name, cmd.Ordinal)
 	isReplica := slices.Contains(p.Replicas, leaf)
 	step := meta.Step{DB: d.Name, Ordinal: cmd.Ordinal, Target: leaf, Phase: 1}
 	var steps []meta.Step
@@ -45,7 +45,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 			return mysql.NewSQLError(1777, "HY000", "Partition %s:%d has no master instance.", d.Name, cmd.Ordinal)
 		}
 		if p.Master == leaf || isReplica {
-			return mysql.NewSQLError(1105, "HY000", "Leaf %s already holds partition %s", meta.QuotedAddr(leaf), part())
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s already holds partition %s", meta.QuotedAddr(leaf), part)
 		}
 		step.Action = meta.ActionCopy
 		steps = append(steps, step)
@@ -54,7 +54,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 			return nil
 		}
 		if !isReplica {
-			return mysql.NewSQLError(1105, "HY000", "Leaf %s holds no replica of partition %s to promote; COPY PARTITION it there first", meta.QuotedAddr(leaf), part())
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s holds no replica of partition %s to promote; COPY PARTITION it there first", meta.QuotedAddr(leaf), part)
 		}
 		if p.Master == "" {
 			// the failed master's replica takes over, as failover would
@@ -74,17 +74,17 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 		if err != nil {
 			return err
 		}
-		c, ok := copies[part()]
+		c, ok := copies[part]
 		switch {
 		case !ok:
-			return mysql.NewSQLError(1105, "HY000", "Leaf %s holds no copy of partition %s; COPY PARTITION makes one", meta.QuotedAddr(leaf), part())
+			return mysql.NewSQLError(1105, "HY000", "Leaf %s holds no copy of partition %s; COPY PARTITION makes one", meta.QuotedAddr(leaf), part)
 		case p.Master == "":
 			step.Action, step.AsMaster = meta.ActionAttach, true
 		case !c.Replica:
 			return mysql.NewSQLError(1105, "HY000",
 				"The copy of %s on %s took writes of its own while partition %s:%d has its master on %s: it cannot follow that master. "+
 					"DROP PARTITION it, or, to keep it as the partition instead, DETACH PARTITION %s:%d on the master first",
-				part(), meta.QuotedAddr(leaf), d.Name, cmd.Ordinal, meta.QuotedAddr(p.Master), d.Name, cmd.Ordinal)
+				part, meta.QuotedAddr(leaf), d.Name, cmd.Ordinal, meta.QuotedAddr(p.Master), d.Name, cmd.Ordinal)
 		default:
 			step.Action = meta.ActionAttach
 		}
@@ -102,7 +102,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 		if p.Master == leaf && len(p.Replicas) > 0 {
 			return mysql.NewSQLError(1105, "HY000",
 				"Leaf %s holds the master of %s; PROMOTE PARTITION %s:%d ON a replica first, then detach the old master",
-				meta.QuotedAddr(leaf), part(), d.Name, cmd.Ordinal)
+				meta.QuotedAddr(leaf), part, d.Name, cmd.Ordinal)
 		}
 		// the copy stays on the leaf as an orphan (SHOW CLUSTER STATUS);
 		// a detached master leaves the partition without one until it is
@@ -112,12 +112,12 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 		if p.Master == leaf {
 			return mysql.NewSQLError(1105, "HY000",
 				"Leaf %s holds the master of %s; PROMOTE PARTITION %s:%d ON a replica first, or DETACH PARTITION it to keep its data",
-				meta.QuotedAddr(leaf), part(), d.Name, cmd.Ordinal)
+				meta.QuotedAddr(leaf), part, d.Name, cmd.Ordinal)
 		}
 		if !isReplica && p.Master == "" {
 			copies, _, err := a.leafCopies(leaf)
 			if err == nil {
-				if _, ok := copies[part()]; ok {
+				if _, ok := copies[part]; ok {
 					return mysql.NewSQLError(1105, "HY000",
 						"Partition %s:%d has no master, and the copy on %s may be its last: ATTACH PARTITION it instead",
 						d.Name, cmd.Ordinal, meta.QuotedAddr(leaf))
