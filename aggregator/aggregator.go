@@ -118,10 +118,11 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 	}
 	a.raft = rf
 	publishVariables(rf.State())
-	if !bootstrap {
+	if !bootstrap && rf.State().ClusterID != "" {
 		// A restarted master wins its election in about a second; give it
 		// that before serving, so its first statements need not forward.
-		// A child whose master is down goes on without one.
+		// A child whose master is down goes on without one. A node joining
+		// for the first time hears from the master only once it is added.
 		rf.WaitLeader(3 * time.Second)
 	}
 	if bootstrap {

@@ -75,7 +75,7 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 		if !a.IsMaster() {
 			return a.forwardToMaster(ctx, c.ConnectionID, query)
 		}
-		return a.rebalanceCommand(ctx, cmd)
+		return a.rebalanceCommand(ctx, c, cmd)
 	case sqlcmd.PartitionCommand:
 		if !a.IsMaster() {
 			return a.forwardToMaster(ctx, c.ConnectionID, query)

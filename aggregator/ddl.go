@@ -125,6 +125,9 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 	if err := a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
 		return err
 	}
+	// every aggregator and leaf holds a copy (for reference tables): a
+	// client may use db on any of them once this returns
+	a.waitReplicated(cmd.Name)
 	if len(replicas) > 0 {
 		// the database is usable once every replica exists
 		a.reconcile()

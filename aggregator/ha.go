@@ -547,8 +547,51 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		return a.copyPartition(ctx, s)
 	case meta.ActionPromote:
 		return a.handOver(ctx, s.DB, s.Ordinal, s.Target)
+	case meta.ActionCreate:
+		return a.createEmptyPartition(s)
 	}
 	return fmt.Errorf("unknown step %s", s.Action)
+}
+
+// createEmptyPartition replaces a lost partition with an empty master on
+// s.Target (REBALANCE … FORCE). Its tables are made LIKE those of the
+// target's copy of the database, which holds every table's definition.
+// A copy of the partition already on the target is used only if it is
+// empty (an earlier attempt); one with rows is the operator's to judge.
+func (a *Aggregator) createEmptyPartition(s meta.Step) error {
+	st := a.State()
+	d := st.Database(s.DB)
+	if d == nil || !slices.Contains(meta.LostPartitions(st, d), s.Ordinal) {
+		return fmt.Errorf("partition %s:%d has a copy on an online leaf again; run REBALANCE PARTITIONS without FORCE", s.DB, s.Ordinal)
+	}
+	name := meta.PartitionName(s.DB, s.Ordinal)
+	if _, err := a.onLeaf(s.Target, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(name)); err != nil {
+		return err
+	}
+	for _, t := range d.Tables {
+		if t.Reference {
+			continue
+		}
+		stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s LIKE %s.%s", quoteIdent(name), quoteIdent(t.Name), quoteIdent(d.Name), quoteIdent(t.Name))
+		if _, err := a.onLeaf(s.Target, stmt); err != nil {
+			return err
+		}
+		res, err := a.onLeaf(s.Target, fmt.Sprintf("SELECT 1 FROM %s.%s LIMIT 1", quoteIdent(name), quoteIdent(t.Name)))
+		if err != nil {
+			return err
+		}
+		if len(res.Rows) > 0 {
+			h, p := splitAddr(s.Target)
+			return fmt.Errorf("leaf '%s':%d already holds a copy of %s:%d with rows (table %s): ATTACH PARTITION %s:%d ON '%s':%d keeps them, DROP PARTITION %s:%d ON '%s':%d discards them",
+				h, p, s.DB, s.Ordinal, t.Name, s.DB, s.Ordinal, h, p, s.DB, s.Ordinal, h, p)
+		}
+	}
+	if err := a.promoteOn(s.Target, quoteIdent(name)); err != nil {
+		return err
+	}
+	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+		p.Master, p.Replicas = s.Target, nil
+	})
 }
 
 // handOver moves a partition's master role to its replica on to without

@@ -2,6 +2,10 @@ package aggregator
 
 import (
 	"context"
+	"fmt"
+	"strings"
+
+	"github.com/dolthub/go-mysql-server/sql"
 
 	"github.com/dolthub/vitess/go/mysql"
 	"github.com/dolthub/vitess/go/sqltypes"
@@ -21,23 +25,28 @@ var explainRebalanceFields = []*querypb.Field{
 	field("Target_Port", querypb.Type_INT64), field("Phase", querypb.Type_INT64), field("Estimated_Time_Remaining_Ms", querypb.Type_INT64),
 }
 
-func (a *Aggregator) rebalanceCommand(ctx context.Context, cmd sqlcmd.Rebalance) (*sqltypes.Result, error) {
+func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rebalance) (*sqltypes.Result, error) {
 	d := a.State().Database(cmd.Database)
 	if d == nil {
 		return nil, mysql.NewSQLError(1049, "42000", "Unknown database '%s'", cmd.Database)
 	}
-	if cmd.Force {
-		return nil, mysql.NewSQLError(1235, "42000",
-			"REBALANCE PARTITIONS ... FORCE (replacing lost partitions with empty ones) is not supported yet; bring the partitions' leaves back and run ATTACH LEAF")
-	}
 	if cmd.Explain {
-		return a.explainRebalance(d.Name, cmd.RestoreOnly), nil
+		return a.explainRebalance(d.Name, cmd), nil
 	}
 	a.ha.mu.Lock()
 	defer a.ha.mu.Unlock()
-	steps := a.planRebalance(d.Name, cmd.RestoreOnly)
+	steps := a.planRebalance(d.Name, cmd)
 	if len(steps) == 0 {
 		return &sqltypes.Result{}, nil
+	}
+	var replaced []string
+	for _, s := range steps {
+		if s.Action == meta.ActionCreate {
+			replaced = append(replaced, fmt.Sprintf("%s:%d", d.Name, s.Ordinal))
+		}
+	}
+	if len(replaced) > 0 {
+		a.log.Warn("REBALANCE PARTITIONS FORCE replaces lost partitions with empty ones", "database", d.Name, "partitions", replaced)
 	}
 	if err := a.runSteps(ctx, d.Name, steps); err != nil {
 		what := "REBALANCE PARTITIONS"
@@ -49,17 +58,30 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, cmd sqlcmd.Rebalance)
 			what, d.Name, err, d.Name)
 	}
 	a.log.Info("rebalance finished", "database", d.Name, "steps", len(steps))
-	return &sqltypes.Result{RowsAffected: 1}, nil
+	res := &sqltypes.Result{RowsAffected: 1}
+	if len(replaced) > 0 {
+		// the data loss is said where the client sees it: SHOW WARNINGS,
+		// and the OK packet's info line (which the mysql client prints)
+		msg := fmt.Sprintf("Partitions %s had no copy on an online leaf and were replaced by empty partitions: their rows are lost. "+
+			"Copies on leaves that come back are orphans (SHOW CLUSTER STATUS; CLEAR ORPHAN DATABASES drops them)", strings.Join(replaced, ", "))
+		res.Info = "Warning: " + msg
+		if s := a.host.Session(c.ConnectionID); s != nil {
+			s.Warn(&sql.Warning{Level: "Warning", Code: 1105, Message: msg})
+		}
+	}
+	return res, nil
 }
 
-func (a *Aggregator) planRebalance(db string, restoreOnly bool) []meta.Step {
+func (a *Aggregator) planRebalance(db string, cmd sqlcmd.Rebalance) []meta.Step {
 	st := a.State()
 	d := st.Database(db)
-	if d == nil {
+	switch {
+	case d == nil:
 		return nil
-	}
-	if restoreOnly {
+	case cmd.RestoreOnly:
 		return meta.PlanRestoreRedundancy(st, d)
+	case cmd.Force:
+		return meta.PlanRebalanceForce(st, d)
 	}
 	return meta.PlanRebalance(st, d)
 }
@@ -72,12 +94,13 @@ const (
 	copyRecordsPerMs = 2
 	promoteMs        = 100
 	dropMs           = 10
+	createMs         = 50
 )
 
-func (a *Aggregator) explainRebalance(db string, restoreOnly bool) *sqltypes.Result {
+func (a *Aggregator) explainRebalance(db string, cmd sqlcmd.Rebalance) *sqltypes.Result {
 	st := a.State()
 	d := st.Database(db)
-	steps := a.planRebalance(db, restoreOnly)
+	steps := a.planRebalance(db, cmd)
 	// the log length of each partition, from its master
 	lsns := map[string]uint64{}
 	asked := map[string]bool{}
@@ -104,6 +127,8 @@ func (a *Aggregator) explainRebalance(db string, restoreOnly bool) *sqltypes.Res
 			est = copyBaseMs + int64(lsns[meta.PartitionName(db, s.Ordinal)])/copyRecordsPerMs
 		case meta.ActionPromote:
 			est = promoteMs
+		case meta.ActionCreate:
+			est = createMs
 		}
 		h, p := splitAddr(s.Target)
 		res.Rows = append(res.Rows, []sqltypes.Value{str(s.Action), num(int64(s.Ordinal)), str(h), num(int64(p)), num(int64(s.Phase)), num(est)})

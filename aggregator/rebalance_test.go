@@ -1,13 +1,18 @@
 package aggregator_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	gmssql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+
 	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/sharding"
 )
 
 // TestRebalanceGrowAndEnableHA replays the seed's cluster growth under a
@@ -194,4 +199,122 @@ func TestDisableHAAndRemoveLeaf(t *testing.T) {
 		t.Errorf("REMOVE LEAF recorded no steps")
 	}
 	load.verify("after REMOVE LEAF in redundancy 1", ma, []*testutil.Node{kept[1], third})
+}
+
+// TestRebalanceForce follows seed 003's redundancy 1 "irrecoverably
+// lost" leaf: REBALANCE PARTITIONS … FORCE replaces its partitions with
+// empty ones (saying so in SHOW WARNINGS), the database works again as a
+// whole, and when the leaf does come back its old copies are orphans that
+// neither come back to life nor duplicate rows.
+func TestRebalanceForce(t *testing.T) {
+	c := testutil.StartCluster(t, 3, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE f PARTITIONS 6")
+	testutil.Exec(t, ma, "CREATE TABLE f.x (id INT PRIMARY KEY, v VARCHAR(20) NOT NULL DEFAULT 'd', KEY (v))")
+	testutil.Exec(t, ma, "CREATE REFERENCE TABLE f.r (id INT PRIMARY KEY)")
+	testutil.Exec(t, ma, "INSERT INTO f.r VALUES (1)")
+	var vals []string
+	for i := 1; i <= 60; i++ {
+		vals = append(vals, fmt.Sprintf("(%d, 'v%d')", i, i))
+	}
+	testutil.Exec(t, ma, "INSERT INTO f.x VALUES "+strings.Join(vals, ","))
+
+	gone := c.Leaves[2]
+	lost := map[int]bool{}
+	for o, m := range partitionMasters(t, ma, "f") {
+		if m == strconv.Itoa(gone.Port) {
+			lost[o] = true
+		}
+	}
+	key := sharding.NewKey([]gmssql.Type{types.Int32})
+	var lostIDs []int
+	for id := 1; id <= 60; id++ {
+		if p, _ := key.Partition([]interface{}{id}, 6); lost[p] {
+			lostIDs = append(lostIDs, id)
+		}
+	}
+	if len(lost) != 2 || len(lostIDs) == 0 {
+		t.Fatalf("leaf 3 masters %v holding %d rows; want 2 partitions with rows", lost, len(lostIDs))
+	}
+
+	gone.Kill()
+	waitLeafState(t, ma, gone.Port, "offline", 5*time.Second)
+	testutil.ExpectError(t, ma, 1777, "HY000", "SELECT COUNT(*) FROM f.x")
+
+	// EXPLAIN shows the replacement; without FORCE nothing is replaced
+	var creates []string
+	for _, r := range testutil.Rows(t, ma, "EXPLAIN REBALANCE PARTITIONS ON f FORCE") {
+		f := strings.Split(r, ",") // Action,Ordinal,Target_Host,Target_Port,Phase,Estimated_Time_Remaining_Ms
+		if f[0] == "CREATE PARTITION" {
+			o, _ := strconv.Atoi(f[1])
+			if !lost[o] || f[3] == strconv.Itoa(gone.Port) || f[4] != "1" {
+				t.Errorf("EXPLAIN REBALANCE … FORCE row %s (lost %v)", r, lost)
+			}
+			creates = append(creates, f[1])
+		}
+	}
+	if len(creates) != 2 {
+		t.Fatalf("EXPLAIN REBALANCE … FORCE creates %v, want the lost %v", creates, lost)
+	}
+	testutil.Exec(t, ma, "REBALANCE PARTITIONS ON f")
+	testutil.ExpectError(t, ma, 1777, "HY000", "SELECT COUNT(*) FROM f.x")
+
+	conn, err := ma.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "REBALANCE PARTITIONS ON f FORCE"); err != nil {
+		t.Fatalf("REBALANCE PARTITIONS ON f FORCE: %v", err)
+	}
+	var level, msg string
+	var code int
+	if err := conn.QueryRowContext(context.Background(), "SHOW WARNINGS").Scan(&level, &code, &msg); err != nil {
+		t.Fatalf("SHOW WARNINGS after FORCE: %v", err)
+	}
+	for o := range lost {
+		if !strings.Contains(msg, fmt.Sprintf("f:%d", o)) || !strings.Contains(msg, "lost") {
+			t.Errorf("FORCE warning %q does not name f:%d", msg, o)
+		}
+	}
+
+	// whole again: the lost rows are gone, everything else is there, and
+	// the new partitions take writes (with the table's defaults and keys)
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM f.x", strconv.Itoa(60-len(lostIDs)))
+	for _, id := range lostIDs {
+		testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT COUNT(*) FROM f.x WHERE id = %d", id), "0")
+		testutil.Exec(t, ma, fmt.Sprintf("INSERT INTO f.x (id) VALUES (%d)", id))
+	}
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*), SUM(v = 'd') FROM f.x", "60,"+strconv.Itoa(len(lostIDs)))
+	testutil.ExpectError(t, ma, 1062, "23000", fmt.Sprintf("INSERT INTO f.x (id) VALUES (%d)", lostIDs[0]))
+	for o, m := range partitionMasters(t, ma, "f") {
+		if m == strconv.Itoa(gone.Port) {
+			t.Errorf("partition %d still mastered on the lost leaf", o)
+		}
+	}
+	if plan := testutil.Rows(t, ma, "EXPLAIN REBALANCE PARTITIONS ON f FORCE"); len(plan) != 0 {
+		t.Errorf("after FORCE the plan is %q, want empty", plan)
+	}
+
+	// the leaf comes back after all: its copies are orphans, not data
+	gone.Start()
+	waitLeafState(t, ma, gone.Port, "online", 15*time.Second)
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*), SUM(v = 'd') FROM f.x", "60,"+strconv.Itoa(len(lostIDs)))
+	var orphans []string
+	for _, r := range testutil.Rows(t, ma, "SHOW CLUSTER STATUS") {
+		f := strings.Split(r, ",") // Host,Port,Database,Role,…
+		if f[3] == "Orphan" {
+			orphans = append(orphans, f[2])
+			if f[1] != strconv.Itoa(gone.Port) {
+				t.Errorf("orphan on the wrong leaf: %s", r)
+			}
+		}
+	}
+	if len(orphans) != 2 {
+		t.Errorf("orphans %v, want the returning leaf's two old partitions", orphans)
+	}
+	testutil.Exec(t, ma, "CLEAR ORPHAN DATABASES")
+	testutil.ExpectRows(t, ma, "EXPLAIN CLEAR ORPHAN DATABASES")
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM f.x", "60")
+	testutil.ExpectRows(t, ma, "SELECT id FROM f.r", "1")
 }

@@ -199,6 +199,9 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 
 // command answers one of Canopy's own statements.
 func (h *handler) command(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command, more bool, callback mysql.ResultSpoolFn) error {
+	if s := h.n.session(c.ConnectionID); s != nil {
+		s.ClearWarnings() // a command's warnings are its own
+	}
 	res, err := h.n.execCommand(ctx, c, query, cmd)
 	if err != nil {
 		h.n.metrics.queryErrors.Inc()

@@ -309,7 +309,9 @@ func (h *Hub) WaitAcked(ctx context.Context, db string, lsn uint64) []string {
 		h.mu.Lock()
 		var pending []string
 		for k, s := range h.senders {
-			if k.db == db && (s.connected || s.lastErr == "") && s.acked < lsn {
+			// a sender that has not reached its target yet (and has not
+			// failed) is pending too: the target may not have db at all
+			if k.db == db && (s.connected && s.acked < lsn || !s.connected && s.lastErr == "") {
 				pending = append(pending, k.target)
 			}
 		}

@@ -107,6 +107,9 @@ const (
 	// ActionPromote hands a partition's master role to the replica on
 	// Target; the old master becomes its replica.
 	ActionPromote = "PROMOTE PARTITION"
+	// ActionCreate replaces a lost partition (no copy on an online leaf)
+	// with an empty master on Target: REBALANCE PARTITIONS … FORCE.
+	ActionCreate = "CREATE PARTITION"
 )
 
 // Step is one low-level partition operation of a plan. Steps of a phase
@@ -250,6 +253,8 @@ func ApplySteps(d *Database, steps []Step) *Database {
 		}
 		p := &out.Partitions[s.Ordinal]
 		switch s.Action {
+		case ActionCreate:
+			p.Master, p.Replicas = s.Target, nil
 		case ActionAttach:
 			if s.AsMaster {
 				p.Master = s.Target

@@ -43,6 +43,77 @@ func PlanRebalance(st *State, d *Database) []Step {
 	return steps
 }
 
+// LostPartitions lists the ordinals of d's partitions that have neither a
+// master nor a replica on an online leaf: their data is offline until a
+// leaf holding a copy is attached again.
+func LostPartitions(st *State, d *Database) []int {
+	var lost []int
+	for _, p := range d.Partitions {
+		if !st.online(p.Master) && !slices.ContainsFunc(p.Replicas, st.online) {
+			lost = append(lost, p.Ordinal)
+		}
+	}
+	return lost
+}
+
+// PlanRebalanceForce is REBALANCE PARTITIONS … FORCE: each lost partition
+// is first replaced by an empty master (CREATE PARTITION, phase 1) on the
+// least loaded online leaf (redundancy 2: the least loaded leaf of the
+// least loaded pair), then the result is balanced as PlanRebalance does,
+// one phase later. The lost copies' data is given up: if their leaves
+// return, those copies are orphans.
+func PlanRebalanceForce(st *State, d *Database) []Step {
+	lost := LostPartitions(st, d)
+	if len(lost) == 0 {
+		return PlanRebalance(st, d)
+	}
+	var candidates []string
+	pairOf := map[string]string{}
+	if st.Redundancy() >= 2 {
+		for _, p := range st.Pairs() {
+			candidates = append(candidates, p[0], p[1])
+			pairOf[p[0]], pairOf[p[1]] = p[0], p[0]
+		}
+	}
+	if len(candidates) == 0 {
+		for _, l := range st.Leaves {
+			if l.State == LeafOnline {
+				candidates = append(candidates, l.Addr())
+				pairOf[l.Addr()] = l.Addr()
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	sort.Strings(candidates)
+	perLeaf, perUnit := map[string]int{}, map[string]int{}
+	for _, p := range d.Partitions {
+		if st.online(p.Master) {
+			perLeaf[p.Master]++
+			perUnit[pairOf[p.Master]]++
+		}
+	}
+	var steps []Step
+	for _, o := range lost {
+		to := candidates[0]
+		for _, c := range candidates[1:] {
+			if perUnit[pairOf[c]] < perUnit[pairOf[to]] ||
+				perUnit[pairOf[c]] == perUnit[pairOf[to]] && perLeaf[c] < perLeaf[to] {
+				to = c
+			}
+		}
+		perLeaf[to]++
+		perUnit[pairOf[to]]++
+		steps = append(steps, Step{Action: ActionCreate, DB: d.Name, Ordinal: o, Target: to, Phase: PhaseCopy})
+	}
+	rest := PlanRebalance(st, ApplySteps(d, steps))
+	for i := range rest {
+		rest[i].Phase++
+	}
+	return append(steps, rest...)
+}
+
 // PlanRestoreRedundancy gives every partition of d that lacks one a
 // replica on its master's pair (RESTORE REDUNDANCY); it moves nothing.
 func PlanRestoreRedundancy(st *State, d *Database) []Step {

@@ -3,6 +3,7 @@ package meta
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,6 +102,8 @@ func TestRebalancePlans(t *testing.T) {
 		switch d.Cmd {
 		case "rebalance":
 			return printPlan(st, PlanRebalance(st, db), db)
+		case "rebalance-force":
+			return printPlan(st, PlanRebalanceForce(st, db), db)
 		case "restore-redundancy":
 			return printPlan(st, PlanRestoreRedundancy(st, db), db)
 		case "remove-leaf":
@@ -159,12 +162,38 @@ func TestRebalanceProperties(t *testing.T) {
 			}
 			d.Partitions = append(d.Partitions, p)
 		}
-		steps := PlanRebalance(st, d)
+		// now and then a leaf (a pair) is lost for good and FORCE replaces
+		// its partitions, as failover left them: no master, no copy there
+		force := units > 1 && iter%3 == 0
+		if force {
+			u := rng.Intn(units)
+			gone := leaves[u : u+1]
+			if redundant {
+				gone = leaves[2*u : 2*u+2]
+			}
+			for i := range st.Leaves {
+				if slices.Contains(gone, st.Leaves[i].Addr()) {
+					st.Leaves[i].State = LeafOffline
+				}
+			}
+			for i, p := range d.Partitions {
+				if slices.Contains(gone, p.Master) {
+					d.Partitions[i].Master = ""
+				}
+				d.Partitions[i].Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return slices.Contains(gone, r) })
+			}
+		}
+		plan := PlanRebalance
+		if force {
+			plan = PlanRebalanceForce
+		}
+		steps := plan(st, d)
 		cur := d
 		for _, s := range steps {
+			before := cur
 			cur = ApplySteps(cur, []Step{s})
 			for _, p := range cur.Partitions {
-				if p.Master == "" {
+				if p.Master == "" && before.Partitions[p.Ordinal].Master != "" {
 					t.Fatalf("iteration %d: step %+v leaves partition %d without master\n%s", iter, s, p.Ordinal, printPlan(st, steps, d))
 				}
 			}
@@ -172,7 +201,12 @@ func TestRebalanceProperties(t *testing.T) {
 		if !Balanced(st, cur) {
 			t.Fatalf("iteration %d: not balanced after\n%s", iter, printPlan(st, steps, d))
 		}
-		if again := PlanRebalance(st, cur); len(again) > 0 {
+		if force {
+			if lost := LostPartitions(st, cur); len(lost) > 0 {
+				t.Fatalf("iteration %d: partitions %v still lost after\n%s", iter, lost, printPlan(st, steps, d))
+			}
+		}
+		if again := plan(st, cur); len(again) > 0 {
 			t.Fatalf("iteration %d: balanced state planned again: %+v", iter, again)
 		}
 	}
