@@ -46,6 +46,7 @@ type copyKey struct {
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
 	mu        sync.Mutex        // one cluster operation at a time
+	downMu    sync.Mutex        // one leaf taken out of service at a time
 	partMu    sync.Mutex        // one partition map change at a time
 	cfgMu     sync.Mutex        // guards sent
 	sent      map[string]string // leaf → the replica list it last accepted
@@ -55,6 +56,26 @@ type haState struct {
 
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
+
+	attachMu  sync.Mutex
+	attaching map[string]bool // leaves being auto-attached
+}
+
+// startAttach claims the auto-attach of leaf; false if one is running.
+func (h *haState) startAttach(leaf string) bool {
+	h.attachMu.Lock()
+	defer h.attachMu.Unlock()
+	if h.attaching[leaf] {
+		return false
+	}
+	h.attaching[leaf] = true
+	return true
+}
+
+func (h *haState) endAttach(leaf string) {
+	h.attachMu.Lock()
+	delete(h.attaching, leaf)
+	h.attachMu.Unlock()
 }
 
 type stepStatus struct {
@@ -65,7 +86,7 @@ type stepStatus struct {
 }
 
 func newHAState() *haState {
-	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}}
+	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -228,9 +249,15 @@ func (a *Aggregator) detect() {
 				a.propose(meta.SetLeafState{Addr: l.Addr(), State: meta.LeafDetached})
 				continue
 			}
-			a.log.Info("leaf is reachable again; attaching it", "leaf", l.Addr())
-			if err := a.attachLeaf(context.Background(), l.Addr(), true); err != nil {
-				a.log.Error("attaching leaf", "leaf", l.Addr(), "err", err)
+			// in the background: failure detection goes on meanwhile
+			if a.ha.startAttach(l.Addr()) {
+				a.log.Info("leaf is reachable again; attaching it", "leaf", l.Addr())
+				go func(addr string) {
+					defer a.ha.endAttach(addr)
+					if err := a.attachLeaf(context.Background(), addr, true); err != nil {
+						a.log.Error("attaching leaf", "leaf", addr, "err", err)
+					}
+				}(l.Addr())
 			}
 		}
 	}
@@ -239,41 +266,61 @@ func (a *Aggregator) detect() {
 // leafDown takes a leaf out of service (offline on failure, detached on
 // DETACH LEAF): its master partitions fail over to their replicas where
 // there are any, else have no master; it stops being anyone's replica.
+//
+// It does not wait for a running cluster operation (ha.mu): a rebalance or
+// an attach may be waiting on this very leaf, and failover must not wait
+// for them. Each database's map is changed under partMu from the current
+// metadata, so a step of such an operation changing the same map is
+// applied before or after, never lost.
 func (a *Aggregator) leafDown(addr, state string) error {
-	a.ha.mu.Lock()
-	defer a.ha.mu.Unlock()
-	st := a.State()
-	online := func(x string) bool {
-		l, ok := st.Leaf(x)
-		return ok && l.State == meta.LeafOnline && !a.beats.down(x)
-	}
+	a.ha.downMu.Lock()
+	defer a.ha.downMu.Unlock()
 	// the state first: no one ships to or plans with the leaf from now on
 	if err := a.propose(meta.SetLeafState{Addr: addr, State: state}); err != nil {
 		return err
 	}
-	for _, name := range st.DatabaseNames() {
-		d := st.Database(name)
-		parts, promote := meta.Failover(d, addr, online)
-		failed := a.promoteAll(d.Name, promote)
-		for i := range parts {
-			if failed[parts[i].Ordinal] {
-				// its replica could not take over: no master until a copy returns
-				parts[i].Master = ""
-			}
-		}
-		if samePartitions(d.Partitions, parts) {
-			continue
-		}
-		if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+	for _, name := range a.State().DatabaseNames() {
+		if err := a.failOver(name, addr); err != nil {
 			return err
-		}
-		for _, p := range promote {
-			if !failed[p.Ordinal] {
-				a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", addr, "to", p.Master)
-			}
 		}
 	}
 	a.reconcile() // severs the leaf's connections
+	return nil
+}
+
+// failOver gives each partition of database name mastered on dead a new
+// master: its replica on a leaf that is up, else none.
+func (a *Aggregator) failOver(name, dead string) error {
+	a.ha.partMu.Lock()
+	defer a.ha.partMu.Unlock()
+	st := a.State()
+	d := st.Database(name)
+	if d == nil {
+		return nil
+	}
+	online := func(x string) bool {
+		l, ok := st.Leaf(x)
+		return ok && l.State == meta.LeafOnline && !a.beats.down(x)
+	}
+	parts, promote := meta.Failover(d, dead, online)
+	failed := a.promoteAll(d.Name, promote)
+	for i := range parts {
+		if failed[parts[i].Ordinal] {
+			// its replica could not take over: no master until a copy returns
+			parts[i].Master = ""
+		}
+	}
+	if samePartitions(d.Partitions, parts) {
+		return nil
+	}
+	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+		return err
+	}
+	for _, p := range promote {
+		if !failed[p.Ordinal] {
+			a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "to", p.Master)
+		}
+	}
 	return nil
 }
 
@@ -683,7 +730,7 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 	if err != nil {
 		return err
 	}
-	if err := a.waitPosition(ctx, s.Target, name, mpos[name], 10*time.Minute); err != nil {
+	if err := a.waitPosition(ctx, s.Target, name, mpos[name], 10*time.Minute, master); err != nil {
 		return err
 	}
 	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
@@ -694,9 +741,17 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 }
 
 // waitPosition waits until leaf's copy of a partition database has lsn.
-func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration) error {
+// It gives up as soon as leaf, or one of the leaves in source, is offline
+// or detached: a copy whose target or source died never gets there, and a
+// rebalance should say so at once, not after the limit.
+func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration, source ...string) error {
 	deadline := time.Now().Add(limit)
 	for {
+		for _, l := range append([]string{leaf}, source...) {
+			if why := a.leafGone(l); why != "" {
+				return fmt.Errorf("copy of %s on %s stopped: leaf %s %s", name, leaf, meta.QuotedAddr(l), why)
+			}
+		}
 		_, pos, err := a.leafCopies(leaf)
 		if err == nil {
 			if p, ok := pos[name]; ok && p >= lsn {
@@ -717,6 +772,30 @@ func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn ui
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// leafGone says why a leaf will not take part in an operation any more
+// ("is offline", …), or "" while it may. An attaching leaf is never
+// failed over by detection, so its failing heartbeats count here as they
+// would for an online one.
+func (a *Aggregator) leafGone(addr string) string {
+	st := a.State()
+	l, ok := st.Leaf(addr)
+	switch {
+	case !ok:
+		return "is no longer in the cluster"
+	case l.State == meta.LeafOffline || l.State == meta.LeafDetached:
+		return "is " + l.State
+	}
+	h := a.beats.health(addr)
+	if h.failures == 0 {
+		return ""
+	}
+	failing := time.Since(h.failingSince)
+	if (h.refused && failing >= a.variableMillis(st, "leaf_refused_timeout_ms")) || failing >= a.variableMillis(st, "leaf_failure_timeout_ms") {
+		return fmt.Sprintf("has not answered heartbeats for %s", failing.Round(time.Millisecond))
+	}
+	return ""
 }
 
 // waitPartitionsReplicated waits (briefly) until every replica of a new

@@ -215,6 +215,39 @@ func routeLeaf(st *meta.State, db string, ordinal int) (string, error) {
 	return "", errNoMaster(d.Name, ordinal)
 }
 
+// cutoverWait bounds how long an autocommit statement waits for a moving
+// partition's new master (a hand-over takes tens to hundreds of ms).
+const cutoverWait = 5 * time.Second
+
+// execAutocommit runs an autocommit statement on the one partition of p,
+// starting on leaf. A master handing its role over, or just turned into a
+// replica, refuses the commit whole (error 1290, nothing applied), so the
+// statement runs again on the master the metadata names next: writes to a
+// moving partition wait for the cutover instead of failing. It returns
+// the leaf that answered.
+func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan) (*sqltypes.Result, string, error) {
+	deadline := time.Now().Add(cutoverWait)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		lp, err := a.leafPool(leaf)
+		if err != nil {
+			return nil, leaf, err
+		}
+		res, err := lp.Exec(ctx, p.Routes[0].SQL, maxRows)
+		var se *mysql.SQLError
+		if err == nil || !errors.As(err, &se) || se.Num != mysql.EROptionPreventsStatement || time.Now().After(deadline) {
+			return res, leaf, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, leaf, err
+		}
+		if leaf, err = routeLeaf(a.State(), p.Database, p.Routes[0].Partition); err != nil {
+			return nil, leaf, err
+		}
+	}
+}
+
 // execRoutes runs a routed, split or broadcast plan. Outside a transaction
 // a statement on several leaves runs in one transaction per leaf, all
 // committed once all succeeded (all rolled back otherwise); inside a
@@ -246,11 +279,7 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 			}
 			res, err = c.Exec(p.Routes[0].SQL, maxRows)
 		} else {
-			var lp *pool.Pool
-			if lp, err = a.leafPool(leaf); err != nil {
-				return nil, err
-			}
-			res, err = lp.Exec(ctx, p.Routes[0].SQL, maxRows)
+			res, leaf, err = a.execAutocommit(ctx, leaf, p)
 		}
 		if err != nil {
 			return nil, leafError(leaf, err)

@@ -38,6 +38,7 @@ type writeLoad struct {
 	acked                              map[int64]bool
 	next                               int64
 	insertErrs, transfers, transferErr int
+	samples                            []insertSample
 	stop                               chan struct{}
 	wg                                 sync.WaitGroup
 }
@@ -81,8 +82,10 @@ func (l *writeLoad) inserts(db *sql.DB) {
 		l.next++
 		id := l.next
 		l.mu.Unlock()
+		start := time.Now()
 		_, err := db.Exec("INSERT INTO kv VALUES (?, 1)", id)
 		l.mu.Lock()
+		l.samples = append(l.samples, insertSample{at: start, took: time.Since(start), failed: err != nil})
 		if err == nil {
 			l.acked[id] = true
 		} else {
@@ -231,4 +234,47 @@ func (l *writeLoad) lost() ([]int64, int) {
 	}
 	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
 	return missing, len(want)
+}
+
+// insertSample is one insert of the load: when it started, how long it
+// took, and whether it failed.
+type insertSample struct {
+	at     time.Time
+	took   time.Duration
+	failed bool
+}
+
+// latency summarizes the inserts that started in [from, to): p50 and p99
+// of the successful ones, and how many failed.
+type latency struct {
+	n, failed int
+	p50, p99  time.Duration
+}
+
+func (s latency) String() string {
+	return fmt.Sprintf("%d inserts, p50 %s, p99 %s, %d failed", s.n, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.failed)
+}
+
+func (l *writeLoad) latency(from, to time.Time) latency {
+	l.mu.Lock()
+	var took []time.Duration
+	var out latency
+	for _, s := range l.samples {
+		if s.at.Before(from) || !s.at.Before(to) {
+			continue
+		}
+		if s.failed {
+			out.failed++
+			continue
+		}
+		took = append(took, s.took)
+	}
+	l.mu.Unlock()
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	out.n = len(took)
+	if len(took) > 0 {
+		out.p50 = took[len(took)/2]
+		out.p99 = took[min(len(took)-1, len(took)*99/100)]
+	}
+	return out
 }

@@ -318,3 +318,238 @@ func TestRebalanceForce(t *testing.T) {
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM f.x", "60")
 	testutil.ExpectRows(t, ma, "SELECT id FROM f.r", "1")
 }
+
+// TestRebalanceTwoFourEight grows a redundancy-1 cluster from 2 to 4 to 8
+// leaves with REBALANCE PARTITIONS, then shrinks it back to 4 with REMOVE
+// LEAF, all under a write load through two aggregators: each step leaves
+// the masters spread evenly, no acknowledged write is lost, and no
+// single-row insert fails (they wait out each cutover). It logs
+// insert latency while idle and during each rebalance, and the longest
+// PROMOTE PARTITION (the write pause of a moved partition), for
+// BENCHMARKS.md.
+func TestRebalanceTwoFourEight(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 1)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE grow PARTITIONS 16")
+	load := startWriteLoad(t, 16, c.MA.DB("grow"), c.Children[0].DB("grow"))
+	idle := time.Now()
+	time.Sleep(2 * time.Second)
+	t.Logf("idle, 2 leaves: %s", load.latency(idle, time.Now()))
+
+	evenly := func(step string, leaves int) {
+		t.Helper()
+		perLeaf := map[string]int{}
+		for _, m := range partitionMasters(t, ma, "grow") {
+			perLeaf[m]++
+		}
+		for _, l := range c.Leaves {
+			if perLeaf[strconv.Itoa(l.Port)] != 16/leaves {
+				t.Fatalf("%s: masters per leaf %v, want %d on each of %d leaves", step, perLeaf, 16/leaves, leaves)
+			}
+		}
+		testutil.ExpectRows(t, ma, "EXPLAIN REBALANCE PARTITIONS ON grow")
+	}
+	for _, n := range []int{4, 8} {
+		for len(c.Leaves) < n {
+			c.AddLeaf(testutil.StartNode(t), 0)
+		}
+		start := time.Now()
+		testutil.Exec(t, ma, "REBALANCE PARTITIONS ON grow")
+		during := load.latency(start, time.Now())
+		var longest int
+		for _, r := range testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON grow") {
+			f := strings.Split(r, ",") // Action,Ordinal,Target_Host,Target_Port,Phase,Status,Running_Time
+			if f[5] != "success" {
+				t.Errorf("SHOW REBALANCE STATUS row %s", r)
+			}
+			if ms, _ := strconv.Atoi(f[6]); f[0] == "PROMOTE PARTITION" && ms > longest {
+				longest = ms
+			}
+		}
+		t.Logf("rebalance onto %d leaves took %s: %s; longest PROMOTE %d ms", n, time.Since(start).Round(time.Millisecond), during, longest)
+		if during.failed > 0 {
+			// a moving partition's autocommit writes wait for its new master
+			t.Errorf("rebalance onto %d leaves: %d single-row inserts failed", n, during.failed)
+		}
+		evenly(fmt.Sprintf("grown to %d leaves", n), n)
+		load.verify(fmt.Sprintf("grown to %d leaves", n), ma, c.Leaves)
+		idle = time.Now()
+		time.Sleep(2 * time.Second)
+		t.Logf("idle, %d leaves: %s", n, load.latency(idle, time.Now()))
+	}
+
+	start := time.Now()
+	for _, l := range c.Leaves[4:] {
+		testutil.Exec(t, ma, fmt.Sprintf("REMOVE LEAF '127.0.0.1':%d", l.Port))
+	}
+	during := load.latency(start, time.Now())
+	t.Logf("REMOVE LEAF of 4 leaves took %s: %s", time.Since(start).Round(time.Millisecond), during)
+	if during.failed > 0 {
+		t.Errorf("REMOVE LEAF: %d single-row inserts failed", during.failed)
+	}
+	removed := c.Leaves[4:]
+	c.Leaves = c.Leaves[:4]
+	for _, l := range removed {
+		if leafState(t, ma, l.Port) != "absent" {
+			t.Errorf("leaf %d is still in SHOW LEAVES", l.Port)
+		}
+	}
+	evenly("shrunk to 4 leaves", 4)
+	load.verify("shrunk to 4 leaves", ma, c.Leaves)
+}
+
+// TestRebalanceInterrupted kills a leaf a rebalance is copying onto, in
+// the middle of the copy phase: REBALANCE stops within seconds and says
+// what failed, every partition keeps its master and the writes go on;
+// once the leaf is back, the same REBALANCE runs to the end.
+func TestRebalanceInterrupted(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE intr PARTITIONS 8")
+	db := c.MA.DB("intr")
+	// enough data that a capped copy takes seconds
+	testutil.Exec(t, db, "CREATE TABLE pad (id INT PRIMARY KEY, p TEXT)")
+	for i := 0; i < 1200; i += 100 {
+		var vals []string
+		for j := i; j < i+100; j++ {
+			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 4000))", j))
+		}
+		testutil.Exec(t, db, "INSERT INTO pad VALUES "+strings.Join(vals, ","))
+	}
+	load := startWriteLoad(t, 8, db)
+	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 1")
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddLeaf(testutil.StartNode(t), 0)
+	victim := c.Leaves[3]
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := ma.Exec("REBALANCE PARTITIONS ON intr")
+		done <- err
+	}()
+	eventually(t, 10*time.Second, func() string {
+		for _, r := range testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON intr") {
+			f := strings.Split(r, ",") // Action,Ordinal,Target_Host,Target_Port,Phase,Status,Running_Time
+			if f[0] == "COPY PARTITION" && f[3] == port(victim) && f[5] == "running" {
+				return ""
+			}
+		}
+		return "no copy onto the victim running yet"
+	})
+	victim.Kill()
+	killed := time.Now()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("REBALANCE did not stop within 20 s of its target's death")
+	}
+	t.Logf("REBALANCE stopped %s after the kill: %v", time.Since(killed).Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), "stopped") || !strings.Contains(err.Error(), port(victim)) {
+		t.Fatalf("REBALANCE with its target killed: %v, want an error naming the leaf", err)
+	}
+	var failed int
+	for _, r := range testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON intr") {
+		if strings.Contains(r, ",error,") {
+			failed++
+		}
+	}
+	if failed == 0 {
+		t.Errorf("SHOW REBALANCE STATUS shows no failed step: %q", testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON intr"))
+	}
+	if m := partitionMasters(t, ma, "intr"); len(m) != 8 {
+		t.Fatalf("after the failed rebalance partitions have masters %v, want all 8", m)
+	}
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM pad", "1200")
+	load.verify("after the failed rebalance", ma, c.Leaves[:3])
+
+	victim.Start()
+	waitLeafState(t, ma, victim.Port, "online", 15*time.Second)
+	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 0")
+	testutil.Exec(t, ma, "REBALANCE PARTITIONS ON intr")
+	perLeaf := map[string]int{}
+	for _, m := range partitionMasters(t, ma, "intr") {
+		perLeaf[m]++
+	}
+	for _, l := range c.Leaves {
+		if perLeaf[port(l)] != 2 {
+			t.Errorf("after the re-run masters per leaf are %v, want 2 each", perLeaf)
+			break
+		}
+	}
+	testutil.ExpectRows(t, ma, "EXPLAIN REBALANCE PARTITIONS ON intr")
+	testutil.ExpectRows(t, db, "SELECT COUNT(*), MIN(LENGTH(p)), MAX(LENGTH(p)) FROM pad", "1200,4000,4000")
+	load.verify("after the re-run", ma, c.Leaves)
+	for _, r := range testutil.Rows(t, ma, "SHOW CLUSTER STATUS") {
+		if strings.Contains(r, ",Orphan,") {
+			t.Logf("left after the re-run: %s", r)
+		}
+	}
+}
+
+// TestFailoverDuringRebalance kills a master leaf of a redundancy-2
+// cluster while a rebalance onto a new pair is copying: failover does not
+// wait for the rebalance (its partitions take writes again within the
+// usual time), no acknowledged write is lost, and once the leaf is back
+// a re-run of REBALANCE balances the cluster.
+func TestFailoverDuringRebalance(t *testing.T) {
+	c := startPairedCluster(t, 0)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE fdr WITH SYNC REPLICATION PARTITIONS 8")
+	db := c.MA.DB("fdr")
+	testutil.Exec(t, db, "CREATE TABLE pad (id INT PRIMARY KEY, p TEXT)")
+	for i := 0; i < 1200; i += 100 {
+		var vals []string
+		for j := i; j < i+100; j++ {
+			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 4000))", j))
+		}
+		testutil.Exec(t, db, "INSERT INTO pad VALUES "+strings.Join(vals, ","))
+	}
+	load := startWriteLoad(t, 8, db, c.Children[0].DB("fdr"))
+	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 1")
+	c.AddLeaf(testutil.StartNode(t), 1)
+	c.AddLeaf(testutil.StartNode(t), 2)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := ma.Exec("REBALANCE PARTITIONS ON fdr")
+		done <- err
+	}()
+	eventually(t, 10*time.Second, func() string {
+		for _, r := range testutil.Rows(t, ma, "SHOW REBALANCE STATUS ON fdr") {
+			if f := strings.Split(r, ","); f[0] == "COPY PARTITION" && f[5] == "running" {
+				return ""
+			}
+		}
+		return "no copy running yet"
+	})
+	victim := c.Leaves[0]
+	killed := time.Now()
+	victim.Kill()
+	took := load.firstWrite(ma, victim.Port, killed)
+	t.Logf("kill -9 during a rebalance → first write on its partitions: %s", took)
+	if took > 5*time.Second {
+		t.Errorf("failover during a rebalance took %s", took)
+	}
+	select {
+	case err := <-done:
+		t.Logf("the rebalance ended: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("REBALANCE still running 60 s after the kill")
+	}
+	load.verify("after the failover during the rebalance", ma, c.Leaves)
+
+	victim.Start()
+	waitLeafState(t, ma, victim.Port, "online", 60*time.Second)
+	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 0")
+	testutil.Exec(t, ma, "REBALANCE PARTITIONS ON fdr")
+	testutil.ExpectRows(t, ma, "EXPLAIN REBALANCE PARTITIONS ON fdr")
+	copies := partitionCopies(t, ma, "fdr")
+	for o := 0; o < 8; o++ {
+		if copies[o][0] == "" || copies[o][1] == "" {
+			t.Errorf("after the re-run partition %d: master %q replica %q", o, copies[o][0], copies[o][1])
+		}
+	}
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM pad", "1200")
+	load.verify("after the re-run", ma, c.Leaves)
+}
