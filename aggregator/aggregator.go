@@ -166,6 +166,10 @@ func (a *Aggregator) IsMaster() bool { return a.raft.IsLeader() }
 // ClusterID names the cluster.
 func (a *Aggregator) ClusterID() string { return a.clusterID }
 
+// LogFloor is the lowest position of db that this aggregator's copies of
+// it (on other nodes) are known to have; see replication.Hub.LogFloor.
+func (a *Aggregator) LogFloor(db string) (uint64, bool) { return a.hub.LogFloor(db) }
+
 // RaftIndex is the last metadata change applied here.
 func (a *Aggregator) RaftIndex() uint64 { return a.raft.AppliedIndex() }
 

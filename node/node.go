@@ -52,7 +52,14 @@ type Config struct {
 	// MasterAggregator makes a new node the master aggregator of a new
 	// cluster (a no-op once it is one).
 	MasterAggregator bool
+	// LogRetain is how many records of each database's log are kept
+	// beyond what its connected copies have (0: DefaultLogRetain). A copy
+	// further behind is provisioned from a snapshot.
+	LogRetain int
 }
+
+// DefaultLogRetain is Config.LogRetain's default.
+const DefaultLogRetain = 10000
 
 // Defaults for ports derived from the MySQL port.
 const (
@@ -70,6 +77,9 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.InternalPort == 0 {
 		c.InternalPort = c.Port + InternalPortOffset
+	}
+	if c.LogRetain <= 0 {
+		c.LogRetain = DefaultLogRetain
 	}
 	if c.HTTPPort == 0 {
 		c.HTTPPort = c.Port + HTTPPortOffset
@@ -112,8 +122,10 @@ type Node struct {
 	self     string   // an aggregator's address (its raft id)
 	sessions sync.Map // connection id → *storage.Session
 	inflight sync.WaitGroup
-	metrics  *metrics
-	done     chan struct{}
+	// retainDone is closed when the log truncation loop has stopped
+	retainDone chan struct{}
+	metrics    *metrics
+	done       chan struct{}
 
 	// partition replication (partitions.go)
 	hub         *replication.Hub
@@ -150,7 +162,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, fmt.Errorf("drop %s: %w", aggregator.ScratchDB, err)
 		}
 	}
-	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{}), retainDone: make(chan struct{})}
 	n.metrics = newMetrics(n)
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
@@ -221,6 +233,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
+	go n.retainLogs()
 	log.Info("node started", "port", cfg.Port, "http_port", cfg.HTTPPort, "internal_port", cfg.InternalPort, "data_dir", cfg.DataDir)
 	return n, nil
 }
@@ -235,6 +248,7 @@ func (n *Node) Close() error {
 		close(n.done)
 	}
 	n.server.Close()
+	<-n.retainDone
 	if a := n.aggregator(); a != nil {
 		n.agg.Store(nil)
 		a.Close()

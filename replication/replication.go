@@ -34,7 +34,20 @@ const (
 	frameBeat     byte = 'B' // source → target: keepalive
 	frameAck      byte = 'A' // target → source: LSN durable on the target (uvarint)
 	frameReset    byte = 'X' // source → target: your copy diverged; drop it and start over
+	frameSnapshot byte = 'S' // source → target: a snapshot follows, as of this position (JSON)
+	frameChunk    byte = 'K' // source → target: keys and values of the snapshot
+	frameSnapEnd  byte = 'E' // source → target: the snapshot is complete
 )
+
+// snapshotBegin heads a snapshot: the source position it is as of.
+type snapshotBegin struct {
+	Term    uint64 `json:"term"`
+	LSN     uint64 `json:"lsn"`
+	Commits uint64 `json:"commits"`
+}
+
+// snapshotChunkBytes is the size of a snapshot frame.
+const snapshotChunkBytes = 256 << 10
 
 type hello struct {
 	Database string `json:"database"`
@@ -49,6 +62,9 @@ type position struct {
 	// Fenced: the target's copy takes its own writes (it was promoted),
 	// so the source is no longer the master of this database.
 	Fenced bool `json:"fenced,omitempty"`
+	// Pending: the target's copy is an unfinished snapshot; it needs a
+	// whole one.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // ErrFenced is returned by waits of a source whose target was promoted:
@@ -64,6 +80,12 @@ type Store interface {
 	EnsureReplica(db string) (storage.Position, error)
 	ApplyRecord(db string, rec *storage.LogRecord) error
 	DropDatabase(db string) error
+	FirstLogLSN(db string) (uint64, error)
+	OpenSnapshot(db string) (*storage.Snapshot, error)
+	SnapshotPending(db string) bool
+	BeginSnapshot(db string) error
+	ApplySnapshotChunk(db string, chunk []byte) error
+	FinishSnapshot(db string, pos storage.Position, commits uint64) error
 }
 
 func writeFrame(w *bufio.Writer, typ byte, payload []byte) error {
@@ -144,7 +166,7 @@ func (rv *Receiver) receive(c net.Conn) {
 		return
 	}
 	pos, err := store.EnsureReplica(h.Database)
-	reply := position{Term: pos.Term, LSN: pos.LSN}
+	reply := position{Term: pos.Term, LSN: pos.LSN, Pending: err == nil && store.SnapshotPending(h.Database)}
 	if err != nil {
 		reply.Error = err.Error()
 		reply.Fenced = errors.Is(err, storage.ErrNotReplica)
@@ -162,6 +184,13 @@ func (rv *Receiver) receive(c net.Conn) {
 	}
 	log.Debug("replicating", "database", h.Database, "from", h.Source, "position", pos)
 	var ack [binary.MaxVarintLen64]byte
+	sendAck := func(lsn uint64) bool {
+		n := binary.PutUvarint(ack[:], lsn)
+		return writeFrame(w, frameAck, ack[:n]) == nil && w.Flush() == nil
+	}
+	var snap snapshotBegin
+	var snapBytes int64
+	var snapStart time.Time
 	for {
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		typ, b, err := readFrame(r)
@@ -170,6 +199,35 @@ func (rv *Receiver) receive(c net.Conn) {
 		}
 		switch typ {
 		case frameBeat:
+			continue
+		case frameSnapshot:
+			if err := json.Unmarshal(b, &snap); err != nil {
+				return
+			}
+			if err := store.BeginSnapshot(h.Database); err != nil {
+				log.Error("begin snapshot", "database", h.Database, "source", h.Source, "err", err)
+				return
+			}
+			snapBytes, snapStart = 0, time.Now()
+			continue
+		case frameChunk:
+			if err := store.ApplySnapshotChunk(h.Database, b); err != nil {
+				log.Error("apply snapshot", "database", h.Database, "source", h.Source, "err", err)
+				return
+			}
+			snapBytes += int64(len(b))
+			continue
+		case frameSnapEnd:
+			at := storage.Position{Term: snap.Term, LSN: snap.LSN}
+			if err := store.FinishSnapshot(h.Database, at, snap.Commits); err != nil {
+				log.Error("finish snapshot", "database", h.Database, "source", h.Source, "err", err)
+				return
+			}
+			log.Info("replica provisioned from a snapshot", "database", h.Database, "source", h.Source, "position", at,
+				"bytes", snapBytes, "took", time.Since(snapStart).Round(time.Millisecond))
+			if !sendAck(at.LSN) {
+				return
+			}
 			continue
 		case frameRecord:
 		case frameReset:
@@ -192,11 +250,8 @@ func (rv *Receiver) receive(c net.Conn) {
 			log.Error("replication apply failed", "database", h.Database, "source", h.Source, "err", err)
 			return
 		}
-		if r.Buffered() == 0 { // acknowledge once caught up with what arrived
-			n := binary.PutUvarint(ack[:], rec.Pos.LSN)
-			if writeFrame(w, frameAck, ack[:n]) != nil || w.Flush() != nil {
-				return
-			}
+		if r.Buffered() == 0 && !sendAck(rec.Pos.LSN) { // acknowledge once caught up with what arrived
+			return
 		}
 	}
 }
@@ -231,8 +286,11 @@ type sender struct {
 	connected bool
 	fenced    bool
 	acked     uint64
-	lastErr   string
-	limit     atomic.Int64 // bytes/s; 0: no cap
+	// floor: the target has, or is being given, the log up to here; the
+	// source keeps its log after it while connected (LogFloor)
+	floor   uint64
+	lastErr string
+	limit   atomic.Int64 // bytes/s; 0: no cap
 }
 
 // Ensure starts shipping db to target (an internal address) unless it is
@@ -402,6 +460,9 @@ func (s *sender) setState(connected bool, acked uint64, err error) {
 	if acked > s.acked || !connected {
 		s.acked = acked
 	}
+	if acked > s.floor || !connected {
+		s.floor = acked
+	}
 	if err != nil {
 		s.lastErr = err.Error()
 	} else if connected {
@@ -477,20 +538,37 @@ func (s *sender) stream() error {
 	if pos.Error != "" {
 		return errors.New(pos.Error)
 	}
-	if s.hub.ResetDiverged && s.diverged(pos) {
+	first, err := s.hub.store.FirstLogLSN(s.db)
+	if err != nil {
+		return err
+	}
+	// A copy that is new, unfinished, or behind what the log still holds
+	// gets a snapshot; it replaces whatever the copy held, diverged or not.
+	source, _ := s.hub.store.Position(s.db)
+	snapshot := pos.Pending || pos.LSN+1 < first || pos.LSN == 0 && source.LSN > 0
+	if !snapshot && s.hub.ResetDiverged && s.diverged(pos) {
 		if err := writeFrame(w, frameReset, nil); err != nil {
 			return err
 		}
 		w.Flush()
 		return fmt.Errorf("replica of %s on %s diverged at %d:%d; it copies again", s.db, s.target, pos.Term, pos.LSN)
 	}
-	s.setState(true, pos.LSN, nil)
+	var pace pacer
+	next := pos.LSN + 1
+	if snapshot {
+		s.setState(true, 0, nil)
+		at, err := s.sendSnapshot(w, &pace)
+		if err != nil {
+			return err
+		}
+		next = at + 1
+	} else {
+		s.setState(true, pos.LSN, nil)
+	}
 	acks := make(chan error, 1)
 	go func() { acks <- s.readAcks(r) }()
-	next := pos.LSN + 1
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
-	var pace pacer
 	for {
 		signal := s.hub.store.CommitSignal()
 		batch := 256
@@ -538,6 +616,65 @@ func (s *sender) stream() error {
 			return nil
 		}
 	}
+}
+
+// sendSnapshot ships the whole database as of its current position, paced
+// like the log, and returns that position's LSN. The log after it is kept
+// for this target from the start (floor).
+func (s *sender) sendSnapshot(w *bufio.Writer, pace *pacer) (uint64, error) {
+	sn, err := s.hub.store.OpenSnapshot(s.db)
+	if err != nil {
+		return 0, err
+	}
+	defer sn.Close()
+	s.hub.mu.Lock()
+	s.floor = sn.Pos.LSN
+	s.hub.mu.Unlock()
+	s.hub.log.Info("provisioning a copy from a snapshot", "database", s.db, "target", s.target, "position", sn.Pos)
+	b, _ := json.Marshal(snapshotBegin{Term: sn.Pos.Term, LSN: sn.Pos.LSN, Commits: sn.Commits})
+	if err := writeFrame(w, frameSnapshot, b); err != nil {
+		return 0, err
+	}
+	for {
+		chunk, err := sn.Next(snapshotChunkBytes)
+		if err != nil {
+			return 0, err
+		}
+		if len(chunk) == 0 {
+			break
+		}
+		if err := writeFrame(w, frameChunk, chunk); err != nil {
+			return 0, err
+		}
+		if d := pace.wait(s.limit.Load(), len(chunk)); d > 0 {
+			if err := w.Flush(); err != nil {
+				return 0, err
+			}
+			select {
+			case <-time.After(d):
+			case <-s.stop:
+				return 0, errors.New("replication: stopped")
+			}
+		}
+	}
+	if err := writeFrame(w, frameSnapEnd, nil); err != nil {
+		return 0, err
+	}
+	return sn.Pos.LSN, w.Flush()
+}
+
+// LogFloor is the lowest position db's connected targets are known to
+// have (or are being given by a snapshot): the log after it must stay. ok
+// is false when no target of db is connected.
+func (h *Hub) LogFloor(db string) (floor uint64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, s := range h.senders {
+		if k.db == db && s.connected && (!ok || s.floor < floor) {
+			floor, ok = s.floor, true
+		}
+	}
+	return floor, ok
 }
 
 // diverged reports whether the target's position is not one of the

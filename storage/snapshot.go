@@ -1,0 +1,216 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/dolthub/go-mysql-server/sql"
+)
+
+// Snapshots and log truncation. A database's log is not kept forever:
+// records every replica has (and a retention margin) are deleted. A copy
+// too far behind for the log, or a new one, is provisioned from a
+// snapshot instead: every key of the database as of one position, then
+// the log from there.
+//
+// Installing a snapshot is not atomic (a large one spans many batches):
+// the copy is marked while it happens, and a marked copy is wiped and
+// provisioned again, so a crash mid-way never leaves half a database
+// that claims a position.
+
+// stateSnapshot marks a replica whose snapshot is being installed.
+var stateSnapshot = []byte{secState, 'S'}
+
+// snapshotSkips reports whether a key (relative to its database prefix)
+// stays out of a snapshot: the log, and the state that says what the copy
+// is rather than what it holds.
+func snapshotSkips(k []byte) bool {
+	return len(k) > 0 && k[0] == secLog ||
+		bytes.Equal(k, statePosition) || bytes.Equal(k, stateReplica) || bytes.Equal(k, stateSnapshot)
+}
+
+// FirstLogLSN is the LSN of the oldest log record name still holds; its
+// position's LSN + 1 when it holds none.
+func (s *Store) FirstLogLSN(name string) (uint64, error) {
+	d := s.database(name)
+	if d == nil {
+		return 0, sql.ErrDatabaseNotFound.New(name)
+	}
+	s.commitMu.Lock()
+	next := d.pos.LSN + 1
+	s.commitMu.Unlock()
+	lo := join(d.prefix, []byte{secLog})
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return next, it.Error()
+	}
+	k := it.Key()
+	if len(k) != len(lo)+8 {
+		return 0, fmt.Errorf("log of %s: bad key %x", name, k)
+	}
+	return binary.BigEndian.Uint64(k[len(lo):]), nil
+}
+
+// TruncateLog deletes name's log records with LSN up to and including
+// upTo. Deleting is idempotent and the records are redundant with the
+// data, so it need not be synced.
+func (s *Store) TruncateLog(name string, upTo uint64) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	return s.db.DeleteRange(join(d.prefix, logSuffix(0)), join(d.prefix, logSuffix(upTo+1)), pebble.NoSync)
+}
+
+// Snapshot reads a database as of one position, in chunks.
+type Snapshot struct {
+	Pos     Position
+	Commits uint64
+	snap    *pebble.Snapshot
+	it      *pebble.Iterator
+	prefix  []byte
+}
+
+// OpenSnapshot takes a snapshot of name at its current position.
+func (s *Store) OpenSnapshot(name string) (*Snapshot, error) {
+	d := s.database(name)
+	if d == nil {
+		return nil, sql.ErrDatabaseNotFound.New(name)
+	}
+	// commitMu orders commits, so the position and the keys agree
+	s.commitMu.Lock()
+	sn := &Snapshot{Pos: d.pos, Commits: d.commits, snap: s.db.NewSnapshot(), prefix: d.prefix}
+	s.commitMu.Unlock()
+	it, err := sn.snap.NewIter(&pebble.IterOptions{LowerBound: d.prefix, UpperBound: prefixEnd(d.prefix)})
+	if err != nil {
+		sn.snap.Close()
+		return nil, err
+	}
+	sn.it = it
+	it.First()
+	return sn, nil
+}
+
+// Next returns the next chunk of about maxBytes of keys and values (keys
+// relative to the database prefix), or nil at the end.
+func (sn *Snapshot) Next(maxBytes int) ([]byte, error) {
+	var out []byte
+	for ; sn.it.Valid() && len(out) < maxBytes; sn.it.Next() {
+		k := sn.it.Key()[len(sn.prefix):]
+		if snapshotSkips(k) {
+			continue
+		}
+		v := sn.it.Value()
+		out = binary.AppendUvarint(out, uint64(len(k)))
+		out = append(out, k...)
+		out = binary.AppendUvarint(out, uint64(len(v)))
+		out = append(out, v...)
+	}
+	return out, sn.it.Error()
+}
+
+// Close releases the snapshot.
+func (sn *Snapshot) Close() {
+	sn.it.Close()
+	sn.snap.Close()
+}
+
+// SnapshotPending reports whether name is a replica whose snapshot was
+// begun and not finished: it holds nothing usable.
+func (s *Store) SnapshotPending(name string) bool {
+	d := s.database(name)
+	if d == nil {
+		return false
+	}
+	_, ok, err := s.getRaw(join(d.prefix, stateSnapshot))
+	return ok || err != nil
+}
+
+// BeginSnapshot empties replica name to receive a snapshot: everything it
+// held goes, and it is marked until FinishSnapshot.
+func (s *Store) BeginSnapshot(name string) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.DeleteRange(d.prefix, prefixEnd(d.prefix), nil)
+	b.Set(join(d.prefix, stateReplica), []byte{1}, nil)
+	b.Set(join(d.prefix, stateSnapshot), []byte{1}, nil)
+	b.Set(join(d.prefix, statePosition), encodePosition(Position{}, 0), nil)
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if !d.replica {
+		return fmt.Errorf("snapshot into %s: %w", name, ErrNotReplica)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("snapshot into %s: %w", name, err)
+	}
+	d.pos, d.visible, d.commits = Position{}, Position{}, 0
+	return nil
+}
+
+// ApplySnapshotChunk writes one chunk of a snapshot into name.
+func (s *Store) ApplySnapshotChunk(name string, chunk []byte) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for n := 0; n < len(chunk); {
+		var kv [2][]byte
+		for i := range kv {
+			l, m := binary.Uvarint(chunk[n:])
+			if m <= 0 || uint64(len(chunk)-n-m) < l {
+				return fmt.Errorf("snapshot of %s: bad chunk at byte %d", name, n)
+			}
+			n += m
+			kv[i] = chunk[n : n+int(l)]
+			n += int(l)
+		}
+		if snapshotSkips(kv[0]) {
+			return fmt.Errorf("snapshot of %s: unexpected key %x", name, kv[0])
+		}
+		if err := b.Set(join(d.prefix, kv[0]), kv[1], nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(pebble.NoSync)
+}
+
+// FinishSnapshot makes an installed snapshot name's content as of pos:
+// its position and the end of the mark are synced together (and with
+// every chunk before them), then its catalog is loaded afresh.
+func (s *Store) FinishSnapshot(name string, pos Position, commits uint64) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Delete(join(d.prefix, stateSnapshot), nil)
+	b.Set(join(d.prefix, statePosition), encodePosition(pos, commits), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("finish snapshot of %s: %w", name, err)
+	}
+	// every table state is rebuilt: counters and versions come from the snapshot
+	d.mu.Lock()
+	d.tables = map[string]*tableState{}
+	d.mu.Unlock()
+	if err := s.reloadCatalog(d); err != nil {
+		return fmt.Errorf("finish snapshot of %s: %w", name, err)
+	}
+	s.commitMu.Lock()
+	d.pos, d.visible, d.commits = pos, pos, commits
+	s.commitMu.Unlock()
+	s.notifyCommit()
+	return nil
+}
