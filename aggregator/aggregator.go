@@ -139,8 +139,9 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 			}
 		}
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go a.haLoop()
+	go a.replicaWatchLoop()
 	go a.reconcileLoop()
 	go a.beats.run()
 	go a.resolveLoop()
@@ -169,6 +170,9 @@ func (a *Aggregator) ClusterID() string { return a.clusterID }
 // LogFloor is the lowest position of db that this aggregator's copies of
 // it (on other nodes) are known to have; see replication.Hub.LogFloor.
 func (a *Aggregator) LogFloor(db string) (uint64, bool) { return a.hub.LogFloor(db) }
+
+// ReplicationStatuses are the streams of this aggregator's copies.
+func (a *Aggregator) ReplicationStatuses() []replication.Status { return a.hub.Statuses() }
 
 // RaftIndex is the last metadata change applied here.
 func (a *Aggregator) RaftIndex() uint64 { return a.raft.AppliedIndex() }

@@ -59,6 +59,9 @@ type haState struct {
 
 	attachMu  sync.Mutex
 	attaching map[string]bool // leaves being auto-attached
+	// unlinked: partitions whose sync replica was taken out because its
+	// master could not reach it, and that replica (replicawatch.go)
+	unlinked map[partitionKey]string
 }
 
 // startAttach claims the auto-attach of leaf; false if one is running.
@@ -86,7 +89,7 @@ type stepStatus struct {
 }
 
 func newHAState() *haState {
-	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}}
+	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -746,10 +749,18 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 // rebalance should say so at once, not after the limit.
 func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration, source ...string) error {
 	deadline := time.Now().Add(limit)
+	var streamChecked time.Time
 	for {
 		for _, l := range append([]string{leaf}, source...) {
 			if why := a.leafGone(l); why != "" {
 				return fmt.Errorf("copy of %s on %s stopped: leaf %s %s", name, leaf, meta.QuotedAddr(l), why)
+			}
+		}
+		if len(source) > 0 && time.Since(streamChecked) >= time.Second {
+			// both leaves up, but the link between them may be cut
+			streamChecked = time.Now()
+			if why := a.streamDown(source[0], name, leaf); why != "" {
+				return fmt.Errorf("copy of %s on %s stopped: %s", name, leaf, why)
 			}
 		}
 		_, pos, err := a.leafCopies(leaf)
@@ -772,6 +783,31 @@ func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn ui
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// streamDown says why the stream of partition name from leaf source to
+// leaf target has been down for the failure timeout, or "".
+func (a *Aggregator) streamDown(source, name, target string) string {
+	st := a.State()
+	t, ok := st.Leaf(target)
+	if !ok {
+		return ""
+	}
+	internal := meta.Addr(t.Host, t.InternalPort)
+	res, err := a.onLeaf(source, "SHOW REPLICATION STATUS")
+	if err != nil {
+		return ""
+	}
+	for _, row := range res.Rows { // Database, Target, Mode, State, Acked_LSN, Down_Ms, Last_Error
+		if len(row) < 7 || row[0].ToString() != name || row[1].ToString() != internal || row[3].ToString() == "connected" {
+			continue
+		}
+		down, _ := strconv.ParseInt(row[5].ToString(), 10, 64)
+		if d := time.Duration(down) * time.Millisecond; d >= a.variableMillis(st, "leaf_failure_timeout_ms") {
+			return fmt.Sprintf("%s cannot reach %s for %s (%s)", meta.QuotedAddr(source), meta.QuotedAddr(target), d.Round(time.Millisecond), row[6].ToString())
+		}
+	}
+	return ""
 }
 
 // leafGone says why a leaf will not take part in an operation any more

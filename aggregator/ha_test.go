@@ -370,3 +370,55 @@ func TestCleanClusterRestart(t *testing.T) {
 	testutil.Exec(t, c.Children[0].DB("rs"), "INSERT INTO t VALUES (201)")
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM rs.t", "201")
 }
+
+// TestReplicaFarBehind: a replica leaf is down while its masters write
+// far more than their logs keep (--log-retain 50). When it returns, its
+// copies are provisioned from snapshots (the log they need is gone), and
+// they are complete: killing their masters afterwards loses no
+// acknowledged write.
+func TestReplicaFarBehind(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
+	for i := 0; i < 4; i++ {
+		c.AddLeaf(testutil.StartNode(t, "--log-retain", "50"), 0)
+	}
+	testutil.Exec(t, ma, "CREATE DATABASE fb WITH SYNC REPLICATION PARTITIONS 4")
+	db := c.MA.DB("fb")
+	load := startWriteLoad(t, 4, db)
+	behind, pair := c.Leaves[1], c.Leaves[0] // a pair (SHOW LEAVES pairs them in ADD LEAF order)
+	held := 0
+	for _, cp := range partitionCopies(t, ma, "fb") {
+		if cp[0] == port(behind) || cp[1] == port(behind) {
+			held++
+		}
+	}
+	behind.Kill()
+	waitLeafState(t, ma, behind.Port, "offline", 5*time.Second)
+	// far more writes than the logs keep, and time for them to be truncated
+	start, _ := strconv.Atoi(testutil.Rows(t, db, "SELECT COUNT(*) FROM kv")[0])
+	eventually(t, 60*time.Second, func() string {
+		n, _ := strconv.Atoi(testutil.Rows(t, db, "SELECT COUNT(*) FROM kv")[0])
+		if n-start < 800 {
+			return fmt.Sprintf("%d inserts while the replica is down", n-start)
+		}
+		return ""
+	})
+	time.Sleep(3 * time.Second)
+
+	behind.Start()
+	waitLeafState(t, ma, behind.Port, "online", 60*time.Second)
+	if got := behind.Metric("canopy_snapshots_received_total"); int(got) < held {
+		t.Errorf("the returning leaf installed %v snapshots for the %d partitions it holds", got, held)
+	}
+	t.Logf("re-provisioned %d partitions: %v snapshot bytes", held, behind.Metric("canopy_snapshot_bytes_received_total"))
+	load.verify("after the far-behind replica returned", ma, c.Leaves)
+
+	// its copies take over: complete, nothing acknowledged is lost
+	pair.Kill()
+	waitLeafState(t, ma, pair.Port, "offline", 5*time.Second)
+	waitReadable(t, db)
+	time.Sleep(500 * time.Millisecond)
+	load.Stop()
+	load.verify("after failing over to the re-provisioned copies", ma, c.Leaves)
+}

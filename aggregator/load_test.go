@@ -138,6 +138,19 @@ func (l *writeLoad) Ack(id int64) {
 	l.mu.Unlock()
 }
 
+// idOn is a new id of kv whose row lives in partition o.
+func (l *writeLoad) idOn(o int) int64 {
+	for {
+		l.mu.Lock()
+		l.next++
+		id := l.next
+		l.mu.Unlock()
+		if p, _ := l.key.Partition([]interface{}{id}, l.partitions); p == o {
+			return id
+		}
+	}
+}
+
 // firstWrite measures how long after since (a leaf failing) a write to
 // one of the partitions that leaf was master of succeeds; ma is the master
 // aggregator.

@@ -94,7 +94,7 @@ func (n *Node) Self() (string, int) {
 
 func (n *Node) InternalAddr() string {
 	h, _ := n.Self()
-	return net.JoinHostPort(h, strconv.Itoa(n.cfg.InternalPort))
+	return net.JoinHostPort(h, strconv.Itoa(n.cfg.AdvertiseInternalPort))
 }
 
 func (n *Node) RaftListener() net.Listener { return n.mux.Listen(mux.TagRaft) }
@@ -136,7 +136,7 @@ func (n *Node) nodeStatus() (*sqltypes.Result, error) {
 		varcharField("Role"), varcharField("Cluster_ID"), intField("Port"), intField("Internal_Port"), intField("Raft_Index"),
 	}}
 	res.Rows = [][]sqltypes.Value{{strValue(role), strValue(m.ClusterID), intValue(int64(n.cfg.Port)),
-		intValue(int64(n.cfg.InternalPort)), intValue(raftIndex)}}
+		intValue(int64(n.cfg.AdvertiseInternalPort)), intValue(raftIndex)}}
 	return res, nil
 }
 

@@ -20,6 +20,8 @@ import (
 func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command) (*sqltypes.Result, error) {
 	agg := n.aggregator()
 	switch cmd := cmd.(type) {
+	case sqlcmd.ShowReplicationStatus:
+		return n.showReplicationStatus(), nil
 	case sqlcmd.ShowDatabasesExtended:
 		return n.showDatabasesExtended(), nil
 	case sqlcmd.Explain:
@@ -92,6 +94,33 @@ func okResult(err error) (*sqltypes.Result, error) {
 
 // showDatabasesExtended lists every database with its partition log
 // position, role and state, as in 003_00509c68988978d3.txt.
+// showReplicationStatus lists the streams this node ships: per database
+// and target (an internal address), sync or async, connected or not (and
+// for how long not), the position the target confirmed, and the last
+// error.
+func (n *Node) showReplicationStatus() *sqltypes.Result {
+	res := &sqltypes.Result{Fields: []*querypb.Field{
+		varcharField("Database"), varcharField("Target"), varcharField("Mode"), varcharField("State"),
+		intField("Acked_LSN"), intField("Down_Ms"), varcharField("Last_Error"),
+	}}
+	statuses := n.hub.Statuses()
+	if a := n.aggregator(); a != nil {
+		statuses = append(statuses, a.ReplicationStatuses()...)
+	}
+	for _, st := range statuses {
+		mode, state := "async", "connected"
+		if st.Sync {
+			mode = "sync"
+		}
+		if !st.Connected {
+			state = "disconnected"
+		}
+		res.Rows = append(res.Rows, []sqltypes.Value{strValue(st.Database), strValue(st.Target), strValue(mode), strValue(state),
+			uintValue(st.Acked), intValue(st.DownFor.Milliseconds()), strValue(st.Error)})
+	}
+	return res
+}
+
 func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	res := &sqltypes.Result{Fields: []*querypb.Field{
 		varcharField("Database"), intField("Commits"), varcharField("Role"), varcharField("State"),

@@ -66,6 +66,19 @@ func newMetrics(n *Node) *metrics {
 			func(b, _ uint64) uint64 { return b }),
 		shuffled("canopy_repartition_joins_total", "Joins run by repartitioning both sides by the join key.",
 			func(_, r uint64) uint64 { return r }))
+	received := func(name, help string, pick func(count, bytes uint64) uint64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			if n.receiver == nil {
+				return 0
+			}
+			return float64(pick(n.receiver.Snapshots()))
+		})
+	}
+	m.reg.MustRegister(
+		received("canopy_snapshots_received_total", "Copies of databases provisioned here from a snapshot of their source.",
+			func(c, _ uint64) uint64 { return c }),
+		received("canopy_snapshot_bytes_received_total", "Bytes of the snapshots installed here.",
+			func(_, b uint64) uint64 { return b }))
 	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, m.unconfirmedCommits, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -49,6 +49,10 @@ type Config struct {
 	// AdvertiseHost is the address other nodes reach this node at.
 	// Default: Bind, or 127.0.0.1 when binding every interface.
 	AdvertiseHost string
+	// AdvertiseInternalPort is the internal port other nodes dial, when a
+	// port forward or a proxy stands in front of InternalPort. Default
+	// InternalPort.
+	AdvertiseInternalPort int
 	// MasterAggregator makes a new node the master aggregator of a new
 	// cluster (a no-op once it is one).
 	MasterAggregator bool
@@ -77,6 +81,9 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.InternalPort == 0 {
 		c.InternalPort = c.Port + InternalPortOffset
+	}
+	if c.AdvertiseInternalPort == 0 {
+		c.AdvertiseInternalPort = c.InternalPort
 	}
 	if c.LogRetain <= 0 {
 		c.LogRetain = DefaultLogRetain

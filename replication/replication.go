@@ -127,6 +127,14 @@ type Receiver struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	sync  map[string]bool // database → its source waits for this replica
+	// snapshots and snapshotBytes count the snapshots installed here
+	snapshots, snapshotBytes atomic.Uint64
+}
+
+// Snapshots reports how many snapshots this receiver installed, and their
+// bytes.
+func (rv *Receiver) Snapshots() (count, bytes uint64) {
+	return rv.snapshots.Load(), rv.snapshotBytes.Load()
 }
 
 // NewReceiver returns a receiver applying to store.
@@ -199,6 +207,10 @@ func (rv *Receiver) receive(c net.Conn) {
 		}
 		switch typ {
 		case frameBeat:
+			// answered, so that the source notices a link that went dead
+			if p, ok := store.Position(h.Database); !ok || !sendAck(p.LSN) {
+				return
+			}
 			continue
 		case frameSnapshot:
 			if err := json.Unmarshal(b, &snap); err != nil {
@@ -223,6 +235,8 @@ func (rv *Receiver) receive(c net.Conn) {
 				log.Error("finish snapshot", "database", h.Database, "source", h.Source, "err", err)
 				return
 			}
+			rv.snapshots.Add(1)
+			rv.snapshotBytes.Add(uint64(snapBytes))
 			log.Info("replica provisioned from a snapshot", "database", h.Database, "source", h.Source, "position", at,
 				"bytes", snapBytes, "took", time.Since(snapStart).Round(time.Millisecond))
 			if !sendAck(at.LSN) {
@@ -288,9 +302,11 @@ type sender struct {
 	acked     uint64
 	// floor: the target has, or is being given, the log up to here; the
 	// source keeps its log after it while connected (LogFloor)
-	floor   uint64
-	lastErr string
-	limit   atomic.Int64 // bytes/s; 0: no cap
+	floor uint64
+	// downSince: when the target last lost (or never had) a working stream
+	downSince time.Time
+	lastErr   string
+	limit     atomic.Int64 // bytes/s; 0: no cap
 }
 
 // Ensure starts shipping db to target (an internal address) unless it is
@@ -310,7 +326,7 @@ func (h *Hub) EnsureSync(db, target string, sync bool) {
 		}
 		close(s.stop)
 	}
-	s := &sender{hub: h, db: db, target: target, sync: sync, stop: make(chan struct{})}
+	s := &sender{hub: h, db: db, target: target, sync: sync, stop: make(chan struct{}), downSince: time.Now()}
 	h.senders[k] = s
 	go s.run()
 }
@@ -430,6 +446,9 @@ type Status struct {
 	Connected, Sync  bool
 	Acked            uint64
 	Error            string
+	// DownFor is how long the target has been without a working stream
+	// (0 while connected).
+	DownFor time.Duration
 }
 
 // Statuses lists the senders.
@@ -438,7 +457,11 @@ func (h *Hub) Statuses() []Status {
 	defer h.mu.Unlock()
 	var out []Status
 	for k, s := range h.senders {
-		out = append(out, Status{k.db, k.target, s.connected, s.sync, s.acked, s.lastErr})
+		st := Status{k.db, k.target, s.connected, s.sync, s.acked, s.lastErr, 0}
+		if !s.connected {
+			st.DownFor = time.Since(s.downSince)
+		}
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Database != out[j].Database {
@@ -455,6 +478,9 @@ func (s *sender) setState(connected bool, acked uint64, err error) {
 	var f fencedError
 	if errors.As(err, &f) {
 		s.fenced = true
+	}
+	if s.connected && !connected {
+		s.downSince = time.Now()
 	}
 	s.connected = connected
 	if acked > s.acked || !connected {
@@ -566,7 +592,7 @@ func (s *sender) stream() error {
 		s.setState(true, pos.LSN, nil)
 	}
 	acks := make(chan error, 1)
-	go func() { acks <- s.readAcks(r) }()
+	go func() { acks <- s.readAcks(c, r) }()
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	for {
@@ -693,8 +719,14 @@ func (s *sender) diverged(pos position) bool {
 	return len(recs) == 0 || recs[0].Pos.LSN != pos.LSN || recs[0].Pos.Term != pos.Term
 }
 
-func (s *sender) readAcks(r *bufio.Reader) error {
+// ackTimeout bounds the silence of a target: it answers every beat (one a
+// second), so a stream without any answer for this long is a dead link,
+// given up so that the sender reconnects and reports it down.
+const ackTimeout = 5 * time.Second
+
+func (s *sender) readAcks(c net.Conn, r *bufio.Reader) error {
 	for {
+		c.SetReadDeadline(time.Now().Add(ackTimeout))
 		typ, b, err := readFrame(r)
 		if err != nil {
 			return err

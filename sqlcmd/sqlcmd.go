@@ -151,6 +151,12 @@ type ShowDatabasesExtended struct{}
 
 func (ShowDatabasesExtended) command() {}
 
+// ShowReplicationStatus is SHOW REPLICATION STATUS on a node: each
+// stream it ships a database on, to which copy, in which state.
+type ShowReplicationStatus struct{}
+
+func (ShowReplicationStatus) command() {}
+
 // Explain is EXPLAIN of a query or DML statement: the plan, one operator
 // per row.
 type Explain struct {
@@ -180,6 +186,10 @@ func Parse(stmt string) Command {
 	case p.keyword("SHOW", "DATABASES", "EXTENDED"):
 		if p.done() {
 			return ShowDatabasesExtended{}
+		}
+	case p.keyword("SHOW", "REPLICATION", "STATUS"):
+		if p.done() {
+			return ShowReplicationStatus{}
 		}
 	case p.keyword("EXPLAIN"), p.keyword("DESCRIBE"), p.keyword("DESC"):
 		if next := p.peek(); !next.quoted && explainable[strings.ToUpper(next.text)] {

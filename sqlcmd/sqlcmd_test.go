@@ -32,6 +32,7 @@ func TestParse(t *testing.T) {
 	}{
 		{"SHOW DATABASES EXTENDED", ShowDatabasesExtended{}},
 		{"show databases   extended", ShowDatabasesExtended{}},
+		{"SHOW REPLICATION STATUS", ShowReplicationStatus{}},
 		{"SHOW DATABASES", nil},
 		{"SHOW DATABASES EXTENDED LIKE 'x'", nil},
 		{"SELECT 1", nil},

@@ -1,0 +1,156 @@
+package aggregator
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/canopydb/canopy/cluster/meta"
+)
+
+// Replica links. A synchronous replica that its master cannot reach holds
+// every commit of its partition (until the commit times out), although
+// both leaves answer the master aggregator: the link between a pair is
+// cut, not a leaf. The master aggregator watches each master leaf's
+// streams (SHOW REPLICATION STATUS); a sync replica unreachable for
+// leaf_failure_timeout_ms is taken out of its partition. Commits then go
+// on with the master as the only copy, and that replica is no longer a
+// failover candidate (it may lack acknowledged commits). A partition
+// without its replica gets one back as soon as a copy to the pair gets
+// through.
+
+const (
+	replicaWatchInterval = time.Second
+	// restoreInterval spaces the attempts to give partitions their
+	// replica back (each may wait copyStallTimeout on a link still cut).
+	restoreInterval = 10 * time.Second
+)
+
+func (a *Aggregator) replicaWatchLoop() {
+	defer a.wg.Done()
+	tick := time.NewTicker(replicaWatchInterval)
+	defer tick.Stop()
+	var lastRestore time.Time
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+		}
+		if !a.IsMaster() {
+			continue
+		}
+		a.watchReplicas()
+		if time.Since(lastRestore) >= restoreInterval {
+			lastRestore = time.Now()
+			a.restoreReplicas()
+		}
+	}
+}
+
+// watchReplicas takes sync replicas whose master has not reached them for
+// the failure timeout out of their partitions.
+func (a *Aggregator) watchReplicas() {
+	st := a.State()
+	timeout := a.variableMillis(st, "leaf_failure_timeout_ms")
+	byInternal := map[string]string{} // internal address → leaf
+	for _, l := range st.Leaves {
+		byInternal[meta.Addr(l.Host, l.InternalPort)] = l.Addr()
+	}
+	for _, l := range st.Leaves {
+		if l.State != meta.LeafOnline || a.beats.down(l.Addr()) {
+			continue
+		}
+		res, err := a.onLeaf(l.Addr(), "SHOW REPLICATION STATUS")
+		if err != nil {
+			continue
+		}
+		for _, row := range res.Rows { // Database, Target, Mode, State, Acked_LSN, Down_Ms, Last_Error
+			if len(row) < 7 || row[2].ToString() != "sync" || row[3].ToString() == "connected" {
+				continue
+			}
+			down, _ := strconv.ParseInt(row[5].ToString(), 10, 64)
+			replica := byInternal[row[1].ToString()]
+			if time.Duration(down)*time.Millisecond < timeout || replica == "" {
+				continue
+			}
+			if r, ok := st.Leaf(replica); !ok || r.State != meta.LeafOnline {
+				continue // a leaf that is down is failure detection's business
+			}
+			db, ordinal, ok := partitionOf(st, row[0].ToString())
+			if !ok {
+				continue
+			}
+			if p := st.Database(db).Partitions[ordinal]; p.Master != l.Addr() || !slices.Contains(p.Replicas, replica) {
+				continue
+			}
+			a.log.Warn("sync replica unreachable from its master; taking it out of the partition so that commits go on",
+				"partition", row[0].ToString(), "master", l.Addr(), "replica", replica, "down", (time.Duration(down) * time.Millisecond).String(), "err", row[6].ToString())
+			err := a.updatePartition(db, ordinal, func(p *meta.Partition) {
+				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == replica })
+			})
+			if err != nil {
+				a.log.Error("taking an unreachable replica out", "partition", row[0].ToString(), "err", err)
+				continue
+			}
+			a.ha.attachMu.Lock()
+			a.ha.unlinked[partitionKey{db, ordinal}] = replica
+			a.ha.attachMu.Unlock()
+		}
+	}
+}
+
+// partitionOf finds the database and ordinal of a partition database name.
+func partitionOf(st *meta.State, name string) (string, int, bool) {
+	for _, dn := range st.DatabaseNames() {
+		d := st.Database(dn)
+		for _, p := range d.Partitions {
+			if meta.PartitionName(d.Name, p.Ordinal) == name {
+				return d.Name, p.Ordinal, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// partitionKey names a partition.
+type partitionKey struct {
+	db      string
+	ordinal int
+}
+
+// restoreReplicas gives the partitions whose replica watchReplicas took
+// out a copy on that leaf again, unless another cluster operation is
+// running. Other missing replicas are the operator's (REBALANCE
+// PARTITIONS, RESTORE REDUNDANCY), as in the seeds.
+func (a *Aggregator) restoreReplicas() {
+	if !a.ha.mu.TryLock() {
+		return
+	}
+	defer a.ha.mu.Unlock()
+	a.ha.attachMu.Lock()
+	pending := maps.Clone(a.ha.unlinked)
+	a.ha.attachMu.Unlock()
+	st := a.State()
+	for k, replica := range pending {
+		d := st.Database(k.db)
+		done := d == nil || k.ordinal >= len(d.Partitions) || slices.Contains(d.Partitions[k.ordinal].Replicas, replica) ||
+			d.Partitions[k.ordinal].Master == replica || st.PairOf(d.Partitions[k.ordinal].Master) != replica
+		if !done && (a.leafGone(replica) != "" || a.leafGone(d.Partitions[k.ordinal].Master) != "") {
+			continue // not now
+		}
+		if !done {
+			a.log.Info("giving a partition its replica back", "database", k.db, "ordinal", k.ordinal, "replica", replica)
+			step := meta.Step{Action: meta.ActionCopy, DB: d.Name, Ordinal: k.ordinal, Target: replica, Phase: meta.PhaseCopy}
+			if err := a.runSteps(context.Background(), d.Name, []meta.Step{step}); err != nil {
+				a.log.Warn("the replica is not back yet", "database", k.db, "ordinal", k.ordinal, "replica", replica, "err", err)
+				continue
+			}
+		}
+		a.ha.attachMu.Lock()
+		delete(a.ha.unlinked, k)
+		a.ha.attachMu.Unlock()
+	}
+}

@@ -1,0 +1,57 @@
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Proxy is a toxiproxy TCP proxy in the test process, standing between
+// nodes to cut or stall the link it carries.
+type Proxy struct {
+	Port int
+	p    *toxiproxy.Proxy
+}
+
+var proxyServer = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
+
+// StartProxy listens on port (0: a free one) and forwards to upstream
+// (host:port). It stops when the test ends.
+func StartProxy(t testing.TB, port int, upstream string) *Proxy {
+	t.Helper()
+	if port == 0 {
+		port = FreePorts(t, 1)[0]
+	}
+	p := toxiproxy.NewProxy(proxyServer, fmt.Sprintf("%s-%d", t.Name(), port), fmt.Sprintf("127.0.0.1:%d", port), upstream)
+	if err := p.Start(); err != nil {
+		t.Fatalf("proxy to %s: %v", upstream, err)
+	}
+	t.Cleanup(p.Stop)
+	return &Proxy{Port: port, p: p}
+}
+
+// Cut closes the listener and every connection: the link refuses.
+func (x *Proxy) Cut() { x.p.Stop() }
+
+// Restore undoes Cut.
+func (x *Proxy) Restore() error { return x.p.Start() }
+
+// Blackhole stalls the link both ways: connections stay open, nothing
+// gets through (a partition that does not reset connections).
+func (x *Proxy) Blackhole() error {
+	for _, dir := range []string{"upstream", "downstream"} {
+		spec := fmt.Sprintf(`{"name":"blackhole-%s","type":"timeout","stream":%q,"toxicity":1,"attributes":{"timeout":0}}`, dir, dir)
+		if _, err := x.p.Toxics.AddToxicJson(strings.NewReader(spec)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Heal removes the toxics (Blackhole).
+func (x *Proxy) Heal() { x.p.Toxics.ResetToxics(context.Background()) }
