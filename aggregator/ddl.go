@@ -50,7 +50,7 @@ func (a *Aggregator) waitSchemas(ctx context.Context) error {
 					d.Name, a.copyLSN(d.Name), d.SchemaLSN)
 			}
 			select {
-			case <-a.store.CommitSignal():
+			case <-a.store.CommitSignal(d.Name):
 			case <-time.After(20 * time.Millisecond):
 			}
 		}

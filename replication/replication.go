@@ -75,7 +75,7 @@ var ErrFenced = errors.New("this partition was failed over to its replica; the c
 // Store is what replication needs of a node's storage.
 type Store interface {
 	ReadLog(db string, fromLSN uint64, max int) ([]*storage.LogRecord, error)
-	CommitSignal() <-chan struct{}
+	CommitSignal(db string) <-chan struct{}
 	Position(db string) (storage.Position, bool)
 	EnsureReplica(db string) (storage.Position, error)
 	ApplyRecord(db string, rec *storage.LogRecord) error
@@ -596,7 +596,7 @@ func (s *sender) stream() error {
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	for {
-		signal := s.hub.store.CommitSignal()
+		signal := s.hub.store.CommitSignal(s.db)
 		batch := 256
 		if s.limit.Load() > 0 {
 			batch = 16 // a capped copy pauses between smaller batches

@@ -169,7 +169,7 @@ func (s *Store) applyRecordLocked(d *dbState, rec *LogRecord, b *pebble.Batch) (
 		}
 		d.mu.RUnlock()
 	}
-	s.notifyCommit()
+	d.notifyCommit()
 	return catalog, nil
 }
 

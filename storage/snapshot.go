@@ -210,7 +210,7 @@ func (s *Store) FinishSnapshot(name string, pos Position, commits uint64) error 
 	}
 	s.commitMu.Lock()
 	d.pos, d.visible, d.commits = pos, pos, commits
+	d.notifyCommit()
 	s.commitMu.Unlock()
-	s.notifyCommit()
 	return nil
 }

@@ -51,11 +51,10 @@ type Store struct {
 
 	// commitMu orders commits: LSN assignment, version checks and catalog
 	// swaps happen under it, the fsync outside it (group commit).
-	commitMu  sync.Mutex
-	committed chan struct{} // closed and replaced at every commit
-	ddlMu     sync.Mutex    // one schema change at a time
-	txnSeq    atomic.Uint64
-	lockWait  time.Duration
+	commitMu sync.Mutex
+	ddlMu    sync.Mutex // one schema change at a time
+	txnSeq   atomic.Uint64
+	lockWait time.Duration
 
 	preparedMu sync.Mutex
 	prepared   map[string]*preparedTxn // in-doubt transactions by xid
@@ -90,6 +89,9 @@ type dbState struct {
 	// handingOver: the master is being demoted (Demote); only the outcomes
 	// of its in-doubt transactions commit.
 	handingOver bool
+	// committed is closed and replaced at every commit of this database
+	// (CommitSignal)
+	committed chan struct{}
 }
 
 // Open opens (creating if needed) the store in dir and loads its catalog.
@@ -123,16 +125,15 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
 	}
 	s := &Store{
-		db:        db,
-		cache:     cache,
-		locks:     lock.New(),
-		log:       o.Logger,
-		sync:      pebble.Sync,
-		dbs:       make(map[string]*dbState),
-		byID:      make(map[uint32]*dbState),
-		lockWait:  o.LockWait,
-		committed: make(chan struct{}),
-		prepared:  make(map[string]*preparedTxn),
+		db:       db,
+		cache:    cache,
+		locks:    lock.New(),
+		log:      o.Logger,
+		sync:     pebble.Sync,
+		dbs:      make(map[string]*dbState),
+		byID:     make(map[uint32]*dbState),
+		lockWait: o.LockWait,
+		prepared: make(map[string]*preparedTxn),
 	}
 	if o.NoSync {
 		s.sync = pebble.NoSync
@@ -190,14 +191,15 @@ func (s *Store) load() error {
 
 func newDBState(s *Store, m dbMeta) *dbState {
 	return &dbState{
-		s:        s,
-		meta:     m,
-		prefix:   dbPrefix(m.ID),
-		tables:   make(map[string]*tableState),
-		views:    make(map[string]sql.ViewDefinition),
-		triggers: make(map[string]storedTrigger),
-		procs:    make(map[string]sql.StoredProcedureDetails),
-		fks:      make(map[string]sql.ForeignKeyConstraint),
+		s:         s,
+		meta:      m,
+		prefix:    dbPrefix(m.ID),
+		tables:    make(map[string]*tableState),
+		views:     make(map[string]sql.ViewDefinition),
+		triggers:  make(map[string]storedTrigger),
+		procs:     make(map[string]sql.StoredProcedureDetails),
+		fks:       make(map[string]sql.ForeignKeyConstraint),
+		committed: make(chan struct{}),
 	}
 }
 
@@ -475,7 +477,9 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 	for _, fn := range t.onApplied {
 		fn()
 	}
-	s.notifyCommit()
+	for _, a := range applied {
+		a.d.notifyCommit()
+	}
 	return applied, nil
 }
 
@@ -498,18 +502,26 @@ func (s *Store) syncWait(b *pebble.Batch) error {
 	return nil
 }
 
-// notifyCommit wakes everyone waiting for a commit (replication senders).
-// Called under commitMu.
-func (s *Store) notifyCommit() {
-	close(s.committed)
-	s.committed = make(chan struct{})
+// notifyCommit wakes everyone waiting for a commit of d (its replication
+// senders). Called under commitMu.
+func (d *dbState) notifyCommit() {
+	close(d.committed)
+	d.committed = make(chan struct{})
 }
 
-// CommitSignal returns a channel closed at the next commit.
-func (s *Store) CommitSignal() <-chan struct{} {
+// CommitSignal returns a channel closed at the next commit of database
+// name: a sender wakes for its own database's commits only. For a
+// database that does not exist it is closed already.
+func (s *Store) CommitSignal(name string) <-chan struct{} {
+	d := s.database(name)
+	if d == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	return s.committed
+	return d.committed
 }
 
 func applyGroup(b *pebble.Batch, g *writeGroup) error {
