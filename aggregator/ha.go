@@ -57,7 +57,7 @@ type haState struct {
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
 
-	attachMu  sync.Mutex
+	attachMu  sync.Mutex      // guards attaching and unlinked
 	attaching map[string]bool // leaves being auto-attached
 	// unlinked: partitions whose sync replica was taken out because its
 	// master could not reach it, and that replica (replicawatch.go)

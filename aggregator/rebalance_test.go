@@ -2,6 +2,7 @@ package aggregator_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -403,6 +404,19 @@ func TestRebalanceTwoFourEight(t *testing.T) {
 	load.verify("shrunk to 4 leaves", ma, c.Leaves)
 }
 
+// createPad makes table pad of 1200 rows of 4000 bytes (about 4.6 MiB):
+// enough data that a copy capped at 1 MB/s takes seconds.
+func createPad(t *testing.T, db *sql.DB) {
+	testutil.Exec(t, db, "CREATE TABLE pad (id INT PRIMARY KEY, p TEXT)")
+	for i := 0; i < 1200; i += 100 {
+		var vals []string
+		for j := i; j < i+100; j++ {
+			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 4000))", j))
+		}
+		testutil.Exec(t, db, "INSERT INTO pad VALUES "+strings.Join(vals, ","))
+	}
+}
+
 // TestRebalanceInterrupted kills a leaf a rebalance is copying onto, in
 // the middle of the copy phase: REBALANCE stops within seconds and says
 // what failed, every partition keeps its master and the writes go on;
@@ -412,15 +426,7 @@ func TestRebalanceInterrupted(t *testing.T) {
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "CREATE DATABASE intr PARTITIONS 8")
 	db := c.MA.DB("intr")
-	// enough data that a capped copy takes seconds
-	testutil.Exec(t, db, "CREATE TABLE pad (id INT PRIMARY KEY, p TEXT)")
-	for i := 0; i < 1200; i += 100 {
-		var vals []string
-		for j := i; j < i+100; j++ {
-			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 4000))", j))
-		}
-		testutil.Exec(t, db, "INSERT INTO pad VALUES "+strings.Join(vals, ","))
-	}
+	createPad(t, db)
 	load := startWriteLoad(t, 8, db)
 	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 1")
 	c.AddLeaf(testutil.StartNode(t), 0)
@@ -502,14 +508,7 @@ func TestFailoverDuringRebalance(t *testing.T) {
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "CREATE DATABASE fdr WITH SYNC REPLICATION PARTITIONS 8")
 	db := c.MA.DB("fdr")
-	testutil.Exec(t, db, "CREATE TABLE pad (id INT PRIMARY KEY, p TEXT)")
-	for i := 0; i < 1200; i += 100 {
-		var vals []string
-		for j := i; j < i+100; j++ {
-			vals = append(vals, fmt.Sprintf("(%d, REPEAT('x', 4000))", j))
-		}
-		testutil.Exec(t, db, "INSERT INTO pad VALUES "+strings.Join(vals, ","))
-	}
+	createPad(t, db)
 	load := startWriteLoad(t, 8, db, c.Children[0].DB("fdr"))
 	testutil.Exec(t, ma, "SET GLOBAL copy_bandwidth_mb_per_sec = 1")
 	c.AddLeaf(testutil.StartNode(t), 1)
