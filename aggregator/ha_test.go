@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -295,8 +296,15 @@ func TestFailedCommitEndsTransaction(t *testing.T) {
 // (its replicas were promoted: fencing), it is attached again, its stale
 // copies replaced, and the pair's masters split. Nothing acknowledged is
 // lost.
+//
+// CANOPY_PAUSE_DEFAULT_TIMEOUT=1 keeps the default failure timeout, to
+// measure the default's pause → first write (BENCHMARKS.md).
 func TestRedundancy2Pause(t *testing.T) {
-	c := startPairedCluster(t, 2000)
+	timeout := 2000
+	if os.Getenv("CANOPY_PAUSE_DEFAULT_TIMEOUT") != "" {
+		timeout = 0
+	}
+	c := startPairedCluster(t, timeout)
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "CREATE DATABASE ps WITH SYNC REPLICATION PARTITIONS 8")
 	load := startWriteLoad(t, 8, c.MA.DB("ps"), c.Children[0].DB("ps"))
@@ -306,7 +314,11 @@ func TestRedundancy2Pause(t *testing.T) {
 	victimPort := strconv.Itoa(victim.Port)
 	paused := time.Now()
 	victim.Pause()
-	t.Logf("SIGSTOP → first write on its partitions: %s (failure timeout 2 s)", load.firstWrite(ma, victim.Port, paused))
+	took := load.firstWrite(ma, victim.Port, paused)
+	t.Logf("SIGSTOP → first write on its partitions: %s (leaf_failure_timeout_ms %s)", took, testutil.Rows(t, ma, "SELECT @@leaf_failure_timeout_ms")[0])
+	if timeout == 0 && took > 10*time.Second {
+		t.Errorf("with the default failure timeout a paused leaf's partitions took writes again after %s, more than 10 s", took)
+	}
 	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
 	load.verify("after the paused leaf's failover", ma, c.Leaves)
 

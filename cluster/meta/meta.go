@@ -103,7 +103,7 @@ var DefaultVariables = map[string]string{
 	"leaf_failure_detection":      "ON",
 	// a leaf that accepts connections but does not answer heartbeats is
 	// offline after this long; one that refuses connections after the other
-	"leaf_failure_timeout_ms": "10000",
+	"leaf_failure_timeout_ms": "9500", // detection plus failover within 10 s
 	"leaf_refused_timeout_ms": "1000",
 	// caps each partition copy (COPY PARTITION, rebalance, attach) so it
 	// does not starve the leaves' own traffic; 0: no cap
