@@ -15,6 +15,7 @@ import (
 
 	"github.com/canopydb/canopy/aggregator/planner"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/gmsfix"
 )
 
 // AggregateRuleID names PushAggregates among the analyzer's rules; it runs
@@ -122,6 +123,11 @@ func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
 			arg, kind = x.Child, mergeMax
 		case *aggregation.Avg:
 			arg, kind = x.Child, mergeAvg
+		case *gmsfix.ExactAggregate: // SUM or AVG of an exact value
+			arg, kind = x.Arg(), mergeSum
+			if x.Avg() {
+				kind = mergeAvg
+			}
 		default:
 			return nil, false // COUNT(DISTINCT), GROUP_CONCAT, …: the rows travel
 		}
@@ -177,6 +183,8 @@ func distinctGroupBy(gb *plan.GroupBy) (sql.Node, bool) {
 				_, ok = x.Child.(*expression.DistinctExpression)
 			case *aggregation.Avg:
 				_, ok = x.Child.(*expression.DistinctExpression)
+			case *gmsfix.ExactAggregate:
+				_, ok = x.Arg().(*expression.DistinctExpression)
 			default:
 				ok = false
 			}
@@ -204,11 +212,12 @@ func containsAggregate(e sql.Expression) bool {
 	})
 }
 
-// partialSumType is the type a partition's SUM arrives as: GMS sums
-// decimals as decimals (kept at the argument's scale) and everything else
-// as float64.
+// partialSumType is the type a partition's SUM arrives as: a decimal at
+// the argument's scale for exact values (integers and decimals, see
+// gmsfix.ExactSums), so partial sums merge exactly, and float64 for
+// everything else, as GMS sums them.
 func partialSumType(arg sql.Type) sql.Type {
-	if dt, ok := arg.(sql.DecimalType); ok {
+	if dt, ok := gmsfix.ExactResultType(arg, false); ok {
 		return types.MustCreateDecimalType(types.DecimalTypeMaxPrecision, dt.Scale())
 	}
 	return types.Float64
@@ -302,7 +311,11 @@ func (m *mergeAgg) NewBuffer() (sql.AggregationBuffer, error) {
 	case mergeMax:
 		return aggregation.NewMaxBuffer(m.fields[0]), nil
 	default:
-		return &avgMerge{sum: aggregation.NewSumBuffer(m.fields[0]), count: countMerge{field: m.fields[1]}}, nil
+		scale := int32(-1)
+		if dt, ok := m.orig.Type().(sql.DecimalType); ok {
+			scale = int32(dt.Scale())
+		}
+		return &avgMerge{sum: aggregation.NewSumBuffer(m.fields[0]), count: countMerge{field: m.fields[1]}, scale: scale}, nil
 	}
 }
 
@@ -358,10 +371,13 @@ func (c *countMerge) Eval(*sql.Context) (interface{}, error) { return c.n, nil }
 func (c *countMerge) Dispose()                               {}
 
 // avgMerge divides the summed partial sums by the summed partial counts,
-// as GMS's AVG does (a decimal quotient gets four more digits of scale).
+// as the node's AVG does: a decimal quotient is rounded to the result
+// type's scale (the argument's plus four), or, when the aggregate is not
+// typed DECIMAL, to four more digits than the sum's.
 type avgMerge struct {
 	sum   sql.AggregationBuffer
 	count countMerge
+	scale int32 // -1: from the sum
 }
 
 func (a *avgMerge) Update(ctx *sql.Context, row sql.Row) error {
@@ -380,7 +396,11 @@ func (a *avgMerge) Eval(ctx *sql.Context) (interface{}, error) {
 	case float64:
 		return s / float64(a.count.n), nil
 	case decimal.Decimal:
-		return s.DivRound(decimal.NewFromInt(a.count.n), -s.Exponent()+4), nil
+		scale := a.scale
+		if scale < 0 {
+			scale = -s.Exponent() + 4
+		}
+		return s.DivRound(decimal.NewFromInt(a.count.n), scale), nil
 	}
 	return nil, fmt.Errorf("average of %T", s)
 }

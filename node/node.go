@@ -174,6 +174,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	aggregator.RegisterVariables()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
+		AddPostAnalyzeRule(gmsfix.ExactSumsRuleID, gmsfix.ExactSums). // before PushAggregates, which splits its aggregates
 		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
 		AddPostAnalyzeRule(aggregator.JoinRuleID, aggregator.PushJoins).
 		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
