@@ -101,7 +101,6 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		ha:        newHAState(),
 	}
 	a.hub = replication.NewHub(a.store, a.self, a.log)
-	a.hub.ResetDiverged = true // a copy that was a deposed master's may hold writes the new master lacks
 	a.beats = newHeartbeats(a)
 	rf, err := cluster.Start(cluster.Config{
 		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
@@ -232,7 +231,7 @@ func (a *Aggregator) reconcile() {
 		}
 	}
 	a.hub.Retain(func(db, target string) bool { return want[[2]string{db, target}] })
-	a.pushReplication(st)
+	a.pushReplication()
 }
 
 // replicaTargets are the internal addresses of every node but this one.

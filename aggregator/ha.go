@@ -25,7 +25,8 @@ import (
 // partitions to their replicas, attaching a returning leaf, and telling
 // every leaf which replicas to ship its master partitions to. The
 // decisions are the pure functions of cluster/meta (Failover, PlanAttach);
-// this file runs them. One cluster operation runs at a time (haMu).
+// this file runs them. One cluster operation (rebalance, attach, partition
+// command) runs at a time (ha.mu); failover does not wait for it (leafDown).
 
 // replicaConfig is what one leaf is told to ship (node.ReplicaTarget).
 type replicaConfig struct {
@@ -57,27 +58,37 @@ type haState struct {
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
 
-	attachMu  sync.Mutex      // guards attaching and unlinked
-	attaching map[string]bool // leaves being auto-attached
+	attachMu     sync.Mutex           // guards attaching, attachFailed and unlinked
+	attaching    map[string]bool      // leaves being auto-attached
+	attachFailed map[string]time.Time // when a leaf's last auto-attach failed
 	// unlinked: partitions whose sync replica was taken out because its
 	// master could not reach it, and that replica (replicawatch.go)
 	unlinked map[partitionKey]string
 }
 
-// startAttach claims the auto-attach of leaf; false if one is running.
+// attachRetry spaces the auto-attaches of a leaf whose last one failed.
+const attachRetry = 5 * time.Second
+
+// startAttach claims the auto-attach of leaf; false if one is running,
+// or the last one failed less than attachRetry ago.
 func (h *haState) startAttach(leaf string) bool {
 	h.attachMu.Lock()
 	defer h.attachMu.Unlock()
-	if h.attaching[leaf] {
+	if h.attaching[leaf] || time.Since(h.attachFailed[leaf]) < attachRetry {
 		return false
 	}
 	h.attaching[leaf] = true
 	return true
 }
 
-func (h *haState) endAttach(leaf string) {
+func (h *haState) endAttach(leaf string, failed bool) {
 	h.attachMu.Lock()
 	delete(h.attaching, leaf)
+	if failed {
+		h.attachFailed[leaf] = time.Now()
+	} else {
+		delete(h.attachFailed, leaf)
+	}
 	h.attachMu.Unlock()
 }
 
@@ -89,7 +100,7 @@ type stepStatus struct {
 }
 
 func newHAState() *haState {
-	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, unlinked: map[partitionKey]string{}}
+	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -113,9 +124,12 @@ func (a *Aggregator) severFailed() {
 
 // pushReplication tells every reachable leaf which replicas to ship its
 // master partitions to, when that changed.
-func (a *Aggregator) pushReplication(st *meta.State) {
+func (a *Aggregator) pushReplication() {
 	a.ha.cfgMu.Lock()
 	defer a.ha.cfgMu.Unlock()
+	// the state as of now, under cfgMu: of two reconciles at once, the
+	// later state is the one the leaves keep
+	st := a.State()
 	want := map[string][]replicaConfig{}
 	internal := func(addr string) string {
 		l, ok := st.Leaf(addr)
@@ -255,11 +269,23 @@ func (a *Aggregator) detect() {
 			// in the background: failure detection goes on meanwhile
 			if a.ha.startAttach(l.Addr()) {
 				a.log.Info("leaf is reachable again; attaching it", "leaf", l.Addr())
+				a.wg.Add(1)
 				go func(addr string) {
-					defer a.ha.endAttach(addr)
-					if err := a.attachLeaf(context.Background(), addr, true); err != nil {
+					defer a.wg.Done()
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					go func() {
+						select {
+						case <-a.stop:
+							cancel()
+						case <-ctx.Done():
+						}
+					}()
+					err := a.attachLeaf(ctx, addr, true)
+					if err != nil {
 						a.log.Error("attaching leaf", "leaf", addr, "err", err)
 					}
+					a.ha.endAttach(addr, err != nil)
 				}(l.Addr())
 			}
 		}
@@ -463,6 +489,11 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 			failed = err
 		}
 	}
+	// DETACH LEAF or failure detection may have taken the leaf out
+	// meanwhile (they do not wait for an attach): that stands
+	if l, ok := a.State().Leaf(addr); !ok || l.State != meta.LeafAttaching {
+		return fmt.Errorf("attach leaf %s: it was taken out of service while attaching (now %s)", addr, l.State)
+	}
 	if failed != nil {
 		// the leaf goes back to where it was; what was done stays done
 		a.propose(meta.SetLeafState{Addr: addr, State: prev})
@@ -542,28 +573,41 @@ func (a *Aggregator) setRebalanceStatus(db string, status []stepStatus) {
 }
 
 // updatePartition changes one partition of a database in the metadata
-// (steps running in parallel update the same partition list: partMu
-// makes each read-modify-write whole).
-func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta.Partition)) error {
+// (steps running in parallel, and failover, update the same partition
+// list: partMu makes each read-modify-write whole). change sees the
+// partition as it is now and may refuse (an error) when what its step
+// assumed no longer holds, e.g. failover moved the master meanwhile.
+func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta.Partition) error) error {
+	changed, err := a.changePartition(db, ordinal, change)
+	if changed {
+		// the leaves learn their replicas after partMu is released: that
+		// takes a round trip to each, which failover should not wait for
+		a.reconcile()
+	}
+	return err
+}
+
+func (a *Aggregator) changePartition(db string, ordinal int, change func(p *meta.Partition) error) (bool, error) {
 	a.ha.partMu.Lock()
 	defer a.ha.partMu.Unlock()
 	d := a.State().Database(db)
 	if d == nil || ordinal >= len(d.Partitions) {
-		return fmt.Errorf("database %s has no partition %d", db, ordinal)
+		return false, fmt.Errorf("database %s has no partition %d", db, ordinal)
 	}
 	parts := append([]meta.Partition(nil), d.Partitions...)
 	p := parts[ordinal]
 	p.Replicas = append([]string(nil), p.Replicas...)
-	change(&p)
+	if err := change(&p); err != nil {
+		return false, err
+	}
 	parts[ordinal] = p
 	if samePartitions(d.Partitions, parts) {
-		return nil
+		return false, nil
 	}
 	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
-		return err
+		return false, err
 	}
-	a.reconcile()
-	return nil
+	return true, nil
 }
 
 func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
@@ -574,16 +618,21 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
 				return err
 			}
-			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
+				if p.Master != s.Target && a.leafGone(p.Master) == "" {
+					return fmt.Errorf("partition %s:%d has a master again, on %s", s.DB, s.Ordinal, p.Master)
+				}
 				p.Master = s.Target
 				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
+				return nil
 			})
 		}
 		return a.copyPartition(ctx, s)
 	case meta.ActionDrop:
 		// out of the map first (its master stops shipping to it), then gone
-		err := a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+		err := a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
 			p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
+			return nil
 		})
 		if err != nil {
 			return err
@@ -626,22 +675,46 @@ func (a *Aggregator) createEmptyPartition(s meta.Step) error {
 		if _, err := a.onLeaf(s.Target, stmt); err != nil {
 			return err
 		}
-		res, err := a.onLeaf(s.Target, fmt.Sprintf("SELECT 1 FROM %s.%s LIMIT 1", quoteIdent(name), quoteIdent(t.Name)))
-		if err != nil {
-			return err
+	}
+	if table, err := a.copyRows(s.Target, d, s.Ordinal); err != nil || table != "" {
+		if err == nil {
+			err = fmt.Errorf("leaf %s already holds a copy of %s:%d with rows (table %s): ATTACH PARTITION %s:%d ON %s keeps them; to give them up, drop that database on the leaf and run REBALANCE PARTITIONS ON %s FORCE again",
+				meta.QuotedAddr(s.Target), s.DB, s.Ordinal, table, s.DB, s.Ordinal, meta.QuotedAddr(s.Target), s.DB)
 		}
-		if len(res.Rows) > 0 {
-			h, p := splitAddr(s.Target)
-			return fmt.Errorf("leaf '%s':%d already holds a copy of %s:%d with rows (table %s): ATTACH PARTITION %s:%d ON '%s':%d keeps them, DROP PARTITION %s:%d ON '%s':%d discards them",
-				h, p, s.DB, s.Ordinal, t.Name, s.DB, s.Ordinal, h, p, s.DB, s.Ordinal, h, p)
-		}
+		return err
 	}
 	if err := a.promoteOn(s.Target, quoteIdent(name)); err != nil {
 		return err
 	}
-	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
+		if a.leafGone(p.Master) == "" {
+			return fmt.Errorf("partition %s:%d has a master again, on %s", s.DB, s.Ordinal, p.Master)
+		}
 		p.Master, p.Replicas = s.Target, nil
+		return nil
 	})
+}
+
+// copyRows names a table in which leaf's copy of partition ordinal of d
+// holds rows, or "" if it holds none (tables it lacks count as empty).
+func (a *Aggregator) copyRows(leaf string, d *meta.Database, ordinal int) (string, error) {
+	name := meta.PartitionName(d.Name, ordinal)
+	for _, t := range d.Tables {
+		if t.Reference {
+			continue
+		}
+		res, err := a.onLeaf(leaf, fmt.Sprintf("SELECT 1 FROM %s.%s LIMIT 1", quoteIdent(name), quoteIdent(t.Name)))
+		if me := (*mysql.SQLError)(nil); errors.As(err, &me) && me.Num == mysql.ERNoSuchTable {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if len(res.Rows) > 0 {
+			return t.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // handOver moves a partition's master role to its replica on to without
@@ -685,11 +758,21 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	if err := a.waitPosition(ctx, to, name, lsn, 10*time.Second); err != nil {
 		return restore(err)
 	}
-	swap := func(master, replica string) func(p *meta.Partition) {
-		return func(p *meta.Partition) {
+	// swap hands the role from replica to master in the map, provided the
+	// map still says what the hand-over started from and the new master
+	// is still up (failover may have run meanwhile)
+	swap := func(master, replica string) func(p *meta.Partition) error {
+		return func(p *meta.Partition) error {
+			if p.Master != replica || !slices.Contains(p.Replicas, master) {
+				return fmt.Errorf("partition %s:%d changed during the hand-over (master %q, replicas %v)", db, ordinal, p.Master, p.Replicas)
+			}
+			if why := a.leafGone(master); why != "" {
+				return fmt.Errorf("leaf %s %s", meta.QuotedAddr(master), why)
+			}
 			p.Master = master
 			p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == master || r == replica })
 			p.Replicas = append(p.Replicas, replica)
+			return nil
 		}
 	}
 	if err := a.updatePartition(db, ordinal, swap(to, from)); err != nil {
@@ -736,10 +819,18 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 	if err := a.waitPosition(ctx, s.Target, name, mpos[name], 10*time.Minute, master); err != nil {
 		return err
 	}
-	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) {
+	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
+		if p.Master != master {
+			// the copy followed a master that is no longer the master
+			return fmt.Errorf("partition %s:%d changed master during the copy (from %s to %s)", s.DB, s.Ordinal, master, p.Master)
+		}
+		if why := a.leafGone(s.Target); why != "" {
+			return fmt.Errorf("leaf %s %s", meta.QuotedAddr(s.Target), why)
+		}
 		if !slices.Contains(p.Replicas, s.Target) && p.Master != s.Target {
 			p.Replicas = append(p.Replicas, s.Target)
 		}
+		return nil
 	})
 }
 

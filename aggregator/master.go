@@ -68,8 +68,7 @@ func (a *Aggregator) enforceVoters(st *meta.State) {
 // follow its role: the master's take writes (DDL and reference tables)
 // and ship them; a child's follow the master's. A child's copy that was a
 // master's is demoted at its position; if the new master's log disagrees
-// there, the master's sender has it copied again (replication.Hub's
-// ResetDiverged).
+// there, the master's sender gives it a snapshot (replication: diverged).
 func (a *Aggregator) ownCopies(st *meta.State, master bool) {
 	for _, name := range st.DatabaseNames() {
 		if !a.store.HasDatabase(name) || a.store.IsReplica(name) != master {

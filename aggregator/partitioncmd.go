@@ -93,11 +93,12 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 		if p.Master != leaf && !isReplica {
 			return nil
 		}
-		change := func(q *meta.Partition) {
+		change := func(q *meta.Partition) error {
 			q.Replicas = slices.DeleteFunc(q.Replicas, func(r string) bool { return r == leaf })
 			if q.Master == leaf {
 				q.Master = ""
 			}
+			return nil
 		}
 		if p.Master == leaf && len(p.Replicas) > 0 {
 			return mysql.NewSQLError(1105, "HY000",

@@ -39,6 +39,11 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sq
 	if len(steps) == 0 {
 		return &sqltypes.Result{}, nil
 	}
+	if cmd.Force {
+		if err := a.checkNoCopies(d.Name, steps); err != nil {
+			return nil, err
+		}
+	}
 	var replaced []string
 	for _, s := range steps {
 		if s.Action == meta.ActionCreate {
@@ -70,6 +75,34 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sq
 		}
 	}
 	return res, nil
+}
+
+// checkNoCopies refuses to replace a lost partition with an empty one
+// while an online leaf still holds a copy of it that the metadata does not
+// count (an orphan: a replica taken out of its partition, a copy a
+// DETACH PARTITION left): those rows can be kept.
+func (a *Aggregator) checkNoCopies(db string, steps []meta.Step) error {
+	d := a.State().Database(db)
+	for _, leaf := range a.State().OnlineLeaves() {
+		l := leaf.Addr()
+		copies, _, err := a.leafCopies(l)
+		if err != nil {
+			return mysql.NewSQLError(1105, "HY000", "REBALANCE PARTITIONS ON %s FORCE: cannot list the copies on leaf %s (%v); it may hold a lost partition. Retry when it answers", db, meta.QuotedAddr(l), err)
+		}
+		for _, s := range steps {
+			name := meta.PartitionName(db, s.Ordinal)
+			if _, ok := copies[name]; !ok || s.Action != meta.ActionCreate {
+				continue
+			}
+			// an empty copy (a FORCE that stopped half-way) holds nothing to keep
+			if table, err := a.copyRows(l, d, s.Ordinal); err != nil || table != "" {
+				return mysql.NewSQLError(1105, "HY000",
+					"Partition %s:%d has no copy the cluster counts, but leaf %s holds %s (with rows, or it did not answer: %v). ATTACH PARTITION %s:%d ON %s makes it the master with its rows; to give them up, drop that database on the leaf, then run REBALANCE PARTITIONS ON %s FORCE again",
+					db, s.Ordinal, meta.QuotedAddr(l), name, err, db, s.Ordinal, meta.QuotedAddr(l), db)
+			}
+		}
+	}
+	return nil
 }
 
 func (a *Aggregator) planRebalance(db string, cmd sqlcmd.Rebalance) []meta.Step {

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -24,7 +25,8 @@ import (
 const (
 	replicaWatchInterval = time.Second
 	// restoreInterval spaces the attempts to give partitions their
-	// replica back (each may wait copyStallTimeout on a link still cut).
+	// replica back (each waits up to the failure timeout on a link still
+	// cut before it gives up).
 	restoreInterval = 10 * time.Second
 )
 
@@ -88,8 +90,12 @@ func (a *Aggregator) watchReplicas() {
 			}
 			a.log.Warn("sync replica unreachable from its master; taking it out of the partition so that commits go on",
 				"partition", row[0].ToString(), "master", l.Addr(), "replica", replica, "down", (time.Duration(down) * time.Millisecond).String(), "err", row[6].ToString())
-			err := a.updatePartition(db, ordinal, func(p *meta.Partition) {
+			err := a.updatePartition(db, ordinal, func(p *meta.Partition) error {
+				if p.Master != l.Addr() {
+					return fmt.Errorf("its master moved to %s", p.Master)
+				}
 				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == replica })
+				return nil
 			})
 			if err != nil {
 				a.log.Error("taking an unreachable replica out", "partition", row[0].ToString(), "err", err)
@@ -126,10 +132,6 @@ type partitionKey struct {
 // running. Other missing replicas are the operator's (REBALANCE
 // PARTITIONS, RESTORE REDUNDANCY), as in the seeds.
 func (a *Aggregator) restoreReplicas() {
-	if !a.ha.mu.TryLock() {
-		return
-	}
-	defer a.ha.mu.Unlock()
 	a.ha.attachMu.Lock()
 	pending := maps.Clone(a.ha.unlinked)
 	a.ha.attachMu.Unlock()
@@ -142,9 +144,15 @@ func (a *Aggregator) restoreReplicas() {
 			continue // not now
 		}
 		if !done {
+			// one partition at a time, never waiting for (or holding up
+			// for long) an operation someone asked for
+			if !a.ha.mu.TryLock() {
+				return
+			}
 			a.log.Info("giving a partition its replica back", "database", k.db, "ordinal", k.ordinal, "replica", replica)
-			step := meta.Step{Action: meta.ActionCopy, DB: d.Name, Ordinal: k.ordinal, Target: replica, Phase: meta.PhaseCopy}
-			if err := a.runSteps(context.Background(), d.Name, []meta.Step{step}); err != nil {
+			err := a.copyPartition(context.Background(), meta.Step{Action: meta.ActionCopy, DB: d.Name, Ordinal: k.ordinal, Target: replica, Phase: meta.PhaseCopy})
+			a.ha.mu.Unlock()
+			if err != nil {
 				a.log.Warn("the replica is not back yet", "database", k.db, "ordinal", k.ordinal, "replica", replica, "err", err)
 				continue
 			}

@@ -92,8 +92,6 @@ func okResult(err error) (*sqltypes.Result, error) {
 	return &sqltypes.Result{}, nil
 }
 
-// showDatabasesExtended lists every database with its partition log
-// position, role and state, as in 003_00509c68988978d3.txt.
 // showReplicationStatus lists the streams this node ships: per database
 // and target (an internal address), sync or async, connected or not (and
 // for how long not), the position the target confirmed, and the last
@@ -121,6 +119,8 @@ func (n *Node) showReplicationStatus() *sqltypes.Result {
 	return res
 }
 
+// showDatabasesExtended lists every database with its partition log
+// position, role and state, as in 003_00509c68988978d3.txt.
 func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	res := &sqltypes.Result{Fields: []*querypb.Field{
 		varcharField("Database"), intField("Commits"), varcharField("Role"), varcharField("State"),
@@ -135,6 +135,9 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 			role, state = "async slave", "replicating"
 			if n.receiver.Sync(d.Name) {
 				role = "sync slave"
+			}
+			if n.store.SnapshotPending(d.Name) {
+				state = "provisioning" // a snapshot is being installed: nothing usable yet
 			}
 		}
 		c := counts[d.Name]

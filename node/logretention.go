@@ -26,7 +26,20 @@ func (n *Node) retainLogs() {
 
 func (n *Node) truncateLogs(truncated map[string]uint64) {
 	keep := uint64(n.cfg.LogRetain)
-	for _, info := range n.store.DatabaseInfos() {
+	infos := n.store.DatabaseInfos()
+	present := map[string]bool{}
+	for _, info := range infos {
+		present[info.Name] = true
+		if truncated[info.Name] > info.Pos.LSN {
+			delete(truncated, info.Name) // dropped and made again
+		}
+	}
+	for name := range truncated {
+		if !present[name] {
+			delete(truncated, name)
+		}
+	}
+	for _, info := range infos {
 		if info.Pos.LSN <= keep {
 			continue
 		}

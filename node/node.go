@@ -56,9 +56,9 @@ type Config struct {
 	// MasterAggregator makes a new node the master aggregator of a new
 	// cluster (a no-op once it is one).
 	MasterAggregator bool
-	// LogRetain is how many records of each database's log are kept
-	// beyond what its connected copies have (0: DefaultLogRetain). A copy
-	// further behind is provisioned from a snapshot.
+	// LogRetain is how many records of each database's log are kept,
+	// more while a connected copy still needs them (0: DefaultLogRetain).
+	// A copy further behind is provisioned from a snapshot.
 	LogRetain int
 }
 

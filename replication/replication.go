@@ -33,7 +33,6 @@ const (
 	frameRecord   byte = 'R' // source → target: one log record
 	frameBeat     byte = 'B' // source → target: keepalive
 	frameAck      byte = 'A' // target → source: LSN durable on the target (uvarint)
-	frameReset    byte = 'X' // source → target: your copy diverged; drop it and start over
 	frameSnapshot byte = 'S' // source → target: a snapshot follows, as of this position (JSON)
 	frameChunk    byte = 'K' // source → target: keys and values of the snapshot
 	frameSnapEnd  byte = 'E' // source → target: the snapshot is complete
@@ -81,6 +80,7 @@ type Store interface {
 	ApplyRecord(db string, rec *storage.LogRecord) error
 	DropDatabase(db string) error
 	FirstLogLSN(db string) (uint64, error)
+	LogBase(db string) (storage.Position, bool)
 	OpenSnapshot(db string) (*storage.Snapshot, error)
 	SnapshotPending(db string) bool
 	BeginSnapshot(db string) error
@@ -127,6 +127,10 @@ type Receiver struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	sync  map[string]bool // database → its source waits for this replica
+	// active is each database's stream being applied: a new stream of a
+	// database ends the previous one and waits for it, so two sources (or
+	// an old and a new connection of one) never write into a copy at once
+	active map[string]*activeStream
 	// snapshots and snapshotBytes count the snapshots installed here
 	snapshots, snapshotBytes atomic.Uint64
 }
@@ -139,7 +143,7 @@ func (rv *Receiver) Snapshots() (count, bytes uint64) {
 
 // NewReceiver returns a receiver applying to store.
 func NewReceiver(store Store, log *slog.Logger) *Receiver {
-	return &Receiver{store: store, log: log, sync: map[string]bool{}}
+	return &Receiver{store: store, log: log, sync: map[string]bool{}, active: map[string]*activeStream{}}
 }
 
 // Sync reports whether the last stream of db said its source waits for
@@ -161,6 +165,37 @@ func (rv *Receiver) Serve(ln net.Listener) {
 	}
 }
 
+type activeStream struct {
+	c    net.Conn
+	done chan struct{}
+}
+
+// claim makes c the stream of db, ending the one before (and waiting
+// until it has stopped applying); release undoes it.
+func (rv *Receiver) claim(db string, c net.Conn) (release func()) {
+	me := &activeStream{c: c, done: make(chan struct{})}
+	for {
+		rv.mu.Lock()
+		prev := rv.active[db]
+		if prev == nil {
+			rv.active[db] = me
+			rv.mu.Unlock()
+			break
+		}
+		rv.mu.Unlock()
+		prev.c.Close()
+		<-prev.done
+	}
+	return func() {
+		rv.mu.Lock()
+		if rv.active[db] == me {
+			delete(rv.active, db)
+		}
+		rv.mu.Unlock()
+		close(me.done)
+	}
+}
+
 func (rv *Receiver) receive(c net.Conn) {
 	store, log := rv.store, rv.log
 	defer c.Close()
@@ -173,6 +208,7 @@ func (rv *Receiver) receive(c net.Conn) {
 	if err := json.Unmarshal(b, &h); err != nil {
 		return
 	}
+	defer rv.claim(h.Database, c)()
 	pos, err := store.EnsureReplica(h.Database)
 	reply := position{Term: pos.Term, LSN: pos.LSN, Pending: err == nil && store.SnapshotPending(h.Database)}
 	if err != nil {
@@ -192,10 +228,17 @@ func (rv *Receiver) receive(c net.Conn) {
 	}
 	log.Debug("replicating", "database", h.Database, "from", h.Source, "position", pos)
 	var ack [binary.MaxVarintLen64]byte
+	var acked time.Time
 	sendAck := func(lsn uint64) bool {
+		acked = time.Now()
 		n := binary.PutUvarint(ack[:], lsn)
+		c.SetWriteDeadline(time.Now().Add(ackTimeout))
 		return writeFrame(w, frameAck, ack[:n]) == nil && w.Flush() == nil
 	}
+	// acknowledge what is applied once caught up with what arrived, and
+	// at least every ackEvery, so a source that streams a backlog or a
+	// snapshot still hears from a live target
+	ackDue := func() bool { return r.Buffered() == 0 || time.Since(acked) >= ackEvery }
 	var snap snapshotBegin
 	var snapBytes int64
 	var snapStart time.Time
@@ -228,6 +271,9 @@ func (rv *Receiver) receive(c net.Conn) {
 				return
 			}
 			snapBytes += int64(len(b))
+			if ackDue() && !sendAck(0) { // alive; nothing new is durable yet
+				return
+			}
 			continue
 		case frameSnapEnd:
 			at := storage.Position{Term: snap.Term, LSN: snap.LSN}
@@ -244,15 +290,6 @@ func (rv *Receiver) receive(c net.Conn) {
 			}
 			continue
 		case frameRecord:
-		case frameReset:
-			// the copy holds records its master never had (it was itself a
-			// master that lost its role with writes unconfirmed): the
-			// next stream copies the master's log from the start
-			log.Warn("replica diverged from its master; dropping it to copy it again", "database", h.Database, "source", h.Source, "position", pos)
-			if err := store.DropDatabase(h.Database); err != nil {
-				log.Error("drop diverged replica", "database", h.Database, "err", err)
-			}
-			return
 		default:
 			return
 		}
@@ -264,7 +301,7 @@ func (rv *Receiver) receive(c net.Conn) {
 			log.Error("replication apply failed", "database", h.Database, "source", h.Source, "err", err)
 			return
 		}
-		if r.Buffered() == 0 && !sendAck(rec.Pos.LSN) { // acknowledge once caught up with what arrived
+		if ackDue() && !sendAck(rec.Pos.LSN) {
 			return
 		}
 	}
@@ -272,13 +309,9 @@ func (rv *Receiver) receive(c net.Conn) {
 
 // Hub runs the senders of a node: one per (database, target).
 type Hub struct {
-	store  Store
-	source string
-	log    *slog.Logger
-	// ResetDiverged makes senders tell a target whose copy disagrees with
-	// the source's log to drop it and copy it again. Set before use.
-	ResetDiverged bool
-
+	store   Store
+	source  string
+	log     *slog.Logger
 	mu      sync.Mutex
 	senders map[key]*sender
 	changed chan struct{} // closed and replaced on any ack or connection change
@@ -568,22 +601,25 @@ func (s *sender) stream() error {
 	if err != nil {
 		return err
 	}
-	// A copy that is new, unfinished, or behind what the log still holds
-	// gets a snapshot; it replaces whatever the copy held, diverged or not.
+	// A copy that is new, unfinished, behind what the log still holds, or
+	// not a prefix of this log (a deposed master's copy may hold writes
+	// this source never had) gets a snapshot: it replaces whatever the
+	// copy held.
 	source, _ := s.hub.store.Position(s.db)
 	snapshot := pos.Pending || pos.LSN+1 < first || pos.LSN == 0 && source.LSN > 0
-	if !snapshot && s.hub.ResetDiverged && s.diverged(pos) {
-		if err := writeFrame(w, frameReset, nil); err != nil {
-			return err
-		}
-		w.Flush()
-		return fmt.Errorf("replica of %s on %s diverged at %d:%d; it copies again", s.db, s.target, pos.Term, pos.LSN)
+	if !snapshot && s.diverged(pos, first) {
+		s.hub.log.Warn("copy diverged from its source; it gets a snapshot", "database", s.db, "target", s.target, "position", fmt.Sprintf("%d:%d", pos.Term, pos.LSN))
+		snapshot = true
 	}
+	// acks are read from now on, snapshot included: a target that goes
+	// silent for ackTimeout ends the stream, and so do its writes
+	acks := make(chan error, 1)
+	go func() { acks <- s.readAcks(c, r) }()
 	var pace pacer
 	next := pos.LSN + 1
 	if snapshot {
 		s.setState(true, 0, nil)
-		at, err := s.sendSnapshot(w, &pace)
+		at, err := s.sendSnapshot(c, w, &pace)
 		if err != nil {
 			return err
 		}
@@ -591,11 +627,10 @@ func (s *sender) stream() error {
 	} else {
 		s.setState(true, pos.LSN, nil)
 	}
-	acks := make(chan error, 1)
-	go func() { acks <- s.readAcks(c, r) }()
 	beat := time.NewTicker(time.Second)
 	defer beat.Stop()
 	for {
+		c.SetWriteDeadline(time.Now().Add(ackTimeout))
 		signal := s.hub.store.CommitSignal(s.db)
 		batch := 256
 		if s.limit.Load() > 0 {
@@ -604,6 +639,10 @@ func (s *sender) stream() error {
 		recs, err := s.hub.store.ReadLog(s.db, next, batch)
 		if err != nil {
 			return err
+		}
+		if len(recs) > 0 && recs[0].Pos.LSN != next {
+			// truncated while this stream connected: the next one snapshots
+			return fmt.Errorf("replication: the log of %s starts at %d, past %d", s.db, recs[0].Pos.LSN, next)
 		}
 		sent := 0
 		for _, rec := range recs {
@@ -647,7 +686,7 @@ func (s *sender) stream() error {
 // sendSnapshot ships the whole database as of its current position, paced
 // like the log, and returns that position's LSN. The log after it is kept
 // for this target from the start (floor).
-func (s *sender) sendSnapshot(w *bufio.Writer, pace *pacer) (uint64, error) {
+func (s *sender) sendSnapshot(c net.Conn, w *bufio.Writer, pace *pacer) (uint64, error) {
 	sn, err := s.hub.store.OpenSnapshot(s.db)
 	if err != nil {
 		return 0, err
@@ -662,6 +701,7 @@ func (s *sender) sendSnapshot(w *bufio.Writer, pace *pacer) (uint64, error) {
 		return 0, err
 	}
 	for {
+		c.SetWriteDeadline(time.Now().Add(ackTimeout))
 		chunk, err := sn.Next(snapshotChunkBytes)
 		if err != nil {
 			return 0, err
@@ -708,9 +748,15 @@ func (h *Hub) LogFloor(db string) (floor uint64, ok bool) {
 // has another term. (A copy whose term went up by a promotion without
 // records after it counts as diverged too: it is copied again, which is
 // safe.)
-func (s *sender) diverged(pos position) bool {
+func (s *sender) diverged(pos position, first uint64) bool {
 	if pos.LSN == 0 {
 		return false
+	}
+	if pos.LSN < first {
+		// the record is gone; a copy at the position a snapshot installed
+		// here (the log's base) agrees, any other cannot be checked
+		base, ok := s.hub.store.LogBase(s.db)
+		return !ok || base != storage.Position{Term: pos.Term, LSN: pos.LSN}
 	}
 	recs, err := s.hub.store.ReadLog(s.db, pos.LSN, 1)
 	if err != nil {
@@ -724,7 +770,16 @@ func (s *sender) diverged(pos position) bool {
 // given up so that the sender reconnects and reports it down.
 const ackTimeout = 5 * time.Second
 
-func (s *sender) readAcks(c net.Conn, r *bufio.Reader) error {
+// ackEvery: a target acknowledges at least this often while frames keep
+// arriving (a backlog, a snapshot), not only once it has caught up.
+const ackEvery = 500 * time.Millisecond
+
+func (s *sender) readAcks(c net.Conn, r *bufio.Reader) (err error) {
+	defer func() {
+		if err != nil {
+			c.Close() // a writer blocked on a dead link returns too
+		}
+	}()
 	for {
 		c.SetReadDeadline(time.Now().Add(ackTimeout))
 		typ, b, err := readFrame(r)

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -166,11 +167,17 @@ func TestSnapshotProvisioning(t *testing.T) {
 	if got, _ := tg.store.Position("ref"); got != (storage.Position{}) {
 		t.Errorf("a half-installed snapshot claims position %v", got)
 	}
+	if _, err := tg.store.Promote("ref"); !errors.Is(err, storage.ErrProvisioning) {
+		t.Errorf("promoting a half-installed copy: %v, want ErrProvisioning", err)
+	}
 	exec("UPDATE r SET w = 42 WHERE id = 100")
 	hub.Ensure("ref", tg.addr)
 	caughtUp("after an interrupted snapshot")
 	if tg.store.SnapshotPending("ref") {
 		t.Error("still marked after a complete snapshot")
+	}
+	if base, ok := tg.store.LogBase("ref"); !ok || base.LSN == 0 {
+		t.Errorf("no log base after a snapshot: %v %v", base, ok)
 	}
 	// and the copy goes on following the log, with its catalog loaded
 	exec("INSERT INTO r2 VALUES (3)")

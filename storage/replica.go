@@ -251,6 +251,9 @@ func (s *Store) Promote(name string) (Position, error) {
 	}
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
+	if s.SnapshotPending(name) {
+		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
+	}
 	s.commitMu.Lock()
 	if !d.replica {
 		pos := d.pos

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,15 +21,25 @@ import (
 // provisioned again, so a crash mid-way never leaves half a database
 // that claims a position.
 
-// stateSnapshot marks a replica whose snapshot is being installed.
-var stateSnapshot = []byte{secState, 'S'}
+// stateSnapshot marks a replica whose snapshot is being installed;
+// stateLogBase is the position the last snapshot installed (the log
+// starts after it), so a source can still check a copy at that position.
+var (
+	stateSnapshot = []byte{secState, 'S'}
+	stateLogBase  = []byte{secState, 'b'}
+)
+
+// ErrProvisioning: a copy whose snapshot is not complete holds nothing
+// usable and must not become a master.
+var ErrProvisioning = errors.New("its snapshot is not complete")
 
 // snapshotSkips reports whether a key (relative to its database prefix)
 // stays out of a snapshot: the log, and the state that says what the copy
 // is rather than what it holds.
 func snapshotSkips(k []byte) bool {
 	return len(k) > 0 && k[0] == secLog ||
-		bytes.Equal(k, statePosition) || bytes.Equal(k, stateReplica) || bytes.Equal(k, stateSnapshot)
+		bytes.Equal(k, statePosition) || bytes.Equal(k, stateReplica) || bytes.Equal(k, stateSnapshot) ||
+		bytes.Equal(k, stateLogBase)
 }
 
 // FirstLogLSN is the LSN of the oldest log record name still holds; its
@@ -55,6 +66,20 @@ func (s *Store) FirstLogLSN(name string) (uint64, error) {
 		return 0, fmt.Errorf("log of %s: bad key %x", name, k)
 	}
 	return binary.BigEndian.Uint64(k[len(lo):]), nil
+}
+
+// LogBase is the position the last snapshot installed in name, if any.
+func (s *Store) LogBase(name string) (Position, bool) {
+	d := s.database(name)
+	if d == nil {
+		return Position{}, false
+	}
+	v, ok, err := s.getRaw(join(d.prefix, stateLogBase))
+	if err != nil || !ok {
+		return Position{}, false
+	}
+	p, _, err := decodePosition(v)
+	return p, err == nil
 }
 
 // TruncateLog deletes name's log records with LSN up to and including
@@ -121,6 +146,18 @@ func (sn *Snapshot) Close() {
 	sn.snap.Close()
 }
 
+// checkInstalling refuses to write a snapshot into a copy that is not a
+// replica being provisioned (it was promoted meanwhile, say).
+func (s *Store) checkInstalling(d *dbState) error {
+	s.commitMu.Lock()
+	replica := d.replica
+	s.commitMu.Unlock()
+	if _, marked, err := s.getRaw(join(d.prefix, stateSnapshot)); err != nil || !marked || !replica {
+		return fmt.Errorf("snapshot into %s: it is not a copy being provisioned (err %v)", d.meta.Name, err)
+	}
+	return nil
+}
+
 // SnapshotPending reports whether name is a replica whose snapshot was
 // begun and not finished: it holds nothing usable.
 func (s *Store) SnapshotPending(name string) bool {
@@ -163,6 +200,9 @@ func (s *Store) ApplySnapshotChunk(name string, chunk []byte) error {
 	if d == nil {
 		return sql.ErrDatabaseNotFound.New(name)
 	}
+	if err := s.checkInstalling(d); err != nil {
+		return err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	for n := 0; n < len(chunk); {
@@ -194,10 +234,14 @@ func (s *Store) FinishSnapshot(name string, pos Position, commits uint64) error 
 	if d == nil {
 		return sql.ErrDatabaseNotFound.New(name)
 	}
+	if err := s.checkInstalling(d); err != nil {
+		return err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Delete(join(d.prefix, stateSnapshot), nil)
 	b.Set(join(d.prefix, statePosition), encodePosition(pos, commits), nil)
+	b.Set(join(d.prefix, stateLogBase), encodePosition(pos, commits), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("finish snapshot of %s: %w", name, err)
 	}

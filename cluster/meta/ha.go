@@ -258,6 +258,7 @@ func ApplySteps(d *Database, steps []Step) *Database {
 		case ActionAttach:
 			if s.AsMaster {
 				p.Master = s.Target
+				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
 			} else if !slices.Contains(p.Replicas, s.Target) {
 				p.Replicas = append(p.Replicas, s.Target)
 			}

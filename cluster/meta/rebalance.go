@@ -56,17 +56,16 @@ func LostPartitions(st *State, d *Database) []int {
 	return lost
 }
 
-// PlanRebalanceForce is REBALANCE PARTITIONS … FORCE: each lost partition
-// is first replaced by an empty master (CREATE PARTITION, phase 1) on the
+// PlanRebalanceForce is REBALANCE PARTITIONS … FORCE: a partition without
+// master whose replica is online gets it as master (ATTACH PARTITION, phase
+// 1), each lost partition is replaced by an empty master (CREATE PARTITION,
+// phase 1) on the
 // least loaded online leaf (redundancy 2: the least loaded leaf of the
 // least loaded pair), then the result is balanced as PlanRebalance does,
 // one phase later. The lost copies' data is given up: if their leaves
 // return, those copies are orphans.
 func PlanRebalanceForce(st *State, d *Database) []Step {
 	lost := LostPartitions(st, d)
-	if len(lost) == 0 {
-		return PlanRebalance(st, d)
-	}
 	var candidates []string
 	pairOf := map[string]string{}
 	if st.Redundancy() >= 2 {
@@ -84,7 +83,7 @@ func PlanRebalanceForce(st *State, d *Database) []Step {
 		}
 	}
 	if len(candidates) == 0 {
-		return nil
+		return PlanRebalance(st, d)
 	}
 	sort.Strings(candidates)
 	perLeaf, perUnit := map[string]int{}, map[string]int{}
@@ -95,6 +94,15 @@ func PlanRebalanceForce(st *State, d *Database) []Step {
 		}
 	}
 	var steps []Step
+	// a partition without master whose replica is online (its promotion
+	// failed) gets that replica as master
+	for _, p := range d.Partitions {
+		if !st.online(p.Master) {
+			if i := slices.IndexFunc(p.Replicas, st.online); i >= 0 {
+				steps = append(steps, Step{Action: ActionAttach, DB: d.Name, Ordinal: p.Ordinal, Target: p.Replicas[i], Phase: PhaseCopy, AsMaster: true})
+			}
+		}
+	}
 	for _, o := range lost {
 		to := candidates[0]
 		for _, c := range candidates[1:] {
@@ -106,6 +114,9 @@ func PlanRebalanceForce(st *State, d *Database) []Step {
 		perLeaf[to]++
 		perUnit[pairOf[to]]++
 		steps = append(steps, Step{Action: ActionCreate, DB: d.Name, Ordinal: o, Target: to, Phase: PhaseCopy})
+	}
+	if len(steps) == 0 {
+		return PlanRebalance(st, d)
 	}
 	rest := PlanRebalance(st, ApplySteps(d, steps))
 	for i := range rest {

@@ -78,7 +78,7 @@ func runNode(args []string) error {
 	fs.IntVar(&cfg.CacheMB, "cache-mb", 128, "storage block cache in MiB")
 	fs.IntVar(&cfg.AdvertiseInternalPort, "advertise-internal-port", 0, "internal port other nodes dial, if a proxy or port forward stands in front of --internal-port (default --internal-port)")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host other nodes reach this node at (default --bind, or 127.0.0.1 for 0.0.0.0)")
-	fs.IntVar(&cfg.LogRetain, "log-retain", node.DefaultLogRetain, "log records of each database kept beyond what its copies have; a copy further behind gets a snapshot")
+	fs.IntVar(&cfg.LogRetain, "log-retain", node.DefaultLogRetain, "log records of each database kept (more while a connected copy still needs them); a copy further behind gets a snapshot")
 	fs.BoolVar(&cfg.MasterAggregator, "master-aggregator", false, "found a new cluster with this node as its master aggregator")
 	fs.DurationVar(&cfg.LockWait, "lock-wait-timeout", 50*time.Second, "default row lock wait (innodb_lock_wait_timeout)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
