@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -440,7 +441,7 @@ func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[stri
 	copies := map[string]meta.CopyInfo{}
 	lsns := map[string]uint64{}
 	for _, d := range dbs {
-		copies[d.name] = meta.CopyInfo{Replica: strings.Contains(d.role, "slave")}
+		copies[d.name] = meta.CopyInfo{Replica: strings.Contains(d.role, "slave"), Pending: d.state == "provisioning"}
 		if i := strings.IndexByte(d.position, ':'); i >= 0 {
 			lsns[d.name], _ = strconv.ParseUint(d.position[i+1:], 10, 64)
 		}
@@ -492,7 +493,7 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	// DETACH LEAF or failure detection may have taken the leaf out
 	// meanwhile (they do not wait for an attach): that stands
 	if l, ok := a.State().Leaf(addr); !ok || l.State != meta.LeafAttaching {
-		return fmt.Errorf("attach leaf %s: it was taken out of service while attaching (now %s)", addr, l.State)
+		return fmt.Errorf("attach leaf %s: it was taken out of service while attaching (now %s)", addr, cmp.Or(l.State, "removed"))
 	}
 	if failed != nil {
 		// the leaf goes back to where it was; what was done stays done
@@ -615,12 +616,20 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 	switch s.Action {
 	case meta.ActionAttach:
 		if s.AsMaster {
+			// checked before the promotion too (failover never adds a
+			// master, and ha.mu keeps other operations out)
+			if err := a.mayTakeMaster(s); err != nil {
+				return err
+			}
 			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
 				return err
 			}
 			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
 				if p.Master != s.Target && a.leafGone(p.Master) == "" {
 					return fmt.Errorf("partition %s:%d has a master again, on %s", s.DB, s.Ordinal, p.Master)
+				}
+				if why := a.leafGone(s.Target); why != "" {
+					return fmt.Errorf("leaf %s %s", meta.QuotedAddr(s.Target), why)
 				}
 				p.Master = s.Target
 				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
@@ -683,6 +692,9 @@ func (a *Aggregator) createEmptyPartition(s meta.Step) error {
 		}
 		return err
 	}
+	if err := a.mayTakeMaster(s); err != nil {
+		return err
+	}
 	if err := a.promoteOn(s.Target, quoteIdent(name)); err != nil {
 		return err
 	}
@@ -693,6 +705,22 @@ func (a *Aggregator) createEmptyPartition(s meta.Step) error {
 		p.Master, p.Replicas = s.Target, nil
 		return nil
 	})
+}
+
+// mayTakeMaster says why s.Target may not become the master of its
+// partition now: the partition has a live master, or the target is gone.
+func (a *Aggregator) mayTakeMaster(s meta.Step) error {
+	d := a.State().Database(s.DB)
+	if d == nil || s.Ordinal >= len(d.Partitions) {
+		return fmt.Errorf("database %s has no partition %d", s.DB, s.Ordinal)
+	}
+	if m := d.Partitions[s.Ordinal].Master; m != s.Target && a.leafGone(m) == "" {
+		return fmt.Errorf("partition %s:%d has a master, on %s", s.DB, s.Ordinal, m)
+	}
+	if why := a.leafGone(s.Target); why != "" {
+		return fmt.Errorf("leaf %s %s", meta.QuotedAddr(s.Target), why)
+	}
+	return nil
 }
 
 // copyRows names a table in which leaf's copy of partition ordinal of d
@@ -740,6 +768,9 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	quoted := quoteIdent(name)
 	start := time.Now()
 	restore := func(cause error) error {
+		if d := a.State().Database(db); d == nil || ordinal >= len(d.Partitions) || d.Partitions[ordinal].Master != from {
+			return cause // failover moved the role meanwhile: from stays demoted
+		}
 		if err := a.promoteOn(from, quoted); err != nil {
 			a.log.Error("hand-over failed and the old master could not take its role back", "partition", name, "leaf", from, "err", err)
 		}

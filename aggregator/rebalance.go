@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dolthub/go-mysql-server/sql"
@@ -82,6 +83,9 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sq
 // count (an orphan: a replica taken out of its partition, a copy a
 // DETACH PARTITION left): those rows can be kept.
 func (a *Aggregator) checkNoCopies(db string, steps []meta.Step) error {
+	if !slices.ContainsFunc(steps, func(s meta.Step) bool { return s.Action == meta.ActionCreate }) {
+		return nil
+	}
 	d := a.State().Database(db)
 	for _, leaf := range a.State().OnlineLeaves() {
 		l := leaf.Addr()
@@ -95,10 +99,14 @@ func (a *Aggregator) checkNoCopies(db string, steps []meta.Step) error {
 				continue
 			}
 			// an empty copy (a FORCE that stopped half-way) holds nothing to keep
-			if table, err := a.copyRows(l, d, s.Ordinal); err != nil || table != "" {
+			table, err := a.copyRows(l, d, s.Ordinal)
+			if err != nil {
+				return mysql.NewSQLError(1105, "HY000", "REBALANCE PARTITIONS ON %s FORCE: leaf %s holds %s and did not say whether it has rows (%v). Retry when it answers", db, meta.QuotedAddr(l), name, err)
+			}
+			if table != "" {
 				return mysql.NewSQLError(1105, "HY000",
-					"Partition %s:%d has no copy the cluster counts, but leaf %s holds %s (with rows, or it did not answer: %v). ATTACH PARTITION %s:%d ON %s makes it the master with its rows; to give them up, drop that database on the leaf, then run REBALANCE PARTITIONS ON %s FORCE again",
-					db, s.Ordinal, meta.QuotedAddr(l), name, err, db, s.Ordinal, meta.QuotedAddr(l), db)
+					"Partition %s:%d has no copy the cluster counts, but leaf %s holds %s with rows (table %s). ATTACH PARTITION %s:%d ON %s makes it the master with its rows; to give them up, drop that database on the leaf, then run REBALANCE PARTITIONS ON %s FORCE again",
+					db, s.Ordinal, meta.QuotedAddr(l), name, table, db, s.Ordinal, meta.QuotedAddr(l), db)
 			}
 		}
 	}

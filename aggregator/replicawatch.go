@@ -135,8 +135,8 @@ func (a *Aggregator) restoreReplicas() {
 	a.ha.attachMu.Lock()
 	pending := maps.Clone(a.ha.unlinked)
 	a.ha.attachMu.Unlock()
-	st := a.State()
 	for k, replica := range pending {
+		st := a.State()
 		d := st.Database(k.db)
 		done := d == nil || k.ordinal >= len(d.Partitions) || slices.Contains(d.Partitions[k.ordinal].Replicas, replica) ||
 			d.Partitions[k.ordinal].Master == replica || st.PairOf(d.Partitions[k.ordinal].Master) != replica

@@ -79,6 +79,7 @@ type Store interface {
 	EnsureReplica(db string) (storage.Position, error)
 	ApplyRecord(db string, rec *storage.LogRecord) error
 	DropDatabase(db string) error
+	IsReplica(db string) bool
 	FirstLogLSN(db string) (uint64, error)
 	LogBase(db string) (storage.Position, bool)
 	OpenSnapshot(db string) (*storage.Snapshot, error)
@@ -335,7 +336,8 @@ type sender struct {
 	acked     uint64
 	// floor: the target has, or is being given, the log up to here; the
 	// source keeps its log after it while connected (LogFloor)
-	floor uint64
+	floor        uint64
+	snapshotting atomic.Bool // a snapshot is being shipped
 	// downSince: when the target last lost (or never had) a working stream
 	downSince time.Time
 	lastErr   string
@@ -564,14 +566,24 @@ func (s *sender) run() {
 
 // stream runs one connection until it fails or the sender stops.
 func (s *sender) stream() error {
+	// only a copy that takes its own writes is a source: a replica, or a
+	// copy half provisioned, would ship what it does not have
+	if s.hub.store.IsReplica(s.db) {
+		return fmt.Errorf("replication: %s here is not a master copy; it ships nothing", s.db)
+	}
 	c, err := mux.Dial(s.target, mux.TagReplication, 2*time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	ended := make(chan struct{})
+	defer close(ended)
 	go func() {
-		<-s.stop
-		c.Close()
+		select {
+		case <-s.stop:
+			c.Close()
+		case <-ended:
+		}
 	}()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source, Sync: s.sync})
@@ -700,8 +712,10 @@ func (s *sender) sendSnapshot(c net.Conn, w *bufio.Writer, pace *pacer) (uint64,
 	if err := writeFrame(w, frameSnapshot, b); err != nil {
 		return 0, err
 	}
+	s.snapshotting.Store(true)
+	defer s.snapshotting.Store(false)
 	for {
-		c.SetWriteDeadline(time.Now().Add(ackTimeout))
+		c.SetWriteDeadline(time.Now().Add(snapshotAckTimeout))
 		chunk, err := sn.Next(snapshotChunkBytes)
 		if err != nil {
 			return 0, err
@@ -770,6 +784,17 @@ func (s *sender) diverged(pos position, first uint64) bool {
 // given up so that the sender reconnects and reports it down.
 const ackTimeout = 5 * time.Second
 
+// snapshotAckTimeout replaces ackTimeout while a snapshot is shipped: the
+// target's disk may stall on a large install.
+const snapshotAckTimeout = 30 * time.Second
+
+func (s *sender) silenceLimit() time.Duration {
+	if s.snapshotting.Load() {
+		return snapshotAckTimeout
+	}
+	return ackTimeout
+}
+
 // ackEvery: a target acknowledges at least this often while frames keep
 // arriving (a backlog, a snapshot), not only once it has caught up.
 const ackEvery = 500 * time.Millisecond
@@ -781,7 +806,7 @@ func (s *sender) readAcks(c net.Conn, r *bufio.Reader) (err error) {
 		}
 	}()
 	for {
-		c.SetReadDeadline(time.Now().Add(ackTimeout))
+		c.SetReadDeadline(time.Now().Add(s.silenceLimit()))
 		typ, b, err := readFrame(r)
 		if err != nil {
 			return err

@@ -251,10 +251,11 @@ func (s *Store) Promote(name string) (Position, error) {
 	}
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
-	if s.SnapshotPending(name) {
+	s.commitMu.Lock()
+	if s.SnapshotPending(name) { // under commitMu: no snapshot begins or ends meanwhile
+		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
 	}
-	s.commitMu.Lock()
 	if !d.replica {
 		pos := d.pos
 		s.commitMu.Unlock()

@@ -108,6 +108,9 @@ func (s *Store) OpenSnapshot(name string) (*Snapshot, error) {
 	if d == nil {
 		return nil, sql.ErrDatabaseNotFound.New(name)
 	}
+	if s.SnapshotPending(name) {
+		return nil, fmt.Errorf("snapshot of %s: %w", name, ErrProvisioning)
+	}
 	// commitMu orders commits, so the position and the keys agree
 	s.commitMu.Lock()
 	sn := &Snapshot{Pos: d.pos, Commits: d.commits, snap: s.db.NewSnapshot(), prefix: d.prefix}
@@ -242,9 +245,19 @@ func (s *Store) FinishSnapshot(name string, pos Position, commits uint64) error 
 	b.Delete(join(d.prefix, stateSnapshot), nil)
 	b.Set(join(d.prefix, statePosition), encodePosition(pos, commits), nil)
 	b.Set(join(d.prefix, stateLogBase), encodePosition(pos, commits), nil)
+	// the end of the mark and the position in memory change together: a
+	// promotion sees either a pending copy or one at pos
+	s.commitMu.Lock()
+	if !d.replica {
+		s.commitMu.Unlock()
+		return fmt.Errorf("finish snapshot of %s: %w", name, ErrNotReplica)
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
+		s.commitMu.Unlock()
 		return fmt.Errorf("finish snapshot of %s: %w", name, err)
 	}
+	d.pos, d.commits = pos, commits
+	s.commitMu.Unlock()
 	// every table state is rebuilt: counters and versions come from the snapshot
 	d.mu.Lock()
 	d.tables = map[string]*tableState{}
@@ -253,7 +266,7 @@ func (s *Store) FinishSnapshot(name string, pos Position, commits uint64) error 
 		return fmt.Errorf("finish snapshot of %s: %w", name, err)
 	}
 	s.commitMu.Lock()
-	d.pos, d.visible, d.commits = pos, pos, commits
+	d.visible = pos
 	d.notifyCommit()
 	s.commitMu.Unlock()
 	return nil

@@ -97,6 +97,8 @@ func Failover(d *Database, dead string, online func(string) bool) (parts []Parti
 // CopyInfo is what a leaf holds of one partition database.
 type CopyInfo struct {
 	Replica bool // a replica copy (follows a master); else it took writes as master
+	// Pending: a snapshot is being installed in it; it holds nothing usable
+	Pending bool
 }
 
 // Step actions, as SHOW REBALANCE STATUS prints them.
@@ -166,6 +168,9 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 	for _, p := range d.Partitions {
 		name := PartitionName(d.Name, p.Ordinal)
 		c, has := copies[name]
+		if c.Pending {
+			has = false // half provisioned: as good as absent
+		}
 		switch {
 		case p.Master == leaf || slices.Contains(p.Replicas, leaf):
 		case p.Master == "":
