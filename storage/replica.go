@@ -67,10 +67,25 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	if !d.replica && d.pos == (Position{}) && d.tableCount() == 0 {
+		// never written, no tables: a copy whose creation was cut short
+		// before it was marked a replica (the two are separate writes);
+		// making it one loses nothing
+		if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
+			return Position{}, err
+		}
+		d.replica, d.visible = true, d.pos
+	}
 	if !d.replica {
 		return Position{}, fmt.Errorf("database %s exists here: %w", name, ErrNotReplica)
 	}
 	return d.pos, nil
+}
+
+func (d *dbState) tableCount() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.tables)
 }
 
 // ApplyRecord applies a log record shipped from the database's master:
