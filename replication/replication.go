@@ -78,7 +78,6 @@ type Store interface {
 	Position(db string) (storage.Position, bool)
 	EnsureReplica(db string) (storage.Position, error)
 	ApplyRecord(db string, rec *storage.LogRecord) error
-	DropDatabase(db string) error
 	IsReplica(db string) bool
 	FirstLogLSN(db string) (uint64, error)
 	LogBase(db string) (storage.Position, bool)
