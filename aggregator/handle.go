@@ -142,10 +142,15 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		return true, err
 	}
 	st := a.State()
-	p, err := planner.Make(planner.Input{
+	in := planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
-	})
+	}
+	if a.catchUpIfBehind(ctx, in) {
+		st = a.State()
+		in.Catalog = catalog{a, st}
+	}
+	p, err := planner.Make(in)
 	if err != nil {
 		return true, sqlError(err)
 	}
@@ -547,6 +552,48 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 		}
 	}
 	return res, nil
+}
+
+// catchUpIfBehind brings a child aggregator's metadata up to the master's
+// when a statement names a table that this node's copy of a distributed
+// database holds but the metadata does not list yet. The copy and the
+// metadata arrive by different streams (a restarted child may get the
+// table before the raft entry that made it), and planning with the older
+// metadata would run the statement on the copy, which holds no rows.
+func (a *Aggregator) catchUpIfBehind(ctx context.Context, in planner.Input) bool {
+	if a.IsMaster() {
+		return false
+	}
+	behind := false
+	for _, t := range planner.Unlisted(in) {
+		if _, ok := a.store.TableSchema(t.DB, t.Name); ok {
+			behind = true
+			break
+		}
+	}
+	if !behind {
+		return false
+	}
+	if a.raft.Leader() == "" {
+		a.raft.WaitLeader(5 * time.Second) // a restarted child has not heard from the master yet
+	}
+	master := a.raft.Leader()
+	if master == "" {
+		return false
+	}
+	mp, err := a.aggregatorPool(master)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := nodeStatus(ctx, mp)
+	if err != nil {
+		a.log.Warn("metadata may be behind the master aggregator's; could not ask it", "master", master, "err", err)
+		return false
+	}
+	a.waitApplied(info.RaftIndex)
+	return true
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

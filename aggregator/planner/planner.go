@@ -131,6 +131,23 @@ func Make(in Input) (*Plan, error) {
 	return &Plan{Kind: Local, Reason: "no table data"}, nil
 }
 
+// TableName is a table a statement names, with its database.
+type TableName struct{ DB, Name string }
+
+// Unlisted lists the names a statement uses in distributed databases that
+// the metadata does not hold as tables: views, or tables created after the
+// metadata the catalog was made from.
+func Unlisted(in Input) []TableName {
+	rs, _ := refs(in, in.Stmt)
+	var out []TableName
+	for _, r := range rs {
+		if r.dist != nil && r.table == nil {
+			out = append(out, TableName{DB: r.db, Name: r.name})
+		}
+	}
+	return out
+}
+
 // refs collects the tables of a statement (FROM, JOIN, subqueries, DML
 // targets) in order of appearance.
 func refs(in Input, node ast.SQLNode) ([]*tableRef, error) {
