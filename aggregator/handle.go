@@ -555,26 +555,30 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 }
 
 // catchUpIfBehind brings a child aggregator's metadata up to the master's
-// when a statement names a table that this node's copy of a distributed
-// database holds but the metadata does not list yet. The copy and the
-// metadata arrive by different streams (a restarted child may get the
-// table before the raft entry that made it), and planning with the older
-// metadata would run the statement on the copy, which holds no rows.
+// when a statement names a table of a distributed database that the
+// metadata does not list: this node's copy of the database holds it (the
+// copy and the metadata arrive by different streams, and a restarted
+// child may get the table before the raft entry that made it), or nothing
+// here knows the name (a table created through another aggregator a
+// moment ago). Planning with the older metadata would run the statement
+// on the copy, which holds no rows, or fail it. Views are not tables of
+// the metadata and need no catching up.
 func (a *Aggregator) catchUpIfBehind(ctx context.Context, in planner.Input) bool {
 	if a.IsMaster() {
 		return false
 	}
-	behind := false
+	behind, copied := false, false
 	for _, t := range planner.Unlisted(in) {
 		if _, ok := a.store.TableSchema(t.DB, t.Name); ok {
+			behind, copied = true, true
+		} else if !a.store.HasView(t.DB, t.Name) {
 			behind = true
-			break
 		}
 	}
 	if !behind {
 		return false
 	}
-	if a.raft.Leader() == "" {
+	if copied && a.raft.Leader() == "" {
 		a.raft.WaitLeader(5 * time.Second) // a restarted child has not heard from the master yet
 	}
 	master := a.raft.Leader()

@@ -591,6 +591,18 @@ func (s *Store) HasTable(db, table string) bool {
 }
 
 // TableSchema returns a table's columns.
+// HasView reports whether a database of this node has the named view.
+func (s *Store) HasView(db, view string) bool {
+	d := s.database(db)
+	if d == nil {
+		return false
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	_, ok := d.views[strings.ToLower(view)]
+	return ok
+}
+
 func (s *Store) TableSchema(db, table string) (sql.Schema, bool) {
 	d := s.database(db)
 	if d == nil {
