@@ -44,6 +44,10 @@ type Host interface {
 
 // Aggregator is a running aggregator.
 type Aggregator struct {
+	// offlineMemo and stuckFailover: see mastersOffline and waitFailover
+	offlineMemo   atomic.Pointer[offlineMemo]
+	stuckFailover atomic.Pointer[meta.State]
+
 	host      Host
 	log       *slog.Logger
 	store     *storage.Store

@@ -14,6 +14,7 @@ import (
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -347,6 +348,7 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 		}
 	}
 	a.waitReplicated(d.Name)
+	failpoint.Hit("create-table-before-listing")
 	return a.propose(meta.CreateTable{Database: d.Name, Table: t, LSN: a.copyLSN(d.Name)})
 }
 
@@ -511,6 +513,25 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 			return renameTables(stmt, d, p, cur)
 		}); err != nil {
 			return err
+		}
+	}
+	if isDrop {
+		// a table the copy holds and the metadata never listed was left by
+		// an interrupted CREATE TABLE, which may have made it on leaves too
+		for _, tn := range tables {
+			name := tn.Name.String()
+			if d.Table(name) != nil || !a.store.HasTable(d.Name, name) {
+				continue
+			}
+			ms, err := masters(d)
+			if err != nil {
+				return err
+			}
+			if _, err := a.onLeaves(ctx, ms, func(p int) string {
+				return "DROP TABLE IF EXISTS " + quoteIdent(meta.PartitionName(d.Name, p)) + "." + quoteIdent(name)
+			}); err != nil {
+				return err
+			}
 		}
 	}
 	if err := a.runSchemaLocal(ctx, c, query, callback); err != nil {

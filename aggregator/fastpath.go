@@ -90,6 +90,9 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 		return true, err
 	}
 	st := a.State()
+	if a.mastersOffline(st) && !a.inTransaction(c.ConnectionID) {
+		st = a.waitFailover(ctx, st)
+	}
 	key.db = a.currentDB(c.ConnectionID)
 	e, ok := a.templates.get(key, st)
 	if !ok {

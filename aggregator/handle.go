@@ -146,8 +146,11 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
 	}
-	if a.catchUpIfBehind(ctx, in) {
-		st = a.State()
+	if st, err = a.settleMetadata(ctx, &in, st); err != nil {
+		return true, err
+	}
+	if a.mastersOffline(st) && !a.inTransaction(c.ConnectionID) {
+		st = a.waitFailover(ctx, st)
 		in.Catalog = catalog{a, st}
 	}
 	p, err := planner.Make(in)
@@ -552,52 +555,6 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 		}
 	}
 	return res, nil
-}
-
-// catchUpIfBehind brings a child aggregator's metadata up to the master's
-// when a statement names a table of a distributed database that the
-// metadata does not list: this node's copy of the database holds it (the
-// copy and the metadata arrive by different streams, and a restarted
-// child may get the table before the raft entry that made it), or nothing
-// here knows the name (a table created through another aggregator a
-// moment ago). Planning with the older metadata would run the statement
-// on the copy, which holds no rows, or fail it. Views are not tables of
-// the metadata and need no catching up.
-func (a *Aggregator) catchUpIfBehind(ctx context.Context, in planner.Input) bool {
-	if a.IsMaster() {
-		return false
-	}
-	behind, copied := false, false
-	for _, t := range planner.Unlisted(in) {
-		if _, ok := a.store.TableSchema(t.DB, t.Name); ok {
-			behind, copied = true, true
-		} else if !a.store.HasView(t.DB, t.Name) {
-			behind = true
-		}
-	}
-	if !behind {
-		return false
-	}
-	if copied && a.raft.Leader() == "" {
-		a.raft.WaitLeader(5 * time.Second) // a restarted child has not heard from the master yet
-	}
-	master := a.raft.Leader()
-	if master == "" {
-		return false
-	}
-	mp, err := a.aggregatorPool(master)
-	if err != nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	info, err := nodeStatus(ctx, mp)
-	if err != nil {
-		a.log.Warn("metadata may be behind the master aggregator's; could not ask it", "master", master, "err", err)
-		return false
-	}
-	a.waitApplied(info.RaftIndex)
-	return true
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

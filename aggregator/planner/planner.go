@@ -132,20 +132,50 @@ func Make(in Input) (*Plan, error) {
 }
 
 // TableName is a table a statement names, with its database.
-type TableName struct{ DB, Name string }
+type TableName struct {
+	DB, Name string
+	// DBListed: the database is a distributed database of the metadata
+	// (and the table is not one of its tables)
+	DBListed bool
+}
 
-// Unlisted lists the names a statement uses in distributed databases that
-// the metadata does not hold as tables: views, or tables created after the
-// metadata the catalog was made from.
+// Unlisted lists the names a statement reads or writes that the metadata
+// does not hold as tables of a distributed database: views, tables and
+// databases created after the metadata the catalog was made from, names
+// of this node's own databases, and names that do not exist. Common
+// table expressions are not names of tables.
 func Unlisted(in Input) []TableName {
 	rs, _ := refs(in, in.Stmt)
+	ctes := cteNames(in.Stmt)
 	var out []TableName
 	for _, r := range rs {
-		if r.dist != nil && r.table == nil {
-			out = append(out, TableName{DB: r.db, Name: r.name})
+		if r.table == nil && r.db != "" && !ctes[strings.ToLower(r.name)] {
+			out = append(out, TableName{DB: r.db, Name: r.name, DBListed: r.dist != nil})
 		}
 	}
 	return out
+}
+
+// cteNames collects the names of a statement's common table expressions,
+// including those of a UNION's WITH, which the parser's walk skips.
+func cteNames(stmt ast.SQLNode) map[string]bool {
+	names := map[string]bool{}
+	var visit ast.Visit
+	visit = func(n ast.SQLNode) (bool, error) {
+		switch n := n.(type) {
+		case *ast.CommonTableExpr:
+			names[strings.ToLower(n.As.String())] = true
+		case *ast.SetOp:
+			if n.With != nil {
+				for _, c := range n.With.Ctes {
+					ast.Walk(visit, c)
+				}
+			}
+		}
+		return true, nil
+	}
+	ast.Walk(visit, stmt)
+	return names
 }
 
 // refs collects the tables of a statement (FROM, JOIN, subqueries, DML

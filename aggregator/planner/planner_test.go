@@ -174,3 +174,36 @@ func BenchmarkMakePointSelect(b *testing.B) {
 		}
 	}
 }
+
+// TestUnlisted: the names a statement uses that the metadata does not hold
+// as tables of a distributed database; tables, CTEs (also a UNION's WITH
+// and a DML's WITH) and statements without a database are not among them.
+func TestUnlisted(t *testing.T) {
+	for _, c := range []struct{ sql, want string }{
+		{"SELECT * FROM t JOIN ref ON t.id = ref.id", ""},
+		{"SELECT * FROM t JOIN newer ON t.id = newer.id", "test.newer(listed db)"},
+		{"INSERT INTO newer VALUES (1)", "test.newer(listed db)"},
+		{"SELECT * FROM other.x, missing.y", "other.x missing.y"},
+		{"WITH c AS (SELECT id FROM t) SELECT * FROM c", ""},
+		{"WITH c AS (SELECT id FROM t) SELECT id FROM c UNION SELECT id FROM c", ""},
+		{"WITH c AS (SELECT id FROM t) UPDATE t SET v = 'x' WHERE id IN (SELECT id FROM c)", ""},
+		{"SELECT 1", ""},
+		{"SELECT * FROM information_schema.tables", "information_schema.tables"},
+	} {
+		stmt, err := ast.Parse(c.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		var got []string
+		for _, n := range Unlisted(Input{Stmt: stmt, CurrentDB: "test", Catalog: newCatalog()}) {
+			s := n.DB + "." + n.Name
+			if n.DBListed {
+				s += "(listed db)"
+			}
+			got = append(got, s)
+		}
+		if g := strings.Join(got, " "); g != c.want {
+			t.Errorf("Unlisted(%s) = %q, want %q", c.sql, g, c.want)
+		}
+	}
+}
