@@ -3,6 +3,7 @@ package aggregator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,18 +33,28 @@ func (a *Aggregator) copyLSN(db string) uint64 {
 	return pos.LSN
 }
 
-// waitSchemas waits until this node's copy of every distributed database
-// has the master's latest schema change (a child aggregator, or any node
-// just restarted, may receive the metadata before the definitions).
-func (a *Aggregator) waitSchemas(ctx context.Context) error {
+// waitSchemas waits until this node's copy of each database named has the
+// master's latest schema change (a child aggregator, or any node just
+// restarted, may receive the metadata before the definitions). Copies of
+// other databases do not hold the statement up: one that lags (its
+// master gone before it caught up) would otherwise fail every statement.
+func (a *Aggregator) waitSchemas(ctx context.Context, dbs ...string) error {
 	idx := a.RaftIndex()
 	if a.schemasAt.Load() == idx {
 		return nil
 	}
 	st := a.State()
 	deadline := time.Now().Add(5 * time.Second)
+	current := true
 	for _, name := range st.DatabaseNames() {
 		d := st.Database(name)
+		if a.copyLSN(d.Name) >= d.SchemaLSN {
+			continue
+		}
+		if !slices.ContainsFunc(dbs, func(x string) bool { return strings.EqualFold(x, d.Name) }) {
+			current = false
+			continue
+		}
 		for a.copyLSN(d.Name) < d.SchemaLSN {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return mysql.NewSQLError(1105, "HY000",
@@ -56,7 +67,9 @@ func (a *Aggregator) waitSchemas(ctx context.Context) error {
 			}
 		}
 	}
-	a.schemasAt.Store(idx)
+	if current {
+		a.schemasAt.Store(idx)
+	}
 	return nil
 }
 

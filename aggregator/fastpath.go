@@ -86,19 +86,23 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 	if a.seesLocal(c.ConnectionID) {
 		return false, nil
 	}
-	if err := a.waitSchemas(ctx); err != nil {
+	key.db = a.currentDB(c.ConnectionID)
+	if err := a.waitSchemas(ctx, key.db); err != nil {
 		return true, err
 	}
 	st := a.State()
 	if a.mastersOffline(st) && !a.inTransaction(c.ConnectionID) {
 		st = a.waitFailover(ctx, st)
 	}
-	key.db = a.currentDB(c.ConnectionID)
 	e, ok := a.templates.get(key, st)
 	if !ok {
 		e = &templateEntry{st: st}
 		if stmt, err := parse(); err == nil {
-			e.tpl, _ = planner.MakeTemplate(planner.Input{Stmt: stmt, CurrentDB: key.db, Catalog: catalog{a, st}})
+			in := planner.Input{Stmt: stmt, CurrentDB: key.db, Catalog: catalog{a, st}}
+			if err := a.waitSchemas(ctx, planner.Databases(in)...); err != nil {
+				return true, err
+			}
+			e.tpl, _ = planner.MakeTemplate(in)
 		}
 		a.templates.put(key, e)
 	}

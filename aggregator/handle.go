@@ -138,14 +138,16 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		a.afterCommit(sess)
 		return false, nil
 	}
-	if err := a.waitSchemas(ctx); err != nil {
-		return true, err
-	}
 	st := a.State()
 	in := planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
 	}
+	if err := a.waitSchemas(ctx, planner.Databases(in)...); err != nil {
+		return true, err
+	}
+	st = a.State()
+	in.Catalog = catalog{a, st}
 	if st, err = a.settleMetadata(ctx, &in, st); err != nil {
 		return true, err
 	}

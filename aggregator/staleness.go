@@ -29,7 +29,7 @@ func (a *Aggregator) settleMetadata(ctx context.Context, in *planner.Input, st *
 		return st, nil
 	}
 	if !a.IsMaster() && a.catchUp(ctx, copied != nil) {
-		if err := a.waitSchemas(ctx); err != nil {
+		if err := a.waitSchemas(ctx, planner.Databases(*in)...); err != nil {
 			return st, err
 		}
 		st = a.State()

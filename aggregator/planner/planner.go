@@ -156,6 +156,16 @@ func Unlisted(in Input) []TableName {
 	return out
 }
 
+// Databases lists the databases a statement names, and the current one.
+func Databases(in Input) []string {
+	rs, _ := refs(in, in.Stmt)
+	out := []string{in.CurrentDB}
+	for _, r := range rs {
+		out = append(out, r.db)
+	}
+	return out
+}
+
 // cteNames collects the names of a statement's common table expressions,
 // including those of a UNION's WITH, which the parser's walk skips.
 func cteNames(stmt ast.SQLNode) map[string]bool {
