@@ -44,9 +44,10 @@ type Host interface {
 
 // Aggregator is a running aggregator.
 type Aggregator struct {
-	// offlineMemo and stuckFailover: see mastersOffline and waitFailover
-	offlineMemo   atomic.Pointer[offlineMemo]
-	stuckFailover atomic.Pointer[meta.State]
+	offlineMemo atomic.Pointer[offlineMemo] // see mastersOffline
+	lagging     atomic.Pointer[laggingMemo] // see waitSchemas
+	inCreate    sync.Map                    // "db.table" of CREATE TABLEs in flight (markCreating)
+	caughtUp    atomic.Int64                // unix ns of the last catch-up with the master (settleMetadata)
 
 	host      Host
 	log       *slog.Logger

@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -44,11 +45,21 @@ func (a *Aggregator) waitSchemas(ctx context.Context, dbs ...string) error {
 		return nil
 	}
 	st := a.State()
+	m := a.lagging.Load()
+	if m == nil || m.idx != idx {
+		m = &laggingMemo{idx: idx}
+		for _, name := range st.DatabaseNames() {
+			if d := st.Database(name); a.copyLSN(d.Name) < d.SchemaLSN {
+				m.dbs = append(m.dbs, d.Name)
+			}
+		}
+		a.lagging.Store(m)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	current := true
-	for _, name := range st.DatabaseNames() {
+	for _, name := range m.dbs {
 		d := st.Database(name)
-		if a.copyLSN(d.Name) >= d.SchemaLSN {
+		if d == nil || a.copyLSN(d.Name) >= d.SchemaLSN {
 			continue
 		}
 		if !slices.ContainsFunc(dbs, func(x string) bool { return strings.EqualFold(x, d.Name) }) {
@@ -71,6 +82,14 @@ func (a *Aggregator) waitSchemas(ctx context.Context, dbs ...string) error {
 		a.schemasAt.Store(idx)
 	}
 	return nil
+}
+
+// laggingMemo lists the databases whose copy was behind the metadata's
+// schema position at raft index idx, so that while one lags a statement
+// checks those only.
+type laggingMemo struct {
+	idx uint64
+	dbs []string
 }
 
 // waitApplied waits until this aggregator has applied metadata index idx.
@@ -330,6 +349,7 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 			return err
 		}
 	}
+	defer a.markCreating(d.Name, name)()
 	ddl.Table.DbQualifier = ast.NewTableIdent(d.Name)
 	local := ast.String(ddl)
 	if err := a.runLocal(ctx, c, local); err != nil {
@@ -532,16 +552,19 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 		// a table the copy holds and the metadata never listed was left by
 		// an interrupted CREATE TABLE, which may have made it on leaves too
 		for _, tn := range tables {
-			name := tn.Name.String()
-			if d.Table(name) != nil || !a.store.HasTable(d.Name, name) {
+			x, name := st.Database(cmp.Or(tn.DbQualifier.String(), cur)), tn.Name.String()
+			if x == nil || x.Table(name) != nil || !a.store.HasTable(x.Name, name) {
 				continue
 			}
-			ms, err := masters(d)
+			if a.creating(x.Name, name) {
+				return mysql.NewSQLError(1105, "HY000", "Table '%s.%s' is being created; retry once CREATE TABLE has returned", x.Name, name)
+			}
+			ms, err := masters(x)
 			if err != nil {
 				return err
 			}
 			if _, err := a.onLeaves(ctx, ms, func(p int) string {
-				return "DROP TABLE IF EXISTS " + quoteIdent(meta.PartitionName(d.Name, p)) + "." + quoteIdent(name)
+				return "DROP TABLE IF EXISTS " + quoteIdent(meta.PartitionName(x.Name, p)) + "." + quoteIdent(name)
 			}); err != nil {
 				return err
 			}

@@ -86,14 +86,11 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 	if a.seesLocal(c.ConnectionID) {
 		return false, nil
 	}
-	key.db = a.currentDB(c.ConnectionID)
-	if err := a.waitSchemas(ctx, key.db); err != nil {
-		return true, err
-	}
 	st := a.State()
-	if a.mastersOffline(st) && !a.inTransaction(c.ConnectionID) {
-		st = a.waitFailover(ctx, st)
+	if a.mastersOffline(st) {
+		return false, nil // a failover is under way: the general path waits it out where needed
 	}
+	key.db = a.currentDB(c.ConnectionID)
 	e, ok := a.templates.get(key, st)
 	if !ok {
 		e = &templateEntry{st: st}

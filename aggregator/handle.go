@@ -151,13 +151,16 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	if st, err = a.settleMetadata(ctx, &in, st); err != nil {
 		return true, err
 	}
-	if a.mastersOffline(st) && !a.inTransaction(c.ConnectionID) {
-		st = a.waitFailover(ctx, st)
-		in.Catalog = catalog{a, st}
-	}
 	p, err := planner.Make(in)
 	if err != nil {
 		return true, sqlError(err)
+	}
+	if a.mastersOffline(st) && planOnOffline(st, p) && !a.inTransaction(c.ConnectionID) {
+		st = a.waitFailover(ctx, st)
+		in.Catalog = catalog{a, st}
+		if p, err = planner.Make(in); err != nil {
+			return true, sqlError(err)
+		}
 	}
 	switch p.Kind {
 	case planner.Local, planner.Gather:

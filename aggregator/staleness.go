@@ -28,7 +28,11 @@ func (a *Aggregator) settleMetadata(ctx context.Context, in *planner.Input, st *
 	if copied == nil && !unknown {
 		return st, nil
 	}
-	if !a.IsMaster() && a.catchUp(ctx, copied != nil) {
+	// names nothing here knows (often typos) ask the master at most every
+	// catchUpSpacing; a copied table, strong sign of lag, always does
+	recent := time.Since(time.Unix(0, a.caughtUp.Load())) < catchUpSpacing
+	if !a.IsMaster() && (copied != nil || !recent) && a.catchUp(ctx, copied != nil) {
+		a.caughtUp.Store(time.Now().UnixNano())
 		if err := a.waitSchemas(ctx, planner.Databases(*in)...); err != nil {
 			return st, err
 		}
@@ -41,7 +45,7 @@ func (a *Aggregator) settleMetadata(ctx context.Context, in *planner.Input, st *
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return st, mysql.NewSQLError(1146, "42S02",
 				"Table '%s.%s' is not in the cluster's metadata although this aggregator's copy of the database has it: "+
-					"a CREATE TABLE is still running (retry), or one was interrupted (DROP TABLE it and create it again)", copied.DB, copied.Name)
+					"a CREATE TABLE is still running (retry once it has returned), or one was interrupted (DROP TABLE it and create it again)", copied.DB, copied.Name)
 		}
 		time.Sleep(20 * time.Millisecond)
 		st = a.State()
@@ -50,6 +54,8 @@ func (a *Aggregator) settleMetadata(ctx context.Context, in *planner.Input, st *
 	}
 	return st, nil
 }
+
+const catchUpSpacing = 500 * time.Millisecond
 
 // unplaced sorts the names the metadata does not list as tables: copied
 // is a table this node's copy of a distributed database holds (the
@@ -115,16 +121,20 @@ func (a *Aggregator) catchUp(ctx context.Context, wait bool) bool {
 // partitions without master), one database after the other. A statement
 // planned in between would be sent to the offline leaf and fail.
 
-// offlineMemo caches mastersOffline for one metadata version.
+// offlineMemo caches mastersOffline for one metadata version; since is
+// when the metadata started naming an offline leaf master (carried over
+// while later versions still do).
 type offlineMemo struct {
 	st      *meta.State
 	offline bool
+	since   time.Time
 }
 
 // mastersOffline reports whether the metadata names an offline leaf as
 // master of some partition.
 func (a *Aggregator) mastersOffline(st *meta.State) bool {
-	if m := a.offlineMemo.Load(); m != nil && m.st == st {
+	m := a.offlineMemo.Load()
+	if m != nil && m.st == st {
 		return m.offline
 	}
 	offline := false
@@ -133,7 +143,11 @@ func (a *Aggregator) mastersOffline(st *meta.State) bool {
 			offline = offline || mastersOn(st, l.Addr())
 		}
 	}
-	a.offlineMemo.Store(&offlineMemo{st: st, offline: offline})
+	since := time.Now()
+	if m != nil && m.offline {
+		since = m.since
+	}
+	a.offlineMemo.Store(&offlineMemo{st: st, offline: offline, since: since})
 	return offline
 }
 
@@ -148,15 +162,44 @@ func mastersOn(st *meta.State, leaf string) bool {
 	return false
 }
 
+// planOnOffline reports whether a plan needs a partition whose master is
+// an offline leaf: one of its routes, or any partition of its database
+// for plans that read through the aggregator's engine.
+func planOnOffline(st *meta.State, p *planner.Plan) bool {
+	d := st.Database(p.Database)
+	if d == nil || p.Kind == planner.Local || p.Kind == planner.DDL || p.Kind == planner.ReferenceWrite {
+		return false
+	}
+	offline := func(ordinal int) bool {
+		if ordinal < 0 || ordinal >= len(d.Partitions) {
+			return false
+		}
+		l, ok := st.Leaf(d.Partitions[ordinal].Master)
+		return ok && l.State == meta.LeafOffline
+	}
+	if len(p.Routes) > 0 {
+		for _, r := range p.Routes {
+			if offline(r.Partition) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, part := range d.Partitions {
+		if offline(part.Ordinal) {
+			return true
+		}
+	}
+	return false
+}
+
 // waitFailover holds an autocommit statement until the metadata names no
-// offline leaf as a master, for up to cutoverWait. A metadata version
-// that stayed that way for the whole wait (a failover that could not
-// finish) is not waited on again.
+// offline leaf as a master, for up to cutoverWait since that began: a
+// failover that could not finish holds statements up once, not on every
+// later metadata version.
 func (a *Aggregator) waitFailover(ctx context.Context, st *meta.State) *meta.State {
-	deadline := time.Now().Add(cutoverWait)
-	for a.mastersOffline(st) && a.stuckFailover.Load() != st {
-		if time.Now().After(deadline) {
-			a.stuckFailover.Store(st)
+	for a.mastersOffline(st) {
+		if m := a.offlineMemo.Load(); m != nil && time.Since(m.since) > cutoverWait {
 			break
 		}
 		select {
@@ -167,4 +210,18 @@ func (a *Aggregator) waitFailover(ctx context.Context, st *meta.State) *meta.Sta
 		st = a.State()
 	}
 	return st
+}
+
+// markCreating records a CREATE TABLE in flight on this master until the
+// returned function is called: DROP TABLE refuses to clear such a table,
+// which the CREATE would list afterwards.
+func (a *Aggregator) markCreating(db, table string) func() {
+	k := strings.ToLower(db + "." + table)
+	a.inCreate.Store(k, true)
+	return func() { a.inCreate.Delete(k) }
+}
+
+func (a *Aggregator) creating(db, table string) bool {
+	_, ok := a.inCreate.Load(strings.ToLower(db + "." + table))
+	return ok
 }

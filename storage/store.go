@@ -590,7 +590,6 @@ func (s *Store) HasTable(db, table string) bool {
 	return d != nil && d.table(table) != nil
 }
 
-// TableSchema returns a table's columns.
 // HasView reports whether a database of this node has the named view.
 func (s *Store) HasView(db, view string) bool {
 	d := s.database(db)
@@ -603,6 +602,7 @@ func (s *Store) HasView(db, view string) bool {
 	return ok
 }
 
+// TableSchema returns a table's columns.
 func (s *Store) TableSchema(db, table string) (sql.Schema, bool) {
 	d := s.database(db)
 	if d == nil {

@@ -156,10 +156,11 @@ func Unlisted(in Input) []TableName {
 	return out
 }
 
-// Databases lists the databases a statement names, and the current one.
+// Databases lists the databases of the tables a statement names (the
+// current one for unqualified names).
 func Databases(in Input) []string {
 	rs, _ := refs(in, in.Stmt)
-	out := []string{in.CurrentDB}
+	var out []string
 	for _, r := range rs {
 		out = append(out, r.db)
 	}
