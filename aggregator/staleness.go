@@ -138,9 +138,11 @@ func (a *Aggregator) mastersOffline(st *meta.State) bool {
 		return m.offline
 	}
 	offline := false
-	for _, l := range st.Leaves {
-		if l.State == meta.LeafOffline {
-			offline = offline || mastersOn(st, l.Addr())
+	for _, name := range st.DatabaseNames() {
+		for _, p := range st.Database(name).Partitions {
+			if l, ok := st.Leaf(p.Master); ok && l.State == meta.LeafOffline {
+				offline = true
+			}
 		}
 	}
 	since := time.Now()
@@ -149,17 +151,6 @@ func (a *Aggregator) mastersOffline(st *meta.State) bool {
 	}
 	a.offlineMemo.Store(&offlineMemo{st: st, offline: offline, since: since})
 	return offline
-}
-
-func mastersOn(st *meta.State, leaf string) bool {
-	for _, name := range st.DatabaseNames() {
-		for _, p := range st.Database(name).Partitions {
-			if p.Master == leaf {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // planOnOffline reports whether a plan needs a partition whose master is
