@@ -6,6 +6,7 @@
 package aggregator
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -16,11 +17,13 @@ import (
 	"time"
 
 	sqle "github.com/dolthub/go-mysql-server"
+	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
 
 	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
 )
@@ -40,6 +43,17 @@ type Host interface {
 	RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error
 	// Session is the storage session of a client connection.
 	Session(id uint32) *storage.Session
+	// ClusterSecret authenticates the links between the cluster's nodes.
+	ClusterSecret() []byte
+	// Dialer reaches other nodes' internal ports.
+	Dialer() mux.Dialer
+	// NodeTLS says whether links to other nodes use TLS.
+	NodeTLS() bool
+	// UsersChanged tells the node that the cluster's accounts changed.
+	UsersChanged()
+	// SQLContext is a context with a client's session, made if the
+	// connection has none yet.
+	SQLContext(ctx context.Context, c *mysql.Conn) (*sql.Context, error)
 }
 
 // Aggregator is a running aggregator.
@@ -105,14 +119,17 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		started:   time.Now(),
 		ha:        newHAState(),
 	}
-	a.hub = replication.NewHub(a.store, a.self, a.log)
+	a.hub = replication.NewHub(a.store, a.self, h.Dialer(), a.log)
 	a.beats = newHeartbeats(a)
 	rf, err := cluster.Start(cluster.Config{
 		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
-		Listen: h.RaftListener, Log: a.log, Replaced: a.replaced,
+		Listen: h.RaftListener, Dialer: h.Dialer(), Log: a.log, Replaced: a.replaced,
 		OnApply: func(old, new *meta.State) {
 			if err := publishVariables(new); err != nil {
 				a.log.Warn("cluster variables", "err", err)
+			}
+			if !bytes.Equal(old.Users, new.Users) {
+				h.UsersChanged()
 			}
 			a.signal()
 		},
@@ -177,6 +194,23 @@ func (a *Aggregator) LogFloor(db string) (uint64, bool) { return a.hub.LogFloor(
 
 // ReplicationStatuses are the streams of this aggregator's copies.
 func (a *Aggregator) ReplicationStatuses() []replication.Status { return a.hub.Statuses() }
+
+// SetUsers records the cluster's accounts and grants in the metadata (on
+// the master aggregator; every aggregator then enforces them).
+func (a *Aggregator) SetUsers(data []byte) error {
+	if !a.IsMaster() {
+		return mysql.NewSQLError(1105, "HY000", "Accounts change on the master aggregator; this aggregator is a child")
+	}
+	return a.raft.Propose(meta.SetUsers{Data: data})
+}
+
+// SyncChildren waits (a bounded time) until every child aggregator that
+// is up has applied the metadata this one has.
+func (a *Aggregator) SyncChildren() {
+	if a.IsMaster() {
+		a.syncChildren(a.RaftIndex())
+	}
+}
 
 // RaftIndex is the last metadata change applied here.
 func (a *Aggregator) RaftIndex() uint64 { return a.raft.AppliedIndex() }
@@ -345,7 +379,7 @@ func (a *Aggregator) leafPool(addr string) (*pool.Pool, error) {
 		// failover: fail now rather than dial a hung node
 		return nil, fmt.Errorf("%w: leaf %s is offline", pool.ErrUnreachable, addr)
 	}
-	return a.pools.Get(pool.Node{Host: l.Host, Port: l.Port, User: l.User, Password: l.Password}), nil
+	return a.pools.Get(a.leafNode(l)), nil
 }
 
 func (a *Aggregator) aggregatorPool(addr string) (*pool.Pool, error) {
@@ -353,7 +387,7 @@ func (a *Aggregator) aggregatorPool(addr string) (*pool.Pool, error) {
 	if !ok {
 		return nil, fmt.Errorf("aggregator %s is not part of the cluster", addr)
 	}
-	return a.pools.Get(pool.Node{Host: ag.Host, Port: ag.Port, User: ag.User, Password: ag.Password}), nil
+	return a.pools.Get(a.aggregatorNode(ag)), nil
 }
 
 // AUTO_INCREMENT of sharded tables: aggregator number N hands out
@@ -367,6 +401,11 @@ type autoRange struct {
 }
 
 func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
+	if d := a.State().Database(db); d != nil {
+		if t := d.Table(table); t != nil {
+			table = t.CounterName() // a renamed table goes on counting where it was
+		}
+	}
 	a.autoMu.Lock()
 	defer a.autoMu.Unlock()
 	key := "autoinc/" + db + "." + table

@@ -167,7 +167,7 @@ func colocatedJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
 		kind = "LEFT JOIN"
 	}
 	return &remoteQuery{
-		a: a, db: db, schema: j.Schema(), label: "ColocatedJoin",
+		a: a, db: db, schema: j.Schema(), ids: columnIds(j), label: "ColocatedJoin",
 		build: func(part string) string {
 			q := fmt.Sprintf("SELECT %s FROM %s %s %s ON %s", strings.Join(cols, ", "), ref(l, part), kind, ref(r, part), on)
 			if len(where) > 0 {
@@ -253,11 +253,18 @@ type remoteQuery struct {
 	a      *Aggregator
 	db     *meta.Database
 	schema sql.Schema
+	ids    []sql.ColumnId // the replaced join's column ids (see columnIds)
 	label  string
 	build  func(partitionDB string) string
 }
 
-var _ sql.ExecSourceRel = (*remoteQuery)(nil)
+var (
+	_ sql.ExecSourceRel = (*remoteQuery)(nil)
+	_ sql.Projector     = (*remoteQuery)(nil)
+)
+
+// ProjectedExprs gives GMS the column ids of the join the query replaced.
+func (q *remoteQuery) ProjectedExprs() []sql.Expression { return projectIds(q.schema, q.ids) }
 
 func (q *remoteQuery) partitionSQL(p int) string {
 	return q.build(meta.PartitionName(q.db.Name, p))

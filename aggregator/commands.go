@@ -31,7 +31,7 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 		return a.showPartitions(db)
 	case sqlcmd.ShowRebalanceStatus:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		db := cmd.Database
 		if db == "" {
@@ -40,7 +40,7 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 		return a.showRebalanceStatus(db)
 	case sqlcmd.AddLeaf, sqlcmd.RemoveLeaf, sqlcmd.AddAggregator, sqlcmd.RemoveAggregator, sqlcmd.AttachLeaf, sqlcmd.DetachLeaf:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		var err error
 		switch cmd := cmd.(type) {
@@ -63,22 +63,22 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 		return &sqltypes.Result{RowsAffected: 1}, nil
 	case sqlcmd.ShowClusterStatus:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		return a.showClusterStatus(), nil
 	case sqlcmd.ClearOrphans:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		return a.clearOrphans(cmd.Explain)
 	case sqlcmd.Rebalance:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		return a.rebalanceCommand(ctx, c, cmd)
 	case sqlcmd.PartitionCommand:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		return okRows(a.partitionCommand(ctx, cmd))
 	case sqlcmd.RaftMembers:
@@ -87,7 +87,7 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 		return okRows(a.setAsMaster(ctx))
 	case sqlcmd.PromoteAggregator:
 		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c.ConnectionID, query)
+			return a.forwardToMaster(ctx, c, query)
 		}
 		return okRows(a.promoteAggregator(ctx, meta.Addr(cmd.Host, defaultPort(cmd.Port))))
 	case sqlcmd.BootstrapAggregator:
@@ -146,24 +146,24 @@ func defaultPort(p int) int {
 
 // joinCheck connects to a node about to join and checks that it is free
 // (or already ours).
-func (a *Aggregator) joinCheck(ctx context.Context, what string, node pool.Node) (*pool.Pool, NodeInfo, error) {
+func (a *Aggregator) joinCheck(ctx context.Context, what string, node pool.Node) (NodeInfo, error) {
 	p := a.pools.Get(node)
 	ni, err := nodeStatus(ctx, p)
 	if err != nil {
 		a.pools.Forget(node.Addr())
-		return nil, ni, mysql.NewSQLError(2003, "HY000",
-			"Cannot add %s '%s':%d: %v. Check that a canopy node runs there and that the host, port, user and password are right",
+		return ni, mysql.NewSQLError(2003, "HY000",
+			"Cannot add %s '%s':%d: %v. Check that a canopy node runs there and that the host, port, user (it needs SUPER) and password are right",
 			what, node.Host, node.Port, err)
 	}
 	if ni.ClusterID != "" && ni.ClusterID != a.clusterID {
-		return nil, ni, mysql.NewSQLError(1105, "HY000",
+		return ni, mysql.NewSQLError(1105, "HY000",
 			"Cannot add %s '%s':%d: it belongs to another cluster (%s). Remove it from that cluster first", what, node.Host, node.Port, ni.ClusterID)
 	}
-	return p, ni, nil
+	return ni, nil
 }
 
 func (a *Aggregator) addLeaf(ctx context.Context, cmd sqlcmd.AddLeaf) error {
-	node := pool.Node{Host: cmd.Host, Port: defaultPort(cmd.Port), User: cmd.User, Password: cmd.Password}
+	node := a.newLeafNode(cmd.Host, defaultPort(cmd.Port), cmd.User, cmd.Password)
 	st := a.State()
 	if _, ok := st.Leaf(node.Addr()); ok {
 		return mysql.NewSQLError(1105, "HY000", "Leaf '%s':%d is already in the cluster", node.Host, node.Port)
@@ -174,16 +174,17 @@ func (a *Aggregator) addLeaf(ctx context.Context, cmd sqlcmd.AddLeaf) error {
 	if cmd.Group != 0 && (cmd.Group < 1 || cmd.Group > 2) {
 		return mysql.NewSQLError(1105, "HY000", "Availability group %d does not exist: groups are 1 and 2", cmd.Group)
 	}
-	p, ni, err := a.joinCheck(ctx, "leaf", node)
+	ni, err := a.joinCheck(ctx, "leaf", node)
 	if err != nil {
 		return err
 	}
 	if ni.Role == "aggregator" || ni.Role == "master aggregator" {
 		return mysql.NewSQLError(1105, "HY000", "Cannot add leaf '%s':%d: it is an aggregator", node.Host, node.Port)
 	}
-	if _, err := p.Exec(ctx, fmt.Sprintf("CANOPY JOIN CLUSTER '%s' AS LEAF", a.clusterID), 0); err != nil {
+	if err := a.sendJoin(ctx, node, "LEAF"); err != nil {
 		return err
 	}
+	a.pools.Forget(node.Addr()) // its connections from before it joined are not cluster links
 	err = a.propose(meta.AddLeaf{Leaf: meta.Leaf{
 		Host: node.Host, Port: node.Port, InternalPort: ni.InternalPort,
 		User: node.User, Password: node.Password, Group: cmd.Group,
@@ -251,7 +252,7 @@ func (a *Aggregator) drainLeaf(ctx context.Context, l meta.Leaf) error {
 }
 
 func (a *Aggregator) addAggregator(ctx context.Context, cmd sqlcmd.AddAggregator) error {
-	node := pool.Node{Host: cmd.Host, Port: defaultPort(cmd.Port), User: cmd.User, Password: cmd.Password}
+	node := pool.Node{Host: cmd.Host, Port: defaultPort(cmd.Port), User: cmd.User, Password: cmd.Password, TLS: a.host.NodeTLS()}
 	st := a.State()
 	if _, ok := st.Aggregator(node.Addr()); ok || node.Addr() == a.self {
 		return mysql.NewSQLError(1105, "HY000", "Aggregator '%s':%d is already in the cluster", node.Host, node.Port)
@@ -259,21 +260,24 @@ func (a *Aggregator) addAggregator(ctx context.Context, cmd sqlcmd.AddAggregator
 	if _, ok := st.Leaf(node.Addr()); ok {
 		return mysql.NewSQLError(1105, "HY000", "Cannot add aggregator '%s':%d: it is a leaf of this cluster", node.Host, node.Port)
 	}
-	p, ni, err := a.joinCheck(ctx, "aggregator", node)
+	ni, err := a.joinCheck(ctx, "aggregator", node)
 	if err != nil {
 		return err
 	}
 	if ni.Role == "leaf" && ni.ClusterID == a.clusterID {
 		return mysql.NewSQLError(1105, "HY000", "Cannot add aggregator '%s':%d: it is a leaf of this cluster", node.Host, node.Port)
 	}
-	if _, err := p.Exec(ctx, fmt.Sprintf("CANOPY JOIN CLUSTER '%s' AS AGGREGATOR '%s'", a.clusterID, node.Addr()), 0); err != nil {
+	if err := a.sendJoin(ctx, node, "AGGREGATOR '"+node.Addr()+"'"); err != nil {
 		return err
 	}
+	// from now on it takes the cluster's accounts: reach it as the
+	// internal account
+	a.pools.Forget(node.Addr())
 	if err := a.raft.AddFollower(node.Addr(), meta.Addr(node.Host, ni.InternalPort)); err != nil {
 		return fmt.Errorf("add aggregator %s to the metadata group: %w", node.Addr(), err)
 	}
 	err = a.propose(meta.AddAggregator{Aggregator: meta.Aggregator{
-		Host: node.Host, Port: node.Port, InternalPort: ni.InternalPort, User: node.User, Password: node.Password,
+		Host: node.Host, Port: node.Port, InternalPort: ni.InternalPort, User: node.User, // reached as the internal account, no password kept
 	}})
 	if err != nil {
 		return err

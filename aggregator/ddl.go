@@ -107,7 +107,7 @@ func (a *Aggregator) forwarded(ctx context.Context, c *mysql.Conn, query string)
 		a.ownCopies(a.State(), true) // a master elected a moment ago may not have taken them over yet
 		return false, nil
 	}
-	_, err := a.forwardToMaster(ctx, c.ConnectionID, query)
+	_, err := a.forwardToMaster(ctx, c, query)
 	return true, err
 }
 
@@ -121,6 +121,13 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 			return nil
 		}
 		return mysql.NewSQLError(1007, "HY000", "Can't create database '%s'; database exists", cmd.Name)
+	}
+	existing := st.DatabaseNames()
+	for _, d := range a.store.DatabaseInfos() {
+		existing = append(existing, d.Name)
+	}
+	if why := meta.DatabaseNameConflict(cmd.Name, existing); why != "" {
+		return mysql.NewSQLError(1102, "42000", "Incorrect database name '%s': %s. Choose another name", cmd.Name, why)
 	}
 	leaves := st.OnlineLeaves()
 	if len(leaves) == 0 {
@@ -302,6 +309,19 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 	ddl, ok := parsed.(*ast.DDL)
 	if !ok || ddl.Action != ast.CreateStr {
 		return mysql.NewSQLError(1064, "42000", "You have an error in your SQL syntax near CREATE TABLE")
+	}
+	if err := a.authorize(ctx, c, ddl); err != nil {
+		return err
+	}
+	if ddl.OptLike != nil {
+		// the copy's definition shows the source's: MySQL wants SELECT on it
+		for _, src := range ddl.OptLike.LikeTables {
+			info := ast.AuthInformation{AuthType: ast.AuthType_SELECT, TargetType: ast.AuthTargetType_SingleTableIdentifier,
+				TargetNames: []string{src.DbQualifier.String(), src.Name.String()}}
+			if err := a.authorizeInfos(ctx, c, []ast.AuthInformation{info}); err != nil {
+				return err
+			}
+		}
 	}
 	db := ddl.Table.DbQualifier.String()
 	if db == "" {
@@ -521,6 +541,13 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 	if err := checkAlter(stmt, d, st); err != nil {
 		return err
 	}
+	pairs, err := renamePairs(stmt, cur, st)
+	if err == nil {
+		err = a.checkRenames(d, pairs)
+	}
+	if err != nil {
+		return err
+	}
 	drop, isDrop := stmt.(*ast.DDL)
 	isDrop = isDrop && drop.Action == ast.DropStr && drop.ViewSpec == nil && drop.TriggerSpec == nil && drop.ProcedureSpec == nil
 	if isDrop {
@@ -537,7 +564,11 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 			}
 		}
 	}
-	if len(sharded) > 0 {
+	if len(sharded) > 0 && len(pairs) > 0 {
+		if err := a.renameOnLeaves(ctx, d, stmt, pairs, cur); err != nil {
+			return err
+		}
+	} else if len(sharded) > 0 {
 		ms, err := masters(d)
 		if err != nil {
 			return err
@@ -570,23 +601,22 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 			}
 		}
 	}
-	if err := a.runSchemaLocal(ctx, c, query, callback); err != nil {
+	if len(pairs) > 0 {
+		err = a.renameLocal(ctx, c, d, query, callback)
+	} else {
+		err = a.runSchemaLocal(ctx, c, query, callback)
+	}
+	if err != nil {
 		return err
 	}
 	a.waitReplicated(d.Name)
-	if err := a.propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)}); err != nil {
+	// renamed tables are listed under their new names with the position
+	// of the copy that has them, so no aggregator plans with a name its
+	// copy lacks
+	if err := a.renameMetadata(d, pairs, a.copyLSN(d.Name)); err != nil {
 		return err
 	}
-	if r, ok := stmt.(*ast.DDL); ok && r.Action == ast.RenameStr {
-		for i, from := range r.FromTables {
-			if d.Table(from.Name.String()) != nil {
-				if err := a.propose(meta.RenameTable{Database: d.Name, From: from.Name.String(), To: r.ToTables[i].Name.String()}); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
+	return a.propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)})
 }
 
 // ddlTables are the tables a schema change names.
@@ -690,9 +720,9 @@ func checkAlter(stmt ast.Statement, d *meta.Database, st *meta.State) error {
 	return nil
 }
 
-func (a *Aggregator) setVariable(ctx context.Context, query string, cmd sqlcmd.SetClusterVariable) error {
+func (a *Aggregator) setVariable(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.SetClusterVariable) error {
 	if !a.IsMaster() {
-		_, err := a.forwardToMaster(ctx, 0, query)
+		_, err := a.forwardToMaster(ctx, c, query)
 		return err
 	}
 	v := strings.Trim(cmd.Value, "'\"")

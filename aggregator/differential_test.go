@@ -15,7 +15,10 @@ import (
 )
 
 // TestDifferential runs generated queries through a cluster's aggregators
-// and on a single leaf holding the same rows; the answers must be equal.
+// and on a single leaf holding the same rows; the answers must be equal,
+// and so must the errors (their numbers) of queries either refuses. A
+// family of GROUP BY queries over columns that are not grouped checks that
+// the aggregator's rewrites never change whether a query is accepted.
 // CANOPY_DIFF_SEED picks another seed, CANOPY_DIFF_QUERIES more queries.
 func TestDifferential(t *testing.T) {
 	seed := int64(20261123)
@@ -87,25 +90,34 @@ func TestDifferential(t *testing.T) {
 		case 1:
 			via = repartitioning
 		}
-		want, werr := collect(leaf, q)
-		got, gerr := collect(via, q)
-		if (werr == nil) != (gerr == nil) {
-			t.Errorf("query %d: %s\n single leaf error: %v\n cluster error: %v", i, q, werr, gerr)
-			failures++
-			continue
-		}
-		if werr != nil {
-			continue
-		}
-		if !ordered {
-			sort.Strings(want)
-			sort.Strings(got)
-		}
-		if strings.Join(want, "\n") != strings.Join(got, "\n") {
-			plan, _ := collect(via, "EXPLAIN "+q)
-			t.Errorf("query %d: %s\n single leaf (%d rows): %.600q\n cluster (%d rows): %.600q\n%s", i, q, len(want), want, len(got), got, strings.Join(plan, "\n"))
+		if same, _ := compareQuery(t, fmt.Sprintf("query %d", i), leaf, via, q, ordered, checkRows); !same {
 			failures++
 		}
+	}
+
+	// GROUP BY with expressions over columns that are not grouped: the
+	// aggregator's rewrites must neither reject what a leaf accepts nor
+	// accept what it rejects, and must answer alike. (Its own budget of
+	// failures, so that it runs whatever the other queries found.)
+	grouped, played, groupFailures := 0, 0, 0
+	for i := 0; i < queries/2 && groupFailures < 10; i++ {
+		played++
+		q, ordered, check := g.groupQuery()
+		via := ma
+		if i%2 == 0 {
+			via = child
+		}
+		same, accepted := compareQuery(t, fmt.Sprintf("group-by query %d", i), leaf, via, q, ordered, check)
+		if !same {
+			groupFailures++
+		}
+		if accepted {
+			grouped++
+		}
+	}
+	t.Logf("group-by family: the single leaf accepted %d of %d queries", grouped, played)
+	if played == queries/2 && grouped < played/4 {
+		t.Errorf("only %d of %d group-by queries ran on the single leaf; the family should mostly be valid", grouped, played)
 	}
 
 	if b, r := c.MA.Metric("canopy_broadcast_joins_total"), c.MA.Metric("canopy_repartition_joins_total"); b == 0 || r == 0 {
@@ -145,6 +157,67 @@ func TestDifferential(t *testing.T) {
 			t.Errorf("after writes, %s differs (%v): single leaf %d rows, cluster %d rows", q, err, len(want), len(got))
 		}
 	}
+}
+
+// answerCheck is how much of an answer the data determine.
+type answerCheck int
+
+const (
+	// checkAccepted: only whether the query is accepted (and its error
+	// number); the rows depend on which row of a group GMS reads first.
+	checkAccepted answerCheck = iota
+	// checkRowCount: also how many rows come back.
+	checkRowCount
+	// checkRows: the rows themselves.
+	checkRows
+)
+
+// compareQuery runs q on the single leaf and through the cluster and
+// reports a difference: one fails and the other does not, the error
+// numbers differ, or the rows (as far as check says they are determined;
+// in order when ordered) differ. It also says whether the leaf accepted q.
+func compareQuery(t *testing.T, what string, leaf, via *sql.DB, q string, ordered bool, check answerCheck) (same, accepted bool) {
+	t.Helper()
+	want, werr := collect(leaf, q)
+	got, gerr := collect(via, q)
+	accepted = werr == nil
+	switch {
+	case (werr == nil) != (gerr == nil):
+		t.Errorf("%s: %s\n single leaf error: %v\n cluster error: %v", what, q, werr, gerr)
+		return false, accepted
+	case werr != nil:
+		if wn, gn := errNumber(werr), errNumber(gerr); wn != gn {
+			t.Errorf("%s: %s\n single leaf error %d: %v\n cluster error %d: %v", what, q, wn, werr, gn, gerr)
+			return false, accepted
+		}
+		return true, accepted
+	case check == checkAccepted:
+		return true, accepted
+	case check == checkRowCount:
+		if len(want) != len(got) {
+			t.Errorf("%s: %s\n single leaf %d rows, cluster %d rows", what, q, len(want), len(got))
+			return false, accepted
+		}
+		return true, accepted
+	}
+	if !ordered {
+		sort.Strings(want)
+		sort.Strings(got)
+	}
+	if strings.Join(want, "\n") != strings.Join(got, "\n") {
+		plan, _ := collect(via, "EXPLAIN "+q)
+		t.Errorf("%s: %s\n single leaf (%d rows): %.600q\n cluster (%d rows): %.600q\n%s", what, q, len(want), want, len(got), got, strings.Join(plan, "\n"))
+		return false, accepted
+	}
+	return true, accepted
+}
+
+// errNumber is a MySQL error's number, 0 for other errors.
+func errNumber(err error) uint16 {
+	if me := testutil.MySQLError(err); me != nil {
+		return me.Number
+	}
+	return 0
 }
 
 // collect runs a query and renders its rows.
@@ -205,7 +278,13 @@ func (g *queryGen) query() (string, bool) {
 		return g.pick("COUNT(*)", "COUNT(x)", "COUNT(s)", "SUM(x)", "SUM(d)", "AVG(x)", "AVG(d)", "MIN(x)", "MAX(x)",
 			"MIN(s)", "MAX(s)", "MIN(d)", "MAX(d)", "SUM(x) + COUNT(*)", "SUM(d * 2)", "AVG(x + g)", "MAX(id % 7)")
 	}
-	switch g.n(33) {
+	switch g.n(36) {
+	case 33: // a join the leaves run, then another join on the aggregator
+		return fmt.Sprintf("SELECT a.id, b.id, c.v FROM a JOIN b ON a.id = b.a_id JOIN c ON c.k = b.y WHERE a.g = %d", g.n(6)), false
+	case 34:
+		return fmt.Sprintf("SELECT a.id, a.x, b.id, c.k FROM c JOIN a ON c.k = a.g JOIN b ON a.x = b.y%s", g.where("a.")), false
+	case 35: // and a cross join over one
+		return fmt.Sprintf("SELECT a.id, b.y, r.name FROM a JOIN b ON a.x = b.y, r WHERE r.g = %d AND a.g < %d", g.n(8), g.n(6)), false
 	case 31: // aggregates blind to duplicates: partitions send distinct rows
 		key := g.pick("g", "g % 2", "s IS NULL")
 		return fmt.Sprintf("SELECT %s, COUNT(DISTINCT x), COUNT(DISTINCT s, g), MIN(d), SUM(DISTINCT x), AVG(DISTINCT d) FROM a%s GROUP BY %s",
@@ -213,7 +292,7 @@ func (g *queryGen) query() (string, bool) {
 	case 32:
 		return "SELECT COUNT(DISTINCT g), COUNT(DISTINCT s), MAX(x) FROM a" + g.where(""), true
 	case 26: // joins on columns that are not both shard keys
-		return fmt.Sprintf("SELECT a.id, b.id, b.y FROM a JOIN b ON a.x = b.y%s", g.where("a.")), false
+		return fmt.Sprintf("SELECT a.id, b.id, b.y FROM a JOIN b ON a.x = b.y%s%s", g.pick("", " AND b.y = a.x"), g.where("a.")), false
 	case 27:
 		return fmt.Sprintf("SELECT a.id, a.g, c.k, c.v FROM a LEFT JOIN c ON a.g = c.k%s%s",
 			g.pick("", " AND c.v <> 'v1'"), g.where("a.")), false
@@ -317,4 +396,153 @@ func (g *queryGen) write() string {
 	default:
 		return fmt.Sprintf("UPDATE r SET name = CONCAT(name, '%d') WHERE g = %d", g.n(9), g.n(8))
 	}
+}
+
+// groupSource is what a generated GROUP BY query reads: a FROM clause,
+// its columns (numeric or not), the grouping keys it may use, and a key
+// that determines every column (a primary key), if any.
+type groupSource struct {
+	from          string
+	nums, strs    []string
+	keys          [][]string
+	determinesAll string
+}
+
+var groupSources = []groupSource{
+	{from: "a", nums: []string{"id", "g", "x", "d"}, strs: []string{"s"}, determinesAll: "id",
+		keys: [][]string{{"g"}, {"s"}, {"g % 2"}, {"x > 100"}, {"g", "s"}, {"d IS NULL"}, {"id"}, {"x"}, {"x DIV 100", "g"}}},
+	{from: "b", nums: []string{"id", "a_id", "y"}, strs: []string{"note"},
+		keys: [][]string{{"a_id"}, {"y"}, {"note"}, {"a_id", "y"}}},
+	{from: "c", nums: []string{"k"}, strs: []string{"v"}, keys: [][]string{{"k"}, {"v"}, {"k % 3"}}},
+	{from: "a JOIN b ON a.id = b.a_id", nums: []string{"a.g", "a.x", "a.d", "b.y"}, strs: []string{"a.s", "b.note"},
+		keys: [][]string{{"a.g"}, {"b.note"}, {"a.g", "b.y"}}},
+}
+
+// groupQuery returns a GROUP BY query whose select list, HAVING and ORDER
+// BY use expressions over columns that are not grouped (some whose value
+// does not depend on them, some that pick a row's value), aggregates of
+// expressions and expressions of aggregates, maybe DISTINCT and LIMIT;
+// whether its row order is defined; and what of its answer the data
+// determine.
+func (g *queryGen) groupQuery() (string, bool, answerCheck) {
+	src := groupSources[g.n(len(groupSources))]
+	keys := src.keys[g.n(len(src.keys))]
+	isKey := map[string]bool{}
+	for _, k := range keys {
+		isKey[k] = true
+	}
+	cols := append(append([]string(nil), src.nums...), src.strs...)
+	// determined: the key fixes the column's value within a group
+	determined := func(c string) bool { return isKey[c] || isKey[src.determinesAll] && src.determinesAll != "" }
+	var free []string // columns not grouped by
+	for _, c := range cols {
+		if !isKey[c] {
+			free = append(free, c)
+		}
+	}
+	if len(free) == 0 {
+		free = cols
+	}
+	col := func() string { return cols[g.n(len(cols))] }
+	num := func() string { return src.nums[g.n(len(src.nums))] }
+	freeCol := func() string { return free[g.n(len(free))] }
+	key := func() string { return keys[g.n(len(keys))] }
+
+	// item is a select-list expression and whether the data determine it
+	item := func() (string, bool) {
+		c := freeCol()
+		switch g.n(6) {
+		case 0:
+			return key(), true
+		case 1: // over a column that is not grouped, but not depending on it
+			return fmt.Sprintf(g.pick("COALESCE(%[1]d, %[2]s)", "IFNULL(%[1]d, %[2]s)", "COALESCE(NULL, %[1]d, %[2]s)",
+				"IF(1 > 0, %[1]d, %[2]s)", "(%[2]s IS NULL OR %[2]s IS NOT NULL)", "CASE WHEN 1 = 1 THEN %[3]s ELSE %[2]s END",
+				"CASE WHEN %[2]s IS NULL THEN %[3]s ELSE %[3]s END", "COALESCE(%[1]d, %[2]s) + %[3]s",
+				"CONCAT(COALESCE('z', %[2]s), %[3]s)", "- COALESCE(%[1]d, %[2]s)", "COALESCE(%[1]d, %[2]s) * 2 + 1"),
+				g.n(100), c, key()), true
+		case 2: // the value of some row of the group
+			return fmt.Sprintf(g.pick("%[1]s", "%[1]s + 1", "UPPER(%[1]s)", "COALESCE(%[1]s, 95)", "NULLIF(%[1]s, %[2]s)",
+				"CASE WHEN %[1]s IS NULL THEN 'n' ELSE 'v' END", "COUNT(*) + COALESCE(%[1]s, 0)"), c, key()), determined(c)
+		case 3, 4: // aggregates of expressions
+			n := num()
+			return fmt.Sprintf(g.pick("COUNT(*)", "COUNT(%[1]s)", "SUM(%[2]s)", "SUM(%[2]s * 2 + 1)", "AVG(COALESCE(%[2]s, 0))",
+				"MIN(%[1]s)", "MAX(%[1]s)", "MAX(CASE WHEN %[2]s > 0 THEN %[1]s END)", "COUNT(IF(%[2]s > 100, 1, NULL))",
+				"MIN(CONCAT(%[1]s, 'x'))", "MAX(COALESCE(95, %[1]s))", "SUM(DISTINCT %[2]s)", "COUNT(DISTINCT %[1]s)",
+				"AVG(%[2]s)", "SUM(COALESCE(%[2]s, 1) * 0)"), col(), n), true
+		default: // expressions of aggregates
+			n := num()
+			return fmt.Sprintf(g.pick("SUM(%[2]s) + COUNT(*)", "COALESCE(MAX(%[2]s), 0)", "CASE WHEN COUNT(*) > 5 THEN 'many' ELSE 'few' END",
+				"IF(MIN(%[2]s) IS NULL, -1, MIN(%[2]s))", "COALESCE(95, MAX(%[1]s))", "MAX(%[2]s) - MIN(%[2]s)", "SUM(%[2]s) / COUNT(*)",
+				"COUNT(*) + COALESCE(7, %[1]s)", "COALESCE(%[3]d, %[1]s, MAX(%[2]s))"), c, n, g.n(100)), true
+		}
+	}
+
+	check := checkRows
+	var sel []string
+	for i, n := 0, 1+g.n(4); i < n; i++ {
+		e, det := item()
+		if !det {
+			check = checkRowCount
+		}
+		sel = append(sel, e)
+	}
+	distinct := g.n(6) == 0
+	if distinct && check != checkRows {
+		check = checkAccepted // which rows are duplicates depends on the values
+	}
+	q := "SELECT "
+	if distinct {
+		q += "DISTINCT "
+	}
+	q += strings.Join(sel, ", ") + " FROM " + src.from
+	if g.n(3) == 0 {
+		q += fmt.Sprintf(g.pick(" WHERE %s IS NOT NULL", " WHERE %s > 3"), num())
+	}
+	q += " GROUP BY " + strings.Join(keys, ", ")
+	if g.n(3) == 0 {
+		c := freeCol()
+		h, det := fmt.Sprintf(g.pick("COUNT(*) > %[1]d", "SUM(%[2]s) > %[1]d", "COALESCE(1, MAX(%[2]s)) > 0", "MAX(%[2]s) IS NOT NULL",
+			"%[3]s IS NOT NULL", "COUNT(*) > %[1]d AND %[3]s IS NOT NULL"), g.n(10), num(), key()), true
+		if g.n(4) == 0 {
+			h, det = fmt.Sprintf(g.pick("COALESCE(1, %[1]s) > 0", "%[1]s IS NOT NULL", "MAX(%[1]s) IS NOT NULL OR %[1]s IS NULL"), c), determined(c)
+		}
+		if !det {
+			check = checkAccepted
+		}
+		q += " HAVING " + h
+	}
+	ordered := false
+	switch g.n(5) {
+	case 0: // every key: a defined order
+		var by []string
+		for _, k := range keys {
+			by = append(by, k+g.pick("", " DESC"))
+		}
+		q += " ORDER BY " + strings.Join(by, ", ")
+		ordered = true
+	case 1: // a select-list position, an aggregate, or an expression over a free column, then every key
+		first, det := g.pick("1", "COUNT(*) DESC", fmt.Sprintf("COALESCE(%d, %s)", g.n(9), freeCol()), "MAX("+col()+")"), true
+		if g.n(4) == 0 {
+			c := freeCol()
+			first, det = g.pick(c, "COALESCE("+c+", 0)"), determined(c)
+		}
+		q += " ORDER BY " + first + ", " + strings.Join(keys, ", ")
+		// a position names a select item that may not be determined
+		ordered = det && check == checkRows
+	case 2: // a column that is not grouped alone
+		q += " ORDER BY " + freeCol()
+	}
+	if ordered && g.n(2) == 0 {
+		q += fmt.Sprintf(g.pick(" LIMIT %d", " LIMIT 2, %d"), 1+g.n(8))
+	}
+	if g.n(8) == 0 { // as a derived table, which GMS plans on its own
+		if g.n(2) == 0 {
+			if check == checkRowCount { // the count of rows is the answer
+				check = checkRows
+			}
+			return "SELECT COUNT(*) FROM (" + q + ") AS dt", true, check
+		}
+		return "SELECT * FROM (" + q + ") AS dt", false, check
+	}
+	return q, ordered, check
 }

@@ -256,6 +256,7 @@ type gatherJob struct {
 func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, sqlFor func(int) string, schema sql.Schema) sql.RowIter {
 	it := &gatherIter{a: a, rows: make(chan sql.Row, 256), done: make(chan struct{})}
 	connID := ctx.Session.ID()
+	settings := a.settingsFor(connID).internal
 	it.wg.Add(len(jobs))
 	for _, j := range jobs {
 		go func(j gatherJob) {
@@ -272,6 +273,9 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 						defer c.Release()
 					}
 				}
+			}
+			if err == nil {
+				err = c.Apply(settings)
 			}
 			if err != nil {
 				it.fail(leafError(j.leaf, err))
@@ -512,7 +516,8 @@ func (i *distInserter) conn(ctx *sql.Context, leaf string) (*pool.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.Exec("BEGIN", 0); err != nil {
+	a := i.t.a
+	if _, err := c.ExecWith(a.settingsFor(i.connID).internal, "BEGIN", 0); err != nil {
 		c.Release()
 		return nil, err
 	}

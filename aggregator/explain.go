@@ -32,11 +32,15 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 	if err != nil {
 		return nil, mysql.NewSQLError(1064, "42000", "You have an error in your SQL syntax; %v", err)
 	}
+	if err := a.authorize(ctx, c, stmt); err != nil {
+		return nil, err // a plan shows what a statement reads
+	}
 	st := a.State()
 	p, err := planner.Make(planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: func(string, string) uint64 { return 0 }, // EXPLAIN draws no values
 		Spread:            func(int) int { return 0 },
+		Session:           a.sessionEval(ctx, c), // the partitions' SQL shows the values
 	})
 	if err != nil {
 		return nil, sqlError(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/canopydb/canopy/aggregator/planner"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/privilege"
 )
 
 // maxTemplates bounds the template cache; past it the cache starts over
@@ -36,8 +37,9 @@ type templateKey struct {
 }
 
 type templateEntry struct {
-	st  *meta.State
-	tpl *planner.Template // nil: the statement is not a template
+	st   *meta.State
+	tpl  *planner.Template     // nil: the statement is not a template
+	auth []ast.AuthInformation // the privileges it needs
 }
 
 func (t *templates) get(k templateKey, st *meta.State) (*templateEntry, bool) {
@@ -83,8 +85,8 @@ func (a *Aggregator) handleText(ctx context.Context, c *mysql.Conn, query string
 // with the given values.
 func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templateKey, vars map[string]*querypb.BindVariable,
 	parse func() (ast.Statement, error), callback func(*sqltypes.Result) error) (bool, error) {
-	if a.seesLocal(c.ConnectionID) {
-		return false, nil
+	if a.seesLocal(c.ConnectionID) || a.settingsFor(c.ConnectionID).ansiQuotes {
+		return false, nil // ANSI_QUOTES: the text is parsed with the client's sql_mode, not normalized
 	}
 	st := a.State()
 	if a.mastersOffline(st) {
@@ -99,6 +101,7 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 			if err := a.waitSchemas(ctx, planner.Databases(in)...); err != nil {
 				return true, err
 			}
+			e.auth = privilege.Collect(stmt) // before planning rewrites it
 			e.tpl, _ = planner.MakeTemplate(in)
 		}
 		a.templates.put(key, e)
@@ -114,11 +117,15 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 	if !ok {
 		return false, nil
 	}
+	if err := a.authorizeInfos(ctx, c, e.auth); err != nil {
+		return true, err
+	}
 	plan := &planner.Plan{Kind: planner.Routed, Database: d.Name, Routes: []planner.Route{{Partition: p, SQL: query}}}
 	a.templates.runs.Add(1)
 	res, err := a.execRoutes(ctx, c.ConnectionID, st, plan)
 	if err != nil {
 		return true, err
 	}
+	a.noteRouted(ctx, c, plan, res)
 	return true, callback(res)
 }

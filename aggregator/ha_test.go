@@ -266,7 +266,9 @@ func replicaOrdinalOn(t *testing.T, copies map[int][2]string, port int) int {
 // statement commits on its own (it once ran inside the dead transaction
 // and was acknowledged but never committed).
 func TestFailedCommitEndsTransaction(t *testing.T) {
-	c := testutil.StartCluster(t, 1, 0)
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	// the test demotes the partition by hand, as a handover would
+	c.AddLeaf(testutil.StartNodeEnv(t, []string{"CANOPY_FAILPOINT=client-internal-access"}), 0)
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "CREATE DATABASE fc PARTITIONS 1")
 	db := c.MA.DB("fc")

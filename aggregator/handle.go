@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 	"github.com/canopydb/canopy/aggregator/planner"
 	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/privilege"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -49,6 +51,9 @@ type session struct {
 	conns map[string]*pool.Conn // leaf → connection in an open transaction
 	refs  map[string]bool       // reference databases written in the transaction
 	local atomic.Bool           // a schema change on this node's copy is running
+	// settings are what its statements need on leaf connections; nil:
+	// read them again (sessionvars.go)
+	settings atomic.Pointer[clientSettings]
 }
 
 func (a *Aggregator) session(id uint32) *session {
@@ -104,16 +109,31 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	}
 	switch cmd := sqlcmd.ParseClusterDDL(query).(type) {
 	case sqlcmd.CreateDatabase:
+		if err := a.authorizeDatabase(ctx, c, ast.AuthType_CREATE, cmd.Name); err != nil {
+			return true, err
+		}
 		return true, a.sendOK(callback, a.createDatabase(ctx, c, query, cmd))
 	case sqlcmd.SetClusterVariable:
-		return true, a.sendOK(callback, a.setVariable(ctx, query, cmd))
+		if err := a.authorizeGlobal(ctx, c, sql.PrivilegeType_Super, "SUPER"); err != nil {
+			return true, err
+		}
+		return true, a.sendOK(callback, a.setVariable(ctx, c, query, cmd))
 	}
 	if ct, ok := sqlcmd.ParseCreateTable(query); ok {
 		return true, a.sendOK(callback, a.createTable(ctx, c, query, ct))
 	}
-	stmt, err := ast.Parse(query)
+	stmt, err := a.parse(c.ConnectionID, query)
 	if err != nil {
 		return false, nil // the engine reports the syntax error
+	}
+	if isAccountStatement(stmt) && !a.IsMaster() {
+		// the cluster's accounts change on the master, with this
+		// client's privileges
+		res, err := a.forwardToMaster(ctx, c, query)
+		if err != nil {
+			return true, err
+		}
+		return true, callback(res, false)
 	}
 	sess := a.session(c.ConnectionID)
 	switch stmt.(type) {
@@ -137,11 +157,23 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		}
 		a.afterCommit(sess)
 		return false, nil
+	case *ast.Set, *ast.Call:
+		sess.settingsChanged() // the engine runs it; the next statement reads the session again
+	}
+	// the privileges the statement needs, as the client wrote it (the
+	// planner rewrites it for the partitions), checked before planning
+	// says anything about the tables (which are sharded, say)
+	if err := a.authorizeInfos(ctx, c, privilege.Collect(stmt)); err != nil {
+		if s, ok := stmt.(*ast.DBDDL); ok {
+			err = databaseDenied(ctx, a, c, err, s.DBName)
+		}
+		return true, err
 	}
 	st := a.State()
 	in := planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
+		Session: a.sessionEval(ctx, c),
 	}
 	if err := a.waitSchemas(ctx, planner.Databases(in)...); err != nil {
 		return true, err
@@ -168,12 +200,18 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	case planner.DDL:
 		return true, a.ddl(ctx, c, stmt, query, callback)
 	case planner.ReferenceWrite:
-		return true, a.referenceWrite(ctx, c, p.Database, query, callback)
+		return true, a.referenceWrite(ctx, c, p, stmt, query, callback)
+	}
+	if p.SetsInsertID {
+		if _, err := a.gmsSession(ctx, c); err != nil { // it receives the value
+			return true, err
+		}
 	}
 	res, err := a.execRoutes(ctx, c.ConnectionID, st, p)
 	if err != nil {
 		return true, err
 	}
+	a.noteRouted(ctx, c, p, res)
 	return true, callback(res, false)
 }
 
@@ -238,14 +276,14 @@ const cutoverWait = 5 * time.Second
 // statement runs again on the master the metadata names next: writes to a
 // moving partition wait for the cutover instead of failing. It returns
 // the leaf that answered.
-func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan) (*sqltypes.Result, string, error) {
+func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan, settings *pool.Settings) (*sqltypes.Result, string, error) {
 	deadline := time.Now().Add(cutoverWait)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		lp, err := a.leafPool(leaf)
 		if err != nil {
 			return nil, leaf, err
 		}
-		res, err := lp.Exec(ctx, p.Routes[0].SQL, maxRows)
+		res, err := lp.ExecWith(ctx, settings, p.Routes[0].SQL, maxRows)
 		var se *mysql.SQLError
 		if err == nil || !errors.As(err, &se) || se.Num != mysql.EROptionPreventsStatement || time.Now().After(deadline) {
 			return res, leaf, err
@@ -281,7 +319,8 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 	sort.Strings(leaves)
 	inTxn := a.inTransaction(connID)
 	sess := a.session(connID)
-	if len(p.Routes) == 1 {
+	settings := a.settingsOf(sess, connID).routed
+	if len(p.Routes) == 1 && !p.SetsInsertID {
 		leaf := leaves[0]
 		var res *sqltypes.Result
 		var err error
@@ -290,9 +329,9 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 			if c, err = a.txnConn(ctx, sess, leaf); err != nil {
 				return nil, err
 			}
-			res, err = c.Exec(p.Routes[0].SQL, maxRows)
+			res, err = c.ExecWith(settings, p.Routes[0].SQL, maxRows)
 		} else {
-			res, leaf, err = a.execAutocommit(ctx, leaf, p)
+			res, leaf, err = a.execAutocommit(ctx, leaf, p, settings)
 		}
 		if err != nil {
 			return nil, leafError(leaf, err)
@@ -306,6 +345,7 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 		err error
 	}
 	results := make([]out, len(leaves))
+	ids := a.leafInsertIDs(connID, p, len(leaves))
 	conns := make([]*pool.Conn, len(leaves))
 	var wg sync.WaitGroup
 	for i, leaf := range leaves {
@@ -317,15 +357,18 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 			if inTxn {
 				c, err = a.txnConn(ctx, sess, leaf)
 				if err == nil {
-					_, err = c.Exec("SAVEPOINT canopy_statement", 0)
+					_, err = c.ExecWith(settings, "SAVEPOINT canopy_statement", 0)
 				}
 			} else {
 				var lp *pool.Pool
 				if lp, err = a.leafPool(leaf); err == nil {
 					if c, err = lp.Acquire(ctx); err == nil {
-						_, err = c.Exec("BEGIN", 0)
+						_, err = c.ExecWith(settings, "BEGIN", 0)
 					}
 				}
+			}
+			if err == nil {
+				err = ids.before(c)
 			}
 			conns[i] = c
 			if err != nil {
@@ -339,6 +382,9 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 					return
 				}
 				results[i].res = append(results[i].res, res)
+			}
+			if err := ids.after(i, c); err != nil {
+				results[i].err = leafError(leaf, err)
 			}
 		}(i, leaf)
 	}
@@ -380,6 +426,7 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	ids.record()
 	total := &sqltypes.Result{}
 	var matched, changed uint64
 	for _, r := range results {
@@ -419,9 +466,12 @@ func fixResult(res *sqltypes.Result, p *planner.Plan) {
 		res.InsertID = p.InsertID
 	}
 	prefix := p.Database + "_"
-	for _, f := range res.Fields {
+	for i, f := range res.Fields {
 		if strings.HasPrefix(f.Database, prefix) {
 			f.Database = p.Database
+		}
+		if name, ok := p.ColumnNames[i]; ok {
+			f.Name = name // a value the aggregator filled in (@x): the client's text names it
 		}
 	}
 }
@@ -454,7 +504,7 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 	if err != nil {
 		return nil, leafError(leaf, err)
 	}
-	if _, err := c.Exec("BEGIN", 0); err != nil {
+	if _, err := c.ExecWith(s.beginSettings(), "BEGIN", 0); err != nil {
 		c.Release()
 		return nil, leafError(leaf, err)
 	}
@@ -500,9 +550,19 @@ func (a *Aggregator) afterCommit(s *session) {
 
 // referenceWrite runs a write to reference tables on the master aggregator,
 // which copies it to every node: a child aggregator forwards it.
-func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, db, query string, callback mysql.ResultSpoolFn) error {
+func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, p *planner.Plan, stmt ast.Statement, query string, callback mysql.ResultSpoolFn) error {
+	db := p.Database
 	if !a.IsMaster() {
-		res, err := a.forwardToMaster(ctx, c.ConnectionID, query)
+		// the master runs it in another session: it gets the values this
+		// client's session gave (sessionvars.go), and gives back the
+		// LAST_INSERT_ID() it leaves
+		if p.Bound {
+			query = ast.String(stmt)
+		}
+		if _, ins := stmt.(*ast.Insert); ins || p.SetsInsertID {
+			ctx = context.WithValue(ctx, forwardInsertIDKey{}, true)
+		}
+		res, err := a.forwardToMaster(ctx, c, query)
 		if err != nil {
 			return err
 		}
@@ -522,10 +582,51 @@ func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, db, quer
 	return nil
 }
 
+// Forward runs a client's statement on the master aggregator, with the
+// client's privileges and current database.
+func (a *Aggregator) Forward(ctx context.Context, c *mysql.Conn, query string) (*sqltypes.Result, error) {
+	return a.forwardToMaster(ctx, c, query)
+}
+
 // forwardToMaster runs a statement on the master aggregator, in the
 // client's current database, and waits until this aggregator has applied
 // the metadata changes it made.
-func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query string) (*sqltypes.Result, error) {
+// runAs runs a forwarded statement on a link to the master, in the
+// client's current database, with the client's privileges (the master
+// checks the client's account, not the link's; a statement of this
+// aggregator's own, account nil, runs with the link's).
+func (a *Aggregator) runAs(ctx context.Context, c *pool.Conn, account *sql.Client, connID uint32, query string) (*sqltypes.Result, error) {
+	if account != nil {
+		// hex: no quoting or escaping can turn one account into another
+		if _, err := c.Exec("CANOPY IMPERSONATE '"+hex.EncodeToString([]byte(account.User))+"' '"+hex.EncodeToString([]byte(account.Address))+"'", 0); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if _, err := c.Exec("CANOPY IMPERSONATE NONE", 0); err != nil {
+				c.Close() // never hand a connection acting as a client back to the pool
+			}
+		}()
+	}
+	if db := a.currentDB(connID); db != "" {
+		if _, err := c.Exec("USE "+quoteIdent(db), 0); err != nil {
+			return nil, err
+		}
+	}
+	return a.forwardExec(ctx, c, connID, query)
+}
+
+func (a *Aggregator) forwardToMaster(ctx context.Context, client *mysql.Conn, query string) (*sqltypes.Result, error) {
+	var connID uint32
+	var account *sql.Client
+	if client != nil {
+		connID = client.ConnectionID
+		sctx, err := a.clientContext(ctx, client)
+		if err != nil {
+			return nil, err
+		}
+		acct := sctx.Session.Client()
+		account = &acct
+	}
 	if a.raft.Leader() == "" {
 		a.raft.WaitLeader(5 * time.Second) // an election may be under way
 	}
@@ -544,12 +645,7 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, connID uint32, query s
 			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	defer c.Release()
-	if db := a.currentDB(connID); db != "" {
-		if _, err := c.Exec("USE "+quoteIdent(db), 0); err != nil {
-			return nil, err
-		}
-	}
-	res, err := c.Exec(query, maxRows)
+	res, err := a.runAs(ctx, c, account, connID, query)
 	if err != nil {
 		return nil, err
 	}

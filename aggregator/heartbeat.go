@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dolthub/vitess/go/mysql"
+
+	"github.com/canopydb/canopy/aggregator/pool"
 )
 
 // HeartbeatInterval: every aggregator sends SELECT 1 to every other node
@@ -42,19 +44,21 @@ func newHeartbeats(a *Aggregator) *heartbeats {
 }
 
 type target struct {
-	addr, host, user, pass string
-	port                   int
+	addr string
+	node pool.Node // SELECT 1 needs no cluster link: no Login
 }
 
 func (h *heartbeats) targets() []target {
 	st := h.a.State()
 	var out []target
 	for _, l := range st.Leaves {
-		out = append(out, target{l.Addr(), l.Host, l.User, l.Password, l.Port})
+		n := h.a.leafNode(l)
+		n.Login = nil
+		out = append(out, target{l.Addr(), n})
 	}
 	for _, ag := range st.Aggregators {
 		if ag.Addr() != h.a.self {
-			out = append(out, target{ag.Addr(), ag.Host, ag.User, ag.Password, ag.Port})
+			out = append(out, target{ag.Addr(), h.a.aggregatorNode(ag)})
 		}
 	}
 	return out
@@ -106,7 +110,7 @@ func (h *heartbeats) probe(t target, b *beat) {
 	var err error
 	if conn == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err = mysql.Connect(ctx, &mysql.ConnParams{Host: t.host, Port: t.port, Uname: t.user, Pass: t.pass})
+		conn, err = pool.Connect(ctx, t.node)
 		cancel()
 		start = time.Now()
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
 )
@@ -111,7 +110,7 @@ func (a *Aggregator) replaced(st *meta.State) bool {
 func (a *Aggregator) deposedBy(ag meta.Aggregator) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	p := a.pools.Get(pool.Node{Host: ag.Host, Port: ag.Port, User: ag.User, Password: ag.Password})
+	p := a.pools.Get(a.aggregatorNode(ag))
 	defer a.pools.Forget(ag.Addr())
 	res, err := p.Exec(ctx, "CANOPY RAFT MEMBERS", 100)
 	if err != nil {
@@ -164,7 +163,7 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 	}
 	if master := a.raft.Leader(); master != "" && master != a.self && a.answers(ctx, master) {
 		host, port := a.host.Self()
-		if _, err := a.forwardToMaster(ctx, 0, fmt.Sprintf("PROMOTE AGGREGATOR '%s':%d TO MASTER", host, port)); err != nil {
+		if _, err := a.forwardToMaster(ctx, nil, fmt.Sprintf("PROMOTE AGGREGATOR '%s':%d TO MASTER", host, port)); err != nil {
 			return err
 		}
 		if err := a.waitMaster(a.self, 10*time.Second); err != nil {

@@ -87,6 +87,7 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 	g := &gatherIter{a: a, done: make(chan struct{})}
 	m := &mergeIter{g: g, sorter: &expression.Sorter{SortFields: t.merge, Rows: make([]sql.Row, 2), Ctx: ctx}}
 	schema := t.Schema()
+	settings := a.settingsFor(ctx.Session.ID()).internal
 	for _, p := range d.Partitions {
 		if p.Master == "" {
 			return nil, errNoMaster(d.Name, p.Ordinal)
@@ -110,6 +111,10 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 				return
 			}
 			defer c.Release()
+			if err := c.Apply(settings); err != nil {
+				g.fail(leafError(leaf, err))
+				return
+			}
 			if err := g.stream(ctx, c, t.scanSQL(part), schema, ch, false); err != nil {
 				g.fail(leafError(leaf, err))
 			}

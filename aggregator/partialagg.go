@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dolthub/go-mysql-server/sql"
@@ -99,12 +100,22 @@ func partialGroupBy(ctx *sql.Context, gb *plan.GroupBy) (sql.Node, bool) {
 			if !ok {
 				return nil, false
 			}
-			i := add(text, e.Type())
-			switch x := e.(type) {
-			case *expression.GetField:
-				selected = append(selected, x.WithIndex(i))
-			case sql.Nameable:
-				selected = append(selected, expression.NewAlias(x.Name(), field(i)))
+			i := slices.Index(ps.groupBy, text)
+			if i < 0 {
+				// Not a grouping expression: the aggregator's GroupBy
+				// takes some row's value, so each partition sends one,
+				// with ANY_VALUE. Sent bare, the partition's query could
+				// be refused by GMS's ONLY_FULL_GROUP_BY check where the
+				// client's query passed it: GMS checks a GroupBy only
+				// when no Project, Having or Sort sits right above it,
+				// so the verdict depends on the plan's shape, and
+				// `SELECT COALESCE(95, c) … GROUP BY k` becomes
+				// `SELECT k, c … GROUP BY k`, whose Project GMS erases.
+				i = add("ANY_VALUE("+text+")", e.Type())
+			}
+			switch e.(type) {
+			case *expression.GetField, sql.Nameable:
+				selected = append(selected, &pickedValue{orig: e, field: field(i)})
 			default:
 				return nil, false
 			}
@@ -347,6 +358,117 @@ func (m *mergeAgg) WithId(id sql.ColumnId) sql.IdExpression {
 }
 
 func (m *mergeAgg) WithWindow(*sql.WindowDefinition) sql.WindowAdaptableExpression { return m }
+
+// pickedValue is a selected expression of a split GroupBy that is no
+// aggregate (a grouping column, or a column some row of the group gives,
+// as MySQL allows without ONLY_FULL_GROUP_BY): it keeps the value of the
+// first partial row of its group. It is an aggregation all the same, so
+// that GMS's ONLY_FULL_GROUP_BY check passes over the rewritten GroupBy:
+// the check has judged the client's GroupBy already, but a derived
+// table's plan is rewritten when GMS finishes it and then checked again
+// as part of the outer query, where the split GroupBy groups by its own
+// columns (p0, …) and a bare column would look ungrouped (`SELECT * FROM
+// (SELECT y FROM b GROUP BY y) AS dt` failed with 1105). It keeps the
+// original's name, table, type and id, so the plan above reads it
+// unchanged.
+type pickedValue struct {
+	orig  sql.Expression
+	field *expression.GetField
+}
+
+var (
+	_ sql.Aggregation  = (*pickedValue)(nil)
+	_ sql.Nameable     = (*pickedValue)(nil)
+	_ sql.Tableable    = (*pickedValue)(nil)
+	_ sql.Databaseable = (*pickedValue)(nil)
+)
+
+func (v *pickedValue) NewBuffer() (sql.AggregationBuffer, error) {
+	return &firstValue{field: v.field}, nil
+}
+
+func (v *pickedValue) Resolved() bool             { return true }
+func (v *pickedValue) String() string             { return v.orig.String() }
+func (v *pickedValue) Type() sql.Type             { return v.orig.Type() }
+func (v *pickedValue) IsNullable() bool           { return v.orig.IsNullable() }
+func (v *pickedValue) Children() []sql.Expression { return nil }
+
+// Name, Table and Database name the GroupBy's output column as the
+// original did.
+func (v *pickedValue) Name() string {
+	if n, ok := v.orig.(sql.Nameable); ok {
+		return n.Name()
+	}
+	return v.orig.String()
+}
+
+func (v *pickedValue) Table() string {
+	if t, ok := v.orig.(sql.Tableable); ok {
+		return t.Table()
+	}
+	return ""
+}
+
+func (v *pickedValue) Database() string {
+	if d, ok := v.orig.(sql.Databaseable); ok {
+		return d.Database()
+	}
+	return ""
+}
+
+func (v *pickedValue) Id() sql.ColumnId {
+	if ide, ok := v.orig.(sql.IdExpression); ok {
+		return ide.Id()
+	}
+	return 0
+}
+
+func (v *pickedValue) WithId(id sql.ColumnId) sql.IdExpression {
+	n := *v
+	if ide, ok := v.orig.(sql.IdExpression); ok {
+		n.orig = ide.WithId(id).(sql.Expression)
+	}
+	return &n
+}
+
+func (v *pickedValue) Window() *sql.WindowDefinition                                  { return nil }
+func (v *pickedValue) WithWindow(*sql.WindowDefinition) sql.WindowAdaptableExpression { return v }
+func (v *pickedValue) NewWindowFunction() (sql.WindowFunction, error) {
+	return nil, fmt.Errorf("%s: a picked value has no window form", v.orig)
+}
+
+func (v *pickedValue) Eval(*sql.Context, sql.Row) (interface{}, error) {
+	return nil, aggregation.ErrEvalUnsupportedOnAggregation.New(v.orig.String())
+}
+
+func (v *pickedValue) WithChildren(children ...sql.Expression) (sql.Expression, error) {
+	if len(children) != 0 {
+		return nil, sql.ErrInvalidChildrenNumber.New(v, len(children), 0)
+	}
+	return v, nil
+}
+
+// firstValue keeps the value of the first row.
+type firstValue struct {
+	field sql.Expression
+	seen  bool
+	v     interface{}
+}
+
+func (f *firstValue) Update(ctx *sql.Context, row sql.Row) error {
+	if f.seen {
+		return nil
+	}
+	v, err := f.field.Eval(ctx, row)
+	if err != nil {
+		return err
+	}
+	f.v, f.seen = v, true
+	return nil
+}
+
+func (f *firstValue) Eval(*sql.Context) (interface{}, error) { return f.v, nil }
+func (f *firstValue) Dispose()                               {}
 
 // countMerge adds up partial counts.
 type countMerge struct {

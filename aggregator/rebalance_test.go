@@ -115,7 +115,10 @@ func TestRebalanceGrowAndEnableHA(t *testing.T) {
 // is an Orphan, which EXPLAIN CLEAR ORPHAN DATABASES lists and CLEAR
 // ORPHAN DATABASES drops, leaving the data alone.
 func TestClusterStatusAndOrphans(t *testing.T) {
-	c := testutil.StartCluster(t, 2, 0)
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	// the test makes an orphan by hand on the first leaf
+	c.AddLeaf(testutil.StartNodeEnv(t, []string{"CANOPY_FAILPOINT=client-internal-access"}), 0)
+	c.AddLeaf(testutil.StartNode(t), 0)
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "CREATE DATABASE orph PARTITIONS 4")
 	testutil.Exec(t, ma, "CREATE TABLE orph.t (id INT PRIMARY KEY)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func shuffledJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
 	for _, p := range pairs {
 		shape.Hashable = shape.Hashable || p.hashable
 	}
-	sj := &shuffleJoin{a: a, l: l, r: r, on: on, pairs: pairs, schema: j.Schema(), shape: shape, kind: "JOIN"}
+	sj := &shuffleJoin{a: a, l: l, r: r, on: on, pairs: pairs, schema: j.Schema(), ids: columnIds(j), shape: shape, kind: "JOIN"}
 	if outer {
 		sj.kind = "LEFT JOIN"
 	}
@@ -185,9 +186,16 @@ type shuffleJoin struct {
 	on       string
 	pairs    []keyPair
 	schema   sql.Schema
+	ids      []sql.ColumnId // the replaced join's column ids (see columnIds)
 }
 
-var _ sql.ExecSourceRel = (*shuffleJoin)(nil)
+var (
+	_ sql.ExecSourceRel = (*shuffleJoin)(nil)
+	_ sql.Projector     = (*shuffleJoin)(nil)
+)
+
+// ProjectedExprs gives GMS the column ids of the join this replaced.
+func (j *shuffleJoin) ProjectedExprs() []sql.Expression { return projectIds(j.schema, j.ids) }
 
 func (j *shuffleJoin) label() string {
 	if j.strategy == planner.Repartition {
@@ -348,9 +356,25 @@ type cleanupIter struct {
 	cleanup func()
 }
 
-func (c *cleanupIter) Close(ctx *sql.Context) error {
-	err := c.RowIter.Close(ctx)
-	c.once.Do(c.cleanup)
+// Next cleans up as soon as the rows are read to the end: GMS's cross
+// join drops a right-side iterator it has read to the end without closing
+// it, which left the scratch tables behind.
+func (c *cleanupIter) Next(ctx *sql.Context) (sql.Row, error) {
+	row, err := c.RowIter.Next(ctx)
+	if err != nil {
+		c.finish(ctx)
+	}
+	return row, err
+}
+
+func (c *cleanupIter) Close(ctx *sql.Context) error { return c.finish(ctx) }
+
+func (c *cleanupIter) finish(ctx *sql.Context) error {
+	var err error
+	c.once.Do(func() {
+		err = c.RowIter.Close(ctx)
+		c.cleanup()
+	})
 	return err
 }
 
@@ -412,9 +436,12 @@ func (a *Aggregator) newShipment(ctx *sql.Context, leaves []string, table string
 	}
 	var keyCols []string
 	for _, k := range key {
-		// BLOB/TEXT, JSON and geometry columns cannot be indexed whole
-		if t := schema[k].Type; !types.IsTextBlob(t) && !types.IsJSON(t) && !types.IsGeometry(t) {
-			keyCols = append(keyCols, quoteIdent(schema[k].Name))
+		col := quoteIdent(schema[k].Name)
+		// BLOB/TEXT, JSON and geometry columns cannot be indexed whole; a
+		// column the condition equates twice (ON a = b AND b = a) is
+		// indexed once, as a repeated column is an error (1060)
+		if t := schema[k].Type; !types.IsTextBlob(t) && !types.IsJSON(t) && !types.IsGeometry(t) && !slices.Contains(keyCols, col) {
+			keyCols = append(keyCols, col)
 		}
 	}
 	if len(keyCols) > 0 {

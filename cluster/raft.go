@@ -34,6 +34,8 @@ type Config struct {
 	// Listen returns the internal port's raft listener; called again when
 	// the member restarts (a forced reconfiguration closes the first).
 	Listen func() net.Listener
+	// Dialer reaches the other aggregators' internal ports.
+	Dialer mux.Dialer
 	Log    *slog.Logger
 	// OnApply is called after each applied command with the old and new
 	// state (on the raft goroutine; keep it short).
@@ -122,7 +124,7 @@ func Start(cfg Config, bootstrap bool) (*Raft, error) {
 
 func (rf *Raft) newTransport() *raft.NetworkTransport {
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{Listener: rf.cfg.Listen(), addr: rf.cfg.RaftAddr},
+		Stream:  &streamLayer{Listener: rf.cfg.Listen(), addr: rf.cfg.RaftAddr, dialer: rf.cfg.Dialer},
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
 		Logger:  rf.rc.Logger,
@@ -404,11 +406,12 @@ func (s snapshot) Release() {}
 // streamLayer carries raft over the internal port's raft tag.
 type streamLayer struct {
 	net.Listener
-	addr string
+	addr   string
+	dialer mux.Dialer
 }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return mux.Dial(string(addr), mux.TagRaft, timeout)
+	return s.dialer.Dial(string(addr), mux.TagRaft, timeout)
 }
 
 func (s *streamLayer) Addr() net.Addr { return fakeAddr(s.addr) }

@@ -27,6 +27,9 @@ type membership struct {
 	Role      string `json:"role"` // "leaf" or "aggregator"
 	ClusterID string `json:"cluster_id"`
 	Self      string `json:"self,omitempty"` // an aggregator's address (its raft id)
+	// Secret (hex) authenticates the links between the cluster's nodes:
+	// made when the cluster is founded, given to a node as it joins.
+	Secret string `json:"secret,omitempty"`
 }
 
 const membershipKey = "membership"
@@ -57,11 +60,40 @@ func newClusterID() string {
 	return hex.EncodeToString(b)
 }
 
+func newSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// setSecret makes a hex secret the one the node's links use ("": none).
+func (n *Node) setSecret(secret string) error {
+	if secret == "" {
+		n.secret.Store(nil)
+		return nil
+	}
+	b, err := hex.DecodeString(secret)
+	if err != nil || len(b) < 16 {
+		return mysql.NewSQLError(1105, "HY000", "bad cluster secret")
+	}
+	n.secret.Store(&b)
+	return nil
+}
+
+// clusterSecret is the cluster secret, or nil in no cluster.
+func (n *Node) clusterSecret() []byte {
+	if p := n.secret.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // aggregator returns the node's aggregator, or nil on a leaf.
 func (n *Node) aggregator() *aggregator.Aggregator { return n.agg.Load() }
 
-// startAggregator makes this node an aggregator of cluster id.
-func (n *Node) startAggregator(m membership, bootstrap bool) error {
+// startAggregator makes this node an aggregator of cluster id; joining:
+// it was added a moment ago.
+func (n *Node) startAggregator(m membership, bootstrap bool, joining bool) error {
 	if n.aggregator() != nil {
 		return fmt.Errorf("this node is already an aggregator")
 	}
@@ -71,6 +103,11 @@ func (n *Node) startAggregator(m membership, bootstrap bool) error {
 		return err
 	}
 	n.agg.Store(a)
+	if err := n.users.useCluster(); err != nil {
+		n.agg.Store(nil)
+		a.Close()
+		return err
+	}
 	n.log.Info("aggregator started", "cluster", m.ClusterID, "self", m.Self, "bootstrap", bootstrap)
 	return nil
 }
@@ -100,6 +137,15 @@ func (n *Node) InternalAddr() string {
 func (n *Node) RaftListener() net.Listener { return n.mux.Listen(mux.TagRaft) }
 
 func (n *Node) Session(id uint32) *storage.Session { return n.session(id) }
+
+func (n *Node) ClusterSecret() []byte { return n.clusterSecret() }
+func (n *Node) Dialer() mux.Dialer    { return n.dialer }
+func (n *Node) NodeTLS() bool         { return n.cfg.NodeTLS }
+func (n *Node) UsersChanged()         { n.users.changed() }
+
+func (n *Node) SQLContext(ctx context.Context, c *mysql.Conn) (*sql.Context, error) {
+	return n.sqlContext(ctx, c)
+}
 
 // RunLocal runs one statement of a client in this node's engine.
 func (n *Node) RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
@@ -140,7 +186,7 @@ func (n *Node) nodeStatus() (*sqltypes.Result, error) {
 	return res, nil
 }
 
-func (n *Node) joinCluster(cmd sqlcmd.JoinCluster) error {
+func (n *Node) joinCluster(cmd sqlcmd.JoinCluster, secret string) error {
 	m, err := n.membership()
 	if err != nil {
 		return err
@@ -151,12 +197,18 @@ func (n *Node) joinCluster(cmd sqlcmd.JoinCluster) error {
 	if m.Role != "" && m.Role != cmd.Role {
 		return mysql.NewSQLError(1105, "HY000", "This node is already a %s of cluster %s", m.Role, m.ClusterID)
 	}
-	m = membership{Role: cmd.Role, ClusterID: cmd.ClusterID, Self: cmd.Self}
+	if m.Secret != "" && m.Secret != secret {
+		return mysql.NewSQLError(1105, "HY000", "This node holds another secret of cluster %s", m.ClusterID)
+	}
+	m = membership{Role: cmd.Role, ClusterID: cmd.ClusterID, Self: cmd.Self, Secret: secret}
+	if err := n.setSecret(m.Secret); err != nil {
+		return err
+	}
 	if err := n.setMembership(&m); err != nil {
 		return err
 	}
 	if cmd.Role == "aggregator" && n.aggregator() == nil {
-		return n.startAggregator(m, false)
+		return n.startAggregator(m, false, true)
 	}
 	return nil
 }
@@ -174,7 +226,11 @@ func (n *Node) leaveCluster(cmd sqlcmd.LeaveCluster) error {
 		a.Close()
 		n.self = ""
 	}
-	return n.setMembership(nil)
+	if err := n.setMembership(nil); err != nil {
+		return err
+	}
+	n.secret.Store(nil)
+	return n.users.useLocal()
 }
 
 func (n *Node) bootstrap(cmd sqlcmd.BootstrapAggregator) error {
@@ -189,12 +245,16 @@ func (n *Node) bootstrap(cmd sqlcmd.BootstrapAggregator) error {
 	if port == 0 {
 		port = n.cfg.Port
 	}
-	m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(cmd.Host, strconv.Itoa(port))}
+	m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(cmd.Host, strconv.Itoa(port)), Secret: newSecret()}
 	if err := n.setMembership(&m); err != nil {
 		return err
 	}
-	if err := n.startAggregator(m, true); err != nil {
+	if err := n.setSecret(m.Secret); err != nil {
+		return err
+	}
+	if err := n.startAggregator(m, true, false); err != nil {
 		n.setMembership(nil)
+		n.secret.Store(nil)
 		return err
 	}
 	return nil

@@ -31,8 +31,22 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		return n.explain(c, cmd.Query)
 	case sqlcmd.NodeStatus:
 		return n.nodeStatus()
+	case sqlcmd.Challenge:
+		return n.challenge(c)
+	case sqlcmd.Authenticate:
+		return n.authenticate(c, cmd)
+	case sqlcmd.Impersonate:
+		return okResult(n.impersonate(ctx, c, cmd))
+	case sqlcmd.SetPassword:
+		return n.setPassword(ctx, c, query, cmd)
+	case sqlcmd.AlterUserRequire:
+		return n.alterUserRequire(ctx, c, query, cmd)
 	case sqlcmd.JoinCluster:
-		return okResult(n.joinCluster(cmd))
+		secret, err := n.joinSecret(c, cmd)
+		if err != nil {
+			return nil, err
+		}
+		return okResult(n.joinCluster(cmd, secret))
 	case sqlcmd.LeaveCluster:
 		return okResult(n.leaveCluster(cmd))
 	case sqlcmd.DropCopy:

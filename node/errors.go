@@ -59,6 +59,10 @@ var translations = []struct {
 		func(m []string, _ string) string { return "Duplicate key name '" + m[1] + "'" }},
 	{regexp.MustCompile(`^string '.*' is too large for column '(.*)'$`), 1406,
 		func(m []string, _ string) string { return "Data too long for column '" + m[1] + "' at row 1" }},
+	// a guarded database (node/guard.go) as GMS refuses it
+	{regexp.MustCompile(`^Database (.*) is read-only\.?$`), 1290, func(m []string, _ string) string {
+		return "The database '" + m[1] + "' belongs to the cluster: clients change it through an aggregator"
+	}},
 }
 
 // translateError turns an error from GMS or the storage layer into the

@@ -62,6 +62,31 @@ func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, ca
 	if cmd := sqlcmd.Parse(query); cmd != nil {
 		return rest, h.command(ctx, c, query, cmd, more, callback)
 	}
+	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
+		return rest, err
+	}
+	if stmt := accountStatement(query); stmt != nil {
+		if namesReservedAccount(stmt) {
+			return rest, errReservedAccount
+		}
+		// every aggregator enforces the change before the client hears of it
+		// (the engine has let go of its account tables by the time it answers)
+		synced := func(res *sqltypes.Result, more bool) error {
+			if err := h.n.afterAccountStatement(ctx, c, stmt); err != nil {
+				return err
+			}
+			h.n.syncChildren()
+			return callback(res, more)
+		}
+		return h.runSQL(ctx, c, query, rest, synced)
+	}
+	return h.runSQL(ctx, c, query, rest, callback)
+}
+
+// runSQL runs one statement of SQL: the aggregator's routing, else the
+// SQL engine.
+func (h *handler) runSQL(ctx context.Context, c *mysql.Conn, query, rest string, callback mysql.ResultSpoolFn) (string, error) {
+	more := rest != ""
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {
@@ -130,6 +155,13 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 }
 
 func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, prepare *mysql.PrepareData) ([]*querypb.Field, error) {
+	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
+		return nil, err
+	}
+	if stmt := accountStatement(query); stmt != nil {
+		// account statements run as text, where the node adds what GMS lacks
+		return nil, mysql.NewSQLError(1295, "HY000", "This command is not supported in the prepared statement protocol yet")
+	}
 	fields, err := h.Handler.ComPrepare(ctx, c, query, prepare)
 	return fields, translateError(err, h.currentDB(c))
 }
@@ -144,6 +176,7 @@ func (h *handler) ConnectionClosed(c *mysql.Conn) {
 	}
 	h.Handler.ConnectionClosed(c)
 	h.n.sessions.Delete(c.ConnectionID)
+	h.n.conns.Delete(c.ConnectionID)
 }
 
 func (h *handler) currentDB(c *mysql.Conn) string {
@@ -201,6 +234,10 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 func (h *handler) command(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command, more bool, callback mysql.ResultSpoolFn) error {
 	if s := h.n.session(c.ConnectionID); s != nil {
 		s.ClearWarnings() // a command's warnings are its own
+	}
+	if err := h.n.authorizeCommand(ctx, c, cmd); err != nil {
+		h.n.metrics.queryErrors.Inc()
+		return err
 	}
 	res, err := h.n.execCommand(ctx, c, query, cmd)
 	if err != nil {

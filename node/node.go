@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/canopydb/canopy/aggregator"
 	"github.com/canopydb/canopy/internal/gmsfix"
 	"github.com/canopydb/canopy/internal/mux"
+	"github.com/canopydb/canopy/internal/privilege"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
 )
@@ -60,6 +62,21 @@ type Config struct {
 	// more while a connected copy still needs them (0: DefaultLogRetain).
 	// A copy further behind is provisioned from a snapshot.
 	LogRetain int
+	// TLSCert and TLSKey are the MySQL port's certificate and key (PEM
+	// files). Without them the node generates a self-signed certificate
+	// on first start and keeps it in DataDir/tls, as MySQL 8 does.
+	TLSCert, TLSKey string
+	// RequireSecureTransport refuses client connections without TLS.
+	RequireSecureTransport bool
+	// NodeTLS makes this node's links to other nodes TLS (internal port
+	// and aggregator connections); its internal port then refuses
+	// plain links.
+	NodeTLS bool
+	// RootPasswordFile holds root's password for a node's first start.
+	RootPasswordFile string
+	// PProf serves /debug/pprof on the HTTP port (off by default: it
+	// reveals memory contents and costs CPU on request).
+	PProf bool
 }
 
 // DefaultLogRetain is Config.LogRetain's default.
@@ -112,6 +129,9 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.CacheMB == 0 {
 		c.CacheMB = 128
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, errors.New("--tls-cert and --tls-key go together")
+	}
 	return c, nil
 }
 
@@ -126,8 +146,13 @@ type Node struct {
 	http     *http.Server
 	mux      *mux.Mux // the internal port
 	agg      atomic.Pointer[aggregator.Aggregator]
-	self     string   // an aggregator's address (its raft id)
-	sessions sync.Map // connection id → *storage.Session
+	self     string                 // an aggregator's address (its raft id)
+	sessions sync.Map               // connection id → *storage.Session
+	conns    sync.Map               // connection id → *connInfo
+	secret   atomic.Pointer[[]byte] // the cluster secret; nil in no cluster
+	dialer   mux.Dialer
+	users    *users
+	tls      *tls.Config // the node's certificate
 	inflight sync.WaitGroup
 	// retainDone is closed when the log truncation loop has stopped
 	retainDone chan struct{}
@@ -171,17 +196,44 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{}), retainDone: make(chan struct{})}
 	n.metrics = newMetrics(n)
+	if n.tls, err = loadTLS(cfg); err != nil {
+		store.Close()
+		return nil, err
+	}
+	m, err := n.membership()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("read cluster membership: %w", err)
+	}
+	if err := n.setSecret(m.Secret); err != nil {
+		store.Close()
+		return nil, err
+	}
+	n.dialer = mux.Dialer{Secret: n.clusterSecret, TLS: cfg.NodeTLS}
 	aggregator.RegisterVariables()
+	privilege.Install()
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
 		AddPostAnalyzeRule(gmsfix.ExactSumsRuleID, gmsfix.ExactSums). // before PushAggregates, which splits its aggregates
-		AddPostAnalyzeRule(aggregator.PushdownRuleID, aggregator.PushFilters).
-		AddPostAnalyzeRule(aggregator.JoinRuleID, aggregator.PushJoins).
-		AddPostAnalyzeRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
-		AddPostAnalyzeRule(aggregator.TopNRuleID, aggregator.PushTopN).
-		AddPostAnalyzeRule(aggregator.SortRuleID, aggregator.PushSort).Build()
+		// The aggregator's rewrites come after GMS's validation, which
+		// must judge the client's statement as a leaf would, not the
+		// rewritten plan (a partial GroupBy groups by its own columns).
+		AddPostValidationRule(aggregator.PushdownRuleID, aggregator.PushFilters).
+		AddPostValidationRule(aggregator.JoinRuleID, aggregator.PushJoins).
+		AddPostValidationRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
+		AddPostValidationRule(aggregator.TopNRuleID, aggregator.PushTopN).
+		AddPostValidationRule(aggregator.SortRuleID, aggregator.PushSort).
+		AddPostValidationRule(aggregator.RescanRuleID, aggregator.CacheRescans).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
+	n.users = &users{n: n}
+	if err := n.users.start(cfg.RootPasswordFile); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if ip := net.ParseIP(cfg.Bind); (ip == nil || !ip.IsLoopback()) && n.users.rootWithoutPassword() {
+		log.Warn("root has no password and this node listens beyond this machine: set one (ALTER USER root IDENTIFIED BY '…', or --root-password-file on a node's first start)", "bind", cfg.Bind)
+	}
 
 	internal := net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.InternalPort))
 	iln, err := net.Listen("tcp", internal)
@@ -189,10 +241,10 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("listen on %s (internal): %w", internal, err)
 	}
-	n.mux = mux.New(iln, log)
+	n.mux = mux.New(iln, log, mux.Auth{Secret: n.clusterSecret, TLS: n.tls, RequireTLS: cfg.NodeTLS})
 	n.receiver = replication.NewReceiver(store, log)
 	go n.receiver.Serve(n.mux.Listen(mux.TagReplication))
-	n.hub = replication.NewHub(store, n.InternalAddr(), log.With("component", "partition-replication"))
+	n.hub = replication.NewHub(store, n.InternalAddr(), n.dialer, log.With("component", "partition-replication"))
 	store.SetReplicaWaiter(n.waitReplicas)
 	if err := n.loadReplication(); err != nil {
 		n.mux.Close()
@@ -211,8 +263,10 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		Address:  addr,
 		// A plain listener: GMS then skips its per-query poll for closed
 		// connections (a dup, readlink and close per query; deps.md §2).
-		Listener: plainListener{ln},
-		Version:  "8.0.31-canopy",
+		Listener:                plainListener{ln},
+		Version:                 "8.0.31-canopy",
+		TLSConfig:               n.tls,
+		ProtocolListenerFactory: n.listenerFactory,
 	}
 	n.server, err = server.NewServerWithHandler(srvCfg, n.engine, sql.NewContext, n.newSession, nil,
 		func(h mysql.Handler) (mysql.Handler, error) {
@@ -287,13 +341,17 @@ func (n *Node) startRole() error {
 	}
 	switch {
 	case m.Role == "aggregator":
-		return n.startAggregator(m, false)
+		return n.startAggregator(m, false, false)
 	case m.Role == "" && n.cfg.MasterAggregator:
-		m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(n.cfg.AdvertiseHost, strconv.Itoa(n.cfg.Port))}
+		m = membership{Role: "aggregator", ClusterID: newClusterID(), Self: net.JoinHostPort(n.cfg.AdvertiseHost, strconv.Itoa(n.cfg.Port)),
+			Secret: newSecret()}
 		if err := n.setMembership(&m); err != nil {
 			return err
 		}
-		return n.startAggregator(m, true)
+		if err := n.setSecret(m.Secret); err != nil {
+			return err
+		}
+		return n.startAggregator(m, true, false)
 	case m.Role == "leaf" && n.cfg.MasterAggregator:
 		return fmt.Errorf("--master-aggregator: this node is a leaf of cluster %s", m.ClusterID)
 	}
@@ -310,6 +368,7 @@ func (n *Node) newSession(ctx context.Context, conn *mysql.Conn, addr string) (s
 	}
 	base := sql.NewBaseSessionWithClientServer(addr, sql.Client{Address: host, User: user, Capabilities: conn.Capabilities}, conn.ConnectionID)
 	s := storage.NewSession(base, n.store)
+	s.SetGuard(leafGuard{n: n, connID: conn.ConnectionID})
 	n.sessions.Store(conn.ConnectionID, s)
 	return s, nil
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,14 @@ func writeFrame(w *bufio.Writer, typ byte, payload []byte) error {
 	return err
 }
 
-const maxFrame = 1 << 30
+// maxFrame bounds one frame (a log record of a large transaction can be
+// big); allocStep is how much of a frame is allocated before its bytes
+// arrive, so a peer announcing a huge frame and sending nothing costs
+// nothing.
+const (
+	maxFrame  = 1 << 30
+	allocStep = 1 << 20
+)
 
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	typ, err := r.ReadByte()
@@ -112,11 +120,16 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 		return 0, nil, err
 	}
 	if n > maxFrame {
-		return 0, nil, fmt.Errorf("replication: frame of %d bytes", n)
+		return 0, nil, fmt.Errorf("replication: frame of %d bytes (at most %d)", n, maxFrame)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return 0, nil, err
+	b := make([]byte, 0, min(n, allocStep))
+	for uint64(len(b)) < n {
+		k := min(n-uint64(len(b)), allocStep)
+		b = slices.Grow(b, int(k))
+		if _, err := io.ReadFull(r, b[len(b):len(b)+int(k)]); err != nil {
+			return 0, nil, err
+		}
+		b = b[:len(b)+int(k)]
 	}
 	return typ, b, nil
 }
@@ -311,6 +324,7 @@ func (rv *Receiver) receive(c net.Conn) {
 type Hub struct {
 	store   Store
 	source  string
+	dialer  mux.Dialer // to targets' internal ports
 	log     *slog.Logger
 	mu      sync.Mutex
 	senders map[key]*sender
@@ -320,8 +334,8 @@ type Hub struct {
 type key struct{ db, target string }
 
 // NewHub returns a hub shipping from store; source names this node in logs.
-func NewHub(store Store, source string, log *slog.Logger) *Hub {
-	return &Hub{store: store, source: source, log: log, senders: make(map[key]*sender), changed: make(chan struct{})}
+func NewHub(store Store, source string, dialer mux.Dialer, log *slog.Logger) *Hub {
+	return &Hub{store: store, source: source, dialer: dialer, log: log, senders: make(map[key]*sender), changed: make(chan struct{})}
 }
 
 type sender struct {
@@ -570,7 +584,7 @@ func (s *sender) stream() error {
 	if s.hub.store.IsReplica(s.db) {
 		return fmt.Errorf("replication: %s here is not a master copy; it ships nothing", s.db)
 	}
-	c, err := mux.Dial(s.target, mux.TagReplication, 2*time.Second)
+	c, err := s.hub.dialer.Dial(s.target, mux.TagReplication, 2*time.Second)
 	if err != nil {
 		return err
 	}

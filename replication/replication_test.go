@@ -49,7 +49,7 @@ func TestShipDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := mux.New(ln, log)
+	m := mux.New(ln, log, testAuth)
 	defer m.Close()
 	go NewReceiver(dst.store, log).Serve(m.Listen(mux.TagReplication))
 
@@ -61,7 +61,7 @@ func TestShipDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hub := NewHub(src.store, "src", log)
+	hub := NewHub(src.store, "src", testDialer, log)
 	defer hub.Close()
 	hub.Ensure("ref", ln.Addr().String())
 

@@ -42,7 +42,7 @@ func startTarget(t *testing.T, dir, addr string) *target {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	tg := &target{t: t, dir: dir, addr: ln.Addr().String(), node: &node{store: s, e: sqle.NewDefault(storage.NewProvider(s))}, m: mux.New(ln, log)}
+	tg := &target{t: t, dir: dir, addr: ln.Addr().String(), node: &node{store: s, e: sqle.NewDefault(storage.NewProvider(s))}, m: mux.New(ln, log, testAuth)}
 	go NewReceiver(s, log).Serve(tg.m.Listen(mux.TagReplication))
 	t.Cleanup(tg.stop)
 	return tg
@@ -92,7 +92,7 @@ func TestSnapshotProvisioning(t *testing.T) {
 	}
 	exec("DELETE FROM r WHERE id % 7 = 0")
 	tg := startTarget(t, t.TempDir(), "")
-	hub := NewHub(src.store, "src", log)
+	hub := NewHub(src.store, "src", testDialer, log)
 	defer hub.Close()
 
 	caughtUp := func(what string) {

@@ -136,7 +136,12 @@ func parseHash(l string) (int, string, bool) {
 // Result counts the records of one file.
 type Result struct {
 	Total, Passed int
-	Failures      []Failure
+	// Excused records failed, but only because of rules Options.Excuse
+	// names (and what those refusals left behind): neither passed nor
+	// failed.
+	Excused  int
+	Failures []Failure
+	Excuses  []Failure // the first Options.MaxFailures excused records
 }
 
 // Failure describes one record that did not give the expected result.
@@ -150,8 +155,21 @@ type Failure struct {
 type Options struct {
 	// Timeout bounds a single record.
 	Timeout time.Duration
-	// MaxFailures kept in Result.Failures.
+	// MaxFailures kept in Result.Failures (and Result.Excuses).
 	MaxFailures int
+	// Excuse, if set, says whether the error a record failed with is a
+	// refusal the target is entitled to (a distributed system's rules
+	// that a single server does not have). Such a record is excused.
+	Excuse func(error) bool
+	// Shadow, with Excuse, opens an empty database on a server without
+	// those rules (a single leaf). After the first excused record of a
+	// run, the run's statements are mirrored there, the excused ones
+	// left out, so the shadow holds what the target would hold if it
+	// were right; a later record that fails on the target and on the
+	// shadow alike fails only because of the excused refusals, and is
+	// excused too. (That takes a shadow that passes the records by
+	// itself: a single leaf passes the whole sample, TestCompatibility.)
+	Shadow func() (Conn, error)
 }
 
 // Conn is what Run needs of a database connection: a dedicated session.
@@ -168,18 +186,38 @@ func Run(conn Conn, recs []Record, o Options, reconnect func() (Conn, error)) Re
 		o.Timeout = 30 * time.Second
 	}
 	var res Result
-	for _, r := range recs {
+	sh := shadow{o: o}
+	for i, r := range recs {
 		res.Total++
 		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-		reason := check(ctx, conn, r)
+		reason, err := check(ctx, conn, r)
 		timedOut := ctx.Err() != nil
 		cancel()
-		if reason == "" {
+		excused := false
+		switch {
+		case reason == "":
+		case o.Excuse != nil && err != nil && o.Excuse(err):
+			excused = true
+			sh.refuse(i)
+		default:
+			excused = sh.failsToo(recs, i)
+		}
+		if !excused {
+			sh.mirror(recs, i)
+		}
+		switch {
+		case reason == "":
 			res.Passed++
 			continue
-		}
-		if len(res.Failures) < o.MaxFailures {
-			res.Failures = append(res.Failures, Failure{Line: r.Line, SQL: r.SQL, Reason: reason})
+		case excused:
+			res.Excused++
+			if len(res.Excuses) < o.MaxFailures {
+				res.Excuses = append(res.Excuses, Failure{Line: r.Line, SQL: r.SQL, Reason: reason})
+			}
+		default:
+			if len(res.Failures) < o.MaxFailures {
+				res.Failures = append(res.Failures, Failure{Line: r.Line, SQL: r.SQL, Reason: reason})
+			}
 		}
 		if timedOut && reconnect != nil {
 			if c, err := reconnect(); err == nil {
@@ -190,29 +228,90 @@ func Run(conn Conn, recs []Record, o Options, reconnect func() (Conn, error)) Re
 	return res
 }
 
-// check runs one record and returns why it failed, or "".
-func check(ctx context.Context, conn Conn, r Record) string {
+// shadow follows a run on Options.Shadow once a record has been excused.
+type shadow struct {
+	o       Options
+	refused map[int]bool // records excused, left out of the shadow
+	conn    Conn         // nil until the first excused record
+	played  int          // records [0, played) are settled on the shadow
+	broken  bool         // the shadow could not be opened
+}
+
+// refuse notes that record i was excused and opens the shadow.
+func (s *shadow) refuse(i int) {
+	if s.refused == nil {
+		s.refused = map[int]bool{}
+	}
+	s.refused[i] = true
+	if s.conn == nil && s.o.Shadow != nil && !s.broken {
+		c, err := s.o.Shadow()
+		if err != nil {
+			s.broken = true
+			return
+		}
+		s.conn = c
+	}
+}
+
+// mirror plays the statements up to and including record i on the
+// shadow, leaving out the excused ones. Queries change nothing, and a
+// statement expected to fail should change nothing: neither is played
+// (replaying a refused CREATE TRIGGER's "already exists" twin would
+// create what the target never had).
+func (s *shadow) mirror(recs []Record, i int) {
+	if s.conn == nil || s.broken {
+		return
+	}
+	for ; s.played <= i; s.played++ {
+		r := recs[s.played]
+		if r.Query || r.ExpectError || s.refused[s.played] {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+		s.conn.ExecContext(ctx, r.SQL) // its outcome is compared when a record fails
+		cancel()
+	}
+}
+
+// failsToo says whether record i, which failed on the target, fails on
+// the shadow as well (then it is a consequence of the excused refusals).
+// A statement that fails on both is mirrored all the same.
+func (s *shadow) failsToo(recs []Record, i int) bool {
+	if s.conn == nil || s.broken {
+		return false
+	}
+	s.mirror(recs, i-1)
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	defer cancel()
+	reason, _ := check(ctx, s.conn, recs[i])
+	s.played = i + 1
+	return reason != ""
+}
+
+// check runs one record and returns why it failed, or "", and the error
+// the server returned, if any.
+func check(ctx context.Context, conn Conn, r Record) (string, error) {
 	if !r.Query {
 		_, err := conn.ExecContext(ctx, r.SQL)
 		switch {
 		case r.ExpectError && err == nil:
-			return "statement succeeded, expected an error"
+			return "statement succeeded, expected an error", nil
 		case !r.ExpectError && err != nil:
-			return "statement failed: " + err.Error()
+			return "statement failed: " + err.Error(), err
 		}
-		return ""
+		return "", nil
 	}
 	rows, err := conn.QueryContext(ctx, r.SQL)
 	if err != nil {
-		return "query failed: " + err.Error()
+		return "query failed: " + err.Error(), err
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return err.Error()
+		return err.Error(), err
 	}
 	if len(r.Types) != len(cols) {
-		return fmt.Sprintf("%d columns, expected %d", len(cols), len(r.Types))
+		return fmt.Sprintf("%d columns, expected %d", len(cols), len(r.Types)), nil
 	}
 	var table [][]string
 	for rows.Next() {
@@ -222,7 +321,7 @@ func check(ctx context.Context, conn Conn, r Record) string {
 			ptrs[i] = &raw[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return err.Error()
+			return err.Error(), err
 		}
 		row := make([]string, len(cols))
 		for i, v := range raw {
@@ -231,22 +330,22 @@ func check(ctx context.Context, conn Conn, r Record) string {
 		table = append(table, row)
 	}
 	if err := rows.Err(); err != nil {
-		return "query failed: " + err.Error()
+		return "query failed: " + err.Error(), err
 	}
 	values := flatten(table, r.Sort)
 	if r.Hash != "" {
 		if len(values) != r.HashCount {
-			return fmt.Sprintf("%d values, expected %d", len(values), r.HashCount)
+			return fmt.Sprintf("%d values, expected %d", len(values), r.HashCount), nil
 		}
 		if h := hashValues(values); h != r.Hash {
-			return "result hash " + h + ", expected " + r.Hash
+			return "result hash " + h + ", expected " + r.Hash, nil
 		}
-		return ""
+		return "", nil
 	}
 	if strings.Join(values, "\n") != strings.Join(r.Values, "\n") {
-		return fmt.Sprintf("got %v, expected %v", clip(values), clip(r.Values))
+		return fmt.Sprintf("got %v, expected %v", clip(values), clip(r.Values)), nil
 	}
-	return ""
+	return "", nil
 }
 
 func clip(v []string) []string {

@@ -1,6 +1,7 @@
 package sqlcmd
 
 import (
+	"encoding/hex"
 	"strconv"
 	"strings"
 )
@@ -67,11 +68,30 @@ type (
 
 	// NodeStatus is CANOPY NODE STATUS: role, cluster and ports of a node.
 	NodeStatus struct{}
-	// JoinCluster is CANOPY JOIN CLUSTER 'id' AS {LEAF | AGGREGATOR 'self'}.
+	// JoinCluster is CANOPY JOIN CLUSTER 'id' AS {LEAF | AGGREGATOR 'self'}
+	// KEY 'hex' SECRET 'hex': the cluster secret, which authenticates the
+	// node's links, sealed with a key agreed with the connection's
+	// ephemeral key (linkauth.Seal).
 	JoinCluster struct {
 		ClusterID string
 		Role      string // "leaf" or "aggregator"
 		Self      string // the aggregator's own address (host:port)
+		Key       string // the sender's public key, hex
+		Secret    string // the sealed secret, hex
+	}
+	// Challenge is CANOPY CHALLENGE: a node's cluster, a fresh nonce and
+	// an ephemeral public key for the connection (linkauth).
+	Challenge struct{}
+	// Authenticate is CANOPY AUTHENTICATE 'nonce' 'proof' (hex): the
+	// dialer's nonce and proof of the cluster secret; the node answers
+	// with its own proof.
+	Authenticate struct{ Nonce, Proof string }
+	// Impersonate is CANOPY IMPERSONATE 'user' 'host' (both hex) or NONE:
+	// a cluster link runs what follows with a client's privileges
+	// (statements a child aggregator forwards to the master).
+	Impersonate struct {
+		User, Host string
+		None       bool
 	}
 	// LeaveCluster is CANOPY LEAVE CLUSTER 'id'.
 	LeaveCluster struct{ ClusterID string }
@@ -153,6 +173,9 @@ func (CreateDatabase) command()      {}
 func (SetClusterVariable) command()  {}
 func (NodeStatus) command()          {}
 func (JoinCluster) command()         {}
+func (Challenge) command()           {}
+func (Authenticate) command()        {}
+func (Impersonate) command()         {}
 func (LeaveCluster) command()        {}
 func (DropCopy) command()            {}
 func (PrepareTxn) command()          {}
@@ -304,8 +327,36 @@ func parseCluster(p *parser) Command {
 		default:
 			return nil
 		}
+		if p.keyword("KEY") {
+			c.Key = p.next().text
+		}
+		if p.keyword("SECRET") {
+			c.Secret = p.next().text
+		}
 		if p.done() && c.ClusterID != "" {
 			return c
+		}
+	case p.keyword("CANOPY", "CHALLENGE"):
+		if p.done() {
+			return Challenge{}
+		}
+	case p.keyword("CANOPY", "AUTHENTICATE"):
+		c := Authenticate{Nonce: p.next().text, Proof: p.next().text}
+		if p.done() && c.Proof != "" {
+			return c
+		}
+	case p.keyword("CANOPY", "IMPERSONATE"):
+		if p.keyword("NONE") {
+			if p.done() {
+				return Impersonate{None: true}
+			}
+			return nil
+		}
+		user, host := p.next(), p.next()
+		u, err1 := hex.DecodeString(user.text)
+		h, err2 := hex.DecodeString(host.text)
+		if user.quoted && host.quoted && err1 == nil && err2 == nil && p.done() {
+			return Impersonate{User: string(u), Host: string(h)}
 		}
 	case p.keyword("CANOPY", "DROP", "COPY"):
 		c := DropCopy{Database: p.next().text}
@@ -354,7 +405,7 @@ func parseCluster(p *parser) Command {
 	case p.keyword("EXPLAIN", "REBALANCE", "PARTITIONS", "ON"), p.keyword("REBALANCE", "PARTITIONS", "ON"),
 		p.keyword("EXPLAIN", "RESTORE", "REDUNDANCY", "ON"), p.keyword("RESTORE", "REDUNDANCY", "ON"):
 		c := Rebalance{Explain: strings.EqualFold(p.toks[0].text, "EXPLAIN"), Database: p.next().text}
-		c.RestoreOnly = strings.EqualFold(p.toks[p.pos-4].text, "RESTORE")
+		c.RestoreOnly = strings.EqualFold(p.toks[0].text, "RESTORE") || strings.EqualFold(p.toks[1].text, "RESTORE")
 		c.Force = !c.RestoreOnly && p.keyword("FORCE")
 		if p.done() && c.Database != "" {
 			return c
@@ -495,6 +546,24 @@ func (p *parser) hostPort() (string, int, bool) {
 		port = n
 	}
 	return host.text, port, true
+}
+
+// account parses 'user'[@'host'] (host defaults to %, as MySQL's).
+func (p *parser) account() (user, host string, ok bool) {
+	u := p.next()
+	if u.text == "" && !u.quoted {
+		return "", "", false
+	}
+	host = "%"
+	if t := p.peek(); t.text == "@" && !t.quoted {
+		p.pos++
+		h := p.next()
+		if h.text == "" && !h.quoted {
+			return "", "", false
+		}
+		host = h.text
+	}
+	return u.text, host, true
 }
 
 // userAtHost parses user[:'password']@'host'[:port].

@@ -25,7 +25,7 @@ func ParseCreateTable(stmt string) (CreateTable, bool) {
 	}
 	var c CreateTable
 	var cut [][2]int // byte ranges to remove
-	if t := p.peek(); !t.quoted && strings.EqualFold(t.text, "REFERENCE") {
+	if t := p.peek(); !t.quoted && strings.EqualFold(t.text, "REFERENCE") && p.pos+1 < len(toks) {
 		c.Reference = true
 		cut = append(cut, [2]int{t.start, p.toks[p.pos+1].start})
 		p.pos++

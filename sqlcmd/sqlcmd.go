@@ -64,7 +64,7 @@ func tokenize(s string) ([]token, bool) {
 			for ; j < len(s); j++ {
 				if s[j] == '\\' && c != '`' && j+1 < len(s) {
 					j++
-					b.WriteByte(s[j])
+					writeEscaped(&b, s[j])
 					continue
 				}
 				if s[j] == c {
@@ -95,6 +95,30 @@ func tokenize(s string) ([]token, bool) {
 		}
 	}
 	return out, true
+}
+
+// writeEscaped writes what MySQL reads for a backslash followed by c in a
+// string literal (\% and \_ keep their backslash, for LIKE patterns).
+func writeEscaped(b *strings.Builder, c byte) {
+	switch c {
+	case '0':
+		b.WriteByte(0)
+	case 'b':
+		b.WriteByte('\b')
+	case 'n':
+		b.WriteByte('\n')
+	case 'r':
+		b.WriteByte('\r')
+	case 't':
+		b.WriteByte('\t')
+	case 'Z':
+		b.WriteByte(26)
+	case '%', '_':
+		b.WriteByte('\\')
+		b.WriteByte(c)
+	default:
+		b.WriteByte(c)
+	}
 }
 
 // explainStart is the offset of the statement after the EXPLAIN keyword.
@@ -179,6 +203,10 @@ func Parse(stmt string) Command {
 	}
 	p := &parser{toks: toks}
 	if c := parseCluster(p); c != nil {
+		return c
+	}
+	p.pos = 0
+	if c := parseAccountStatement(stmt, p); c != nil {
 		return c
 	}
 	p.pos = 0

@@ -98,6 +98,20 @@ func TestParseCluster(t *testing.T) {
 		{"CANOPY JOIN CLUSTER 'abc' AS LEAF", JoinCluster{ClusterID: "abc", Role: "leaf"}},
 		{"CANOPY JOIN CLUSTER 'abc' AS AGGREGATOR '127.0.0.1:3310'", JoinCluster{ClusterID: "abc", Role: "aggregator", Self: "127.0.0.1:3310"}},
 		{"CANOPY LEAVE CLUSTER 'abc'", LeaveCluster{ClusterID: "abc"}},
+		{"CANOPY JOIN CLUSTER 'abc' AS LEAF KEY '0a0b' SECRET 'ff00'", JoinCluster{ClusterID: "abc", Role: "leaf", Key: "0a0b", Secret: "ff00"}},
+		{"CANOPY CHALLENGE", Challenge{}},
+		{"CANOPY AUTHENTICATE '01' '02'", Authenticate{Nonce: "01", Proof: "02"}},
+		{"CANOPY IMPERSONATE '726f6f74' '25'", Impersonate{User: "root", Host: "%"}},
+		{"CANOPY IMPERSONATE 'root' '%'", nil}, // not hex
+		{"CANOPY IMPERSONATE NONE", Impersonate{None: true}},
+		{"SET PASSWORD = 'x'", SetPassword{Current: true, Password: "x"}},
+		{`SET PASSWORD FOR 'roo\t'@'%' = 'a\nb\'c'`, SetPassword{User: "roo\t", Host: "%", Password: "a\nb'c"}},
+		{"SET PASSWORD FOR app = PASSWORD('p')", SetPassword{User: "app", Host: "%", Password: "p"}},
+		{"ALTER USER u REQUIRE SSL", AlterUserRequire{User: "u", Host: "%", Require: "SSL", Rest: "ALTER USER u"}},
+		{"ALTER USER 'u'@'h' IDENTIFIED BY 'p' REQUIRE NONE", AlterUserRequire{User: "u", Host: "h", Require: "NONE",
+			Rest: "ALTER USER 'u'@'h' IDENTIFIED BY 'p'", HasMore: true}},
+		{"ALTER USER u REQUIRE SSL AND X509", nil},
+		{"ALTER USER u IDENTIFIED BY 'p'", nil}, // the engine's
 	}
 	for _, c := range cases {
 		if got := Parse(c.in); !reflect.DeepEqual(got, c.want) {
@@ -148,6 +162,23 @@ func TestParseCreateTable(t *testing.T) {
 		got, ok := ParseCreateTable(c.in)
 		if ok != c.ok || !reflect.DeepEqual(got, c.want) {
 			t.Errorf("ParseCreateTable(%q) = %#v, %v; want %#v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func TestAccessOf(t *testing.T) {
+	for _, c := range []struct {
+		cmd  Command
+		want Access
+	}{
+		{ShowLeaves{}, AccessProcess}, {AddLeaf{}, AccessSuper}, {Rebalance{Explain: true}, AccessProcess},
+		{Rebalance{}, AccessSuper}, {ClearOrphans{Explain: true}, AccessProcess}, {ClearOrphans{}, AccessSuper},
+		{PartitionCommand{}, AccessSuper}, {JoinCluster{}, AccessLink}, {PartitionRole{}, AccessLink},
+		{Replicate{}, AccessLink}, {Impersonate{}, AccessLink}, {NodeStatus{}, AccessLinkRead},
+		{Challenge{}, AccessChecked}, {Explain{}, AccessChecked}, {SetPassword{}, AccessChecked},
+	} {
+		if got := AccessOf(c.cmd); got != c.want {
+			t.Errorf("AccessOf(%T) = %d, want %d", c.cmd, got, c.want)
 		}
 	}
 }

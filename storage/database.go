@@ -14,7 +14,13 @@ import (
 type Database struct {
 	s *Store
 	d *dbState
+	// guarded: the session may not change this database (Session.Guard)
+	guarded bool
 }
+
+// IsReadOnly makes GMS refuse a guarded session's writes and schema
+// changes in the database (sql.ReadOnlyDatabase).
+func (db *Database) IsReadOnly() bool { return db.guarded }
 
 var (
 	_ sql.Database                = (*Database)(nil)

@@ -30,7 +30,7 @@ var errNoMySQLDB = sql.ErrDatabaseNotFound.New("mysql")
 
 func (p *Provider) Database(ctx *sql.Context, name string) (sql.Database, error) {
 	if d := p.s.database(name); d != nil {
-		return &Database{s: p.s, d: d}, nil
+		return &Database{s: p.s, d: d, guarded: guardOf(ctx, name) != nil}, nil
 	}
 	if strings.EqualFold(name, "mysql") {
 		return nil, errNoMySQLDB
@@ -53,13 +53,30 @@ func (p *Provider) AllDatabases(ctx *sql.Context) []sql.Database {
 }
 
 func (p *Provider) CreateDatabase(ctx *sql.Context, name string) error {
-	return p.s.CreateDatabase(name, sql.Collation_Default)
+	return p.CreateCollatedDatabase(ctx, name, sql.Collation_Default)
 }
 
 func (p *Provider) CreateCollatedDatabase(ctx *sql.Context, name string, collation sql.CollationID) error {
+	if err := guardOf(ctx, name); err != nil {
+		return err
+	}
 	return p.s.CreateDatabase(name, collation)
 }
 
 func (p *Provider) DropDatabase(ctx *sql.Context, name string) error {
+	if err := guardOf(ctx, name); err != nil {
+		return err
+	}
 	return p.s.DropDatabase(name)
+}
+
+// guardOf is the session's refusal to change a database, or nil.
+func guardOf(ctx *sql.Context, db string) error {
+	if ctx == nil {
+		return nil
+	}
+	if s := sessionFrom(ctx); s != nil && s.guard != nil && s.guard.Active() {
+		return s.guard.Check(db)
+	}
+	return nil
 }

@@ -15,7 +15,24 @@ type Session struct {
 	stmtSeq uint64
 	// dupEntry is MySQL's text for the last duplicate key error.
 	dupEntry string
+	guard    Guard
 }
+
+// Guard refuses a session's changes to some databases. A client of a
+// cluster's leaf may not change the cluster's partitions: the guard is
+// checked when GMS plans a write or schema change, when a database is
+// created or dropped, and when a transaction commits, so that no path (a
+// trigger, a procedure) gets around it.
+type Guard interface {
+	// Active reports whether the guard refuses anything now (cheap, so
+	// that sessions it lets through pay nothing more).
+	Active() bool
+	// Check refuses a change to db (an error) or allows it (nil).
+	Check(db string) error
+}
+
+// SetGuard installs the session's guard.
+func (s *Session) SetGuard(g Guard) { s.guard = g }
 
 var (
 	_ sql.TransactionSession    = (*Session)(nil)
@@ -72,6 +89,7 @@ func (s *Session) StartTransaction(ctx *sql.Context, c sql.TransactionCharacteri
 		s.txn.Rollback()
 	}
 	t := s.store.Begin(c == sql.ReadOnly)
+	t.guard = s.guard
 	if v, err := ctx.GetSessionVariable(ctx, "innodb_lock_wait_timeout"); err == nil {
 		if n, ok := toInt(v); ok && n > 0 {
 			t.lockWait = time.Duration(n) * time.Second

@@ -358,6 +358,16 @@ func (s *Store) commit(t *Txn) error {
 	if t.empty() {
 		return nil
 	}
+	if t.guard != nil && t.guard.Active() {
+		// before commitMu: a guard asks the store about databases
+		for _, g := range t.groupByDatabase() {
+			if d := s.databaseByID(g.dbID); !g.global && d != nil {
+				if err := t.guard.Check(d.meta.Name); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	s.commitMu.Lock()
@@ -424,6 +434,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		if d.replica && !t.replicated {
 			return nil, errReplicaReadOnly(d.meta.Name)
 		}
+
 		if d.handingOver && !t.outcome {
 			return nil, errHandingOver(d.meta.Name)
 		}

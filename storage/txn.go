@@ -74,6 +74,7 @@ type Txn struct {
 	// replicated: a change that arrived by replication, allowed on a
 	// replica database.
 	replicated bool
+	guard      Guard // the session's: databases it may not change
 	// outcome: the commit or rollback of a prepared transaction, allowed
 	// on a database that is handing over (it drains in-doubt parts).
 	outcome bool

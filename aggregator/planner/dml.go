@@ -27,6 +27,9 @@ func planInsert(in Input, ins *ast.Insert) (*Plan, error) {
 	case target.table == nil:
 		return &Plan{Kind: Local, Database: target.dist.Name, Reason: "not a table of the database"}, nil
 	}
+	if err := checkUpsertShardKey(ins, target); err != nil {
+		return nil, err
+	}
 	var rows ast.Values
 	switch v := ins.Rows.(type) {
 	case ast.Values:
@@ -234,7 +237,7 @@ func planUpdate(in Input, upd *ast.Update) (*Plan, error) {
 	for _, a := range upd.Exprs {
 		for _, k := range target.table.ShardKey {
 			if strings.EqualFold(a.Name.Name.String(), k) {
-				return nil, errorf(ErNotSupported, "UPDATE of shard key column '%s' of table '%s' is not supported: delete the row and insert it again", k, target.name)
+				return nil, shardKeyUpdateError(k, target.name)
 			}
 		}
 	}

@@ -54,6 +54,17 @@ type Plan struct {
 	Reason   string  // why a statement is Local or Gather
 	// InsertID is the first AUTO_INCREMENT value the aggregator generated.
 	InsertID uint64
+	// SetsInsertID: the statement sets the session's LAST_INSERT_ID()
+	// with LAST_INSERT_ID(expr); the executor reads the value back.
+	SetsInsertID bool
+	// Bound: the statement's session-dependent expressions were replaced
+	// by their values (see session.go); where the client's text would run
+	// in another session, the statement runs as ast.String(Stmt).
+	Bound bool
+	// ColumnNames are names of result columns (by position) whose
+	// expressions were replaced by values, as the client wrote them: the
+	// partition names them after the value.
+	ColumnNames map[int]string
 }
 
 // Route is the statement one partition runs.
@@ -79,10 +90,20 @@ type Input struct {
 	NextAutoIncrement func(db, table string) uint64
 	// Spread picks the partition of a row of a table without shard key.
 	Spread func(partitions int) int
+	// Session evaluates what the statement reads from the client's
+	// session (see session.go). Without one, a SELECT that reads it is
+	// left to the aggregator's engine (Gather) and a write is refused.
+	Session Session
 
 	// template, when set, plans a statement whose shard key values are
 	// bind variables (see MakeTemplate).
 	template *Template
+	// setsInsertID: the statement assigns LAST_INSERT_ID(expr)
+	setsInsertID bool
+	// bound: session-dependent expressions were replaced by values
+	bound bool
+	// columnNames: see Plan.ColumnNames
+	columnNames map[int]string
 }
 
 // Error is a planning error with the MySQL error number to report.
@@ -116,6 +137,20 @@ func (r *tableRef) reference() bool { return r.table != nil && r.table.Reference
 
 // Make plans one statement.
 func Make(in Input) (*Plan, error) {
+	if p, done, err := bindSession(&in); done {
+		return p, err
+	}
+	p, err := makePlan(in)
+	if err == nil && in.setsInsertID {
+		err = checkSetsInsertID(p)
+	}
+	if err == nil {
+		p.Bound, p.ColumnNames = in.bound, in.columnNames
+	}
+	return p, err
+}
+
+func makePlan(in Input) (*Plan, error) {
 	switch s := in.Stmt.(type) {
 	case *ast.Select, *ast.SetOp, *ast.ParenSelect:
 		return planSelect(in, s.(ast.SelectStatement))

@@ -35,6 +35,9 @@ func MakeTemplate(in Input) (*Template, bool) {
 	default:
 		return nil, false
 	}
+	if ReadsSession(in.Stmt) {
+		return nil, false // its values come from the session per execution
+	}
 	text := ast.String(in.Stmt)
 	t := &Template{}
 	in.template = t

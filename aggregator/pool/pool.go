@@ -16,6 +16,7 @@ import (
 
 	"github.com/dolthub/vitess/go/mysql"
 	"github.com/dolthub/vitess/go/sqltypes"
+	"github.com/dolthub/vitess/go/vt/vttls"
 )
 
 // Node is a node's address and credentials.
@@ -24,6 +25,12 @@ type Node struct {
 	Port     int
 	User     string
 	Password string
+	// TLS makes every connection TLS (the node's certificate is not
+	// verified: Login authenticates the node where it matters).
+	TLS bool
+	// Login, when set, runs on every new connection before its first use
+	// (the cluster link handshake); an error closes the connection.
+	Login func(c *mysql.Conn) error
 }
 
 // Addr is host:port.
@@ -155,6 +162,31 @@ type Pool struct {
 	open    atomic.Int64
 }
 
+// Connect opens one connection to a node, outside any pool, and runs its
+// Login.
+func Connect(ctx context.Context, n Node) (*mysql.Conn, error) {
+	params := &mysql.ConnParams{Host: n.Host, Port: n.Port, Uname: n.User, Pass: n.Password}
+	if n.TLS {
+		params.SslMode = vttls.Required
+	}
+	c, err := mysql.Connect(ctx, params)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, n.Addr(), err)
+	}
+	if n.Login != nil {
+		if dl, ok := ctx.Deadline(); ok {
+			c.Conn.SetDeadline(dl)
+		}
+		err := n.Login(c)
+		c.Conn.SetDeadline(time.Time{})
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: %w", n.Addr(), err)
+		}
+	}
+	return c, nil
+}
+
 // Conn is a borrowed connection; give it back with Release.
 type Conn struct {
 	*mysql.Conn
@@ -179,11 +211,9 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	p.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := mysql.Connect(dctx, &mysql.ConnParams{
-		Host: p.node.Host, Port: p.node.Port, Uname: p.node.User, Pass: p.node.Password,
-	})
+	c, err := Connect(dctx, p.node)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, p.node.Addr(), err)
+		return nil, err
 	}
 	c.Conn = &coalescingConn{Conn: c.Conn}
 	p.mu.Lock()
@@ -287,5 +317,5 @@ func (p *Pool) Exec(ctx context.Context, query string, maxRows int) (*sqltypes.R
 		c.Conn.Conn.SetDeadline(dl)
 		defer c.Conn.Conn.SetDeadline(time.Time{})
 	}
-	return c.Exec(query, maxRows)
+	return c.ExecWith(Defaults, query, maxRows) // not a client's statement: the node's defaults
 }

@@ -43,12 +43,20 @@ type (
 		Database string
 		LSN      uint64
 	}
-	DropTable     struct{ Database, Name string }
-	RenameTable   struct{ Database, From, To string }
+	DropTable struct{ Database, Name string }
+	// RenameTable renames a table; LSN is the position of the master's
+	// copy of the database with the renamed definition (as SchemaChanged).
+	RenameTable struct {
+		Database, From, To string
+		LSN                uint64 `json:",omitempty"`
+	}
 	SetPartitions struct {
 		Database   string
 		Partitions []Partition
 	}
+	// SetUsers replaces the cluster's MySQL accounts and grants (GMS's
+	// serialized user tables), which every aggregator enforces.
+	SetUsers struct{ Data []byte }
 )
 
 // Encode builds a command from a payload.
@@ -83,6 +91,8 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "set_partitions"
 	case SchemaChanged:
 		op = "schema_changed"
+	case SetUsers:
+		op = "set_users"
 	default:
 		return nil, fmt.Errorf("meta: unknown command %T", payload)
 	}
@@ -180,6 +190,11 @@ func (s *State) Apply(data []byte) (*State, error) {
 			} else {
 				d.Partitions = p.Partitions
 			}
+		}
+	case "set_users":
+		var p SetUsers
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			n.Users = p.Data
 		}
 	default:
 		err = fmt.Errorf("meta: unknown command %q", c.Op)
@@ -359,7 +374,8 @@ func (s *State) renameTable(p RenameTable) error {
 		return fmt.Errorf("Table '%s' already exists", p.To)
 	}
 	delete(d.Tables, strings.ToLower(p.From))
+	t.Counter = t.CounterName()
 	t.Name = p.To
 	d.Tables[strings.ToLower(p.To)] = t
-	return nil
+	return s.schemaChanged(p.Database, p.LSN)
 }

@@ -23,6 +23,10 @@ type State struct {
 	Databases   map[string]*Database `json:"databases"`
 	// NextAggregatorNumber numbers aggregators for AUTO_INCREMENT ranges.
 	NextAggregatorNumber int `json:"next_aggregator_number"`
+	// Users are the MySQL accounts and grants every aggregator enforces
+	// (go-mysql-server's serialized user tables; nil until the master
+	// aggregator records its own).
+	Users []byte `json:"users,omitempty"`
 }
 
 // Leaf is a leaf node of the cluster.
@@ -90,6 +94,18 @@ type Table struct {
 	ShardKey []string `json:"shard_key,omitempty"`
 	// AutoIncrement is the AUTO_INCREMENT column, which aggregators fill in.
 	AutoIncrement string `json:"auto_increment,omitempty"`
+	// Counter names the AUTO_INCREMENT counters aggregators keep for the
+	// table when it is not the table's name: its first name, kept through
+	// renames so that the values go on instead of starting over.
+	Counter string `json:"counter,omitempty"`
+}
+
+// CounterName is the name of the table's AUTO_INCREMENT counters.
+func (t *Table) CounterName() string {
+	if t.Counter != "" {
+		return t.Counter
+	}
+	return t.Name
 }
 
 // PartitionName is the leaf database holding partition ordinal of db.

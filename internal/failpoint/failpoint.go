@@ -1,6 +1,8 @@
 // Package failpoint lets fault tests crash a node at a named point of a
-// protocol (CANOPY_FAILPOINT=name[,name…] in its environment): the process
-// exits at once, as if killed, with everything before the point durable.
+// protocol (CANOPY_FAILPOINT=name[,name…] in its environment; the process
+// exits at once, as if killed, with everything before the point durable),
+// or switch on what no production node does (Enabled), such as letting a
+// client stage a fault by hand.
 package failpoint
 
 import (
@@ -26,3 +28,8 @@ func Hit(name string) {
 		os.Exit(3)
 	}
 }
+
+// Enabled reports whether a named switch is armed: a fault test's way to
+// turn on behaviour a production node never has (e.g. letting a client
+// run a node-internal command to stage a fault).
+func Enabled(name string) bool { return armed[name] }

@@ -93,6 +93,8 @@ type Node struct {
 	LogPath      string
 	Args         []string // extra flags
 	Env          []string // extra environment (KEY=value), e.g. CANOPY_FAILPOINT
+	// RootPassword is root's password, for tests that set one.
+	RootPassword string
 	cmd          *exec.Cmd
 	exited       chan struct{}
 	dbs          []*sql.DB
@@ -101,11 +103,26 @@ type Node struct {
 // StartNode starts a node on free ports with a fresh data directory.
 func StartNode(t testing.TB, extraArgs ...string) *Node {
 	t.Helper()
+	return StartNodeEnv(t, nil, extraArgs...)
+}
+
+// StartNodeEnv starts a node with extra environment (KEY=value), e.g.
+// CANOPY_FAILPOINT.
+func StartNodeEnv(t testing.TB, env []string, extraArgs ...string) *Node {
+	t.Helper()
+	return StartNodeEnvPassword(t, env, "", extraArgs...)
+}
+
+// StartNodeEnvPassword starts a node whose root has a password from its
+// first start (--root-password-file).
+func StartNodeEnvPassword(t testing.TB, env []string, rootPassword string, extraArgs ...string) *Node {
+	t.Helper()
 	ports := FreePorts(t, 3)
 	dir := t.TempDir()
 	n := &Node{
 		t: t, Port: ports[0], InternalPort: ports[1], HTTPPort: ports[2],
-		DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "node.log"), Args: extraArgs,
+		DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "node.log"), Args: extraArgs, Env: env,
+		RootPassword: rootPassword,
 	}
 	n.Start()
 	t.Cleanup(n.cleanup)
@@ -213,9 +230,20 @@ func (n *Node) DBWith(db string, vars map[string]string) *sql.DB {
 }
 
 func (n *Node) dsn(db string, interpolate bool) string {
+	return n.DSNAs("root", n.RootPassword, db, interpolate)
+}
+
+// DSNAs is a DSN for the node as another account.
+func (n *Node) DSNAs(user, password, db string, interpolate bool) string {
 	c := mysql.NewConfig()
-	c.User = "root"
+	c.User = user
+	c.Passwd = password
 	c.Net = "tcp"
+	for _, a := range n.Args {
+		if a == "--require-secure-transport" {
+			c.TLSConfig = "skip-verify" // its certificate is self-signed
+		}
+	}
 	c.Addr = n.Addr()
 	c.DBName = db
 	c.InterpolateParams = interpolate
@@ -226,6 +254,16 @@ func (n *Node) dsn(db string, interpolate bool) string {
 
 // DB opens a connection pool to the node; it is closed with the test.
 func (n *Node) DB(db string) *sql.DB { return n.open(n.DSN(db)) }
+
+// PreparingDBAs is PreparingDB as another account.
+func (n *Node) PreparingDBAs(user, password, db string) *sql.DB {
+	return n.open(n.DSNAs(user, password, db, false))
+}
+
+// DBAs opens a connection pool to the node as another account.
+func (n *Node) DBAs(user, password, db string) *sql.DB {
+	return n.open(n.DSNAs(user, password, db, true))
+}
 
 // PreparingDB is like DB, but queries with arguments run as server-side
 // prepared statements (the driver does not interpolate them).

@@ -150,6 +150,9 @@ func (rc *RowCodec) DecodeInto(b []byte, dst sql.Row, proj []int) error {
 		return ErrFormatChanged
 	}
 	start := 1 + hn
+	if len(b) < start+(len(rc.Cols)+7)/8 {
+		return fmt.Errorf("codec: row of %d bytes is shorter than its header", len(b))
+	}
 	bitmap := b[start : start+(len(rc.Cols)+7)/8]
 	pos := start + len(bitmap)
 	next := 0 // index into proj
@@ -235,7 +238,7 @@ func decodeValue(c Column, b []byte, want bool) (interface{}, int, error) {
 		sign := int(b[n]) - 1
 		n++
 		l, m := binary.Uvarint(b[n:])
-		if m <= 0 || len(b) < n+m+int(l) {
+		if m <= 0 || l > uint64(len(b)-n-m) {
 			return nil, 0, errShort
 		}
 		n += m
@@ -259,7 +262,7 @@ func decodeValue(c Column, b []byte, want bool) (interface{}, int, error) {
 		return time.Unix(sec, int64(nsec)).UTC(), n + m, nil
 	default:
 		l, n := binary.Uvarint(b)
-		if n <= 0 || len(b) < n+int(l) {
+		if n <= 0 || l > uint64(len(b)-n) {
 			return nil, 0, errShort
 		}
 		if !want {

@@ -1,0 +1,46 @@
+package meta
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDatabaseNameConflict(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		existing []string
+		want     string // substring of the reason; "" for none
+	}{
+		{"shop", nil, ""},
+		{"shop_1", []string{"shop"}, "partition 1 of database 'shop'"},
+		{"SHOP_12", []string{"shop"}, "partition 12 of database 'shop'"},
+		{"shop_01", []string{"shop"}, ""}, // never a partition name
+		{"shop_x", []string{"shop"}, ""},
+		{"shop", []string{"shop_1"}, "take the name of database 'shop_1'"},
+		{"shop", []string{"shop_a", "shopping"}, ""},
+		{"a_b_3", []string{"a_b"}, "partition 3 of database 'a_b'"},
+		{"a_b_3", []string{"a"}, ""},
+		{"a", []string{"a_b_3"}, ""},
+		{"mysql", nil, "reserved"},
+		{"Information_Schema", nil, "reserved"},
+		{"canopy_scratch", nil, "reserved"},
+		{"canopy_x", nil, "reserved"},
+		{"_1", []string{""}, ""},
+	} {
+		got := DatabaseNameConflict(c.name, c.existing)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("DatabaseNameConflict(%q, %q) = %q, want %q", c.name, c.existing, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		db   string
+		n    int
+		ok   bool
+	}{{"db_0", "db", 0, true}, {"db_10", "db", 10, true}, {"db_", "", 0, false}, {"_3", "", 0, false}, {"db", "", 0, false}, {"db_007", "", 0, false}} {
+		db, n, ok := PartitionOf(c.name)
+		if db != c.db || n != c.n || ok != c.ok {
+			t.Errorf("PartitionOf(%q) = %q, %d, %v", c.name, db, n, ok)
+		}
+	}
+}
