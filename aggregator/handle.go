@@ -588,17 +588,16 @@ func (a *Aggregator) Forward(ctx context.Context, c *mysql.Conn, query string) (
 	return a.forwardToMaster(ctx, c, query)
 }
 
-// forwardToMaster runs a statement on the master aggregator, in the
-// client's current database, and waits until this aggregator has applied
-// the metadata changes it made.
-// runAs runs a forwarded statement on a link to the master, in the
-// client's current database, with the client's privileges (the master
-// checks the client's account, not the link's; a statement of this
-// aggregator's own, account nil, runs with the link's).
+// runAs runs a forwarded statement on a link to the master with the
+// client's privileges and in the client's current database, none
+// included (the master checks the client's account, not the link's; a
+// statement of this aggregator's own, account nil, runs with the link's,
+// in no database: IMPERSONATE NONE leaves a link in none).
 func (a *Aggregator) runAs(ctx context.Context, c *pool.Conn, account *sql.Client, connID uint32, query string) (*sqltypes.Result, error) {
 	if account != nil {
 		// hex: no quoting or escaping can turn one account into another
-		if _, err := c.Exec("CANOPY IMPERSONATE '"+hex.EncodeToString([]byte(account.User))+"' '"+hex.EncodeToString([]byte(account.Address))+"'", 0); err != nil {
+		hx := func(s string) string { return "'" + hex.EncodeToString([]byte(s)) + "'" }
+		if _, err := c.Exec("CANOPY IMPERSONATE "+hx(account.User)+" "+hx(account.Address)+" "+hx(a.currentDB(connID)), 0); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -607,14 +606,12 @@ func (a *Aggregator) runAs(ctx context.Context, c *pool.Conn, account *sql.Clien
 			}
 		}()
 	}
-	if db := a.currentDB(connID); db != "" {
-		if _, err := c.Exec("USE "+quoteIdent(db), 0); err != nil {
-			return nil, err
-		}
-	}
 	return a.forwardExec(ctx, c, connID, query)
 }
 
+// forwardToMaster runs a statement on the master aggregator, as its
+// client, and waits until this aggregator has applied the metadata
+// changes it made.
 func (a *Aggregator) forwardToMaster(ctx context.Context, client *mysql.Conn, query string) (*sqltypes.Result, error) {
 	var connID uint32
 	var account *sql.Client

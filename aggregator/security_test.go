@@ -487,6 +487,12 @@ func TestAccountEscapes(t *testing.T) {
 	// the cluster's links still work: a forwarded schema change
 	testutil.Exec(t, child.DB("esc"), "CREATE TABLE after (id INT PRIMARY KEY)")
 
+	// a forwarded statement runs in its client's database, none included,
+	// whatever the link to the master last ran
+	testutil.Exec(t, child.DB("esc"), "CREATE USER u1")
+	expectErr(t, child.DB(""), 1046, "GRANT SELECT ON secret TO u1")
+	testutil.Exec(t, child.DB("esc"), "GRANT SELECT ON secret TO u1")
+
 	// an account whose name holds a tab: forwarded, it must stay itself
 	testutil.Exec(t, ma.DBAs("cu", "cu-pw", ""), "CREATE USER 'roo\\t'@'%' IDENTIFIED BY 'x'")
 	testutil.Exec(t, root, "GRANT CREATE USER ON *.* TO 'roo\\t'@'%'")

@@ -228,6 +228,7 @@ func (n *Node) impersonate(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Impers
 	next := *ci.original
 	if cmd.None {
 		ci.original = nil
+		sess.SetCurrentDatabase("")
 	} else {
 		// resolve the account as the child did (the same accounts), and
 		// act as exactly that entry
@@ -241,6 +242,9 @@ func (n *Node) impersonate(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Impers
 			return mysql.NewSQLError(mysql.ERAccessDeniedError, mysql.SSAccessDeniedError, "Access denied: no account '%s'@'%s' to act for", cmd.User, cmd.Host)
 		}
 		next.User, next.Address = usr.User, usr.Host
+		// the client's current database, checked when it chose it on the
+		// child; none is none, whatever the link's last client used
+		sess.SetCurrentDatabase(cmd.Database)
 	}
 	sess.SetClient(next)
 	sess.SetPrivilegeSet(nil, 0) // privileges are looked up again for the new user

@@ -86,12 +86,14 @@ type (
 	// dialer's nonce and proof of the cluster secret; the node answers
 	// with its own proof.
 	Authenticate struct{ Nonce, Proof string }
-	// Impersonate is CANOPY IMPERSONATE 'user' 'host' (both hex) or NONE:
-	// a cluster link runs what follows with a client's privileges
-	// (statements a child aggregator forwards to the master).
+	// Impersonate is CANOPY IMPERSONATE 'user' 'host' 'database' (hex) or
+	// NONE: a cluster link runs what follows as a client, with its
+	// privileges and current database ("": none), as a child aggregator
+	// forwards a client's statement to the master. NONE goes back to the
+	// link's own account, in no database.
 	Impersonate struct {
-		User, Host string
-		None       bool
+		User, Host, Database string
+		None                 bool
 	}
 	// LeaveCluster is CANOPY LEAVE CLUSTER 'id'.
 	LeaveCluster struct{ ClusterID string }
@@ -352,11 +354,12 @@ func parseCluster(p *parser) Command {
 			}
 			return nil
 		}
-		user, host := p.next(), p.next()
+		user, host, db := p.next(), p.next(), p.next()
 		u, err1 := hex.DecodeString(user.text)
 		h, err2 := hex.DecodeString(host.text)
-		if user.quoted && host.quoted && err1 == nil && err2 == nil && p.done() {
-			return Impersonate{User: string(u), Host: string(h)}
+		d, err3 := hex.DecodeString(db.text)
+		if user.quoted && host.quoted && db.quoted && err1 == nil && err2 == nil && err3 == nil && p.done() {
+			return Impersonate{User: string(u), Host: string(h), Database: string(d)}
 		}
 	case p.keyword("CANOPY", "DROP", "COPY"):
 		c := DropCopy{Database: p.next().text}

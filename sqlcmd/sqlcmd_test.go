@@ -101,8 +101,10 @@ func TestParseCluster(t *testing.T) {
 		{"CANOPY JOIN CLUSTER 'abc' AS LEAF KEY '0a0b' SECRET 'ff00'", JoinCluster{ClusterID: "abc", Role: "leaf", Key: "0a0b", Secret: "ff00"}},
 		{"CANOPY CHALLENGE", Challenge{}},
 		{"CANOPY AUTHENTICATE '01' '02'", Authenticate{Nonce: "01", Proof: "02"}},
-		{"CANOPY IMPERSONATE '726f6f74' '25'", Impersonate{User: "root", Host: "%"}},
-		{"CANOPY IMPERSONATE 'root' '%'", nil}, // not hex
+		{"CANOPY IMPERSONATE '726f6f74' '25' ''", Impersonate{User: "root", Host: "%"}},
+		{"CANOPY IMPERSONATE '726f6f74' '25' '6462'", Impersonate{User: "root", Host: "%", Database: "db"}},
+		{"CANOPY IMPERSONATE '726f6f74' '25'", nil},
+		{"CANOPY IMPERSONATE 'root' '%' ''", nil}, // not hex
 		{"CANOPY IMPERSONATE NONE", Impersonate{None: true}},
 		{"SET PASSWORD = 'x'", SetPassword{Current: true, Password: "x"}},
 		{`SET PASSWORD FOR 'roo\t'@'%' = 'a\nb\'c'`, SetPassword{User: "roo\t", Host: "%", Password: "a\nb'c"}},

@@ -8,7 +8,6 @@
 package privilege
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -208,13 +207,6 @@ func privilegeName(authType string) string {
 	return commandName(authType)
 }
 
-// Statement checks every annotated node of a parsed statement with h, the
-// checks the engine's planner would make; a statement an aggregator runs
-// on leaves without planning it in its engine gets the same answer.
-func Statement(ctx *sql.Context, h sql.AuthorizationHandler, stmt ast.SQLNode) error {
-	return Infos(ctx, h, Collect(stmt))
-}
-
 // Infos checks already collected authorization information (a planned
 // template keeps its statement's).
 func Infos(ctx *sql.Context, h sql.AuthorizationHandler, infos []ast.AuthInformation) error {
@@ -252,19 +244,6 @@ func Collect(stmt ast.SQLNode) []ast.AuthInformation {
 var checkedOnPlan = map[string]bool{
 	ast.AuthType_GRANT_PRIVILEGE: true, ast.AuthType_GRANT_PROXY: true, ast.AuthType_GRANT_ROLE: true,
 	ast.AuthType_REVOKE_ALL: true, ast.AuthType_REVOKE_PRIVILEGE: true, ast.AuthType_REVOKE_PROXY: true, ast.AuthType_REVOKE_ROLE: true,
-}
-
-// IsDenied reports whether err is a privilege refusal.
-func IsDenied(err error) bool {
-	var se *mysql.SQLError
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Num {
-	case mysql.ERDBAccessDenied, erTableAccessDenied, mysql.ERSpecifiedAccessDenied, mysql.ERAccessDeniedError:
-		return true
-	}
-	return false
 }
 
 // erTableAccessDenied is ER_TABLEACCESS_DENIED_ERROR (vitess has no name for it).
