@@ -9,6 +9,7 @@ import (
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/internal/privilege"
+	"github.com/canopydb/canopy/storage"
 )
 
 // Privileges of statements the aggregator runs without planning them in
@@ -22,7 +23,7 @@ import (
 // makes if the connection has run nothing yet).
 func (a *Aggregator) clientContext(ctx context.Context, c *mysql.Conn) (*sql.Context, error) {
 	if s := a.host.Session(c.ConnectionID); s != nil {
-		return sql.NewContext(ctx, sql.WithSession(s)), nil
+		return storage.NewContext(ctx, sql.WithSession(s)), nil
 	}
 	return a.host.SQLContext(ctx, c)
 }

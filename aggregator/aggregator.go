@@ -110,7 +110,7 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		host:      h,
 		log:       h.Log().With("component", "aggregator"),
 		store:     h.Store(),
-		pools:     pool.New(64),
+		pools:     pool.New(64, defaultSettings.client),
 		self:      meta.Addr(host, port),
 		clusterID: clusterID,
 		stop:      make(chan struct{}),

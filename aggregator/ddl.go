@@ -15,6 +15,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
+	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
@@ -177,9 +178,21 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 }
 
 // onLeaves runs a statement for each partition on its leaf, leaves in
-// parallel, and returns the leaves (per ordinal, "" when skipped) where it
-// succeeded.
+// parallel, each on a pooled connection under the node's defaults, and
+// returns the leaves (per ordinal, "" when skipped) where it succeeded.
 func (a *Aggregator) onLeaves(ctx context.Context, masters []string, stmt func(p int) string) ([]string, error) {
+	return a.onLeavesWith(ctx, masters, stmt, nil)
+}
+
+// leafExec runs the statement of partition p on c, a connection of the
+// partition's leaf that the statements of its partitions share and that
+// is closed afterwards (leafExec may change its state, such as its
+// current database).
+type leafExec func(c *pool.Conn, p int, query string) error
+
+// onLeavesWith is onLeaves with each leaf's statements run by exec (nil:
+// on pooled connections).
+func (a *Aggregator) onLeavesWith(ctx context.Context, masters []string, stmt func(p int) string, exec leafExec) ([]string, error) {
 	done := make([]string, len(masters))
 	byLeaf := map[string][]int{}
 	for p, m := range masters {
@@ -194,18 +207,11 @@ func (a *Aggregator) onLeaves(ctx context.Context, masters []string, stmt func(p
 		wg.Add(1)
 		go func(leaf string, parts []int) {
 			defer wg.Done()
-			lp, err := a.leafPool(leaf)
-			if err == nil {
-				for _, p := range parts {
-					if _, err = lp.Exec(ctx, stmt(p), 0); err != nil {
-						err = leafError(leaf, err)
-						break
-					}
-					mu.Lock()
-					done[p] = leaf
-					mu.Unlock()
-				}
-			}
+			err := a.onLeafParts(ctx, leaf, parts, stmt, exec, func(p int) {
+				mu.Lock()
+				done[p] = leaf
+				mu.Unlock()
+			})
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {
@@ -217,6 +223,39 @@ func (a *Aggregator) onLeaves(ctx context.Context, masters []string, stmt func(p
 	}
 	wg.Wait()
 	return done, firstErr
+}
+
+// onLeafParts runs the statements of a leaf's partitions in turn, stopping at
+// the first that fails; ran notes each that succeeded.
+func (a *Aggregator) onLeafParts(ctx context.Context, leaf string, parts []int, stmt func(p int) string, exec leafExec, ran func(p int)) error {
+	lp, err := a.leafPool(leaf)
+	if err != nil {
+		return leafError(leaf, err)
+	}
+	if exec == nil {
+		for _, p := range parts {
+			if _, err := lp.Exec(ctx, stmt(p), 0); err != nil {
+				return leafError(leaf, err)
+			}
+			ran(p)
+		}
+		return nil
+	}
+	c, err := lp.Acquire(ctx)
+	if err != nil {
+		return leafError(leaf, err)
+	}
+	defer func() {
+		c.Close() // not back to the pool: exec may have changed it
+		c.Release()
+	}()
+	for _, p := range parts {
+		if err := exec(c, p, stmt(p)); err != nil {
+			return leafError(leaf, err)
+		}
+		ran(p)
+	}
+	return nil
 }
 
 func masters(d *meta.Database) ([]string, error) {

@@ -79,8 +79,8 @@ func TestDifferentialSession(t *testing.T) {
 	for i := 0; i < steps && failures < 10; i++ {
 		who := rng.Intn(len(clients))
 		for _, st := range g.step() {
-			want, werr := renderConn(clients[who].leaf, st.sql)
-			got, gerr := renderConn(clients[who].cluster, st.sql)
+			want, werr := testutil.RenderRows(clients[who].leaf, "|", st.sql)
+			got, gerr := testutil.RenderRows(clients[who].cluster, "|", st.sql)
 			if (werr == nil) != (gerr == nil) {
 				t.Errorf("step %d, client %d: %s\n single leaf error: %v\n cluster error: %v", i, who, st.sql, werr, gerr)
 				failures++
@@ -111,37 +111,6 @@ func TestDifferentialSession(t *testing.T) {
 			t.Errorf("at the end, %s differs (%v):\n single leaf: %.400q\n cluster: %.400q", q, err, want, got)
 		}
 	}
-}
-
-// renderConn runs a statement on one connection and renders its rows.
-func renderConn(c *sql.Conn, q string) ([]string, error) {
-	rows, err := c.QueryContext(context.Background(), q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]interface{}, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			if v == nil {
-				parts[i] = "NULL"
-			} else {
-				parts[i] = string(v)
-			}
-		}
-		out = append(out, strings.Join(parts, "|"))
-	}
-	return out, rows.Err()
 }
 
 // sessionGen makes the steps of the session family.

@@ -274,9 +274,6 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 					}
 				}
 			}
-			if err == nil {
-				err = c.Apply(settings)
-			}
 			if err != nil {
 				it.fail(leafError(j.leaf, err))
 				return
@@ -287,7 +284,7 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 					return
 				default:
 				}
-				if err := it.stream(ctx, c, sqlFor(p), schema, it.rows, inTxn); err != nil {
+				if err := it.stream(ctx, c, settings, sqlFor(p), schema, it.rows, inTxn); err != nil {
 					it.fail(leafError(j.leaf, err))
 					return
 				}
@@ -329,13 +326,14 @@ func (g *gatherIter) failed() error {
 	return g.err
 }
 
-// stream runs query on c and sends its rows to out. When the reader goes
-// away mid-result, a connection of a client transaction (txn) reads the
-// rest of the result, since closing it would end the transaction; any
-// other connection is closed.
-func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, query string, schema sql.Schema, out chan<- sql.Row, txn bool) error {
-	if err := c.ExecuteStreamFetch(query); err != nil {
-		return c.Check(err)
+// stream runs query on c under settings (their SET, when c holds other
+// ones, in the query's packet) and sends its rows to out. When the
+// reader goes away mid-result, a connection of a client transaction (txn)
+// reads the rest of the result, since closing it would end the
+// transaction; any other connection is closed.
+func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, settings *pool.Settings, query string, schema sql.Schema, out chan<- sql.Row, txn bool) error {
+	if err := c.StreamWith(settings, query); err != nil {
+		return err
 	}
 	for {
 		vals, err := c.FetchNext()

@@ -122,7 +122,7 @@ func (a *Aggregator) runTemplate(ctx context.Context, c *mysql.Conn, key templat
 	}
 	plan := &planner.Plan{Kind: planner.Routed, Database: d.Name, Routes: []planner.Route{{Partition: p, SQL: query}}}
 	a.templates.runs.Add(1)
-	res, err := a.execRoutes(ctx, c.ConnectionID, st, plan)
+	res, err := a.execRoutes(ctx, c.ConnectionID, st, plan, nil)
 	if err != nil {
 		return true, err
 	}

@@ -18,6 +18,7 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -310,6 +311,9 @@ func (a *Aggregator) leafDown(addr, state string) error {
 		return err
 	}
 	for _, name := range a.State().DatabaseNames() {
+		if failpoint.Enabled("failover-stalls") {
+			break // a test's failover that never finishes: the partitions keep naming the leaf
+		}
 		if err := a.failOver(name, addr); err != nil {
 			return err
 		}

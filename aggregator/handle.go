@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
@@ -54,6 +55,9 @@ type session struct {
 	// settings are what its statements need on leaf connections; nil:
 	// read them again (sessionvars.go)
 	settings atomic.Pointer[clientSettings]
+	// changing: a statement that may change the settings is running, so
+	// settings read meanwhile are not kept (see changeSettings)
+	changing atomic.Bool
 }
 
 func (a *Aggregator) session(id uint32) *session {
@@ -61,7 +65,9 @@ func (a *Aggregator) session(id uint32) *session {
 	return v.(*session)
 }
 
-// ConnectionClosed ends what a client left open.
+// ConnectionClosed ends what a client left open: the leaf parts of its
+// transaction roll back, its saved settings go. A COM_RESET_CONNECTION,
+// which gives the client a new session, ends it the same way.
 func (a *Aggregator) ConnectionClosed(id uint32) {
 	if v, ok := a.sessions.LoadAndDelete(id); ok {
 		a.finish(v.(*session), "ROLLBACK")
@@ -157,9 +163,8 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		}
 		a.afterCommit(sess)
 		return false, nil
-	case *ast.Set, *ast.Call:
-		sess.settingsChanged() // the engine runs it; the next statement reads the session again
 	}
+	changes := changesSettings(stmt)
 	// the privileges the statement needs, as the client wrote it (the
 	// planner rewrites it for the partitions), checked before planning
 	// says anything about the tables (which are sharded, say)
@@ -170,10 +175,11 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		return true, err
 	}
 	st := a.State()
+	eval := a.sessionEval(ctx, c)
 	in := planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
 		NextAutoIncrement: a.nextAutoIncrement, Spread: a.spreadPartition,
-		Session: a.sessionEval(ctx, c),
+		Session: eval,
 	}
 	if err := a.waitSchemas(ctx, planner.Databases(in)...); err != nil {
 		return true, err
@@ -190,12 +196,21 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 	if a.mastersOffline(st) && planOnOffline(st, p) && !a.inTransaction(c.ConnectionID) {
 		st = a.waitFailover(ctx, st)
 		in.Catalog = catalog{a, st}
+		// Make rewrote the statement in place (the session's values
+		// bound, partitions named): plan the client's text again
+		if in.Stmt, err = a.parse(c.ConnectionID, query); err != nil {
+			return true, err
+		}
+		stmt = in.Stmt
 		if p, err = planner.Make(in); err != nil {
 			return true, sqlError(err)
 		}
 	}
 	switch p.Kind {
 	case planner.Local, planner.Gather:
+		if changes {
+			return true, a.changeSettings(ctx, c, sess, query, callback)
+		}
 		return false, nil
 	case planner.DDL:
 		return true, a.ddl(ctx, c, stmt, query, callback)
@@ -203,11 +218,11 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		return true, a.referenceWrite(ctx, c, p, stmt, query, callback)
 	}
 	if p.SetsInsertID {
-		if _, err := a.gmsSession(ctx, c); err != nil { // it receives the value
+		if _, err := a.clientContext(ctx, c); err != nil { // its session receives the value
 			return true, err
 		}
 	}
-	res, err := a.execRoutes(ctx, c.ConnectionID, st, p)
+	res, err := a.execRoutes(ctx, c.ConnectionID, st, p, eval)
 	if err != nil {
 		return true, err
 	}
@@ -271,19 +286,20 @@ func routeLeaf(st *meta.State, db string, ordinal int) (string, error) {
 const cutoverWait = 5 * time.Second
 
 // execAutocommit runs an autocommit statement on the one partition of p,
-// starting on leaf. A master handing its role over, or just turned into a
+// starting on leaf (with ids, giving and reading back LAST_INSERT_ID() in
+// the same packet). A master handing its role over, or just turned into a
 // replica, refuses the commit whole (error 1290, nothing applied), so the
 // statement runs again on the master the metadata names next: writes to a
 // moving partition wait for the cutover instead of failing. It returns
 // the leaf that answered.
-func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan, settings *pool.Settings) (*sqltypes.Result, string, error) {
+func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan, settings *pool.Settings, ids *leafInsertIDs) (*sqltypes.Result, string, error) {
 	deadline := time.Now().Add(cutoverWait)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		lp, err := a.leafPool(leaf)
 		if err != nil {
 			return nil, leaf, err
 		}
-		res, err := lp.ExecWith(ctx, settings, p.Routes[0].SQL, maxRows)
+		res, err := ids.execOn(ctx, lp, settings, p.Routes[0].SQL)
 		var se *mysql.SQLError
 		if err == nil || !errors.As(err, &se) || se.Num != mysql.EROptionPreventsStatement || time.Now().After(deadline) {
 			return res, leaf, err
@@ -302,8 +318,11 @@ func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner
 // execRoutes runs a routed, split or broadcast plan. Outside a transaction
 // a statement on several leaves runs in one transaction per leaf, all
 // committed once all succeeded (all rolled back otherwise); inside a
-// transaction it runs on the transaction's connections.
-func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.State, p *planner.Plan) (*sqltypes.Result, error) {
+// transaction it runs on the transaction's connections. Each leaf gets
+// one packet: its settings, BEGIN or a SAVEPOINT, and its statements.
+// eval (nil for templates) gives the statement's time to plans whose
+// leaves fill columns from the clock.
+func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.State, p *planner.Plan, eval *sessionEval) (*sqltypes.Result, error) {
 	byLeaf := map[string][]planner.Route{}
 	var leaves []string
 	for _, r := range p.Routes {
@@ -319,23 +338,27 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 	sort.Strings(leaves)
 	inTxn := a.inTransaction(connID)
 	sess := a.session(connID)
-	settings := a.settingsOf(sess, connID).routed
-	if len(p.Routes) == 1 && !p.SetsInsertID {
+	settings := a.settingsOf(sess, connID).client
+	if p.StatementTime {
+		settings = atTime(settings, eval.time())
+	}
+	ids := a.leafInsertIDs(connID, p, len(leaves))
+	if len(p.Routes) == 1 {
 		leaf := leaves[0]
 		var res *sqltypes.Result
 		var err error
 		if inTxn {
 			var c *pool.Conn
-			if c, err = a.txnConn(ctx, sess, leaf); err != nil {
-				return nil, err
+			if c, err = a.txnConn(ctx, sess, leaf); err == nil {
+				res, err = ids.exec(c, settings, p.Routes[0].SQL)
 			}
-			res, err = c.ExecWith(settings, p.Routes[0].SQL, maxRows)
 		} else {
-			res, leaf, err = a.execAutocommit(ctx, leaf, p, settings)
+			res, leaf, err = a.execAutocommit(ctx, leaf, p, settings, ids)
 		}
 		if err != nil {
 			return nil, leafError(leaf, err)
 		}
+		ids.record()
 		fixResult(res, p)
 		return res, nil
 	}
@@ -345,47 +368,52 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 		err error
 	}
 	results := make([]out, len(leaves))
-	ids := a.leafInsertIDs(connID, p, len(leaves))
 	conns := make([]*pool.Conn, len(leaves))
 	var wg sync.WaitGroup
 	for i, leaf := range leaves {
 		wg.Add(1)
 		go func(i int, leaf string) {
 			defer wg.Done()
+			routes := byLeaf[leaf]
+			queries := make([]string, 0, len(routes)+3)
 			var c *pool.Conn
 			var err error
 			if inTxn {
 				c, err = a.txnConn(ctx, sess, leaf)
-				if err == nil {
-					_, err = c.ExecWith(settings, "SAVEPOINT canopy_statement", 0)
-				}
+				queries = append(queries, "SAVEPOINT canopy_statement")
 			} else {
 				var lp *pool.Pool
 				if lp, err = a.leafPool(leaf); err == nil {
-					if c, err = lp.Acquire(ctx); err == nil {
-						_, err = c.ExecWith(settings, "BEGIN", 0)
-					}
+					c, err = lp.Acquire(ctx)
 				}
-			}
-			if err == nil {
-				err = ids.before(c)
+				queries = append(queries, "BEGIN")
 			}
 			conns[i] = c
 			if err != nil {
 				results[i].err = leafError(leaf, err)
 				return
 			}
-			for _, r := range byLeaf[leaf] {
-				res, err := c.Exec(r.SQL, maxRows)
-				if err != nil {
-					results[i].err = leafError(leaf, err)
-					return
-				}
-				results[i].res = append(results[i].res, res)
+			if ids != nil {
+				queries = append(queries, setInsertIDQuery(ids.cur))
 			}
-			if err := ids.after(i, c); err != nil {
+			first := len(queries)
+			for _, r := range routes {
+				queries = append(queries, r.SQL)
+			}
+			if ids != nil {
+				queries = append(queries, readInsertIDQuery)
+			}
+			// the leaf stops at a statement that fails; the part is rolled
+			// back below
+			res, err := c.ExecMulti(settings, queries, maxRows)
+			if err == nil && ids != nil {
+				err = ids.note(i, res[len(res)-1])
+			}
+			if err != nil {
 				results[i].err = leafError(leaf, err)
+				return
 			}
+			results[i].res = res[first : first+len(routes)]
 		}(i, leaf)
 	}
 	wg.Wait()
@@ -470,8 +498,14 @@ func fixResult(res *sqltypes.Result, p *planner.Plan) {
 		if strings.HasPrefix(f.Database, prefix) {
 			f.Database = p.Database
 		}
+		if len(p.ColumnNames) == 0 {
+			continue
+		}
+		// a value the aggregator filled in (@x): the client's text names it
 		if name, ok := p.ColumnNames[i]; ok {
-			f.Name = name // a value the aggregator filled in (@x): the client's text names it
+			f.Name = name
+		} else if name, ok := p.ColumnNames[i-len(res.Fields)]; ok {
+			f.Name = name
 		}
 	}
 }
@@ -504,7 +538,7 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 	if err != nil {
 		return nil, leafError(leaf, err)
 	}
-	if _, err := c.ExecWith(s.beginSettings(), "BEGIN", 0); err != nil {
+	if _, err := c.Exec("BEGIN", 0); err != nil {
 		c.Release()
 		return nil, leafError(leaf, err)
 	}
@@ -592,21 +626,68 @@ func (a *Aggregator) Forward(ctx context.Context, c *mysql.Conn, query string) (
 // client's privileges and in the client's current database, none
 // included (the master checks the client's account, not the link's; a
 // statement of this aggregator's own, account nil, runs with the link's,
-// in no database: IMPERSONATE NONE leaves a link in none).
-func (a *Aggregator) runAs(ctx context.Context, c *pool.Conn, account *sql.Client, connID uint32, query string) (*sqltypes.Result, error) {
+// in no database: IMPERSONATE NONE leaves a link in none), under the
+// client's settings. One packet carries CANOPY IMPERSONATE, the client's
+// LAST_INSERT_ID() (when the statement may change it, forwardInsertIDKey),
+// the statement, the value read back, CANOPY IMPERSONATE NONE, and CANOPY
+// NODE STATUS, whose metadata index it returns (0: not known).
+func (a *Aggregator) runAs(ctx context.Context, c *pool.Conn, account *sql.Client, connID uint32, query string) (*sqltypes.Result, uint64, error) {
+	queries := make([]string, 0, 6)
 	if account != nil {
 		// hex: no quoting or escaping can turn one account into another
 		hx := func(s string) string { return "'" + hex.EncodeToString([]byte(s)) + "'" }
-		if _, err := c.Exec("CANOPY IMPERSONATE "+hx(account.User)+" "+hx(account.Address)+" "+hx(a.currentDB(connID)), 0); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if _, err := c.Exec("CANOPY IMPERSONATE NONE", 0); err != nil {
-				c.Close() // never hand a connection acting as a client back to the pool
-			}
-		}()
+		queries = append(queries, "CANOPY IMPERSONATE "+hx(account.User)+" "+hx(account.Address)+" "+hx(a.currentDB(connID)))
 	}
-	return a.forwardExec(ctx, c, connID, query)
+	var settings *pool.Settings
+	var s sql.Session
+	if connID != 0 {
+		settings = a.settingsFor(connID).client
+		if ss := a.host.Session(connID); ss != nil && ctx.Value(forwardInsertIDKey{}) != nil {
+			s = ss
+			queries = append(queries, setInsertIDQuery(s.GetLastQueryInfoInt(sql.LastInsertId)))
+		}
+	}
+	stmt := len(queries)
+	// the statements after it must not end up in a trailing ; or comment
+	queries = append(queries, strings.TrimRightFunc(query, func(r rune) bool { return r == ';' || unicode.IsSpace(r) }))
+	if s != nil {
+		queries = append(queries, readInsertIDQuery)
+	}
+	none := len(queries)
+	if account != nil {
+		queries = append(queries, "CANOPY IMPERSONATE NONE")
+	}
+	status := len(queries)
+	queries = append(queries, "CANOPY NODE STATUS")
+	results, err := c.ExecMulti(settings, queries, maxRows)
+	if account != nil && len(results) <= none {
+		// the master stopped before IMPERSONATE NONE (a statement failed)
+		if _, err := c.Exec("CANOPY IMPERSONATE NONE", 0); err != nil {
+			c.Close() // never hand a connection acting as a client back to the pool
+		}
+	}
+	if len(results) <= stmt {
+		return nil, 0, err // the statement failed, or did not run
+	}
+	if s != nil {
+		// the statement ran (and committed): a failure to read the value
+		// back leaves the client's value as it was, not the statement failed
+		if len(results) > stmt+1 {
+			if id, rerr := insertIDOf(results[stmt+1]); rerr == nil {
+				s.SetLastQueryInfoInt(sql.LastInsertId, id)
+			} else {
+				a.log.Warn("reading LAST_INSERT_ID() back from the master aggregator", "err", rerr)
+			}
+		} else {
+			a.log.Warn("reading LAST_INSERT_ID() back from the master aggregator", "err", err)
+		}
+	}
+	var idx uint64
+	if len(results) > status && len(results[status].Rows) == 1 {
+		row := results[status].Rows[0]
+		idx, _ = strconv.ParseUint(row[len(row)-1].ToString(), 10, 64)
+	}
+	return results[stmt], idx, nil
 }
 
 // forwardToMaster runs a statement on the master aggregator, as its
@@ -642,16 +723,11 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, client *mysql.Conn, qu
 			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	defer c.Release()
-	res, err := a.runAs(ctx, c, account, connID, query)
+	res, idx, err := a.runAs(ctx, c, account, connID, query)
 	if err != nil {
 		return nil, err
 	}
-	// catch up with the master's metadata
-	if st, err := c.Exec("CANOPY NODE STATUS", 10); err == nil && len(st.Rows) == 1 {
-		if idx, err := strconv.ParseUint(st.Rows[0][len(st.Rows[0])-1].ToString(), 10, 64); err == nil {
-			a.waitApplied(idx)
-		}
-	}
+	a.waitApplied(idx) // catch up with the master's metadata
 	return res, nil
 }
 

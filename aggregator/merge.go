@@ -111,11 +111,7 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 				return
 			}
 			defer c.Release()
-			if err := c.Apply(settings); err != nil {
-				g.fail(leafError(leaf, err))
-				return
-			}
-			if err := g.stream(ctx, c, t.scanSQL(part), schema, ch, false); err != nil {
+			if err := g.stream(ctx, c, settings, t.scanSQL(part), schema, ch, false); err != nil {
 				g.fail(leafError(leaf, err))
 			}
 		}(p.Master, p.Ordinal)

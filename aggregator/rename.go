@@ -4,11 +4,11 @@ import (
 	"cmp"
 	"context"
 	"strings"
-	"sync"
 
 	"github.com/dolthub/vitess/go/mysql"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
+	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
 )
 
@@ -19,9 +19,10 @@ import (
 // current database is the partition, and this node's copy renames with
 // the client's current database set to the distributed database. The
 // metadata lists the tables under their new names once every node's copy
-// has them (RenameTable carries the copy's position), so an aggregator,
-// a child included, plans with the new names as soon as the statement
-// returns.
+// has them (RenameTables carries the copy's position), all of a
+// statement's renames in one change, so an aggregator, a child included,
+// plans with the new names as soon as the statement returns and never
+// with part of them.
 
 // renamePair is one table a schema change renames.
 type renamePair struct{ from, to ast.TableName }
@@ -87,92 +88,40 @@ func (a *Aggregator) renameOnLeaves(ctx context.Context, d *meta.Database, stmt 
 		return err
 	}
 	stmt = leafRenames(stmt, d, pairs)
-	byLeaf := map[string][]int{}
-	for p, m := range ms {
-		byLeaf[m] = append(byLeaf[m], p)
-	}
-	ran := make([]bool, len(ms))
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for leaf, parts := range byLeaf {
-		wg.Add(1)
-		go func(leaf string, parts []int) {
-			defer wg.Done()
-			err := a.inPartitions(ctx, leaf, d, parts, func(p int) string { return renameTables(stmt, d, p, cur) }, func(p int) {
-				mu.Lock()
-				ran[p] = true
-				mu.Unlock()
-			})
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}(leaf, parts)
-	}
-	wg.Wait()
-	if firstErr != nil && onlyRenames(stmt) {
-		// the same renames backwards, in reverse order
-		undo := &ast.DDL{Action: ast.RenameStr}
-		if r, ok := stmt.(*ast.DDL); ok {
-			for i := len(r.FromTables) - 1; i >= 0; i-- {
-				undo.FromTables = append(undo.FromTables, r.ToTables[i])
-				undo.ToTables = append(undo.ToTables, r.FromTables[i])
-			}
-		} else {
-			undo.FromTables, undo.ToTables = []ast.TableName{pairs[0].to}, []ast.TableName{pairs[0].from}
-		}
-		if err := a.renameUndo(ctx, ran, ms, undo, d, cur); err != nil {
-			a.log.Warn("undoing a rename on the partitions where it ran", "database", d.Name, "err", err)
+	ran, err := a.onLeavesWith(ctx, ms, func(p int) string { return renameTables(stmt, d, p, cur) }, inPartition(d))
+	if err != nil && onlyRenames(stmt) {
+		if uerr := a.renameUndo(ctx, ran, stmt, pairs, d, cur); uerr != nil {
+			a.log.Warn("undoing a rename on the partitions where it ran", "database", d.Name, "err", uerr)
 		}
 	}
-	return firstErr
+	return err
 }
 
-// renameUndo renames back on the partitions where a rename ran.
-func (a *Aggregator) renameUndo(ctx context.Context, ran []bool, ms []string, undo *ast.DDL, d *meta.Database, cur string) error {
-	var firstErr error
-	for p, ok := range ran {
-		if !ok {
-			continue
+// renameUndo renames back on the partitions where a rename ran (ran: the
+// leaf of each, "" where it did not): the same renames backwards, in
+// reverse order.
+func (a *Aggregator) renameUndo(ctx context.Context, ran []string, stmt ast.Statement, pairs []renamePair, d *meta.Database, cur string) error {
+	undo := &ast.DDL{Action: ast.RenameStr}
+	if r, ok := stmt.(*ast.DDL); ok {
+		for i := len(r.FromTables) - 1; i >= 0; i-- {
+			undo.FromTables = append(undo.FromTables, r.ToTables[i])
+			undo.ToTables = append(undo.ToTables, r.FromTables[i])
 		}
-		if err := a.inPartitions(ctx, ms[p], d, []int{p}, func(p int) string { return renameTables(undo, d, p, cur) }, func(int) {}); err != nil && firstErr == nil {
-			firstErr = err
-		}
+	} else {
+		undo.FromTables, undo.ToTables = []ast.TableName{pairs[0].to}, []ast.TableName{pairs[0].from}
 	}
-	return firstErr
+	_, err := a.onLeavesWith(ctx, ran, func(p int) string { return renameTables(undo, d, p, cur) }, inPartition(d))
+	return err
 }
 
-// inPartitions runs a statement for each of the given partitions on
-// their leaf, with the partition as the connection's current database.
-// The connection is closed afterwards rather than pooled: a pooled
-// connection has no current database.
-func (a *Aggregator) inPartitions(ctx context.Context, leaf string, d *meta.Database, parts []int, sqlFor func(int) string, ran func(int)) error {
-	lp, err := a.leafPool(leaf)
-	if err != nil {
-		return leafError(leaf, err)
+// inPartition runs a partition's statement with the partition as the
+// connection's current database, in one packet: the engine renames
+// within the current database whatever database the names give.
+func inPartition(d *meta.Database) leafExec {
+	return func(c *pool.Conn, p int, query string) error {
+		_, err := c.ExecMulti(nil, []string{"USE " + quoteIdent(meta.PartitionName(d.Name, p)), query}, 0)
+		return err
 	}
-	c, err := lp.Acquire(ctx)
-	if err != nil {
-		return leafError(leaf, err)
-	}
-	defer func() {
-		c.Close()
-		c.Release()
-	}()
-	for _, p := range parts {
-		if _, err := c.Exec("USE "+quoteIdent(meta.PartitionName(d.Name, p)), 0); err != nil {
-			return leafError(leaf, err)
-		}
-		if _, err := c.Exec(sqlFor(p), 0); err != nil {
-			return leafError(leaf, err)
-		}
-		ran(p)
-	}
-	return nil
 }
 
 // onlyRenames reports whether a schema change does nothing but rename.
@@ -206,20 +155,34 @@ func (a *Aggregator) renameLocal(ctx context.Context, c *mysql.Conn, d *meta.Dat
 	return a.runSchemaLocal(ctx, c, query, callback)
 }
 
-// renameMetadata lists the renamed tables of d under their new names; the
-// copy of d at position lsn has them.
+// renameMetadata lists the renamed tables of d under their new names, in
+// one metadata change (other aggregators never plan with a part of the
+// statement); the copy of d at position lsn has them. Renames of names
+// the metadata does not list (views) are left out, following the names
+// through the statement's chain of renames.
 func (a *Aggregator) renameMetadata(d *meta.Database, pairs []renamePair, lsn uint64) error {
-	for _, p := range pairs {
-		x := a.State().Database(d.Name)
-		from, to := p.from.Name.String(), p.to.Name.String()
-		if x == nil || x.Table(from) == nil || strings.EqualFold(from, to) {
-			continue // a view, or a name the metadata does not list
-		}
-		if err := a.propose(meta.RenameTable{Database: d.Name, From: from, To: to, LSN: lsn}); err != nil {
-			return err
-		}
+	x := a.State().Database(d.Name)
+	if x == nil {
+		return nil
 	}
-	return nil
+	listed := map[string]bool{}
+	for _, t := range x.Tables {
+		listed[strings.ToLower(t.Name)] = true
+	}
+	var renames []meta.Rename
+	for _, p := range pairs {
+		from, to := p.from.Name.String(), p.to.Name.String()
+		if !listed[strings.ToLower(from)] || strings.EqualFold(from, to) {
+			continue
+		}
+		delete(listed, strings.ToLower(from))
+		listed[strings.ToLower(to)] = true
+		renames = append(renames, meta.Rename{From: from, To: to})
+	}
+	if len(renames) == 0 {
+		return nil
+	}
+	return a.propose(meta.RenameTables{Database: d.Name, Renames: renames, LSN: lsn})
 }
 
 // checkRenames refuses, before anything is renamed, a rename the copy

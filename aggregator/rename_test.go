@@ -114,3 +114,51 @@ func TestRenameTables(t *testing.T) {
 	expect("x", 51, 13, 130)
 	testutil.ExpectRows(t, ma, "SELECT id, v FROM g", "1,100")
 }
+
+// TestRenameUndone: a rename that fails on one partition (a table of the
+// new name is there, made on its leaf behind the cluster's back) is
+// renamed back on the partitions where it ran, so the table keeps one
+// name everywhere: every row is still reachable under the old name, and
+// the rename works once the obstacle is gone.
+func TestRenameUndone(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddLeaf(testutil.StartNodeEnv(t, []string{"CANOPY_FAILPOINT=client-internal-access"}), 0)
+	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE ru PARTITIONS 4")
+	ma := c.MA.DB("ru")
+	testutil.Exec(t, ma, "CREATE TABLE a (id INT PRIMARY KEY, v INT)")
+	var rows []string
+	for i := 1; i <= 40; i++ {
+		rows = append(rows, fmt.Sprintf("(%d, %d)", i, i*10))
+	}
+	testutil.Exec(t, ma, "INSERT INTO a VALUES "+strings.Join(rows, ", "))
+	leaf := c.Leaves[1].DB("")
+	parts := testutil.Rows(t, leaf, "SHOW DATABASES LIKE 'ru\\_%'")
+	if len(parts) != 2 {
+		t.Fatalf("partitions on the second leaf: %q", parts)
+	}
+	// the leaf's second partition refuses; its first renames before that
+	obstacle := parts[1] + ".b"
+	testutil.Exec(t, leaf, "CREATE TABLE "+obstacle+" (x INT)")
+
+	_, err := ma.Exec("RENAME TABLE a TO b")
+	if me := testutil.MySQLError(err); me == nil || me.Number != 1050 {
+		t.Fatalf("RENAME TABLE onto a partition's own b: %v, want error 1050", err)
+	}
+	check := func(table string) {
+		t.Helper()
+		testutil.ExpectRows(t, ma, "SELECT COUNT(*), SUM(v) FROM "+table, "40,8200")
+		for i := 1; i <= 40; i++ { // each partition, by a routed lookup
+			testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT v FROM %s WHERE id = %d", table, i), strconv.Itoa(i*10))
+		}
+	}
+	check("a")
+	testutil.ExpectRows(t, leaf, "SHOW TABLES FROM "+parts[0], "a") // renamed, then back
+	if _, err := ma.Exec("SELECT * FROM b"); testutil.MySQLError(err) == nil || testutil.MySQLError(err).Number != 1146 {
+		t.Errorf("SELECT from b after the failed rename: %v, want 1146", err)
+	}
+
+	testutil.Exec(t, leaf, "DROP TABLE "+obstacle)
+	testutil.Exec(t, ma, "RENAME TABLE a TO b")
+	check("b")
+}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
 
 	"github.com/canopydb/canopy/internal/testutil"
 )
@@ -38,41 +42,45 @@ func (c *conn) exec(q string, args ...interface{}) sql.Result {
 
 func (c *conn) rows(q string, args ...interface{}) []string {
 	c.t.Helper()
-	out, err := c.render(q, args...)
+	out, err := testutil.RenderRows(c.c, ",", q, args...)
 	if err != nil {
 		c.t.Fatalf("%s: %v", q, err)
 	}
 	return out
 }
 
-func (c *conn) render(q string, args ...interface{}) ([]string, error) {
-	rows, err := c.c.QueryContext(context.Background(), q, args...)
+// rawConn is a client connection of the vitess client, for what
+// go-sql-driver cannot send (COM_RESET_CONNECTION).
+func rawConn(t *testing.T, n *testutil.Node, db string) *mysql.Conn {
+	t.Helper()
+	c, err := mysql.Connect(context.Background(), &mysql.ConnParams{
+		Host: "127.0.0.1", Port: n.Port, Uname: "root", Pass: n.RootPassword, DbName: db,
+	})
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []string
-	for rows.Next() {
-		vals := make([]sql.RawBytes, len(cols))
-		ptrs := make([]interface{}, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		parts := make([]string, len(cols))
-		for i, v := range vals {
-			if v == nil {
-				parts[i] = "NULL"
-			} else {
-				parts[i] = string(v)
-			}
-		}
-		out = append(out, strings.Join(parts, ","))
+	t.Cleanup(c.Close)
+	return c
+}
+
+// resetConnection sends COM_RESET_CONNECTION and reads its OK. The client
+// has read every earlier answer, so nothing waits in its buffer.
+func resetConnection(t *testing.T, c *mysql.Conn) {
+	t.Helper()
+	if _, err := c.Conn.Write([]byte{1, 0, 0, 0, mysql.ComResetConnection}); err != nil {
+		t.Fatal(err)
 	}
-	return out, rows.Err()
+	var header [4]byte
+	if _, err := io.ReadFull(c.Conn, header[:]); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, int(header[0])|int(header[1])<<8|int(header[2])<<16)
+	if _, err := io.ReadFull(c.Conn, payload); err != nil {
+		t.Fatal(err)
+	}
+	if len(payload) == 0 || payload[0] != mysql.OKPacket {
+		t.Fatalf("COM_RESET_CONNECTION answered %q", payload)
+	}
 }
 
 func (c *conn) expect(q string, want ...string) {
@@ -107,7 +115,13 @@ func TestSessionThroughAggregator(t *testing.T) {
 		"CREATE TABLE ai (id BIGINT AUTO_INCREMENT PRIMARY KEY, v INT)",
 		"CREATE TABLE b (a INT, k INT, PRIMARY KEY (a, k), SHARD KEY (a))",
 		"CREATE REFERENCE TABLE r (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+		"CREATE TABLE tz (id INT PRIMARY KEY, z VARCHAR(10))",
+		"CREATE TABLE td (id INT PRIMARY KEY, v INT, n DATETIME(6), at DATETIME(6) DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
 		"INSERT INTO b VALUES (1, 1), (1, 2), (1, 3), (2, 1), (3, 1)",
+		"INSERT INTO tz VALUES (1, '+05:00'), (2, '+06:00')",
+		// reads a sharded table, then sets the zone (GMS takes SET of a
+		// system variable in a procedure only through PREPARE)
+		"CREATE PROCEDURE zone_six() BEGIN DECLARE n INT; SELECT COUNT(*) INTO n FROM tz; PREPARE z6 FROM 'SET time_zone = ''+06:00'''; EXECUTE z6; END",
 	} {
 		testutil.Exec(t, ma, q)
 	}
@@ -131,9 +145,16 @@ func TestSessionThroughAggregator(t *testing.T) {
 			s.exec("DELETE FROM t WHERE v = @x + @x") // broadcast
 			s.expect("SELECT COUNT(*) FROM t", "3")
 			s.expect("SELECT @f * 2, @str, v FROM t WHERE id = 5", "3,it's,43")
-			// the select list keeps the names the client wrote
-			if cols := columns(t, via.node.DB("sess"), "SELECT @x + 1, v FROM t WHERE id = 5"); cols != "@x + 1,v" {
-				t.Errorf("columns %q", cols)
+			// the select list keeps the names the client wrote, also
+			// around a *
+			for q, want := range map[string]string{
+				"SELECT @x + 1, v FROM t WHERE id = 5":            "@x + 1,v",
+				"SELECT *, @x FROM t WHERE id = 5":                "id,v,@x",
+				"SELECT @x, t.*, @@time_zone FROM t WHERE id = 5": "@x,id,v,@@time_zone",
+			} {
+				if cols := columns(t, via.node.DB("sess"), q); cols != want {
+					t.Errorf("%s: columns %q, want %q", q, cols, want)
+				}
 			}
 			// inside a transaction, and rolled back
 			s.exec("BEGIN")
@@ -240,6 +261,116 @@ func TestSessionThroughAggregator(t *testing.T) {
 		s.exec("UPDATE ts SET at = NOW() WHERE id = 1")
 		s.expect("SELECT TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), at) BETWEEN -181 AND -179 FROM ts WHERE id = 1", "1")
 		s.expect("SELECT FROM_UNIXTIME(0) FROM ts WHERE id = 1", "1969-12-31 21:00:00") // the leaf evaluates it in the client's zone
+	})
+
+	// The aggregator keeps a copy of each client's settings; statements
+	// that may change them, and read sharded tables on the way (the
+	// copy is read while they run), leave the copy as they end.
+	t.Run("settings after SET, CALL, EXECUTE", func(t *testing.T) {
+		for _, node := range []*testutil.Node{c.MA, c.Children[0]} {
+			s := session(t, node.DB("sess"))
+			zone := func(want string) {
+				t.Helper()
+				// the leaf evaluates FROM_UNIXTIME in the client's zone
+				s.expect("SELECT FROM_UNIXTIME(0) FROM tz WHERE id = 1", "1970-01-01 "+want)
+			}
+			s.exec("SET time_zone = '+01:00'")
+			zone("01:00:00")
+			s.exec("SET time_zone = (SELECT z FROM tz WHERE id = 1)")
+			zone("05:00:00")
+			s.exec("SET @n = (SELECT COUNT(*) FROM tz), time_zone = '+03:00'")
+			zone("03:00:00")
+			s.expect("SELECT @n", "2")
+			s.exec("PREPARE st FROM 'SET time_zone = ''+07:00'''")
+			zone("03:00:00")
+			s.exec("EXECUTE st")
+			zone("07:00:00")
+			if node == c.MA {
+				s.exec("CALL zone_six()")
+				zone("06:00:00")
+				s.exec("EXECUTE st")
+			}
+			s.exec("SET @only_user = 1") // changes no setting
+			zone("07:00:00")
+		}
+	})
+
+	// COM_RESET_CONNECTION gives the client a new session: the
+	// aggregator's part of the old one (its settings, the leaf parts of
+	// its transaction) ends with it.
+	t.Run("COM_RESET_CONNECTION", func(t *testing.T) {
+		vc := rawConn(t, c.MA, "sess")
+		run := func(q string) string {
+			t.Helper()
+			res, err := vc.ExecuteFetch(q, 100, false)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			var out []string
+			for _, row := range res.Rows {
+				for _, v := range row {
+					out = append(out, v.ToString())
+				}
+			}
+			return strings.Join(out, ",")
+		}
+		local := run("SELECT FROM_UNIXTIME(0)") // the node's zone
+		run("SET time_zone = '+05:00'")
+		if got := run("SELECT FROM_UNIXTIME(0) FROM tz WHERE id = 2"); got != "1970-01-01 05:00:00" {
+			t.Fatalf("before the reset: %q", got)
+		}
+		run("BEGIN")
+		run("UPDATE tz SET z = 'changed' WHERE id = 2")
+		resetConnection(t, vc)
+		if got := run("SELECT FROM_UNIXTIME(0) FROM tz WHERE id = 2"); got != local {
+			t.Errorf("after the reset the leaf evaluates in %q, want the default zone (%q)", got, local)
+		}
+		if got := run("SELECT @@autocommit, z FROM tz WHERE id = 2"); got != "1,+06:00" {
+			t.Errorf("after the reset: %q, want autocommit and the committed value", got)
+		}
+		// the transaction's leaf part was rolled back, its lock let go
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := ma.ExecContext(ctx, "UPDATE tz SET z = '+06:00' WHERE id = 2"); err != nil {
+			t.Fatalf("another client's update of the row: %v", err)
+		}
+	})
+
+	// DEFAULT CURRENT_TIMESTAMP and ON UPDATE CURRENT_TIMESTAMP, filled
+	// in by the leaves, take the statement's time: one value on every
+	// partition, the same as the statement's NOW()
+	t.Run("CURRENT_TIMESTAMP columns", func(t *testing.T) {
+		s := session(t, ma)
+		var rows, withNow []string
+		for i := 1; i <= 40; i++ {
+			rows = append(rows, fmt.Sprintf("(%d, 0)", i))
+			withNow = append(withNow, fmt.Sprintf("(%d, 0, NOW(6))", 100+i))
+		}
+		s.exec("INSERT INTO td (id, v) VALUES " + strings.Join(rows, ", ")) // every partition
+		s.expect("SELECT COUNT(*), COUNT(DISTINCT at) FROM td", "40,1")
+		s.exec("INSERT INTO td (id, v, n) VALUES " + strings.Join(withNow, ", "))
+		s.expect("SELECT COUNT(*), COUNT(DISTINCT at) FROM td WHERE id > 100 AND at = n", "40,1")
+		s.exec("INSERT INTO td (id, v, n) VALUES (200, 0, NOW(6))") // one partition
+		s.expect("SELECT at = n FROM td WHERE id = 200", "1")
+		s.exec("UPDATE td SET v = 1 WHERE id <= 40") // broadcast: ON UPDATE
+		s.expect("SELECT COUNT(*), COUNT(DISTINCT at) FROM td WHERE id <= 40", "40,1")
+		s.expect("SELECT COUNT(*) FROM td WHERE id <= 40 AND at > (SELECT MAX(n) FROM td)", "40")
+		s.exec("UPDATE td SET v = 2, n = NOW(6)") // the statement's NOW() and ON UPDATE agree
+		s.expect("SELECT COUNT(*), COUNT(DISTINCT at), SUM(at = n) FROM td", "81,1,81")
+		// new rows and duplicates (GMS applies no ON UPDATE to these)
+		var upsert []string
+		for i := 1; i <= 40; i++ {
+			upsert = append(upsert, fmt.Sprintf("(%d, 0)", i), fmt.Sprintf("(%d, 0)", 400+i))
+		}
+		s.exec("INSERT INTO td (id, v) VALUES " + strings.Join(upsert, ", ") + " ON DUPLICATE KEY UPDATE v = v + 1")
+		s.expect("SELECT COUNT(*), COUNT(DISTINCT at) FROM td WHERE id > 400", "40,1")
+		s.expect("SELECT SUM(v) FROM td WHERE id <= 40", "120")
+		// a client's own SET timestamp holds, on the leaves too
+		s.exec("SET timestamp = 1600000000.25")
+		s.exec("INSERT INTO td (id, v, n) VALUES (300, 0, NOW(6)), (301, 0, NOW(6)), (302, 0, NOW(6)), (303, 0, NOW(6))")
+		s.expect("SELECT DISTINCT UNIX_TIMESTAMP(at), UNIX_TIMESTAMP(n) FROM td WHERE id BETWEEN 300 AND 303", "1600000000.250000,1600000000.250000")
+		s.exec("SET timestamp = DEFAULT")
+		s.expect("SELECT NOW() > '2020-09-14' FROM td WHERE id = 300", "1")
 	})
 
 	t.Run("session functions and variables", func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/expression"
@@ -38,6 +39,9 @@ import (
 //     pooled connection remembers the settings it holds (pool.Settings); a
 //     statement whose client needs others sends SET in the same packet.
 //     Clients on the defaults, the common case, send nothing extra.
+//   - Time: columns a leaf fills from the clock (CURRENT_TIMESTAMP
+//     defaults, ON UPDATE) take the statement's time, carried as the
+//     timestamp setting of that statement (atTime).
 
 // carriedVar is a session variable that leaf connections take from the
 // client.
@@ -51,38 +55,47 @@ type carriedVar struct {
 }
 
 // carriedVars, in the order a SET gives them (a character set before its
-// collation). autocommit is not among them: the aggregator runs the
-// client's transactions on the leaves itself (BEGIN … COMMIT, two-phase
-// across leaves).
+// collation): the variables whose client's value a leaf needs. Not
+// autocommit (the aggregator runs the client's transactions on the
+// leaves itself, BEGIN … COMMIT, two-phase across leaves), nor
+// transaction_isolation (the storage has one isolation level, and MySQL
+// refuses to change it inside a transaction, where statements set their
+// settings), nor what GMS does not read (div_precision_increment,
+// default_week_format, lc_time_names, character_set_client).
 var carriedVars = []carriedVar{
 	{"sql_mode", false},
 	{"time_zone", false},
-	{"div_precision_increment", false},
 	{"group_concat_max_len", false},
-	{"default_week_format", false},
-	{"lc_time_names", false},
-	{"transaction_isolation", false},
-	{"character_set_client", true},
+	// the character set and collation of the statement's string literals
 	{"character_set_connection", true},
 	{"collation_connection", true},
 	{"character_set_results", true},
 	{"sql_select_limit", true},
+	// last: atTime replaces its DEFAULT by a statement's time
+	{timestampVar, false},
 }
+
+const timestampVar = "timestamp"
 
 // clientSettings is what a client's statements need on leaf connections.
 type clientSettings struct {
-	routed   *pool.Settings // statements the client wrote
-	internal *pool.Settings // queries the aggregator writes for them
+	// client: statements the client wrote (routed, split, broadcast,
+	// forwarded to the master aggregator) and the BEGIN and SAVEPOINT
+	// that come with them
+	client *pool.Settings
+	// internal: queries the aggregator writes for them (gathers, rows an
+	// INSERT … SELECT computed)
+	internal *pool.Settings
 	// ansiQuotes: sql_mode has ANSI_QUOTES, so "x" is an identifier
 	ansiQuotes bool
 }
 
 // defaultSettings are the node's defaults: what a new connection holds,
-// and what the aggregator's own statements run with.
+// and what the aggregator's own statements run with (Start gives them to
+// the pools).
 var defaultSettings = func() *clientSettings {
 	s := &pool.Settings{Set: settingsSet(nil)}
-	pool.Defaults = s
-	return &clientSettings{routed: s, internal: s}
+	return &clientSettings{client: s, internal: s}
 }()
 
 // settingsSet is the SET statement that gives a connection the values
@@ -107,7 +120,7 @@ func settingsSet(values map[string]string) string {
 }
 
 // settingsOf is the settings of a client's statements, read from its
-// session when it may have changed (see settingsChanged).
+// session when it may have changed (see changeSettings).
 func (a *Aggregator) settingsOf(sess *session, id uint32) *clientSettings {
 	if cs := sess.settings.Load(); cs != nil {
 		return cs
@@ -117,7 +130,9 @@ func (a *Aggregator) settingsOf(sess *session, id uint32) *clientSettings {
 		return defaultSettings // the engine has not made the session yet: not cached
 	}
 	cs := readSettings(s)
-	sess.settings.Store(cs)
+	if !sess.changing.Load() {
+		sess.settings.Store(cs)
+	}
 	return cs
 }
 
@@ -130,17 +145,52 @@ func (a *Aggregator) settingsFor(id uint32) *clientSettings {
 	return a.settingsOf(a.session(id), id)
 }
 
-// settingsChanged notes that a statement may change the client's session
-// variables (SET, CALL): its next statement reads them again.
-func (sess *session) settingsChanged() { sess.settings.Store(nil) }
+// changesSettings reports whether a statement may change the client's
+// settings: a SET of system variables (one of user variables only
+// changes none), a CALL or an EXECUTE (a procedure or a prepared
+// statement may run such a SET).
+func changesSettings(stmt ast.Statement) bool {
+	switch s := stmt.(type) {
+	case *ast.Set:
+		for _, e := range s.Exprs {
+			if e.Scope != ast.SetScope_User {
+				return true
+			}
+		}
+	case *ast.Call, *ast.Execute:
+		return true
+	}
+	return false
+}
 
-// readSettings reads the carried variables of a session. A variable at
-// its default stays out (so a client that changed nothing needs no SET);
-// the default is the variable's own, not this node's global value, which
-// is also what DEFAULT gives on a leaf.
+// changeSettings runs, in the engine, a statement that may change the
+// client's settings. Settings read while it runs are not kept: a SET
+// that reads a sharded table gathers rows before it assigns, and a
+// procedure may read tables and then SET, so what a gather reads is the
+// settings before the statement. They are read again after it.
+func (a *Aggregator) changeSettings(ctx context.Context, c *mysql.Conn, sess *session, query string, callback mysql.ResultSpoolFn) error {
+	sess.changing.Store(true)
+	sess.settings.Store(nil)
+	defer func() {
+		sess.settings.Store(nil)
+		sess.changing.Store(false)
+	}()
+	return a.host.RunLocal(ctx, c, query, callback)
+}
+
+// readSettings reads the carried variables of a session. A variable a
+// leaf connection on the defaults already holds stays out, so a client
+// that changed nothing needs no SET. Such a connection holds the leaf's
+// global values: a new connection starts with them, and SET … = DEFAULT
+// gives the global value, not the variable's own default, in GMS as in
+// MySQL. Nothing sets globals of these variables on a leaf, so they are
+// the variables' own defaults, which is what a value is compared with
+// here. Not with this aggregator's global values: SET GLOBAL here changes
+// what this aggregator's sessions start with, not what leaves hold, so a
+// client whose value came from such a global must carry it.
 func readSettings(s *storage.Session) *clientSettings {
 	ctx := sql.NewContext(context.Background(), sql.WithSession(s))
-	routed, internal := map[string]string{}, map[string]string{}
+	client, internal := map[string]string{}, map[string]string{}
 	for _, v := range carriedVars {
 		val, err := s.GetSessionVariable(ctx, v.name)
 		if err != nil {
@@ -158,20 +208,20 @@ func readSettings(s *storage.Session) *clientSettings {
 		if same {
 			continue
 		}
-		routed[v.name] = lit
+		client[v.name] = lit
 		if !v.clientOnly {
 			internal[v.name] = lit
 		}
 	}
 	cs := &clientSettings{ansiQuotes: sql.LoadSqlMode(ctx).AnsiQuotes()}
-	cs.routed = makeSettings(routed)
+	cs.client = makeSettings(client)
 	cs.internal = makeSettings(internal)
 	return cs
 }
 
 func makeSettings(values map[string]string) *pool.Settings {
 	if len(values) == 0 {
-		return defaultSettings.routed
+		return defaultSettings.client
 	}
 	var key []string
 	for _, v := range carriedVars {
@@ -210,6 +260,25 @@ func sortedSet(lit string) string {
 	parts := strings.Split(strings.ToUpper(strings.Trim(lit, "'")), ",")
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
+}
+
+// atTime is s with the time fixed at t (SET timestamp) for one statement:
+// the leaves fill CURRENT_TIMESTAMP defaults and ON UPDATE columns with
+// it, on every partition, as the NOW() values the aggregator bound have
+// it (Plan.StatementTime). A client that fixed the time itself carries
+// its own already. The key is the statement's own: the next user of the
+// connection sets its settings, the timestamp back to DEFAULT among them.
+func atTime(s *pool.Settings, t time.Time) *pool.Settings {
+	const unfixed = timestampVar + " = DEFAULT" // last of every SET
+	if !strings.HasSuffix(s.Set, unfixed) {
+		return s
+	}
+	lit := strconv.FormatInt(t.Unix(), 10) + "." + fmt.Sprintf("%06d", t.Nanosecond()/1000)
+	key := timestampVar + "=" + lit
+	if s.Key != "" {
+		key = s.Key + ", " + key
+	}
+	return &pool.Settings{Key: key, Set: strings.TrimSuffix(s.Set, "DEFAULT") + lit}
 }
 
 // parse parses a client's statement as its sql_mode has it: with
@@ -301,18 +370,16 @@ func (e *sessionEval) Value(r planner.SessionRef) (ast.Expr, error) {
 	return planner.Literal(v, x.Type())
 }
 
-// gmsSession is the engine's session of a client, made now if the client
-// has not run anything through the engine yet (the engine makes sessions
-// on a connection's first statement it runs).
-func (a *Aggregator) gmsSession(ctx context.Context, c *mysql.Conn) (sql.Session, error) {
-	if s := a.host.Session(c.ConnectionID); s != nil {
-		return s, nil
+// time is the statement's time: the one its NOW() values have.
+func (e *sessionEval) time() time.Time {
+	if e == nil {
+		return time.Now()
 	}
-	sctx, err := a.clientContext(ctx, c)
+	ctx, err := e.context()
 	if err != nil {
-		return nil, fmt.Errorf("session of connection %d: %w", c.ConnectionID, err)
+		return time.Now()
 	}
-	return sctx.Session, nil
+	return ctx.QueryTime()
 }
 
 // noteRouted records in the client's session what a statement the leaves
@@ -327,11 +394,12 @@ func (a *Aggregator) noteRouted(ctx context.Context, c *mysql.Conn, p *planner.P
 		if p.InsertID == 0 {
 			return // a session made later starts with these values
 		}
-		var err error
-		if s, err = a.gmsSession(ctx, c); err != nil {
+		sctx, err := a.clientContext(ctx, c)
+		if err != nil {
 			a.log.Warn("recording LAST_INSERT_ID", "err", err)
 			return
 		}
+		s = sctx.Session
 	}
 	set := func(key string, v int64) {
 		if s.GetLastQueryInfoInt(key) != v { // a store boxes the value: skip it on the fast path
@@ -349,13 +417,24 @@ func (a *Aggregator) noteRouted(ctx context.Context, c *mysql.Conn, p *planner.P
 	}
 }
 
+// readInsertIDQuery reads a connection's LAST_INSERT_ID() back.
+const readInsertIDQuery = "SELECT LAST_INSERT_ID()"
+
+// setInsertIDQuery gives a connection the value id as its
+// LAST_INSERT_ID().
+func setInsertIDQuery(id int64) string {
+	return "SELECT LAST_INSERT_ID(" + strconv.FormatInt(id, 10) + ")"
+}
+
 // leafInsertIDs follows LAST_INSERT_ID(expr) through a statement the
 // leaves run (p.SetsInsertID): each leaf connection first takes the
 // client's value (a statement that matches no row leaves it as it was),
-// and after the statement the value is read back. The client's session
-// ends with the value a leaf changed it to; when several did, the order
-// of rows across partitions is not defined, so any of them is the last.
+// and after the statement the value is read back, both in the packet of
+// the statement. The client's session ends with the value a leaf changed
+// it to; when several did, the order of rows across partitions is not
+// defined, so any of them is the last.
 type leafInsertIDs struct {
+	a   *Aggregator
 	s   sql.Session
 	cur int64
 	got []*int64 // by leaf
@@ -370,22 +449,55 @@ func (a *Aggregator) leafInsertIDs(connID uint32, p *planner.Plan, leaves int) *
 	if s == nil {
 		return nil
 	}
-	return &leafInsertIDs{s: s, cur: s.GetLastQueryInfoInt(sql.LastInsertId), got: make([]*int64, leaves)}
+	return &leafInsertIDs{a: a, s: s, cur: s.GetLastQueryInfoInt(sql.LastInsertId), got: make([]*int64, leaves)}
 }
 
-func (l *leafInsertIDs) before(c *pool.Conn) error {
-	if l == nil {
-		return nil
-	}
-	_, err := c.Exec("SELECT LAST_INSERT_ID("+strconv.FormatInt(l.cur, 10)+")", 1)
-	return err
+// around is query with the statements that give a connection the
+// client's value before and read it back after.
+func (l *leafInsertIDs) around(query string) []string {
+	return []string{setInsertIDQuery(l.cur), query, readInsertIDQuery}
 }
 
-func (l *leafInsertIDs) after(leaf int, c *pool.Conn) error {
+// exec runs one statement on a connection (nil l: as it is), with the
+// client's value given and read back in the same packet.
+func (l *leafInsertIDs) exec(c *pool.Conn, s *pool.Settings, query string) (*sqltypes.Result, error) {
 	if l == nil {
-		return nil
+		return c.ExecWith(s, query, maxRows)
 	}
-	id, err := readInsertID(c)
+	results, err := c.ExecMulti(s, l.around(query), maxRows)
+	return l.take(results, err)
+}
+
+// execOn is exec on a connection borrowed from a pool.
+func (l *leafInsertIDs) execOn(ctx context.Context, lp *pool.Pool, s *pool.Settings, query string) (*sqltypes.Result, error) {
+	if l == nil {
+		return lp.ExecWith(ctx, s, query, maxRows)
+	}
+	results, err := lp.ExecMulti(ctx, s, l.around(query), maxRows)
+	return l.take(results, err)
+}
+
+// take picks the statement's result out of around's results. Once the
+// statement ran (and, outside a transaction, committed), it succeeded:
+// a failure to read the value back only leaves the client's value as it
+// was.
+func (l *leafInsertIDs) take(results []*sqltypes.Result, err error) (*sqltypes.Result, error) {
+	switch {
+	case len(results) == 3:
+		if err := l.note(0, results[2]); err != nil {
+			l.a.log.Warn("reading LAST_INSERT_ID() back from a leaf", "err", err)
+		}
+		return results[1], nil
+	case len(results) == 2:
+		l.a.log.Warn("reading LAST_INSERT_ID() back from a leaf", "err", err)
+		return results[1], nil
+	}
+	return nil, err
+}
+
+// note records the value a leaf's connection read back.
+func (l *leafInsertIDs) note(leaf int, res *sqltypes.Result) error {
+	id, err := insertIDOf(res)
 	if err == nil && id != l.cur {
 		l.got[leaf] = &id
 	}
@@ -405,13 +517,9 @@ func (l *leafInsertIDs) record() {
 	}
 }
 
-// readInsertID reads a connection's LAST_INSERT_ID(); the session keeps
-// it signed, LAST_INSERT_ID() shows it unsigned.
-func readInsertID(c *pool.Conn) (int64, error) {
-	res, err := c.Exec("SELECT LAST_INSERT_ID()", 1)
-	if err != nil {
-		return 0, err
-	}
+// insertIDOf is the value of readInsertIDQuery's result; the session
+// keeps it signed, LAST_INSERT_ID() shows it unsigned.
+func insertIDOf(res *sqltypes.Result) (int64, error) {
 	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
 		return 0, fmt.Errorf("LAST_INSERT_ID() returned %d rows", len(res.Rows))
 	}
@@ -426,39 +534,3 @@ func readInsertID(c *pool.Conn) (int64, error) {
 // may set LAST_INSERT_ID() (an INSERT into a reference table, or
 // LAST_INSERT_ID(expr)): the master's value is brought back.
 type forwardInsertIDKey struct{}
-
-// forwardExec runs a statement forwarded to the master aggregator on the
-// connection to it, under the client's settings.
-func (a *Aggregator) forwardExec(ctx context.Context, c *pool.Conn, connID uint32, query string) (*sqltypes.Result, error) {
-	if connID == 0 {
-		return c.Exec(query, maxRows) // the aggregator's own statement
-	}
-	cs := a.settingsFor(connID)
-	s := a.host.Session(connID)
-	if s == nil || ctx.Value(forwardInsertIDKey{}) == nil {
-		return c.ExecWith(cs.routed, query, maxRows)
-	}
-	if _, err := c.ExecWith(cs.routed, "SELECT LAST_INSERT_ID("+strconv.FormatInt(s.GetLastQueryInfoInt(sql.LastInsertId), 10)+")", 1); err != nil {
-		return nil, err
-	}
-	res, err := c.Exec(query, maxRows)
-	if err != nil {
-		return nil, err
-	}
-	id, err := readInsertID(c)
-	if err != nil {
-		return nil, err
-	}
-	s.SetLastQueryInfoInt(sql.LastInsertId, id)
-	return res, nil
-}
-
-// beginSettings are the settings a leaf part of the session's
-// transaction begins with (its isolation level), when they are known;
-// each statement then sets its own.
-func (sess *session) beginSettings() *pool.Settings {
-	if cs := sess.settings.Load(); cs != nil {
-		return cs.routed
-	}
-	return nil
-}

@@ -1,10 +1,18 @@
 package aggregator_test
 
 import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	gmssql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+
 	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/sharding"
 )
 
 // TestInterruptedCreateTable: a master aggregator that dies after making a
@@ -37,4 +45,56 @@ func TestInterruptedCreateTable(t *testing.T) {
 	testutil.Exec(t, c.Children[0].DB("ic"), "CREATE TABLE half (id INT PRIMARY KEY)")
 	testutil.Exec(t, c.Children[0].DB("ic"), "INSERT INTO half VALUES (1), (2), (3), (4), (5)")
 	testutil.ExpectRows(t, c.MA.DB("ic"), "SELECT COUNT(*) FROM half", "5")
+}
+
+// TestPlanAgainAfterFailoverWait: an autocommit statement whose partition
+// is on a leaf that is offline, its failover not finished, waits for the
+// failover and is then planned again with the metadata of then. The first
+// plan rewrote the statement (the client's values bound, the partition
+// named); planned again from that, an UPDATE became a statement of no
+// distributed database, run on the aggregator's copy. The failpoint keeps
+// the failover from finishing, so the second plan still routes to the
+// dead leaf: the statement fails there, as routed statements do.
+func TestPlanAgainAfterFailoverWait(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNodeEnv(t, []string{"CANOPY_FAILPOINT=failover-stalls"}, "--master-aggregator"))
+	root := c.MA.DB("")
+	testutil.Exec(t, root, "SET GLOBAL leaf_failure_timeout_ms = 1000")
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddLeaf(testutil.StartNode(t), 0)
+	testutil.Exec(t, root, "CREATE DATABASE fw PARTITIONS 4")
+	db := c.MA.DB("fw")
+	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8)")
+	victim := c.Leaves[1]
+	masters := partitionMasters(t, root, "fw")
+	key := sharding.NewKey([]gmssql.Type{types.Int32})
+	id := 0
+	for i := 1; i <= 8 && id == 0; i++ {
+		if p, _ := key.Partition([]interface{}{i}, 4); masters[p] == strconv.Itoa(victim.Port) {
+			id = i
+		}
+	}
+	if id == 0 {
+		t.Fatalf("no row on the second leaf: masters %v", masters)
+	}
+	s := session(t, db)
+	s.exec("SET @v = 70")
+	victim.Kill()
+	waitLeafState(t, root, victim.Port, "offline", 10*time.Second)
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE t SET v = @v WHERE id = %d", id),
+		fmt.Sprintf("DELETE FROM t WHERE id = %d AND v <> @v", id),
+	} {
+		_, err := s.c.ExecContext(context.Background(), q)
+		if me := testutil.MySQLError(err); me == nil || me.Number != 1735 || !strings.Contains(me.Message, "offline") {
+			t.Errorf("%s on the offline leaf's partition: %v, want error 1735 from its leaf", q, err)
+		}
+	}
+	// the other leaf's partitions do not wait
+	for i := 1; i <= 8; i++ {
+		if p, _ := key.Partition([]interface{}{i}, 4); masters[p] != strconv.Itoa(victim.Port) {
+			s.exec(fmt.Sprintf("UPDATE t SET v = @v WHERE id = %d", i))
+			s.expect(fmt.Sprintf("SELECT v FROM t WHERE id = %d", i), "70")
+		}
+	}
 }

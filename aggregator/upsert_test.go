@@ -63,6 +63,24 @@ func TestUpsertShardKey(t *testing.T) {
 	testutil.Exec(t, db, "REPLACE INTO t VALUES (6, 10)")
 	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE id = 6", "6,10")
 	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM t", "1")
+	// INSERT … SELECT from a table that has a column of the shard key's
+	// name: in `id = id` the name is ambiguous, refused as a single
+	// server refuses it; it never takes the source row's id (which would
+	// move the row to another shard key)
+	testutil.Exec(t, db, "CREATE TABLE src (id INT PRIMARY KEY, v INT)")
+	testutil.Exec(t, db, "INSERT INTO src VALUES (1, 6)")
+	for _, q := range []string{
+		"INSERT INTO t (id, v) SELECT v, id FROM src ON DUPLICATE KEY UPDATE id = id",
+		"INSERT INTO t (id, v) SELECT v, id FROM src ON DUPLICATE KEY UPDATE id = id, v = 0",
+	} {
+		if _, err := db.Exec(q); err == nil || !strings.Contains(err.Error(), `ambiguous column name "id"`) {
+			t.Errorf("%s: %v, want the ambiguous column refused", q, err)
+		}
+	}
+	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE id = 6", "6,10")
+	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE id = 1")
+	testutil.ExpectRows(t, db, "SELECT COUNT(*) FROM t", "1")
+
 	var rows []string
 	for a := 0; a < 40; a++ {
 		rows = append(rows, fmt.Sprintf("(%d, 1, %d)", a, a))

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/dolthub/vitess/go/mysql"
@@ -32,7 +33,14 @@ func (h *handler) ComQuery(ctx context.Context, c *mysql.Conn, query string, cal
 
 func (h *handler) ComMultiQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (string, error) {
 	first, rest := sqlcmd.SplitFirst(query)
-	return h.run(ctx, c, first, rest, callback)
+	rest, err := h.run(ctx, c, first, rest, callback)
+	if err != nil {
+		// as in MySQL, the statements after one that failed do not run:
+		// the server would go on with what it returns, and a client that
+		// stops reading at the error would find their results later
+		return "", err
+	}
+	return rest, nil
 }
 
 // bindQuery turns an executed prepared statement into SQL text with its
@@ -59,6 +67,14 @@ func bindQuery(prepare *mysql.PrepareData) (string, bool) {
 // routing, then the SQL engine.
 func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, callback mysql.ResultSpoolFn) (string, error) {
 	more := rest != ""
+	if more && strings.HasPrefix(query, sqlcmd.Silent) {
+		// no result of its own: the next statement answers
+		if _, err := h.run(ctx, c, query, "", discardResult); err != nil {
+			return "", err
+		}
+		first, rest := sqlcmd.SplitFirst(rest)
+		return h.run(ctx, c, first, rest, callback)
+	}
 	if cmd := sqlcmd.Parse(query); cmd != nil {
 		return rest, h.command(ctx, c, query, cmd, more, callback)
 	}
@@ -82,6 +98,8 @@ func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, ca
 	}
 	return h.runSQL(ctx, c, query, rest, callback)
 }
+
+func discardResult(*sqltypes.Result, bool) error { return nil }
 
 // runSQL runs one statement of SQL: the aggregator's routing, else the
 // SQL engine.
@@ -168,6 +186,16 @@ func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, p
 
 func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
 	return translateError(h.Handler.ComInitDB(c, schemaName), schemaName)
+}
+
+// ComResetConnection gives the client a new session, as GMS does, once
+// the aggregator has ended its part of the old one (saved settings, the
+// leaf parts of an open transaction), which would otherwise outlive it.
+func (h *handler) ComResetConnection(c *mysql.Conn) error {
+	if agg := h.n.aggregator(); agg != nil {
+		agg.ConnectionClosed(c.ConnectionID)
+	}
+	return h.Handler.ComResetConnection(c)
 }
 
 func (h *handler) ConnectionClosed(c *mysql.Conn) {

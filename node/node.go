@@ -268,7 +268,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		TLSConfig:               n.tls,
 		ProtocolListenerFactory: n.listenerFactory,
 	}
-	n.server, err = server.NewServerWithHandler(srvCfg, n.engine, sql.NewContext, n.newSession, nil,
+	n.server, err = server.NewServerWithHandler(srvCfg, n.engine, storage.NewContext, n.newSession, nil,
 		func(h mysql.Handler) (mysql.Handler, error) {
 			n.gms = h
 			return &handler{Handler: h, n: n}, nil

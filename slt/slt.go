@@ -10,6 +10,7 @@ import (
 	"crypto/md5"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // Record is one statement or query of a test file.
@@ -166,9 +169,10 @@ type Options struct {
 	// run, the run's statements are mirrored there, the excused ones
 	// left out, so the shadow holds what the target would hold if it
 	// were right; a later record that fails on the target and on the
-	// shadow alike fails only because of the excused refusals, and is
-	// excused too. (That takes a shadow that passes the records by
-	// itself: a single leaf passes the whole sample, TestCompatibility.)
+	// shadow alike (the same error number, or the same wrong values)
+	// fails only because of the excused refusals, and is excused too.
+	// (That takes a shadow that passes the records by itself: a single
+	// leaf passes the whole sample, TestCompatibility.)
 	Shadow func() (Conn, error)
 }
 
@@ -190,7 +194,7 @@ func Run(conn Conn, recs []Record, o Options, reconnect func() (Conn, error)) Re
 	for i, r := range recs {
 		res.Total++
 		ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-		reason, err := check(ctx, conn, r)
+		reason, out, err := check(ctx, conn, r)
 		timedOut := ctx.Err() != nil
 		cancel()
 		excused := false
@@ -200,7 +204,7 @@ func Run(conn Conn, recs []Record, o Options, reconnect func() (Conn, error)) Re
 			excused = true
 			sh.refuse(i)
 		default:
-			excused = sh.failsToo(recs, i)
+			excused = sh.failsToo(recs, i, out)
 		}
 		if !excused {
 			sh.mirror(recs, i)
@@ -273,45 +277,50 @@ func (s *shadow) mirror(recs []Record, i int) {
 	}
 }
 
-// failsToo says whether record i, which failed on the target, fails on
-// the shadow as well (then it is a consequence of the excused refusals).
-// A statement that fails on both is mirrored all the same.
-func (s *shadow) failsToo(recs []Record, i int) bool {
+// failsToo says whether record i, which failed on the target with
+// outcome out, fails on the shadow the same way (then it is a
+// consequence of the excused refusals). A statement that fails on both
+// is mirrored all the same.
+func (s *shadow) failsToo(recs []Record, i int, out string) bool {
 	if s.conn == nil || s.broken {
 		return false
 	}
 	s.mirror(recs, i-1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
-	reason, _ := check(ctx, s.conn, recs[i])
+	reason, shadowOut, _ := check(ctx, s.conn, recs[i])
 	s.played = i + 1
-	return reason != ""
+	return reason != "" && shadowOut == out
 }
 
-// check runs one record and returns why it failed, or "", and the error
-// the server returned, if any.
-func check(ctx context.Context, conn Conn, r Record) (string, error) {
+// check runs one record and returns why it failed, or "", its outcome
+// (what failing records are compared by: "ok" for a statement that
+// succeeded, the error number of one that failed, or the text of an
+// error without number; a query's column count, or a hash of its values
+// as the record compares them), and the error the server returned, if
+// any.
+func check(ctx context.Context, conn Conn, r Record) (reason, outcome string, err error) {
 	if !r.Query {
 		_, err := conn.ExecContext(ctx, r.SQL)
 		switch {
 		case r.ExpectError && err == nil:
-			return "statement succeeded, expected an error", nil
+			return "statement succeeded, expected an error", "ok", nil
 		case !r.ExpectError && err != nil:
-			return "statement failed: " + err.Error(), err
+			return "statement failed: " + err.Error(), errorOutcome(err), err
 		}
-		return "", nil
+		return "", "", nil
 	}
 	rows, err := conn.QueryContext(ctx, r.SQL)
 	if err != nil {
-		return "query failed: " + err.Error(), err
+		return "query failed: " + err.Error(), errorOutcome(err), err
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return err.Error(), err
+		return err.Error(), errorOutcome(err), err
 	}
 	if len(r.Types) != len(cols) {
-		return fmt.Sprintf("%d columns, expected %d", len(cols), len(r.Types)), nil
+		return fmt.Sprintf("%d columns, expected %d", len(cols), len(r.Types)), fmt.Sprintf("%d columns", len(cols)), nil
 	}
 	var table [][]string
 	for rows.Next() {
@@ -321,7 +330,7 @@ func check(ctx context.Context, conn Conn, r Record) (string, error) {
 			ptrs[i] = &raw[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return err.Error(), err
+			return err.Error(), errorOutcome(err), err
 		}
 		row := make([]string, len(cols))
 		for i, v := range raw {
@@ -330,22 +339,35 @@ func check(ctx context.Context, conn Conn, r Record) (string, error) {
 		table = append(table, row)
 	}
 	if err := rows.Err(); err != nil {
-		return "query failed: " + err.Error(), err
+		return "query failed: " + err.Error(), errorOutcome(err), err
 	}
 	values := flatten(table, r.Sort)
+	h := hashValues(values)
+	outcome = fmt.Sprintf("%d values hashing to %s", len(values), h)
 	if r.Hash != "" {
 		if len(values) != r.HashCount {
-			return fmt.Sprintf("%d values, expected %d", len(values), r.HashCount), nil
+			return fmt.Sprintf("%d values, expected %d", len(values), r.HashCount), outcome, nil
 		}
-		if h := hashValues(values); h != r.Hash {
-			return "result hash " + h + ", expected " + r.Hash, nil
+		if h != r.Hash {
+			return "result hash " + h + ", expected " + r.Hash, outcome, nil
 		}
-		return "", nil
+		return "", outcome, nil
 	}
 	if strings.Join(values, "\n") != strings.Join(r.Values, "\n") {
-		return fmt.Sprintf("got %v, expected %v", clip(values), clip(r.Values)), nil
+		return fmt.Sprintf("got %v, expected %v", clip(values), clip(r.Values)), outcome, nil
 	}
-	return "", nil
+	return "", outcome, nil
+}
+
+// errorOutcome is an error as outcomes are compared: a server's error by
+// its number (messages differ in names, such as partitions'), any other
+// by its text.
+func errorOutcome(err error) string {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return fmt.Sprintf("error %d", me.Number)
+	}
+	return "error: " + err.Error()
 }
 
 func clip(v []string) []string {

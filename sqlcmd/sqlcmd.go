@@ -41,6 +41,14 @@ func SplitFirst(q string) (first, rest string) {
 	return q, ""
 }
 
+// Silent starts a statement that is followed by others in the same
+// multi-statement packet and gets no result of its own: the statement
+// after it answers for both (the first error, if any, is the answer). An
+// aggregator sends a pooled connection's settings this way together with
+// a query whose rows it streams, since a client streams one result per
+// packet.
+const Silent = "/*canopy:silent*/ "
+
 // token is a word, a quoted string, a number or a punctuation mark.
 type token struct {
 	text       string

@@ -1,6 +1,10 @@
 package storage
 
 import (
+	"context"
+	"math"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
@@ -16,6 +20,9 @@ type Session struct {
 	// dupEntry is MySQL's text for the last duplicate key error.
 	dupEntry string
 	guard    Guard
+	// fixedTime is the time, in microseconds since the epoch, the client
+	// fixed its statements' time at (SET timestamp); 0: the clock's
+	fixedTime atomic.Int64
 }
 
 // Guard refuses a session's changes to some databases. A client of a
@@ -54,6 +61,50 @@ func (s *Session) GetSessionVariable(ctx *sql.Context, name string) (interface{}
 		}
 	}
 	return s.BaseSession.GetSessionVariable(ctx, name)
+}
+
+// SetSessionVariable sets a session variable. SET timestamp also fixes
+// the time of the session's statements, as in MySQL (mysqlbinlog replays
+// statements that way, and an aggregator gives every partition of a
+// statement its time so): GMS keeps the value but its clock ignores it,
+// so NewContext applies it. SET timestamp = DEFAULT gives GMS's default,
+// 1000, which stands for the clock again.
+func (s *Session) SetSessionVariable(ctx *sql.Context, name string, value interface{}) error {
+	if err := s.BaseSession.SetSessionVariable(ctx, name, value); err != nil {
+		return err
+	}
+	if strings.EqualFold(name, timestampVar) {
+		s.fixTime(ctx)
+	}
+	return nil
+}
+
+const timestampVar = "timestamp"
+
+// fixTime takes the session's timestamp variable as its statements' time.
+func (s *Session) fixTime(ctx *sql.Context) {
+	s.fixedTime.Store(0)
+	v, err := s.BaseSession.GetSessionVariable(ctx, timestampVar)
+	f, ok := v.(float64)
+	sv, _, known := sql.SystemVariables.GetGlobal(timestampVar)
+	if err != nil || !ok || !known || f == sv.GetDefault() {
+		return
+	}
+	s.fixedTime.Store(int64(math.Round(f * 1e6)))
+}
+
+// NewContext is sql.NewContext with the time the session's client fixed
+// (SET timestamp), if it did, as the statement's time: NOW() and the
+// other clock functions, and CURRENT_TIMESTAMP defaults and ON UPDATE
+// columns, read it. A node makes its statements' contexts with it.
+func NewContext(ctx context.Context, opts ...sql.ContextOption) *sql.Context {
+	c := sql.NewContext(ctx, opts...)
+	if s, ok := c.Session.(*Session); ok {
+		if us := s.fixedTime.Load(); us != 0 {
+			c.SetQueryTime(time.UnixMicro(us))
+		}
+	}
+	return c
 }
 
 // GetAllSessionVariables is SHOW VARIABLES' view, global-only variables

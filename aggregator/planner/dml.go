@@ -160,7 +160,24 @@ func planInsert(in Input, ins *ast.Insert) (*Plan, error) {
 	if len(plan.Routes) == 1 {
 		plan.Kind = Routed
 	}
+	if len(plan.Routes) > 1 || in.bound {
+		plan.StatementTime = fillsFromClock(schema, true, len(ins.OnDup) > 0)
+	}
 	return plan, nil
+}
+
+// fillsFromClock reports whether a leaf fills columns of a table from the
+// clock when it inserts rows (a default that is an expression, such as
+// CURRENT_TIMESTAMP) or updates them (ON UPDATE CURRENT_TIMESTAMP). Such
+// a statement gives the leaves its time (Plan.StatementTime) when it runs
+// on several partitions or has values the aggregator bound at its time.
+func fillsFromClock(schema sql.Schema, insert, update bool) bool {
+	for _, c := range schema {
+		if insert && !c.Default.IsLiteral() || update && c.OnUpdate != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // autoValueWanted: NULL, 0 or DEFAULT ask for a generated value.
@@ -244,12 +261,18 @@ func planUpdate(in Input, upd *ast.Update) (*Plan, error) {
 	if p, ok, err := routeBy(in, target, upd.Where, rs); err != nil {
 		return nil, err
 	} else if ok {
-		return routed(in, upd, target.dist, p)
+		pl, err := routed(in, upd, target.dist, p)
+		if err == nil && in.bound {
+			pl.StatementTime = fillsFromClock(in.Catalog.Schema(target.db, target.name), false, true)
+		}
+		return pl, err
 	}
 	if upd.Limit != nil || len(upd.OrderBy) > 0 {
 		return nil, errorf(ErNotSupported, "UPDATE … ORDER BY/LIMIT on sharded table '%s' needs a WHERE on its whole shard key", target.name)
 	}
-	return broadcast(in, clone(upd), target.dist), nil
+	pl := broadcast(in, clone(upd), target.dist)
+	pl.StatementTime = fillsFromClock(in.Catalog.Schema(target.db, target.name), false, true)
+	return pl, nil
 }
 
 func planDelete(in Input, del *ast.Delete) (*Plan, error) {

@@ -61,10 +61,17 @@ type Plan struct {
 	// by their values (see session.go); where the client's text would run
 	// in another session, the statement runs as ast.String(Stmt).
 	Bound bool
-	// ColumnNames are names of result columns (by position) whose
-	// expressions were replaced by values, as the client wrote them: the
-	// partition names them after the value.
+	// ColumnNames are names of result columns whose expressions were
+	// replaced by values, as the client wrote them (the partition names
+	// them after the value), by position: i ≥ 0 from the first column,
+	// i < 0 from the end (-1: the last), for columns after a *.
 	ColumnNames map[int]string
+	// StatementTime: the leaves fill columns from the clock (expression
+	// defaults such as CURRENT_TIMESTAMP, ON UPDATE CURRENT_TIMESTAMP) on
+	// several partitions, or next to values the aggregator bound: they
+	// must all take the statement's time, so that a statement has one
+	// NOW() on every partition.
+	StatementTime bool
 }
 
 // Route is the statement one partition runs.
@@ -141,13 +148,14 @@ func Make(in Input) (*Plan, error) {
 		return p, err
 	}
 	p, err := makePlan(in)
-	if err == nil && in.setsInsertID {
-		err = checkSetsInsertID(p)
+	if err != nil {
+		return nil, err
 	}
-	if err == nil {
-		p.Bound, p.ColumnNames = in.bound, in.columnNames
+	if in.setsInsertID {
+		markSetsInsertID(p)
 	}
-	return p, err
+	p.Bound, p.ColumnNames = in.bound, in.columnNames
+	return p, nil
 }
 
 func makePlan(in Input) (*Plan, error) {

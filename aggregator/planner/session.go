@@ -116,9 +116,10 @@ func sessionRef(e ast.Expr) (SessionRef, bool) {
 // sessionUse is what a statement does with the client's session.
 type sessionUse struct {
 	reads bool // it reads session-dependent expressions
-	// into: SELECT … INTO (variables or a file), or SQL_CALC_FOUND_ROWS
-	// (which sets FOUND_ROWS()): the aggregator must run it
-	into bool
+	// aggregatorOnly: only the aggregator can run it, in the client's
+	// session: SELECT … INTO (variables, or a file of this server) or
+	// SQL_CALC_FOUND_ROWS (which sets FOUND_ROWS())
+	aggregatorOnly bool
 	// setsInsertID: LAST_INSERT_ID(expr) sets the session's value
 	setsInsertID bool
 }
@@ -129,11 +130,11 @@ func scanSession(stmt ast.SQLNode) sessionUse {
 		switch n := n.(type) {
 		case *ast.Into:
 			if n != nil && (len(n.Variables) > 0 || n.Outfile != "" || n.Dumpfile != "") {
-				u.into = true
+				u.aggregatorOnly = true
 			}
 		case *ast.Select:
 			if n.QueryOpts.SQLCalcFoundRows {
-				u.into = true
+				u.aggregatorOnly = true
 			}
 		case *ast.FuncExpr:
 			if n.Name.Lowered() == "last_insert_id" && len(n.Exprs) > 0 && n.Qualifier.IsEmpty() {
@@ -156,7 +157,7 @@ func scanSession(stmt ast.SQLNode) sessionUse {
 // statement is planned per execution, never from a template.
 func ReadsSession(stmt ast.SQLNode) bool {
 	u := scanSession(stmt)
-	return u.reads || u.into || u.setsInsertID
+	return u.reads || u.aggregatorOnly || u.setsInsertID
 }
 
 // bindSession prepares a SELECT, INSERT, UPDATE or DELETE for planning:
@@ -170,7 +171,7 @@ func bindSession(in *Input) (p *Plan, done bool, err error) {
 		return nil, false, nil // SET, SHOW, DDL, …: the aggregator runs them itself
 	}
 	u := scanSession(in.Stmt)
-	if !u.reads && !u.into && !u.setsInsertID {
+	if !u.reads && !u.aggregatorOnly && !u.setsInsertID {
 		return nil, false, nil
 	}
 	sel, isSelect := in.Stmt.(ast.SelectStatement)
@@ -189,10 +190,10 @@ func bindSession(in *Input) (p *Plan, done bool, err error) {
 		}
 		return p, true, nil
 	}
-	if isSelect && (u.into || u.setsInsertID) {
+	if isSelect && (u.aggregatorOnly || u.setsInsertID) {
 		return aggregatorRuns("the statement assigns session variables")
 	}
-	if u.into {
+	if u.aggregatorOnly {
 		return nil, true, errorf(ErNotSupported, "INTO in this statement is not supported on sharded tables")
 	}
 	in.setsInsertID = u.setsInsertID
@@ -220,8 +221,9 @@ func bindSession(in *Input) (p *Plan, done bool, err error) {
 // replaceSessionRefs replaces every session-dependent expression under
 // node by its value. A select expression that held one keeps the name
 // the client's server would give its column: the text the client wrote,
-// as an alias, or (a name starting with @, which the parser would not
-// read as an alias) in names, by position in the top-level select list.
+// as an alias, or, for a name starting with @ (which the printer does not
+// quote, so that the partition could not read the alias back), in names,
+// by the column's position in the result (see Plan.ColumnNames).
 func replaceSessionRefs(node ast.SQLNode, s Session) (names map[int]string, err error) {
 	replaced := 0
 	repl := func(e ast.Expr) ast.Expr {
@@ -257,10 +259,14 @@ func replaceSessionRefs(node ast.SQLNode, s Session) (names map[int]string, err 
 		}
 	}
 	if sel, ok := node.(*ast.Select); ok {
-		star := false
-		for _, se := range sel.SelectExprs {
-			_, isStar := se.(*ast.StarExpr)
-			star = star || isStar
+		// a * stands for a number of columns the planner does not count:
+		// a select expression after the last * is found from the end of
+		// the result, one between two *s keeps the name its value gives
+		firstStar, lastStar := len(sel.SelectExprs), -1
+		for i, se := range sel.SelectExprs {
+			if _, isStar := se.(*ast.StarExpr); isStar {
+				firstStar, lastStar = min(firstStar, i), i
+			}
 		}
 		for i, se := range sel.SelectExprs {
 			ae, ok := se.(*ast.AliasedExpr)
@@ -269,11 +275,16 @@ func replaceSessionRefs(node ast.SQLNode, s Session) (names map[int]string, err 
 			}
 			before, n := replaced, name(ae)
 			aliased(ae, func() { replaceExprs(reflect.ValueOf(&ae.Expr).Elem(), repl, aliased) })
-			if replaced > before && ae.As.IsEmpty() && n != "" && !star {
-				if names == nil {
-					names = map[int]string{}
-				}
+			if replaced == before || !ae.As.IsEmpty() || n == "" || firstStar < i && i < lastStar {
+				continue
+			}
+			if names == nil {
+				names = map[int]string{}
+			}
+			if i < firstStar {
 				names[i] = n
+			} else {
+				names[i-len(sel.SelectExprs)] = n
 			}
 		}
 	}
@@ -451,15 +462,14 @@ func castTo(s, typ string, prec int) ast.Expr {
 	return &ast.ConvertExpr{Name: "CAST", Expr: ast.NewStrVal([]byte(s)), Type: ct}
 }
 
-// checkSetsInsertID marks a plan whose statement assigns
-// LAST_INSERT_ID(expr): the executor reads the value back from the
-// connections that ran it.
-func checkSetsInsertID(p *Plan) error {
+// markSetsInsertID marks a plan whose statement assigns
+// LAST_INSERT_ID(expr) and runs elsewhere than in the client's session:
+// the executor reads the value back from the connections that ran it.
+func markSetsInsertID(p *Plan) {
 	switch p.Kind {
 	case Routed, InsertSplit, Broadcast, ReferenceWrite:
 		p.SetsInsertID = true
 	}
-	return nil
 }
 
 // LiteralValue is the Go value of a literal expression (a number, a

@@ -11,6 +11,8 @@ import (
 	"github.com/dolthub/go-mysql-server/sql/types"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 	"github.com/shopspring/decimal"
+
+	"github.com/canopydb/canopy/cluster/meta"
 )
 
 // fakeSession answers session references from fixed values, as the
@@ -66,8 +68,10 @@ func TestSessionRewrite(t *testing.T) {
 			"routed 3: select 5, v from test_3.t where id = 5 names=map[0:@x]"},
 		{"SELECT NOW(), @x + 1 AS y, @@time_zone FROM t WHERE id = 5",
 			"routed 3: select CAST('2026-01-02 03:04:05' as datetime) `NOW()`, 5 + 1 y, 'session:time_zone' from test_3.t where id = 5 names=map[2:@@time_zone]"},
-		{"SELECT *, @x FROM t WHERE id = 5", // no name by position after *
-			"routed 3: select *, 5 from test_3.t where id = 5"},
+		{"SELECT *, @x FROM t WHERE id = 5", // after a *: from the end
+			"routed 3: select *, 5 from test_3.t where id = 5 names=map[-1:@x]"},
+		{"SELECT @x, t.*, @@time_zone, v, t.*, @x FROM t WHERE id = 5", // between two *: its value's name
+			"routed 3: select 5, t.*, 'session:time_zone', v, t.*, 5 from test_3.t where id = 5 names=map[-1:@x 0:@x]"},
 		{"SELECT v, CONCAT(@s,   DATABASE()) FROM t WHERE id = 5 AND v = CONCAT(@s, DATABASE())",
 			"routed 3: select v, CONCAT('it\\'s', 'test') `CONCAT(@s,   DATABASE())` from test_3.t where id = 5 and v = CONCAT('it\\'s', 'test')"},
 		{"SELECT @@global.sql_mode, @@session.autocommit, DATABASE() FROM t WHERE id = 5",
@@ -271,6 +275,44 @@ func TestUpsertShardKey(t *testing.T) {
 			t.Errorf("%s: %v", c.sql, err)
 		case !c.ok && (!errors.As(err, &pe) || pe.Num != ErNotSupported || !strings.Contains(pe.Msg, "UPDATE of shard key column")):
 			t.Errorf("%s: got %v, want the shard key error", c.sql, err)
+		}
+	}
+}
+
+// TestStatementTime: a statement whose leaves fill columns from the
+// clock carries its time when it runs on several partitions, or on one
+// with values bound at that time; others do not pay for it.
+func TestStatementTime(t *testing.T) {
+	cat := newCatalog()
+	now := &sql.ColumnDefaultValue{Literal: false} // as the engine makes CURRENT_TIMESTAMP: an expression
+	cat.dbs["test"].Tables["ts"] = &meta.Table{Name: "ts", ShardKey: []string{"id"}}
+	cat.schemas["test.ts"] = sql.Schema{
+		{Name: "id", Type: types.Int64},
+		{Name: "v", Type: types.Int64, Nullable: true},
+		{Name: "at", Type: types.Datetime, Nullable: true, Default: now, OnUpdate: now},
+	}
+	for q, want := range map[string]bool{
+		"INSERT INTO ts (id, v) VALUES (1, 1), (2, 2), (3, 3)":                       true, // split
+		"INSERT INTO ts (id, v) VALUES (1, 1)":                                       false,
+		"INSERT INTO ts (id, v) VALUES (1, @x)":                                      true, // bound
+		"UPDATE ts SET v = 1":                                                        true, // broadcast
+		"UPDATE ts SET v = 1 WHERE id = 1":                                           false,
+		"UPDATE ts SET v = @x WHERE id = 1":                                          true,
+		"INSERT INTO t (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c')":                  false, // no such column
+		"UPDATE t SET v = 'a'":                                                       false,
+		"INSERT INTO ts (id, v) VALUES (1, 1), (2, 2) ON DUPLICATE KEY UPDATE v = 3": true,
+	} {
+		stmt, err := ast.Parse(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		p, err := Make(Input{Stmt: stmt, CurrentDB: "test", Catalog: cat, Session: &fakeSession{},
+			NextAutoIncrement: func(string, string) uint64 { return 1 }, Spread: func(int) int { return 0 }})
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if p.StatementTime != want {
+			t.Errorf("%s: StatementTime %v, want %v (%s)", q, p.StatementTime, want, describe(p))
 		}
 	}
 }

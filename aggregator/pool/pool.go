@@ -42,13 +42,16 @@ type Pools struct {
 	pools map[string]*Pool
 	// retired are pools Forget dropped whose connections may still be in
 	// use: Sever closes those too.
-	retired map[string][]*Pool
-	maxIdle int
+	retired  map[string][]*Pool
+	maxIdle  int
+	defaults *Settings
 }
 
-// New returns an empty set of pools.
-func New(maxIdle int) *Pools {
-	return &Pools{pools: make(map[string]*Pool), retired: make(map[string][]*Pool), maxIdle: maxIdle}
+// New returns an empty set of pools. defaults are the node's defaults,
+// which statements of no client (Pool.Exec) run with; nil leaves
+// connections with whatever settings they hold.
+func New(maxIdle int, defaults *Settings) *Pools {
+	return &Pools{pools: make(map[string]*Pool), retired: make(map[string][]*Pool), maxIdle: maxIdle, defaults: defaults}
 }
 
 // Get returns the pool of a node, creating it (credentials are refreshed).
@@ -57,7 +60,7 @@ func (ps *Pools) Get(n Node) *Pool {
 	defer ps.mu.Unlock()
 	p, ok := ps.pools[n.Addr()]
 	if !ok {
-		p = &Pool{node: n, maxIdle: ps.maxIdle}
+		p = &Pool{node: n, maxIdle: ps.maxIdle, defaults: ps.defaults}
 		ps.pools[n.Addr()] = p
 	}
 	return p
@@ -152,14 +155,15 @@ func (ps *Pools) Close() {
 
 // Pool is the idle connections to one node.
 type Pool struct {
-	node    Node
-	maxIdle int
-	mu      sync.Mutex
-	idle    []*mysql.Conn
-	busy    map[*Conn]bool
-	closed  bool
-	severed bool
-	open    atomic.Int64
+	node     Node
+	maxIdle  int
+	defaults *Settings
+	mu       sync.Mutex
+	idle     []*mysql.Conn
+	busy     map[*Conn]bool
+	closed   bool
+	severed  bool
+	open     atomic.Int64
 }
 
 // Connect opens one connection to a node, outside any pool, and runs its
@@ -192,6 +196,8 @@ type Conn struct {
 	*mysql.Conn
 	pool   *Pool
 	broken bool
+	// deadline: acquireFor set the connection's deadline
+	deadline bool
 }
 
 // ErrUnreachable wraps failures to connect to a node.
@@ -302,20 +308,4 @@ func (p *Pool) Close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.dropIdle()
-}
-
-// Exec borrows a connection, runs one statement, and gives it back.
-func (p *Pool) Exec(ctx context.Context, query string, maxRows int) (*sqltypes.Result, error) {
-	c, err := p.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Release()
-	if dl, ok := ctx.Deadline(); ok {
-		// the client protocol has no contexts: a hung node would hold the
-		// caller past its deadline (and whatever lock it holds) forever
-		c.Conn.Conn.SetDeadline(dl)
-		defer c.Conn.Conn.SetDeadline(time.Time{})
-	}
-	return c.ExecWith(Defaults, query, maxRows) // not a client's statement: the node's defaults
 }

@@ -44,12 +44,19 @@ type (
 		LSN      uint64
 	}
 	DropTable struct{ Database, Name string }
-	// RenameTable renames a table; LSN is the position of the master's
-	// copy of the database with the renamed definition (as SchemaChanged).
-	RenameTable struct {
-		Database, From, To string
-		LSN                uint64 `json:",omitempty"`
+	// RenameTables renames tables of a database in order (a swap is
+	// a → tmp, b → a, tmp → b), all of them or, when one cannot be
+	// renamed, none: no aggregator ever plans with a part of a RENAME
+	// TABLE, and a master that dies in the middle leaves none of it. LSN
+	// is the position of the master's copy of the database with the
+	// renamed definitions (as SchemaChanged).
+	RenameTables struct {
+		Database string
+		Renames  []Rename
+		LSN      uint64 `json:",omitempty"`
 	}
+	// Rename is one table's old and new name.
+	Rename        struct{ From, To string }
 	SetPartitions struct {
 		Database   string
 		Partitions []Partition
@@ -85,8 +92,8 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "create_table"
 	case DropTable:
 		op = "drop_table"
-	case RenameTable:
-		op = "rename_table"
+	case RenameTables:
+		op = "rename_tables"
 	case SetPartitions:
 		op = "set_partitions"
 	case SchemaChanged:
@@ -171,10 +178,20 @@ func (s *State) Apply(data []byte) (*State, error) {
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
 			err = n.dropTable(p)
 		}
-	case "rename_table":
-		var p RenameTable
+	case "rename_tables":
+		var p RenameTables
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
-			err = n.renameTable(p)
+			err = n.renameTables(p)
+		}
+	case "rename_table":
+		// one rename per command, as the version before RenameTables
+		// wrote them: raft logs may still hold such entries
+		var p struct {
+			Database, From, To string
+			LSN                uint64
+		}
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.renameTables(RenameTables{Database: p.Database, Renames: []Rename{{p.From, p.To}}, LSN: p.LSN})
 		}
 	case "schema_changed":
 		var p SchemaChanged
@@ -361,21 +378,25 @@ func (s *State) dropTable(p DropTable) error {
 	return nil
 }
 
-func (s *State) renameTable(p RenameTable) error {
+// renameTables renames in order; an error leaves s part-renamed, which
+// Apply then drops (it changes a clone).
+func (s *State) renameTables(p RenameTables) error {
 	d := s.Database(p.Database)
 	if d == nil {
 		return fmt.Errorf("Unknown database '%s'", p.Database)
 	}
-	t := d.Table(p.From)
-	if t == nil {
-		return fmt.Errorf("Unknown table '%s.%s'", p.Database, p.From)
+	for _, r := range p.Renames {
+		t := d.Table(r.From)
+		if t == nil {
+			return fmt.Errorf("Unknown table '%s.%s'", p.Database, r.From)
+		}
+		if d.Table(r.To) != nil {
+			return fmt.Errorf("Table '%s' already exists", r.To)
+		}
+		delete(d.Tables, strings.ToLower(r.From))
+		t.Counter = t.CounterName()
+		t.Name = r.To
+		d.Tables[strings.ToLower(r.To)] = t
 	}
-	if d.Table(p.To) != nil {
-		return fmt.Errorf("Table '%s' already exists", p.To)
-	}
-	delete(d.Tables, strings.ToLower(p.From))
-	t.Counter = t.CounterName()
-	t.Name = p.To
-	d.Tables[strings.ToLower(p.To)] = t
 	return s.schemaChanged(p.Database, p.LSN)
 }

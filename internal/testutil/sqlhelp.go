@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"strings"
@@ -31,10 +32,16 @@ func Rows(t testing.TB, db *sql.DB, q string, args ...interface{}) []string {
 	return out
 }
 
+// Querier runs queries: a *sql.DB (any connection of its pool), a
+// *sql.Conn (one session) or a *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...interface{}) (*sql.Rows, error)
+}
+
 // RenderRows runs a query and renders each row as its values (NULL for
 // NULL) joined by sep.
-func RenderRows(db *sql.DB, sep, q string, args ...interface{}) ([]string, error) {
-	rows, err := db.Query(q, args...)
+func RenderRows(db Querier, sep, q string, args ...interface{}) ([]string, error) {
+	rows, err := db.QueryContext(context.Background(), q, args...)
 	if err != nil {
 		return nil, err
 	}
