@@ -362,10 +362,13 @@ func (f *fsm) install(index uint64, old, n *meta.State) {
 		f.cfg.Log.Error("save applied metadata", "index", index, "err", err)
 	}
 	f.state.Store(n)
-	f.applied.Store(index)
 	if f.cfg.OnApply != nil {
 		f.cfg.OnApply(old, n)
 	}
+	// the index advances once the change is in force here (accounts
+	// loaded, say): a master waiting for a child to reach it must not
+	// hear back before
+	f.applied.Store(index)
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
