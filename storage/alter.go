@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/expression"
+	"github.com/dolthub/go-mysql-server/sql/transform"
 	"github.com/dolthub/go-mysql-server/sql/types"
 	"github.com/dolthub/vitess/go/mysql"
 )
@@ -63,6 +65,13 @@ func (t *Table) AddColumn(ctx *sql.Context, column *sql.Column, order *sql.Colum
 		newSchema = append(newSchema, t.ts.schema.Schema[:pos]...)
 		newSchema = append(newSchema, column)
 		newSchema = append(newSchema, t.ts.schema.Schema[pos:]...)
+		// GMS bound the default's column references to the old schema;
+		// the rows it is evaluated on, here and in GMS's own pass over the
+		// rows after AddColumn (it evaluates the same expression), have
+		// the new one
+		if err := rebindDefault(column, newSchema); err != nil {
+			return rewrite{}, err
+		}
 		return rewrite{rows: func(old sql.Row) (sql.Row, error) {
 			row := make(sql.Row, 0, len(old)+1)
 			row = append(row, old[:pos]...)
@@ -76,6 +85,32 @@ func (t *Table) AddColumn(ctx *sql.Context, column *sql.Column, order *sql.Colum
 			return row, nil
 		}}, nil
 	})
+}
+
+// rebindDefault points the column references of column's default at
+// their positions in schema.
+func rebindDefault(column *sql.Column, schema sql.Schema) error {
+	if column.Default == nil {
+		return nil
+	}
+	e, _, err := transform.Expr(column.Default, func(e sql.Expression) (sql.Expression, transform.TreeIdentity, error) {
+		gf, ok := e.(*expression.GetField)
+		if !ok {
+			return e, transform.SameTree, nil
+		}
+		idx := schema.IndexOfColName(gf.Name())
+		if idx < 0 {
+			return nil, transform.SameTree, sql.ErrTableColumnNotFound.New(column.Source, gf.Name())
+		}
+		return gf.WithIndex(idx), transform.NewTree, nil
+	})
+	if err != nil {
+		return err
+	}
+	if d, ok := e.(*sql.ColumnDefaultValue); ok {
+		column.Default = d
+	}
+	return nil
 }
 
 // newColumnValue is the value an existing row gets in an added column, as

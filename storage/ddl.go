@@ -87,6 +87,9 @@ func (s *Store) createTable(ctx *sql.Context, d *dbState, name string, schema sq
 	if d.table(name) != nil {
 		return sql.ErrTableAlreadyExists.New(name)
 	}
+	if err := checkRowSize(schema.Schema); err != nil {
+		return err
+	}
 	d.mu.RLock()
 	id := d.nextTableID + 1
 	d.mu.RUnlock()
@@ -216,6 +219,9 @@ func (s *Store) alterTable(ctx *sql.Context, ts *tableState, m *tableMeta, rw re
 	}
 	nts, err := newTableState(d, m, ts.counters)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRowSize(nts.schema.Schema); err != nil {
 		return nil, err
 	}
 	desc, err := json.Marshal(m)
