@@ -110,6 +110,8 @@ func TestLeafErrors(t *testing.T) {
 	testutil.ExpectError(t, db, 1136, "21S01", "INSERT INTO t VALUES (4)")
 	testutil.ExpectError(t, db, 1050, "42S01", "CREATE TABLE t (x INT)")
 	testutil.ExpectError(t, db, 1007, "HY000", "CREATE DATABASE test")
+	testutil.ExpectError(t, db, 1118, "42000", "CREATE TABLE wide (a VARCHAR(16000), b VARCHAR(16000))")
+	testutil.ExpectError(t, db, 1118, "42000", "ALTER TABLE t ADD COLUMN a VARCHAR(16000), ADD COLUMN b VARCHAR(16000)")
 	// a multi-row insert that fails leaves nothing behind
 	testutil.ExpectError(t, db, 1062, "23000", "INSERT INTO t VALUES (10, 'x'), (11, 'y'), (1, 'w')")
 	testutil.ExpectRows(t, db, "SELECT id, v FROM t ORDER BY id", "1,a", "2,b")
