@@ -1,6 +1,9 @@
 package storage_test
 
 import (
+	"path/filepath"
+	"reflect"
+	"runtime"
 	"testing"
 
 	"github.com/dolthub/go-mysql-server/enginetest"
@@ -28,3 +31,24 @@ func TestEngineDropChecks(t *testing.T)     { enginetest.TestDropCheckConstraint
 func TestEngineAlterTable(t *testing.T)     { enginetest.TestAlterTable(t, newHarness(t)) }
 func TestEngineColumnDefaults(t *testing.T) { enginetest.TestColumnDefaults(t, newHarness(t)) }
 func TestEngineConcurrentTxns(t *testing.T) { enginetest.TestConcurrentTransactions(t, newHarness(t)) }
+
+// The LOAD DATA suites read their files relative to GMS's enginetest
+// package.
+func TestEngineLoadData(t *testing.T) {
+	t.Chdir(enginetestDir(t))
+	enginetest.TestLoadData(t, newHarness(t))
+}
+
+func TestEngineLoadDataErrors(t *testing.T) {
+	t.Chdir(enginetestDir(t))
+	enginetest.TestLoadDataErrors(t, newHarness(t))
+}
+
+// enginetestDir is the directory of GMS's enginetest package.
+func enginetestDir(t *testing.T) string {
+	file, _ := runtime.FuncForPC(reflect.ValueOf(enginetest.TestLoadData).Pointer()).FileLine(reflect.ValueOf(enginetest.TestLoadData).Pointer())
+	if file == "" {
+		t.Fatal("no source file for GMS's enginetest package")
+	}
+	return filepath.Dir(file)
+}
