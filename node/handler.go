@@ -27,13 +27,13 @@ type handler struct {
 }
 
 func (h *handler) ComQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
-	_, err := h.run(ctx, c, query, "", callback)
+	_, err := h.run(ctx, c, query, "", withMySQLFields(callback))
 	return err
 }
 
 func (h *handler) ComMultiQuery(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) (string, error) {
 	first, rest := sqlcmd.SplitFirst(query)
-	rest, err := h.run(ctx, c, first, rest, callback)
+	rest, err := h.run(ctx, c, first, rest, withMySQLFields(callback))
 	if err != nil {
 		// as in MySQL, the statements after one that failed do not run:
 		// the server would go on with what it returns, and a client that
@@ -138,6 +138,9 @@ func (h *handler) runSQL(ctx context.Context, c *mysql.Conn, query, rest string,
 }
 
 func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *mysql.PrepareData, callback func(*sqltypes.Result) error) error {
+	send := callback
+	spool := withMySQLFields(func(res *sqltypes.Result, _ bool) error { return send(res) })
+	callback = func(res *sqltypes.Result) error { return spool(res, false) }
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {
@@ -181,7 +184,7 @@ func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, p
 		return nil, mysql.NewSQLError(1295, "HY000", "This command is not supported in the prepared statement protocol yet")
 	}
 	fields, err := h.Handler.ComPrepare(ctx, c, query, prepare)
-	return fields, translateError(err, h.currentDB(c))
+	return mysqlFields(fields), translateError(err, h.currentDB(c))
 }
 
 func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
