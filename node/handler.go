@@ -138,6 +138,9 @@ func (h *handler) runSQL(ctx context.Context, c *mysql.Conn, query, rest string,
 }
 
 func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *mysql.PrepareData, callback func(*sqltypes.Result) error) error {
+	if handled, err := h.executeOwn(ctx, c, prepare, callback); handled {
+		return err
+	}
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {
@@ -173,15 +176,7 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 }
 
 func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, prepare *mysql.PrepareData) ([]*querypb.Field, error) {
-	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
-		return nil, err
-	}
-	if stmt := accountStatement(query); stmt != nil {
-		// account statements run as text, where the node adds what GMS lacks
-		return nil, mysql.NewSQLError(1295, "HY000", "This command is not supported in the prepared statement protocol yet")
-	}
-	fields, err := h.Handler.ComPrepare(ctx, c, query, prepare)
-	return fields, translateError(err, h.currentDB(c))
+	return h.prepare(ctx, c, query, prepare) // prepare.go
 }
 
 func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
@@ -205,6 +200,7 @@ func (h *handler) ConnectionClosed(c *mysql.Conn) {
 	h.Handler.ConnectionClosed(c)
 	h.n.sessions.Delete(c.ConnectionID)
 	h.n.conns.Delete(c.ConnectionID)
+	h.n.forgetPrepared(c.ConnectionID)
 }
 
 func (h *handler) currentDB(c *mysql.Conn) string {
