@@ -79,6 +79,7 @@ func (m checkedMethod) HandleAuthPluginData(c *mysql.Conn, user string, serverDa
 			return nil, accessDenied(user, addr, password)
 		}
 	}
+	m.n.watchPrepares(c) // logged in: see prepare.go
 	return got, nil
 }
 

@@ -141,6 +141,9 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 	send := callback
 	spool := withMySQLFields(func(res *sqltypes.Result, _ bool) error { return send(res) })
 	callback = func(res *sqltypes.Result) error { return spool(res, false) }
+	if handled, err := h.executeOwn(ctx, c, prepare, callback); handled {
+		return err
+	}
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {
@@ -176,15 +179,8 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 }
 
 func (h *handler) ComPrepare(ctx context.Context, c *mysql.Conn, query string, prepare *mysql.PrepareData) ([]*querypb.Field, error) {
-	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
-		return nil, err
-	}
-	if stmt := accountStatement(query); stmt != nil {
-		// account statements run as text, where the node adds what GMS lacks
-		return nil, mysql.NewSQLError(1295, "HY000", "This command is not supported in the prepared statement protocol yet")
-	}
-	fields, err := h.Handler.ComPrepare(ctx, c, query, prepare)
-	return mysqlFields(fields), translateError(err, h.currentDB(c))
+	fields, err := h.prepare(ctx, c, query, prepare) // prepare.go
+	return mysqlFields(fields), err
 }
 
 func (h *handler) ComInitDB(c *mysql.Conn, schemaName string) error {
@@ -208,6 +204,7 @@ func (h *handler) ConnectionClosed(c *mysql.Conn) {
 	h.Handler.ConnectionClosed(c)
 	h.n.sessions.Delete(c.ConnectionID)
 	h.n.conns.Delete(c.ConnectionID)
+	h.n.forgetPrepared(c.ConnectionID)
 }
 
 func (h *handler) currentDB(c *mysql.Conn) string {

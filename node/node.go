@@ -149,6 +149,8 @@ type Node struct {
 	self     string                 // an aggregator's address (its raft id)
 	sessions sync.Map               // connection id → *storage.Session
 	conns    sync.Map               // connection id → *connInfo
+	prepared sync.Map               // connection id → ownPrepared (prepare.go)
+	unparsed sync.Map               // connection id → statement set aside for prepare (prepare.go)
 	secret   atomic.Pointer[[]byte] // the cluster secret; nil in no cluster
 	dialer   mux.Dialer
 	users    *users
