@@ -401,10 +401,16 @@ type autoRange struct {
 }
 
 func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
+	var start uint64
 	if d := a.State().Database(db); d != nil {
 		if t := d.Table(table); t != nil {
 			table = t.CounterName() // a renamed table goes on counting where it was
+			start = t.AutoIncrementStart
 		}
+	}
+	num := 0
+	if ag, ok := a.State().Aggregator(a.self); ok {
+		num = ag.Number
 	}
 	a.autoMu.Lock()
 	defer a.autoMu.Unlock()
@@ -418,6 +424,11 @@ func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
 		}
 		a.autos[key] = r
 	}
+	if start > 0 && (start-1)>>autoBits == uint64(num) && r.next < (start-1)&(1<<autoBits-1) {
+		// the values below AUTO_INCREMENT=start in this aggregator's
+		// range are taken (a dump loaded them)
+		r.next = (start - 1) & (1<<autoBits - 1)
+	}
 	if r.next >= r.limit {
 		r.limit = r.next + autoReserve
 		if err := a.store.SetLocal(key, binary.BigEndian.AppendUint64(nil, r.limit)); err != nil {
@@ -425,10 +436,6 @@ func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
 		}
 	}
 	r.next++
-	num := 0
-	if ag, ok := a.State().Aggregator(a.self); ok {
-		num = ag.Number
-	}
 	return uint64(num)<<autoBits | r.next
 }
 

@@ -494,6 +494,15 @@ func shardTable(t *meta.Table, spec *ast.TableSpec, ct sqlcmd.CreateTable) error
 			}{idx.Info.Name.String(), cols})
 		}
 	}
+	for _, o := range spec.TableOpts {
+		if strings.EqualFold(o.Name, "AUTO_INCREMENT") && t.AutoIncrement != "" && !t.Reference {
+			n, err := strconv.ParseUint(o.Value, 10, 64)
+			if err != nil {
+				return mysql.NewSQLError(1064, "42000", "You have an error in your SQL syntax; AUTO_INCREMENT=%s is not a number", o.Value)
+			}
+			t.AutoIncrementStart = n
+		}
+	}
 	for _, c := range spec.Constraints {
 		if _, ok := c.Details.(*ast.ForeignKeyDefinition); ok && !t.Reference {
 			return mysql.NewSQLError(1235, "42000", "FOREIGN KEY is not supported on sharded tables")
@@ -507,6 +516,20 @@ func shardTable(t *meta.Table, spec *ast.TableSpec, ct sqlcmd.CreateTable) error
 		t.ShardKey = ct.ShardKey
 	case len(pk) > 0:
 		t.ShardKey = pk
+	case len(uniques) > 0:
+		// No primary key: the unique key MySQL would make the clustered
+		// key (the first one of NOT NULL columns, else the first) is the
+		// shard key, as the primary key would be, so that
+		// CREATE TABLE t (id SERIAL, …) is usable. A unique key must
+		// hold the shard key in any case; spreading rows would leave
+		// none usable.
+		t.ShardKey = uniques[0].cols
+		for _, u := range uniques {
+			if notNull(spec, u.cols) {
+				t.ShardKey = u.cols
+				break
+			}
+		}
 	}
 	for _, k := range t.ShardKey {
 		found := false
@@ -539,6 +562,22 @@ func shardTable(t *meta.Table, spec *ast.TableSpec, ct sqlcmd.CreateTable) error
 		}
 	}
 	return nil
+}
+
+// notNull reports whether every column of cols is declared NOT NULL.
+func notNull(spec *ast.TableSpec, cols []string) bool {
+	for _, name := range cols {
+		found := false
+		for _, col := range spec.Columns {
+			if strings.EqualFold(col.Name.String(), name) {
+				found = bool(col.Type.NotNull)
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // ddl runs every other schema change.

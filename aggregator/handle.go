@@ -174,6 +174,11 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		}
 		return true, err
 	}
+	if s, ok := stmt.(*ast.Show); ok {
+		if handled, err := a.showCreate(ctx, c, s, query, callback); handled {
+			return true, err
+		}
+	}
 	st := a.State()
 	eval := a.sessionEval(ctx, c)
 	in := planner.Input{

@@ -59,6 +59,7 @@ type token struct {
 // tokenize splits a statement into tokens; it reports false on an
 // unterminated quote.
 func tokenize(s string) ([]token, bool) {
+	s = uncomment(s)
 	var out []token
 	i := 0
 	for i < len(s) {
@@ -103,6 +104,84 @@ func tokenize(s string) ([]token, bool) {
 		}
 	}
 	return out, true
+}
+
+// uncomment blanks out comments as MySQL reads them: a plain comment
+// (/* … */, -- …, # …) is gone; a version comment (/*!NNNNN … */, MariaDB's
+// /*M!NNNNNN … */) loses its markers and keeps its text, which is read
+// whatever the version (as vitess reads it, so a dump's
+// CREATE /*!90618 REFERENCE */ TABLE means what our engine would run).
+// Every other byte keeps its offset, so token offsets index the result.
+func uncomment(s string) string {
+	if !strings.ContainsAny(s, "/#-") {
+		return s
+	}
+	b := []byte(s)
+	blank := func(from, to int) {
+		for i := from; i < to && i < len(b); i++ {
+			if b[i] != '\n' {
+				b[i] = ' '
+			}
+		}
+	}
+	inVersion := false
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '\'' || c == '"' || c == '`':
+			j := i + 1
+			for ; j < len(b); j++ {
+				if b[j] == '\\' && c != '`' {
+					j++
+					continue
+				}
+				if b[j] == c {
+					if j+1 < len(b) && b[j+1] == c {
+						j++
+						continue
+					}
+					break
+				}
+			}
+			i = j + 1
+		case inVersion && c == '*' && i+1 < len(b) && b[i+1] == '/':
+			blank(i, i+2)
+			inVersion = false
+			i += 2
+		case c == '/' && i+1 < len(b) && b[i+1] == '*':
+			j := i + 2
+			if j < len(b) && b[j] == 'M' && j+1 < len(b) && b[j+1] == '!' {
+				j++
+			}
+			if j < len(b) && b[j] == '!' && !inVersion {
+				j++
+				for k := 0; k < 6 && j < len(b) && b[j] >= '0' && b[j] <= '9'; k++ {
+					j++
+				}
+				blank(i, j)
+				inVersion = true
+				i = j
+				continue
+			}
+			end := strings.Index(string(b[i+2:]), "*/")
+			if end < 0 {
+				blank(i, len(b))
+				return string(b)
+			}
+			blank(i, i+2+end+2)
+			i += 2 + end + 2
+		case c == '#' || c == '-' && i+1 < len(b) && b[i+1] == '-' && (i+2 == len(b) || b[i+2] <= ' '):
+			j := i
+			for j < len(b) && b[j] != '\n' {
+				j++
+			}
+			blank(i, j)
+			i = j
+		default:
+			i++
+		}
+	}
+	return string(b)
 }
 
 // writeEscaped writes what MySQL reads for a backslash followed by c in a

@@ -2,6 +2,7 @@ package sqlcmd
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -132,6 +133,11 @@ func TestParseClusterDDL(t *testing.T) {
 		{"CREATE DATABASE db WITH SYNC REPLICATION PARTITIONS 8", CreateDatabase{Name: "db", Partitions: 8, Sync: true}},
 		{"CREATE DATABASE db DEFAULT CHARACTER SET utf8mb4", CreateDatabase{Name: "db"}},
 		{"CREATE DATABASE db PARTITIONS=0", nil},
+		// SHOW CREATE DATABASE's form, as mariadb-dump writes it
+		{"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `d1` /*!40100 DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin */ /*!90618 PARTITIONS 4 WITH SYNC REPLICATION */",
+			CreateDatabase{Name: "d1", IfNotExists: true, Partitions: 4, Sync: true}},
+		{"/* a comment */ CREATE DATABASE d -- PARTITIONS 3\n", CreateDatabase{Name: "d"}},
+		{"CREATE DATABASE d # PARTITIONS 3", CreateDatabase{Name: "d"}},
 		{"SET @@GLOBAL.redundancy_level = 2", SetClusterVariable{Name: "redundancy_level", Value: "2"}},
 		{"set global auto_attach = Off", SetClusterVariable{Name: "auto_attach", Value: "Off"}},
 		{"SET GLOBAL max_connections = 10", nil},
@@ -159,6 +165,15 @@ func TestParseCreateTable(t *testing.T) {
 		{"CREATE REFERENCE TABLE r (id INT PRIMARY KEY, name VARCHAR(10) DEFAULT 'shard key (x)')",
 			CreateTable{SQL: "CREATE TABLE r (id INT PRIMARY KEY, name VARCHAR(10) DEFAULT 'shard key (x)')", Reference: true}, true},
 		{"CREATE VIEW v AS SELECT 1", CreateTable{}, false},
+		// SHOW CREATE TABLE's form (MemSQL's version comments)
+		{"CREATE /*!90618 REFERENCE */ TABLE `r` (\n  `id` int NOT NULL\n) ENGINE=InnoDB",
+			CreateTable{SQL: "CREATE" + strings.Repeat(" ", 10) + "TABLE `r` (\n  `id` int NOT NULL\n) ENGINE=InnoDB", Reference: true}, true},
+		{"CREATE TABLE `b` (\n  `k` int,\n  PRIMARY KEY (`k`,`id`),\n  /*!90618 SHARD */ KEY (`k`)\n) ENGINE=InnoDB",
+			CreateTable{SQL: "CREATE TABLE `b` (\n  `k` int,\n  PRIMARY KEY (`k`,`id`)\n) ENGINE=InnoDB", HasShardKey: true, ShardKey: []string{"k"}}, true},
+		{"CREATE TABLE t (a INT /* SHARD KEY (a) */, b INT) -- SHARD KEY (b)",
+			CreateTable{SQL: "CREATE TABLE t (a INT" + strings.Repeat(" ", 20) + ", b INT)" + strings.Repeat(" ", 17)}, true},
+		{"CREATE TABLE s (id SERIAL, v INT, w INT SERIAL DEFAULT VALUE)",
+			CreateTable{SQL: "CREATE TABLE s (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT UNIQUE, v INT, w INT SERIAL DEFAULT VALUE)"}, true},
 	}
 	for _, c := range cases {
 		got, ok := ParseCreateTable(c.in)
@@ -182,5 +197,47 @@ func TestAccessOf(t *testing.T) {
 		if got := AccessOf(c.cmd); got != c.want {
 			t.Errorf("AccessOf(%T) = %d, want %d", c.cmd, got, c.want)
 		}
+	}
+}
+
+// TestShowCreateTableRoundTrip: what SHOW CREATE TABLE prints of a
+// distributed table reads back as the same table.
+func TestShowCreateTableRoundTrip(t *testing.T) {
+	const gms = "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `k` int NOT NULL,\n  `v` varchar(10) COMMENT 'x\n) (',\n  PRIMARY KEY (`id`,`k`),\n  KEY `iv` (`v`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin"
+	cases := []struct {
+		reference bool
+		key       []string
+		autoInc   uint64
+		want      string
+	}{
+		{false, []string{"k"}, 0, "CREATE TABLE `t` (\n  `id` int NOT NULL,\n  `k` int NOT NULL,\n  `v` varchar(10) COMMENT 'x\n) (',\n  PRIMARY KEY (`id`,`k`),\n  KEY `iv` (`v`),\n  /*!90618 SHARD */ KEY (`k`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin"},
+		{false, []string{"ID", "k"}, 0, gms}, // the primary key: the default
+		{false, nil, 0, gms},                 // spread rows
+		{true, nil, 7, "CREATE /*!90618 REFERENCE */ TABLE `t` (\n  `id` int NOT NULL,\n  `k` int NOT NULL,\n  `v` varchar(10) COMMENT 'x\n) (',\n  PRIMARY KEY (`id`,`k`),\n  KEY `iv` (`v`)\n) ENGINE=InnoDB AUTO_INCREMENT=7 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_0900_bin"},
+	}
+	for _, c := range cases {
+		got := ShowCreateTable(gms, c.reference, c.key, c.autoInc)
+		if got != c.want {
+			t.Errorf("ShowCreateTable(%v, %v, %d) =\n%s\nwant\n%s", c.reference, c.key, c.autoInc, got, c.want)
+			continue
+		}
+		ct, ok := ParseCreateTable(got)
+		if !ok || ct.Reference != c.reference {
+			t.Errorf("ParseCreateTable(%q) = %#v, %v", got, ct, ok)
+			continue
+		}
+		if c.key != nil && !c.reference && !equalFold(ct.ShardKey, c.key) && !equalFold([]string{"id", "k"}, c.key) {
+			t.Errorf("ParseCreateTable(%q): shard key %v, want %v", got, ct.ShardKey, c.key)
+		}
+	}
+	if got := ShowCreateTable("CREATE TABLE `a` (\n  `id` int\n) ENGINE=InnoDB AUTO_INCREMENT=9 DEFAULT CHARSET=utf8mb4", false, nil, 12); !strings.Contains(got, "AUTO_INCREMENT=12 ") {
+		t.Errorf("AUTO_INCREMENT not raised: %s", got)
+	}
+	if got := ShowCreateTable("CREATE TABLE `a` (\n  `id` int\n) ENGINE=InnoDB AUTO_INCREMENT=19 DEFAULT CHARSET=utf8mb4", false, nil, 12); !strings.Contains(got, "AUTO_INCREMENT=19 ") {
+		t.Errorf("AUTO_INCREMENT lowered: %s", got)
+	}
+	db := ShowCreateDatabase("CREATE DATABASE `d` /*!40100 DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_0900_bin */", 6, false)
+	if got := ParseClusterDDL(db); !reflect.DeepEqual(got, CreateDatabase{Name: "d", Partitions: 6}) {
+		t.Errorf("ParseClusterDDL(%q) = %#v", db, got)
 	}
 }

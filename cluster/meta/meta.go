@@ -94,6 +94,9 @@ type Table struct {
 	ShardKey []string `json:"shard_key,omitempty"`
 	// AutoIncrement is the AUTO_INCREMENT column, which aggregators fill in.
 	AutoIncrement string `json:"auto_increment,omitempty"`
+	// AutoIncrementStart is CREATE TABLE's AUTO_INCREMENT=n (a dump's
+	// replay): no aggregator hands out a value below it within its range.
+	AutoIncrementStart uint64 `json:"auto_increment_start,omitempty"`
 	// Counter names the AUTO_INCREMENT counters aggregators keep for the
 	// table when it is not the table's name: its first name, kept through
 	// renames so that the values go on instead of starting over.
