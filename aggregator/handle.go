@@ -50,6 +50,8 @@ func (c catalog) Schema(db, table string) sql.Schema {
 type session struct {
 	mu    sync.Mutex
 	conns map[string]*pool.Conn // leaf → connection in an open transaction
+	// savepoints the open transaction set, in order (savepoint.go)
+	savepoints []string
 	refs  map[string]bool       // reference databases written in the transaction
 	local atomic.Bool           // a schema change on this node's copy is running
 	// settings are what its statements need on leaf connections; nil:
@@ -155,6 +157,11 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		a.finish(sess, "ROLLBACK")
 		sess.refs = map[string]bool{}
 		return false, nil
+	case *ast.Savepoint, *ast.RollbackSavepoint, *ast.ReleaseSavepoint:
+		if err := a.leafSavepoint(sess, c.ConnectionID, stmt); err != nil {
+			return true, err
+		}
+		return false, nil // the engine's part, and its answer
 	case *ast.Begin:
 		// an open transaction commits first, as in MySQL
 		if err := a.finish(sess, "COMMIT"); err != nil {
@@ -543,7 +550,7 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 	if err != nil {
 		return nil, leafError(leaf, err)
 	}
-	if _, err := c.Exec("BEGIN", 0); err != nil {
+	if err := beginLeafPart(s, c); err != nil {
 		c.Release()
 		return nil, leafError(leaf, err)
 	}
@@ -557,6 +564,7 @@ func (a *Aggregator) finish(s *session, how string) error {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = map[string]*pool.Conn{}
+	s.savepoints = nil
 	s.mu.Unlock()
 	if len(conns) == 0 {
 		return nil

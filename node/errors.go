@@ -15,7 +15,7 @@ var sqlStates = map[int]string{
 	1049: "42000", 1050: "42S01", 1051: "42S02", 1054: "42S22", 1060: "42S21", 1061: "42000",
 	1062: "23000", 1064: "42000", 1066: "42000", 1068: "42000", 1075: "42000", 1091: "42000", 1118: "42000",
 	1136: "21S01", 1146: "42S02", 1149: "42000", 1205: "HY000", 1213: "40001", 1242: "21000",
-	1264: "22003", 1292: "22007", 1364: "HY000", 1365: "22012", 1406: "22001", 1451: "23000",
+	1264: "22003", 1292: "22007", 1305: "42000", 1364: "HY000", 1365: "22012", 1406: "22001", 1451: "23000",
 	1452: "23000", 1690: "22003", 3140: "22032", 3141: "22032",
 }
 
@@ -63,6 +63,8 @@ var translations = []struct {
 		return "Row size too large. The maximum row size for the used table type, not counting BLOBs, is 65535. " +
 			"This includes storage overhead, check the manual. You have to change some columns to TEXT or BLOBs"
 	}},
+	{regexp.MustCompile(`^SAVEPOINT (.*) does not exist$`), 1305,
+		func(m []string, _ string) string { return "SAVEPOINT " + m[1] + " does not exist" }},
 	// a guarded database (node/guard.go) as GMS refuses it
 	{regexp.MustCompile(`^Database (.*) is read-only\.?$`), 1290, func(m []string, _ string) string {
 		return "The database '" + m[1] + "' belongs to the cluster: clients change it through an aggregator"
