@@ -69,6 +69,10 @@ func TestLeafLoadData(t *testing.T) {
 		}
 	}
 
+	// an enclosed "NULL" is the string, the bare word (with ENCLOSED BY) and \N are NULL
+	loadRows(t, db, "t", "1,NULL,\\N\n2,\"NULL\",0\n", csv)
+	testutil.ExpectRows(t, db, "SELECT id, s IS NULL, n IS NULL FROM t ORDER BY id", "1,1,1", "2,0,0")
+
 	// LOCAL implies IGNORE: a duplicate key is skipped; REPLACE replaces
 	testutil.Exec(t, db, "DELETE FROM t")
 	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 'old', 0)")

@@ -65,14 +65,13 @@ type input struct {
 // to its column names, so the list comes from the statement itself.
 func loadInputs(query string, ld *plan.LoadData) ([]input, error) {
 	var names []string
-	if stmt, err := ast.Parse(query); err == nil {
-		if l, ok := stmt.(*ast.Load); ok {
-			for _, c := range l.Columns {
-				names = append(names, c.String())
-			}
+	stmt, err := ast.Parse(query)
+	if l, ok := stmt.(*ast.Load); ok && err == nil {
+		for _, c := range l.Columns {
+			names = append(names, c.String())
 		}
 	} else if len(ld.ColNames) > 0 {
-		return nil, fmt.Errorf("LOAD DATA: cannot read its column list again: %w", err)
+		return nil, fmt.Errorf("LOAD DATA: cannot read its column list from %q", query)
 	}
 	var ins []input
 	if len(names) == 0 {
