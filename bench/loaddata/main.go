@@ -42,17 +42,21 @@ func main() {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	must(build.Run())
 
+	stops = append(stops, func() { os.RemoveAll(dir) })
 	single, err := benchutil.StartCanopy(bin, dir, "single", *cacheMB)
 	must(err)
 	defer single.Stop()
+	stops = append(stops, single.Stop)
 	ma, err := benchutil.StartCanopy(bin, dir, "master", *cacheMB, "--master-aggregator")
 	must(err)
 	defer ma.Stop()
+	stops = append(stops, ma.Stop)
 	ma.Name = "cluster"
 	for i := 0; i < *leaves; i++ {
 		l, err := benchutil.StartCanopy(bin, dir, fmt.Sprintf("leaf%d", i), *cacheMB)
 		must(err)
 		defer l.Stop()
+		stops = append(stops, l.Stop)
 		ma.Peers = append(ma.Peers, l)
 		must(benchutil.Exec(ma, "", fmt.Sprintf("ADD LEAF root@'127.0.0.1':%d", l.Port)))
 	}
@@ -62,6 +66,7 @@ func main() {
 		log.Printf("without MariaDB: %v", err)
 	} else {
 		defer maria.Stop()
+		stops = append(stops, maria.Stop)
 		servers = append(servers, maria)
 	}
 	partitions := 8 * *leaves
@@ -184,8 +189,15 @@ func load(s *benchutil.Server, path string, rows int) (time.Duration, time.Durat
 	return el, cpu, nil
 }
 
+// stops are the servers to stop when the run fails (log.Fatal runs no
+// deferred calls).
+var stops []func()
+
 func must(err error) {
 	if err != nil {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
 		log.Fatal(err)
 	}
 }
