@@ -103,6 +103,7 @@ var (
 	_ sql.Table              = (*DistTable)(nil)
 	_ sql.ProjectedTable     = (*DistTable)(nil)
 	_ sql.InsertableTable    = (*DistTable)(nil)
+	_ sql.ReplaceableTable   = (*DistTable)(nil)
 	_ sql.AutoIncrementTable = (*DistTable)(nil)
 	_ sql.PrimaryKeyTable    = (*DistTable)(nil)
 )
@@ -454,11 +455,24 @@ func (noAutoSetter) Close(*sql.Context) error                              { ret
 // partitions, in batches, in one transaction per leaf that commits when
 // the statement completes.
 func (t *DistTable) Inserter(ctx *sql.Context) sql.RowInserter {
-	return &distInserter{t: t, connID: ctx.Session.ID(), buf: map[int][]sql.Row{}, conns: map[string]*pool.Conn{}}
+	return &distInserter{t: t, verb: "INSERT INTO", connID: ctx.Session.ID(), buf: map[int][]sql.Row{}, conns: map[string]*pool.Conn{}}
 }
+
+// Replacer is an Inserter whose rows the partitions REPLACE. GMS deletes
+// a row only when an insert reports the duplicate, which a partition's
+// REPLACE never does, so Delete has nothing to do. (LOAD DATA … REPLACE
+// runs in BulkLoad; GMS checks that the table has a Replacer first.)
+func (t *DistTable) Replacer(ctx *sql.Context) sql.RowReplacer {
+	i := t.Inserter(ctx).(*distInserter)
+	i.verb = "REPLACE INTO"
+	return i
+}
+
+func (i *distInserter) Delete(*sql.Context, sql.Row) error { return nil }
 
 type distInserter struct {
 	t      *DistTable
+	verb   string // INSERT INTO, or REPLACE INTO for a Replacer
 	connID uint32
 	buf    map[int][]sql.Row
 	conns  map[string]*pool.Conn // outside a client transaction: ours
@@ -533,7 +547,7 @@ func (i *distInserter) flush(ctx *sql.Context, p int) error {
 	if err != nil {
 		return err
 	}
-	q, err := insertSQL(ctx, quoteIdent(meta.PartitionName(i.t.db.Name, p))+"."+quoteIdent(i.t.Name()), i.t.local.Schema(), rows)
+	q, err := insertSQL(ctx, i.verb, quoteIdent(meta.PartitionName(i.t.db.Name, p))+"."+quoteIdent(i.t.Name()), i.t.local.Schema(), rows)
 	if err != nil {
 		return err
 	}
@@ -548,9 +562,9 @@ func (i *distInserter) flush(ctx *sql.Context, p int) error {
 }
 
 // insertSQL is an INSERT of rows into table (already quoted).
-func insertSQL(ctx *sql.Context, table string, schema sql.Schema, rows []sql.Row) (string, error) {
+func insertSQL(ctx *sql.Context, verb, table string, schema sql.Schema, rows []sql.Row) (string, error) {
 	var q bytes.Buffer
-	fmt.Fprintf(&q, "INSERT INTO %s (", table)
+	fmt.Fprintf(&q, "%s %s (", verb, table)
 	for k, c := range schema {
 		if k > 0 {
 			q.WriteString(", ")

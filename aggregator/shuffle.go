@@ -484,7 +484,7 @@ func (sh *shipment) flush(ctx *sql.Context, leaf int) error {
 		return nil
 	}
 	sh.buf[leaf] = rows[:0]
-	q, err := insertSQL(ctx, sh.table, sh.schema, rows)
+	q, err := insertSQL(ctx, "INSERT INTO", sh.table, sh.schema, rows)
 	if err != nil {
 		return err
 	}

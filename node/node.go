@@ -214,6 +214,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	n.dialer = mux.Dialer{Secret: n.clusterSecret, TLS: cfg.NodeTLS}
 	aggregator.RegisterVariables()
 	privilege.Install()
+	gmsfix.Install(analyzer.Rule{Id: aggregator.BulkLoadRuleID, Apply: aggregator.BulkLoad})
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
 		AddPostAnalyzeRule(gmsfix.ExactSumsRuleID, gmsfix.ExactSums). // before PushAggregates, which splits its aggregates
