@@ -145,6 +145,32 @@ func TestLeafTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.ExpectRows(t, db, "SELECT id, bal FROM acct ORDER BY id", "1,90", "2,110")
+
+	// reading a view is not DDL: it neither commits the transaction nor
+	// drops its savepoints (GMS marked it DDL, which commits); a real DDL
+	// statement still commits what came before it
+	testutil.Exec(t, db, "CREATE VIEW rich AS SELECT id FROM acct WHERE bal > 100")
+	tx, _ = db.Begin()
+	for _, q := range []string{
+		"INSERT INTO acct VALUES (4, 500)",
+		"SAVEPOINT s",
+		"SELECT COUNT(*) FROM rich",
+		"INSERT INTO acct SELECT id + 10, 1 FROM rich",
+		"ROLLBACK TO SAVEPOINT s",
+	} {
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.ExpectRows(t, db, "SELECT id FROM acct ORDER BY id", "1", "2")
+	tx, _ = db.Begin()
+	tx.Exec("INSERT INTO acct VALUES (5, 5)")
+	tx.Exec("CREATE VIEW poor AS SELECT id FROM rich")
+	tx.Rollback()
+	testutil.ExpectRows(t, db, "SELECT id FROM acct ORDER BY id", "1", "2", "5")
 }
 
 // TestLeafConcurrentWriters: increments from many sessions are never lost,

@@ -47,6 +47,7 @@ func Install(after ...analyzer.Rule) {
 	installOnce.Do(func() {
 		analyzer.AlwaysBeforeDefault = append(analyzer.AlwaysBeforeDefault, analyzer.Rule{Id: DeleteAllRuleID, Apply: KeepDeleteAll})
 		analyzer.OnceAfterAll = append(analyzer.OnceAfterAll, analyzer.Rule{Id: LoadDataRuleID, Apply: LoadDataReader})
+		analyzer.OnceAfterAll = append(analyzer.OnceAfterAll, analyzer.Rule{Id: ViewsRuleID, Apply: ViewReadsDoNotCommit})
 		analyzer.OnceAfterAll = append(analyzer.OnceAfterAll, after...)
 	})
 }
