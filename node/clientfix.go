@@ -15,6 +15,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
+	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -254,10 +255,12 @@ func (n *Node) showProcessList(ctx context.Context, c *mysql.Conn, query string)
 }
 
 // trackStatement enters a statement the aggregator answers itself (GMS
-// never sees it) in the process list, as GMS enters its own: SHOW
-// PROCESSLIST shows it and KILL QUERY cancels the context it returns,
-// which stops the statement's work on the leaves (aggregator/pool). done
-// takes it out again.
+// never sees it) in the process list, as GMS enters its own, so that SHOW
+// PROCESSLIST shows it and KILL QUERY finds it. The context it returns
+// ends only when the statement is killed (GMS ends its own at the end of
+// every statement, which would kill the leaf connections a transaction
+// keeps), and the pool then kills the statement's work on the leaves
+// (pool.Killable). done takes the statement out again.
 func (n *Node) trackStatement(ctx context.Context, c *mysql.Conn, query string) (_ context.Context, done func()) {
 	sctx, err := n.sqlContext(ctx, c)
 	if err != nil {
@@ -267,5 +270,10 @@ func (n *Node) trackStatement(ctx context.Context, c *mysql.Conn, query string) 
 	if err != nil {
 		return ctx, func() {}
 	}
-	return pctx, func() { n.engine.ProcessList.EndQuery(pctx) }
+	stmt, kill := context.WithCancel(pool.Killable(context.WithoutCancel(ctx)))
+	stop := context.AfterFunc(pctx, kill)
+	return stmt, func() {
+		stop()
+		n.engine.ProcessList.EndQuery(pctx)
+	}
 }

@@ -240,13 +240,21 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	return bc, nil
 }
 
-// watch stops the leaf's work when the borrower's context ends (a client's
-// KILL QUERY on the aggregator, or its connection gone) while the
-// connection is borrowed: KILL QUERY of the connection's id on another
-// connection to the node. A connection that may have been killed is not
-// reused (a late KILL would hit its next statement).
+// killKey marks a context whose end is a KILL QUERY (see Killable).
+type killKey struct{}
+
+// Killable marks a statement's context as one that ends only when the
+// statement is killed (a context that also ends when the statement ends
+// would kill the leaf connections a transaction keeps).
+func Killable(ctx context.Context) context.Context { return context.WithValue(ctx, killKey{}, true) }
+
+// watch stops the leaf's work when a Killable context of the borrower
+// ends (a client's KILL QUERY on the aggregator) while the connection is
+// borrowed: KILL QUERY of the connection's id on another connection to
+// the node. A connection that may have been killed is not reused (a late
+// KILL would hit its next statement).
 func (c *Conn) watch(ctx context.Context) {
-	if ctx.Done() == nil {
+	if ctx.Done() == nil || ctx.Value(killKey{}) == nil {
 		return
 	}
 	c.stopKill = context.AfterFunc(ctx, func() {
