@@ -52,8 +52,8 @@ type session struct {
 	conns map[string]*pool.Conn // leaf → connection in an open transaction
 	// savepoints the open transaction set, in order (savepoint.go)
 	savepoints []string
-	refs  map[string]bool       // reference databases written in the transaction
-	local atomic.Bool           // a schema change on this node's copy is running
+	refs       map[string]bool // reference databases written in the transaction
+	local      atomic.Bool     // a schema change on this node's copy is running
 	// settings are what its statements need on leaf connections; nil:
 	// read them again (sessionvars.go)
 	settings atomic.Pointer[clientSettings]

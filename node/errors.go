@@ -2,8 +2,10 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dolthub/vitess/go/mysql"
 )
@@ -15,7 +17,8 @@ var sqlStates = map[int]string{
 	1049: "42000", 1050: "42S01", 1051: "42S02", 1054: "42S22", 1060: "42S21", 1061: "42000",
 	1062: "23000", 1064: "42000", 1066: "42000", 1068: "42000", 1075: "42000", 1091: "42000", 1118: "42000",
 	1136: "21S01", 1146: "42S02", 1149: "42000", 1205: "HY000", 1213: "40001", 1242: "21000",
-	1264: "22003", 1292: "22007", 1305: "42000", 1364: "HY000", 1365: "22012", 1406: "22001", 1451: "23000",
+	1264: "22003", 1292: "22007", 1305: "42000", 1317: "70100", 1364: "HY000", 1365: "22012", 1406: "22001",
+	1451: "23000",
 	1452: "23000", 1690: "22003", 3140: "22032", 3141: "22032",
 }
 
@@ -65,6 +68,9 @@ var translations = []struct {
 	}},
 	{regexp.MustCompile(`^SAVEPOINT (.*) does not exist$`), 1305,
 		func(m []string, _ string) string { return "SAVEPOINT " + m[1] + " does not exist" }},
+	// KILL QUERY cancels the statement's context
+	{regexp.MustCompile(`^context canceled$`), 1317,
+		func([]string, string) string { return "Query execution was interrupted" }},
 	// a guarded database (node/guard.go) as GMS refuses it
 	{regexp.MustCompile(`^Database (.*) is read-only\.?$`), 1290, func(m []string, _ string) string {
 		return "The database '" + m[1] + "' belongs to the cluster: clients change it through an aggregator"
@@ -90,6 +96,7 @@ func translateError(err error, db string) error {
 			break
 		}
 	}
+	out.Message = boundMessage(out.Message)
 	if out.State == "" || out.State == mysql.SSUnknownSQLState {
 		if s, ok := sqlStates[out.Num]; ok {
 			out.State = s
@@ -98,4 +105,40 @@ func translateError(err error, db string) error {
 		}
 	}
 	return &out
+}
+
+// maxMessage is MySQL's longest error message (MYSQL_ERRMSG_SIZE - 1).
+const maxMessage = 511
+
+var dupEntryRe = regexp.MustCompile(`(?s)^Duplicate entry '(.*)' for key '([^']*)'$`)
+
+// boundMessage keeps an error message as MySQL's are: a duplicate key's
+// value cut at 64 characters ("..." ending it), bytes that are not UTF-8
+// as \xHH, and at most 511 bytes. A message quoting a whole value (a 100
+// KB blob) made an error packet clients could not read.
+func boundMessage(msg string) string {
+	if m := dupEntryRe.FindStringSubmatch(msg); m != nil && utf8.RuneCountInString(m[1]) > 64 {
+		msg = "Duplicate entry '" + string([]rune(m[1])[:61]) + "...' for key '" + m[2] + "'"
+	}
+	if !utf8.ValidString(msg) {
+		var b strings.Builder
+		for i := 0; i < len(msg); {
+			r, size := utf8.DecodeRuneInString(msg[i:])
+			if r == utf8.RuneError && size == 1 {
+				fmt.Fprintf(&b, "\\x%02X", msg[i])
+			} else {
+				b.WriteString(msg[i : i+size])
+			}
+			i += size
+		}
+		msg = b.String()
+	}
+	if len(msg) > maxMessage {
+		cut := maxMessage - 3
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	return msg
 }

@@ -75,8 +75,16 @@ func (h *handler) run(ctx context.Context, c *mysql.Conn, query, rest string, ca
 		first, rest := sqlcmd.SplitFirst(rest)
 		return h.run(ctx, c, first, rest, callback)
 	}
+	callback = fixingFields(callback)
+	query, err := rewriteStatement(query)
+	if err != nil {
+		return rest, err
+	}
 	if cmd := sqlcmd.Parse(query); cmd != nil {
 		return rest, h.command(ctx, c, query, cmd, more, callback)
+	}
+	if res, ok := h.n.showProcessList(ctx, c, query); ok {
+		return rest, callback(res, more)
 	}
 	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
 		return rest, err
@@ -108,8 +116,10 @@ func (h *handler) runSQL(ctx context.Context, c *mysql.Conn, query, rest string,
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {
+			hctx, done := h.n.trackStatement(ctx, c, query)
+			defer done()
 			var err error
-			handled, err = agg.Handle(ctx, c, query, func(res *sqltypes.Result, _ bool) error {
+			handled, err = agg.Handle(hctx, c, query, func(res *sqltypes.Result, _ bool) error {
 				return callback(res, more)
 			})
 			return err
@@ -245,7 +255,7 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 	if se != nil && se.Num == mysql.ERDupEntry {
 		if s := h.n.session(c.ConnectionID); s != nil {
 			if msg := s.TakeDuplicateEntry(); msg != "" {
-				se.Message = msg
+				se.Message = boundMessage(msg)
 			}
 		}
 	}

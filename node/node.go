@@ -213,11 +213,15 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.dialer = mux.Dialer{Secret: n.clusterSecret, TLS: cfg.NodeTLS}
 	aggregator.RegisterVariables()
+	setServerIdentity()
+	gmsfix.InstallFunctions()
 	privilege.Install()
 	gmsfix.Install(analyzer.Rule{Id: aggregator.BulkLoadRuleID, Apply: aggregator.BulkLoad})
 	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
 		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
 		AddPostAnalyzeRule(gmsfix.ExactSumsRuleID, gmsfix.ExactSums). // before PushAggregates, which splits its aggregates
+		AddPostAnalyzeRule(gmsfix.SchemaIsDatabaseRuleID, gmsfix.SchemaIsDatabase).
+		AddPostAnalyzeRule(gmsfix.BinaryStringsRuleID, gmsfix.BinaryStrings).
 		// The aggregator's rewrites come after GMS's validation, which
 		// must judge the client's statement as a leaf would, not the
 		// rewritten plan (a partial GroupBy groups by its own columns).
@@ -229,6 +233,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		AddPostValidationRule(aggregator.RescanRuleID, aggregator.CacheRescans).Build()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
+	n.engine.ProcessList = &processList{ProcessList: n.engine.ProcessList, n: n}
 	n.users = &users{n: n}
 	if err := n.users.start(cfg.RootPasswordFile); err != nil {
 		store.Close()
@@ -267,7 +272,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		// A plain listener: GMS then skips its per-query poll for closed
 		// connections (a dup, readlink and close per query; deps.md §2).
 		Listener:                plainListener{ln},
-		Version:                 "8.0.31-canopy",
+		Version:                 serverVersion,
 		TLSConfig:               n.tls,
 		ProtocolListenerFactory: n.listenerFactory,
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/dolthub/go-mysql-server/sql/types"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 	"github.com/shopspring/decimal"
+
+	"github.com/canopydb/canopy/sqlcmd"
 )
 
 // Session-dependent expressions. A statement an aggregator sends to a
@@ -117,8 +119,8 @@ func sessionRef(e ast.Expr) (SessionRef, bool) {
 type sessionUse struct {
 	reads bool // it reads session-dependent expressions
 	// aggregatorOnly: only the aggregator can run it, in the client's
-	// session: SELECT … INTO (variables, or a file of this server) or
-	// SQL_CALC_FOUND_ROWS (which sets FOUND_ROWS())
+	// session: SELECT … INTO (variables, or a file of this server),
+	// SQL_CALC_FOUND_ROWS (which sets FOUND_ROWS()) or `@x := expr`
 	aggregatorOnly bool
 	// setsInsertID: LAST_INSERT_ID(expr) sets the session's value
 	setsInsertID bool
@@ -139,6 +141,9 @@ func scanSession(stmt ast.SQLNode) sessionUse {
 		case *ast.FuncExpr:
 			if n.Name.Lowered() == "last_insert_id" && len(n.Exprs) > 0 && n.Qualifier.IsEmpty() {
 				u.setsInsertID = true
+			}
+			if n.Name.Lowered() == sqlcmd.AssignFunc && n.Qualifier.IsEmpty() {
+				u.aggregatorOnly = true // `@x := expr`, which the node rewrote
 			}
 		}
 		if e, ok := n.(ast.Expr); ok {
@@ -194,7 +199,7 @@ func bindSession(in *Input) (p *Plan, done bool, err error) {
 		return aggregatorRuns("the statement assigns session variables")
 	}
 	if u.aggregatorOnly {
-		return nil, true, errorf(ErNotSupported, "INTO in this statement is not supported on sharded tables")
+		return nil, true, errorf(ErNotSupported, "INTO or assigning user variables in this statement is not supported on sharded tables")
 	}
 	in.setsInsertID = u.setsInsertID
 	if !u.reads {

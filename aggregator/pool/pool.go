@@ -198,6 +198,9 @@ type Conn struct {
 	broken bool
 	// deadline: acquireFor set the connection's deadline
 	deadline bool
+	// stopKill unregisters the KILL QUERY sent when the borrower's context
+	// ends (see watch)
+	stopKill func() bool
 }
 
 // ErrUnreachable wraps failures to connect to a node.
@@ -212,6 +215,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		bc := &Conn{Conn: c, pool: p}
 		p.markBusy(bc)
 		p.mu.Unlock()
+		bc.watch(ctx)
 		return bc, nil
 	}
 	p.mu.Unlock()
@@ -232,7 +236,37 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	bc := &Conn{Conn: c, pool: p}
 	p.markBusy(bc)
 	p.mu.Unlock()
+	bc.watch(ctx)
 	return bc, nil
+}
+
+// killKey marks a context whose end is a KILL QUERY (see Killable).
+type killKey struct{}
+
+// Killable marks a statement's context as one that ends only when the
+// statement is killed (a context that also ends when the statement ends
+// would kill the leaf connections a transaction keeps).
+func Killable(ctx context.Context) context.Context { return context.WithValue(ctx, killKey{}, true) }
+
+// watch stops the leaf's work when a Killable context of the borrower
+// ends (a client's KILL QUERY on the aggregator) while the connection is
+// borrowed: KILL QUERY of the connection's id on another connection to
+// the node. A connection that may have been killed is not reused (a late
+// KILL would hit its next statement).
+func (c *Conn) watch(ctx context.Context) {
+	if ctx.Done() == nil || ctx.Value(killKey{}) == nil {
+		return
+	}
+	c.stopKill = context.AfterFunc(ctx, func() {
+		kctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		k, err := Connect(kctx, c.pool.node)
+		if err != nil {
+			return
+		}
+		defer k.Close()
+		k.ExecuteFetch(fmt.Sprintf("KILL QUERY %d", c.ID()), 0, false)
+	})
 }
 
 func (p *Pool) markBusy(c *Conn) {
@@ -244,6 +278,9 @@ func (p *Pool) markBusy(c *Conn) {
 
 // Release returns the connection; a broken one is closed.
 func (c *Conn) Release() {
+	if c.stopKill != nil && !c.stopKill() {
+		c.broken = true // killed, or about to be
+	}
 	p := c.pool
 	p.mu.Lock()
 	delete(p.busy, c)
