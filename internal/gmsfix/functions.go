@@ -640,7 +640,7 @@ func (l *locate) Eval(ctx *sql.Context, row sql.Row) (interface{}, error) {
 }
 
 // BinaryStringsRuleID names BinaryStrings among the analyzer's rules.
-const BinaryStringsRuleID analyzer.RuleId = 9_003
+const BinaryStringsRuleID analyzer.RuleId = 9_007
 
 // BinaryStrings gives SUBSTRING and TRIM, which the parser builds itself
 // (not by name), the byte semantics of the functions above.

@@ -8,7 +8,7 @@ import (
 )
 
 // SchemaIsDatabaseRuleID names SchemaIsDatabase among the analyzer's rules.
-const SchemaIsDatabaseRuleID analyzer.RuleId = 9_002
+const SchemaIsDatabaseRuleID analyzer.RuleId = 9_006
 
 // SchemaIsDatabase makes CREATE SCHEMA the synonym of CREATE DATABASE it is
 // in MySQL. GMS plans it as a schema inside the current database (for
