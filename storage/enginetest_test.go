@@ -239,6 +239,7 @@ const (
 	skipTempTables     = "CREATE TEMPORARY TABLE is not supported yet"
 	skipEvents         = "CREATE EVENT is not supported (no event scheduler)"
 	skipCursorSnapshot = "a cursor reads rows when first fetched, not when opened"
+	skipRowSize        = "its table's row (VARBINARY(65535), 65,537 bytes) is over MySQL's row size limit: CREATE TABLE fails with 1118, as in MySQL 8"
 	skipProcTrigger    = "an AFTER INSERT trigger calling a procedure created later loses the procedure's insert (under investigation)"
 )
 
@@ -253,4 +254,5 @@ var skippedScripts = map[string]string{
 	"READ ONLY Transactions":                                               skipTempTables,
 	"FETCH captures state at OPEN":                                         skipCursorSnapshot,
 	"non-existent procedure in trigger body":                               skipProcTrigger,
+	"try inserting varbinary larger than max limit":                        skipRowSize,
 }
