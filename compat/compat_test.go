@@ -204,21 +204,13 @@ func runClient(t *testing.T, sp *spec, c client, tg target) {
 // "client/target/run" ("*" for any client or target). Such a run must
 // still fail: one that passes is reported, so the entry goes.
 var knownFailures = map[string]string{
-	"*/*/echo_params/prep":                      "a binary parameter read back (SELECT ?) is taken as utf8mb4 text: 1105 invalid string for charset",
-	"php-mysqli/*/user_variables/prep":          "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
-	"php-mysqli/*/set_names_collate/prep":       "SET NAMES … COLLATE sets collation_connection on the text path only",
-	"php-pdo/*/user_variables/prep":             "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
-	"php-pdo/*/set_names_collate/prep":          "SET NAMES … COLLATE sets collation_connection on the text path only",
-	"perl-dbd-mariadb/*/user_variables/prep":    "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
-	"perl-dbd-mariadb/*/set_names_collate/prep": "SET NAMES … COLLATE sets collation_connection on the text path only",
-	"ruby-mysql2/*/user_variables/prep":         "`@a := expr` is rewritten on the text path only; a server-side prepare of it is a syntax error (1064)",
-	"ruby-mysql2/*/set_names_collate/prep":      "SET NAMES … COLLATE sets collation_connection on the text path only",
-	"php-mysqli/cluster/md5_binary/prep":        "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
-	"php-pdo/cluster/md5_binary/prep":           "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
-	"perl-dbd-mariadb/cluster/dml/text":         "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"perl-dbd-mariadb/cluster/dml/prep":         "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"java-mariadb-jdbc/cluster/dml/text":        "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"java-mariadb-jdbc/cluster/dml/prep":        "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"*/*/echo_params/prep":               "a binary parameter read back (SELECT ?) is taken as utf8mb4 text: 1105 invalid string for charset",
+	"php-mysqli/cluster/md5_binary/prep": "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
+	"php-pdo/cluster/md5_binary/prep":    "SHA1(?) of a binary parameter from mysqlnd gets no result through an aggregator (cause not found yet)",
+	"perl-dbd-mariadb/cluster/dml/text":  "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"perl-dbd-mariadb/cluster/dml/prep":  "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"java-mariadb-jdbc/cluster/dml/text": "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"java-mariadb-jdbc/cluster/dml/prep": "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
 }
 
 // judge reports a run's problems, or, for a known failure, that it

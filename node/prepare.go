@@ -56,6 +56,12 @@ func (h *handler) prepare(ctx context.Context, c *mysql.Conn, query string, prep
 	if err := h.n.checkSetGlobal(ctx, c, query); err != nil {
 		return nil, err
 	}
+	if rewritten, err := rewriteStatement(query); err != nil || rewritten != query {
+		if err != nil {
+			return nil, err
+		}
+		return h.prepareRewritten(ctx, c, rewritten, prepare)
+	}
 	if stmt := accountStatement(query); stmt != nil {
 		// account statements run as text, where the node adds what GMS lacks
 		return nil, errNotPreparable
@@ -120,6 +126,31 @@ func (h *handler) prepareExplain(ctx context.Context, c *mysql.Conn, ex sqlcmd.E
 	return []*querypb.Field{varcharField("EXPLAIN")}, nil
 }
 
+// prepareRewritten prepares a statement the node rewrote as it does the
+// text one (rewriteStatement: `@x := expr`, SET NAMES … COLLATE): the
+// engine and the aggregator see the rewritten text, and the parameters
+// are counted in it (vitess counted none in a text it could not parse).
+func (h *handler) prepareRewritten(ctx context.Context, c *mysql.Conn, rewritten string, prepare *mysql.PrepareData) ([]*querypb.Field, error) {
+	opts, err := h.Handler.ParserOptionsForConnection(c)
+	if err != nil {
+		return nil, err
+	}
+	stmt, err := ast.ParseWithOptions(ctx, rewritten, opts)
+	if err != nil {
+		return nil, translateError(err, h.currentDB(c))
+	}
+	prepare.PrepareStmt = rewritten
+	fields, err := h.prepareSQL(ctx, c, rewritten, prepare)
+	if err != nil {
+		return nil, err
+	}
+	n := countParams(stmt)
+	prepare.ParamsCount = n
+	prepare.ParamsType = make([]int32, n)
+	prepare.BindVars = make(map[string]*querypb.BindVariable, n)
+	return fields, nil
+}
+
 // countParams counts the parameters of a statement as vitess does.
 func countParams(stmt ast.Statement) uint16 {
 	var n uint16
@@ -145,6 +176,9 @@ func (h *handler) prepareUnparsed(c *mysql.Conn, query string, prepare *mysql.Pr
 	}
 	if sqlcmd.Parse(query) != nil || sqlcmd.ParseClusterDDL(query) != nil {
 		return nil, errNotPreparable
+	}
+	if rewritten, ok := sqlcmd.RewriteAssignments(query); ok {
+		return h.prepareRewritten(context.Background(), c, rewritten, prepare)
 	}
 	opts, err := h.Handler.ParserOptionsForConnection(c)
 	if err != nil {
