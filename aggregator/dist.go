@@ -576,22 +576,9 @@ func insertSQL(ctx *sql.Context, verb, table string, schema sql.Schema, rows []s
 		if r > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteByte('(')
-		for k, v := range row {
-			if k > 0 {
-				q.WriteString(", ")
-			}
-			if v == nil {
-				q.WriteString("NULL")
-				continue
-			}
-			sv, err := schema[k].Type.SQL(ctx, nil, v)
-			if err != nil {
-				return "", err
-			}
-			sv.EncodeSQL(&q)
+		if err := encodeRow(ctx, &q, schema, row); err != nil {
+			return "", err
 		}
-		q.WriteByte(')')
 	}
 	return q.String(), nil
 }

@@ -3,32 +3,18 @@ package aggregator_test
 import (
 	"database/sql"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	gmssql "github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/canopydb/canopy/internal/testutil"
 	"github.com/canopydb/canopy/sharding"
 )
-
-var readerSeq atomic.Int64
-
-// localFile registers data as a file the driver sends for LOAD DATA LOCAL
-// and returns its name for the statement.
-func localFile(t testing.TB, data string) string {
-	name := fmt.Sprintf("canopy-agg-test-%d", readerSeq.Add(1))
-	mysql.RegisterReaderHandler(name, func() io.Reader { return strings.NewReader(data) })
-	t.Cleanup(func() { mysql.DeregisterReaderHandler(name) })
-	return "Reader::" + name
-}
 
 func affectedBy(t *testing.T, db *sql.DB, q string) int64 {
 	t.Helper()
@@ -50,7 +36,7 @@ func TestLoadDataThroughAggregators(t *testing.T) {
 	testutil.Exec(t, ma, "CREATE REFERENCE TABLE r (id INT PRIMARY KEY, s VARCHAR(40))")
 
 	load := func(db *sql.DB, data, rest string) (sql.Result, error) {
-		return db.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' %s", localFile(t, data), rest))
+		return db.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' %s", testutil.LocalFile(t, data), rest))
 	}
 	_, err := load(ma, "1,a,1\n", "INTO TABLE t FIELDS TERMINATED BY ','")
 	if me := testutil.MySQLError(err); me == nil || me.Number != 3948 || string(me.SQLState[:]) != "42000" {
@@ -148,7 +134,7 @@ func TestLoadDataThroughAggregators(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tx.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t FIELDS TERMINATED BY ','", localFile(t, "1,a,1\n2,b,2\n3,c,3\n"))); err != nil {
+		if _, err := tx.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t FIELDS TERMINATED BY ','", testutil.LocalFile(t, "1,a,1\n2,b,2\n3,c,3\n"))); err != nil {
 			t.Fatal(err)
 		}
 		var n int

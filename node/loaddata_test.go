@@ -3,33 +3,18 @@ package node_test
 import (
 	"database/sql"
 	"fmt"
-	"io"
 	"strings"
-	"sync/atomic"
 	"testing"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/canopydb/canopy/internal/testutil"
 )
-
-var readerSeq atomic.Int64
-
-// localFile registers data as a file the driver sends for LOAD DATA LOCAL
-// and returns its name for the statement.
-func localFile(t testing.TB, data string) string {
-	name := fmt.Sprintf("canopy-test-%d", readerSeq.Add(1))
-	mysql.RegisterReaderHandler(name, func() io.Reader { return strings.NewReader(data) })
-	t.Cleanup(func() { mysql.DeregisterReaderHandler(name) })
-	return "Reader::" + name
-}
 
 // loadRows runs a LOAD DATA LOCAL of data with the clauses and returns the
 // table's rows.
 func loadRows(t *testing.T, db *sql.DB, table, data, clauses string) []string {
 	t.Helper()
 	testutil.Exec(t, db, "DELETE FROM "+table)
-	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE %s %s", localFile(t, data), table, clauses))
+	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE %s %s", testutil.LocalFile(t, data), table, clauses))
 	return testutil.Rows(t, db, "SELECT * FROM "+table+" ORDER BY 1")
 }
 
@@ -38,7 +23,7 @@ func TestLeafLoadData(t *testing.T) {
 	testutil.Exec(t, db, "CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(40), n INT)")
 
 	// local_infile is off by default, as in MySQL 8
-	_, err := db.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t", localFile(t, "1\ta\t2\n")))
+	_, err := db.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t", testutil.LocalFile(t, "1\ta\t2\n")))
 	if me := testutil.MySQLError(err); me == nil || me.Number != 3948 || string(me.SQLState[:]) != "42000" ||
 		me.Message != "Loading local data is disabled; this must be enabled on both the client and server sides" {
 		t.Fatalf("LOAD DATA LOCAL without local_infile: %v, want error 3948 (42000)", err)
@@ -76,9 +61,9 @@ func TestLeafLoadData(t *testing.T) {
 	// LOCAL implies IGNORE: a duplicate key is skipped; REPLACE replaces
 	testutil.Exec(t, db, "DELETE FROM t")
 	testutil.Exec(t, db, "INSERT INTO t VALUES (1, 'old', 0)")
-	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t FIELDS TERMINATED BY ','", localFile(t, "1,new,1\n2,b,2\n")))
+	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE t FIELDS TERMINATED BY ','", testutil.LocalFile(t, "1,new,1\n2,b,2\n")))
 	testutil.ExpectRows(t, db, "SELECT * FROM t ORDER BY id", "1,old,0", "2,b,2")
-	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' REPLACE INTO TABLE t FIELDS TERMINATED BY ','", localFile(t, "1,new,1\n")))
+	testutil.Exec(t, db, fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' REPLACE INTO TABLE t FIELDS TERMINATED BY ','", testutil.LocalFile(t, "1,new,1\n")))
 	testutil.ExpectRows(t, db, "SELECT * FROM t ORDER BY id", "1,new,1", "2,b,2")
 }
 

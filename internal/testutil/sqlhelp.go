@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -96,4 +99,15 @@ func ExpectError(t testing.TB, db *sql.DB, code uint16, state string, q string) 
 	if me.Number != code || string(me.SQLState[:]) != state {
 		t.Errorf("%s: got error %d (%s) %q, want %d (%s)", q, me.Number, me.SQLState, me.Message, code, state)
 	}
+}
+
+var localFileSeq atomic.Int64
+
+// LocalFile registers data as a file go-sql-driver sends for LOAD DATA
+// LOCAL and returns its name for the statement ('Reader::…').
+func LocalFile(t testing.TB, data string) string {
+	name := fmt.Sprintf("canopy-test-%d", localFileSeq.Add(1))
+	mysql.RegisterReaderHandler(name, func() io.Reader { return strings.NewReader(data) })
+	t.Cleanup(func() { mysql.DeregisterReaderHandler(name) })
+	return "Reader::" + name
 }
