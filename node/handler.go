@@ -154,6 +154,10 @@ func (h *handler) ComStmtExecute(ctx context.Context, c *mysql.Conn, prepare *my
 	if handled, err := h.executeOwn(ctx, c, prepare, callback); handled {
 		return err
 	}
+	if query, ok := binaryParamsAsText(prepare); ok {
+		_, err := h.run(ctx, c, query, "", func(res *sqltypes.Result, _ bool) error { return callback(res) })
+		return err
+	}
 	if agg := h.n.aggregator(); agg != nil {
 		var handled bool
 		err := h.withRestarts(c, func() error {

@@ -3,9 +3,11 @@ package node
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"io"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dolthub/go-mysql-server/sql/plan"
 	"github.com/dolthub/vitess/go/mysql"
@@ -344,4 +346,34 @@ func (n *Node) vitessParses(c *mysql.Conn, query string) bool {
 	}
 	_, err = ast.ParseWithOptions(context.Background(), query, opts)
 	return err == nil
+}
+
+// binaryParamsAsText is an executed prepared statement as text when one
+// of its parameters is a binary value that is not UTF-8 (ok false
+// otherwise): GMS turns every parameter into a string literal, so such a
+// value became utf8mb4 text and the statement failed ("invalid string for
+// charset utf8mb4"), where MySQL reads the bytes. As text the value is a
+// hex literal, which is binary.
+func binaryParamsAsText(prepare *mysql.PrepareData) (string, bool) {
+	found := false
+	vars := make(map[string]*querypb.BindVariable, len(prepare.BindVars))
+	for k, v := range prepare.BindVars {
+		if v != nil && isBinaryParam(v.Type) && !utf8.Valid(v.Value) {
+			v = &querypb.BindVariable{Type: querypb.Type_EXPRESSION, Value: []byte("X'" + hex.EncodeToString(v.Value) + "'")}
+			found = true
+		}
+		vars[k] = v
+	}
+	if !found {
+		return "", false
+	}
+	return bindQuery(&mysql.PrepareData{PrepareStmt: prepare.PrepareStmt, BindVars: vars})
+}
+
+func isBinaryParam(t querypb.Type) bool {
+	switch t {
+	case querypb.Type_VARBINARY, querypb.Type_BINARY, querypb.Type_BLOB:
+		return true
+	}
+	return false
 }
