@@ -7,6 +7,7 @@ package testutil
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -117,17 +118,29 @@ func StartNodeEnv(t testing.TB, env []string, extraArgs ...string) *Node {
 // first start (--root-password-file).
 func StartNodeEnvPassword(t testing.TB, env []string, rootPassword string, extraArgs ...string) *Node {
 	t.Helper()
-	ports := FreePorts(t, 3)
-	dir := t.TempDir()
-	n := &Node{
-		t: t, Port: ports[0], InternalPort: ports[1], HTTPPort: ports[2],
-		DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "node.log"), Args: extraArgs, Env: env,
-		RootPassword: rootPassword,
+	// a free port can be taken by another process before the node binds
+	// it (tests of other packages run at the same time): try other ports
+	for attempt := 1; ; attempt++ {
+		ports := FreePorts(t, 3)
+		dir := t.TempDir()
+		n := &Node{
+			t: t, Port: ports[0], InternalPort: ports[1], HTTPPort: ports[2],
+			DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "node.log"), Args: extraArgs, Env: env,
+			RootPassword: rootPassword,
+		}
+		t.Cleanup(n.cleanup)
+		err := n.start()
+		if err == nil {
+			return n
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
 	}
-	n.Start()
-	t.Cleanup(n.cleanup)
-	return n
 }
+
+// errPortTaken: a node could not bind one of its ports.
+var errPortTaken = errors.New("a port was taken")
 
 // Metric reads a counter or gauge without labels from the node's
 // /metrics endpoint.
@@ -162,9 +175,15 @@ func (n *Node) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
 // waits until it answers SELECT 1.
 func (n *Node) Start() {
 	n.t.Helper()
+	if err := n.start(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func (n *Node) start() error {
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		n.t.Fatal(err)
+		return err
 	}
 	args := append([]string{"node",
 		"--port", strconv.Itoa(n.Port), "--internal-port", strconv.Itoa(n.InternalPort),
@@ -177,7 +196,8 @@ func (n *Node) Start() {
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := n.cmd.Start(); err != nil {
 		logf.Close()
-		n.t.Fatal(err)
+		n.cmd = nil // nothing to stop
+		return err
 	}
 	exited := make(chan struct{})
 	n.exited = exited
@@ -186,12 +206,18 @@ func (n *Node) Start() {
 		logf.Close()
 		close(exited)
 	}(n.cmd)
-	n.WaitReady(30 * time.Second)
+	return n.waitReady(30 * time.Second)
 }
 
 // WaitReady waits until the node answers SELECT 1.
 func (n *Node) WaitReady(timeout time.Duration) {
 	n.t.Helper()
+	if err := n.waitReady(timeout); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func (n *Node) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		db, err := sql.Open("mysql", n.DSN(""))
@@ -201,16 +227,20 @@ func (n *Node) WaitReady(timeout time.Duration) {
 			cancel()
 			db.Close()
 			if err == nil {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-n.exited:
-			n.t.Fatalf("node on port %d exited during start; log:\n%s", n.Port, n.Log())
+			log := n.Log()
+			if strings.Contains(log, "address already in use") {
+				return fmt.Errorf("node on port %d: %w; log:\n%s", n.Port, errPortTaken, log)
+			}
+			return fmt.Errorf("node on port %d exited during start; log:\n%s", n.Port, log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("node on port %d not ready after %s: %v; log:\n%s", n.Port, timeout, err, n.Log())
+			return fmt.Errorf("node on port %d not ready after %s: %v; log:\n%s", n.Port, timeout, err, n.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
