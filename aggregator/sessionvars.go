@@ -71,6 +71,8 @@ var carriedVars = []carriedVar{
 	{"collation_connection", true},
 	{"character_set_results", true},
 	{"sql_select_limit", true},
+	// the client's CLIENT_FOUND_ROWS, which a leaf session takes from it
+	{storage.FoundRowsVar, true},
 	// last: atTime replaces its DEFAULT by a statement's time
 	{timestampVar, false},
 }
@@ -192,6 +194,13 @@ func readSettings(s *storage.Session) *clientSettings {
 	ctx := sql.NewContext(context.Background(), sql.WithSession(s))
 	client, internal := map[string]string{}, map[string]string{}
 	for _, v := range carriedVars {
+		if v.name == storage.FoundRowsVar {
+			// a capability of the client's connection, not a variable it set
+			if s.Client().Capabilities&mysql.CapabilityClientFoundRows != 0 {
+				client[v.name] = "1"
+			}
+			continue
+		}
 		val, err := s.GetSessionVariable(ctx, v.name)
 		if err != nil {
 			continue

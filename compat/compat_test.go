@@ -204,11 +204,7 @@ func runClient(t *testing.T, sp *spec, c client, tg target) {
 // "client/target/run" ("*" for any client or target). Such a run must
 // still fail: one that passes is reported, so the entry goes.
 var knownFailures = map[string]string{
-	"python-mysqldb/*/echo_params/prep":  "MySQLdb sends bytes as a _binary'…' literal, which GMS types as text: returned as it is (SELECT _binary'\\xff'), it fails with 1105 invalid string for charset utf8mb4",
-	"perl-dbd-mariadb/cluster/dml/text":  "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"perl-dbd-mariadb/cluster/dml/prep":  "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"java-mariadb-jdbc/cluster/dml/text": "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
-	"java-mariadb-jdbc/cluster/dml/prep": "CLIENT_FOUND_ROWS is not carried to the leaves: an UPDATE that changes nothing reports 0 rows through an aggregator",
+	"python-mysqldb/*/echo_params/prep": "MySQLdb sends bytes as a _binary'…' literal, which GMS types as text: returned as it is (SELECT _binary'\\xff'), it fails with 1105 invalid string for charset utf8mb4",
 }
 
 // judge reports a run's problems, or, for a known failure, that it

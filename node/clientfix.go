@@ -17,6 +17,7 @@ import (
 
 	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
 )
 
 // What clients see of the server: its name and version, the metadata of
@@ -35,6 +36,8 @@ func setServerIdentity() {
 	sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{
 		&sql.MysqlSystemVariable{Name: "version", Scope: global, Type: types.NewSystemStringType("version"), Default: serverVersion},
 		&sql.MysqlSystemVariable{Name: "version_comment", Scope: global, Type: types.NewSystemStringType("version_comment"), Default: "Canopy"},
+		&sql.MysqlSystemVariable{Name: storage.FoundRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Session),
+			Dynamic: true, Type: types.NewSystemBoolType(storage.FoundRowsVar), Default: int8(0)},
 	})
 }
 

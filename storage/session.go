@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/vitess/go/mysql"
 )
 
 // Session is a client session of a node: GMS's base session plus the
@@ -76,8 +77,24 @@ func (s *Session) SetSessionVariable(ctx *sql.Context, name string, value interf
 	if strings.EqualFold(name, timestampVar) {
 		s.fixTime(ctx)
 	}
+	if strings.EqualFold(name, FoundRowsVar) {
+		on, _ := sql.ConvertToBool(ctx, value)
+		c := s.Client()
+		if on {
+			c.Capabilities |= mysql.CapabilityClientFoundRows
+		} else {
+			c.Capabilities &^= mysql.CapabilityClientFoundRows
+		}
+		s.SetClient(c)
+	}
 	return nil
 }
+
+// FoundRowsVar is the session variable that gives a session the
+// CLIENT_FOUND_ROWS capability (affected rows count the rows found, not
+// only those changed) after it connected: an aggregator's pooled
+// connection to a leaf takes its client's so. The node registers it.
+const FoundRowsVar = "canopy_client_found_rows"
 
 const timestampVar = "timestamp"
 
