@@ -203,9 +203,7 @@ func runClient(t *testing.T, sp *spec, c client, tg target) {
 // knownFailures are runs that fail for a reason not fixed yet, by
 // "client/target/run" ("*" for any client or target). Such a run must
 // still fail: one that passes is reported, so the entry goes.
-var knownFailures = map[string]string{
-	"python-mysqldb/*/echo_params/prep": "MySQLdb sends bytes as a _binary'…' literal, which GMS types as text: returned as it is (SELECT _binary'\\xff'), it fails with 1105 invalid string for charset utf8mb4",
-}
+var knownFailures = map[string]string{}
 
 // judge reports a run's problems, or, for a known failure, that it
 // failed as known (or that it passes now).

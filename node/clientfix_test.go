@@ -85,6 +85,10 @@ func checkBinaryStrings(t *testing.T, db *sql.DB) {
 		"SELECT HEX(LPAD(x'FF', 3, x'00')), HEX(REPLACE(x'FF01', x'01', x'02')), HEX(TRIM(x'20FF20')), HEX(REPEAT(x'FF', 2))":     "0000FF,FF02,FF,FFFF",
 		"SELECT TO_BASE64(x'FF'), ASCII(x'FF'), ORD(x'FF'), BIT_LENGTH(x'FF'), LOCATE(x'01', x'FF01'), INSTR(x'FF01', x'01')":     "/w==,255,255,8,2,2",
 		"SELECT LEFT(UNHEX('FF'), 1) = UNHEX('FF'), HEX(SUBSTRING_INDEX(x'FF2CFE', ',', 1)), HEX(CONCAT_WS(x'FF', x'01', x'02'))": "1,FF,01FF02",
+		// string literals of bytes that are not UTF-8 (MySQLdb's way of
+		// sending bytes), with and without _binary, are their bytes
+		"SELECT HEX(_binary'\xff\x02'), HEX('\xff\x01'), LENGTH(_binary'\xff'), LENGTH('\xff')": "FF02,FF01,1,1",
+		"SELECT _binary'\xff\x02', '\xff\x03'":                                                  "\xff\x02,\xff\x03",
 		// text is unchanged
 		"SELECT MD5('abc'), LEFT('héllo', 2), CONCAT('a', 'é'), LOCATE('b', 'abc'), TRIM('  a  ')":                 "900150983cd24fb0d6963f7d28e17f72,hé,aé,2,a",
 		"SELECT LPAD('é', 3, 'xy'), RPAD('é', 4, 'xy'), LPAD('abc', 2, 'x'), LPAD('a', -1, 'x'), LPAD('a', 3, '')": "xyé,éxyx,ab,NULL,NULL",

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/analyzer"
+	"github.com/dolthub/go-mysql-server/sql/expression"
 	"github.com/dolthub/go-mysql-server/sql/expression/function"
 	"github.com/dolthub/go-mysql-server/sql/plan"
 	"github.com/dolthub/go-mysql-server/sql/transform"
@@ -643,7 +644,8 @@ func (l *locate) Eval(ctx *sql.Context, row sql.Row) (interface{}, error) {
 const BinaryStringsRuleID analyzer.RuleId = 9_007
 
 // BinaryStrings gives SUBSTRING and TRIM, which the parser builds itself
-// (not by name), the byte semantics of the functions above.
+// (not by name), the byte semantics of the functions above, and string
+// literals of the binary character set their binary type.
 func BinaryStrings(ctx *sql.Context, a *analyzer.Analyzer, n sql.Node, scope *plan.Scope, sel analyzer.RuleSelector, qf *sql.QueryFlags) (sql.Node, transform.TreeIdentity, error) {
 	return transform.NodeExprsWithOpaque(n, func(e sql.Expression) (sql.Expression, transform.TreeIdentity, error) {
 		switch x := e.(type) {
@@ -651,6 +653,8 @@ func BinaryStrings(ctx *sql.Context, a *analyzer.Analyzer, n sql.Node, scope *pl
 			return newBytewise("substring", x, first), transform.NewTree, nil
 		case *function.Trim:
 			return newBytewise("trim", x, firstOrSecond), transform.NewTree, nil
+		case *expression.Literal:
+			return binaryLiteral(x)
 		case *plan.Subquery:
 			q, same, err := BinaryStrings(ctx, a, x.Query, scope, sel, qf)
 			if err != nil || same {
@@ -660,6 +664,32 @@ func BinaryStrings(ctx *sql.Context, a *analyzer.Analyzer, n sql.Node, scope *pl
 		}
 		return e, transform.SameTree, nil
 	})
+}
+
+// binaryLiteral types as binary a string literal of the binary character
+// set (_binary'…'), which MySQL makes VARBINARY and GMS text with the
+// binary collation, and a string literal whose bytes are not UTF-8
+// (MySQLdb sends bytes as '\0\xff…'; MySQL passes them through with a
+// warning): text that is not UTF-8 failed when it was sent to the
+// client.
+func binaryLiteral(l *expression.Literal) (sql.Expression, transform.TreeIdentity, error) {
+	st, ok := l.Type().(sql.StringType)
+	if !ok || !types.IsText(st) {
+		return l, transform.SameTree, nil
+	}
+	var b []byte
+	switch v := l.Value().(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		return l, transform.SameTree, nil
+	}
+	if st.Collation() != sql.Collation_binary && utf8.Valid(b) {
+		return l, transform.SameTree, nil
+	}
+	return expression.NewLiteral(b, types.LongBlob), transform.NewTree, nil
 }
 
 // padFunc is LPAD and RPAD(str, len, padstr) as MySQL has them: len in
