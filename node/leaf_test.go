@@ -155,6 +155,8 @@ func TestLeafTransactions(t *testing.T) {
 		"INSERT INTO acct VALUES (4, 500)",
 		"SAVEPOINT s",
 		"SELECT COUNT(*) FROM rich",
+		"SHOW FIELDS FROM rich", // mariadb-dump --single-transaction
+		"SHOW CREATE TABLE rich",
 		"INSERT INTO acct SELECT id + 10, 1 FROM rich",
 		"ROLLBACK TO SAVEPOINT s",
 	} {

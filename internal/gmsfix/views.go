@@ -16,11 +16,12 @@ const ViewsRuleID analyzer.RuleId = 9_005
 // stored CREATE VIEW statement, which marks the whole statement as DDL,
 // and a DDL statement commits implicitly: BEGIN; INSERT …; SELECT … FROM
 // v; ROLLBACK kept the insert, and the transaction's savepoints were
-// gone. A query or a DML statement is not DDL whatever it reads, so the
-// mark goes. What the statement is comes from its text (the rule also
-// sees the parts GMS analyzes apart, such as the query of a CREATE VIEW);
-// only statements marked DDL are parsed again, which is DDL and reads of
-// views.
+// gone. A query, a SHOW (SHOW FIELDS FROM v, as mariadb-dump runs in
+// its transaction), an EXPLAIN or a DML statement is not DDL whatever it
+// reads, so the mark goes. What the statement is comes from its text
+// (the rule also sees the parts GMS analyzes apart, such as the query of
+// a CREATE VIEW); only statements marked DDL are parsed again, which is
+// DDL and reads of views.
 func ViewReadsDoNotCommit(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ *plan.Scope, _ analyzer.RuleSelector, qFlags *sql.QueryFlags) (sql.Node, transform.TreeIdentity, error) {
 	if qFlags == nil || !qFlags.IsSet(sql.QFlagDDL) || ctx == nil {
 		return n, transform.SameTree, nil
@@ -30,7 +31,7 @@ func ViewReadsDoNotCommit(ctx *sql.Context, _ *analyzer.Analyzer, n sql.Node, _ 
 		return n, transform.SameTree, nil // left as GMS marked it
 	}
 	switch stmt.(type) {
-	case ast.SelectStatement, *ast.Insert, *ast.Update, *ast.Delete:
+	case ast.SelectStatement, *ast.Insert, *ast.Update, *ast.Delete, *ast.Show, *ast.Explain:
 		qFlags.Unset(sql.QFlagDDL)
 	}
 	return n, transform.SameTree, nil
