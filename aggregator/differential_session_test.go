@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,16 +25,7 @@ import (
 // end must be equal. CANOPY_DIFF_SEED picks another seed,
 // CANOPY_DIFF_QUERIES more steps.
 func TestDifferentialSession(t *testing.T) {
-	seed := int64(20261205)
-	if s := os.Getenv("CANOPY_DIFF_SEED"); s != "" {
-		seed, _ = strconv.ParseInt(s, 10, 64)
-	}
-	steps := 300
-	if s := os.Getenv("CANOPY_DIFF_QUERIES"); s != "" {
-		steps, _ = strconv.Atoi(s)
-	}
-	t.Logf("seed %d, %d steps", seed, steps)
-	rng := rand.New(rand.NewSource(seed))
+	rng, steps := diffRun(t, 20261205, 300)
 
 	c := testutil.StartCluster(t, 3, 1)
 	single := testutil.StartNode(t)

@@ -21,16 +21,7 @@ import (
 // the aggregator's rewrites never change whether a query is accepted.
 // CANOPY_DIFF_SEED picks another seed, CANOPY_DIFF_QUERIES more queries.
 func TestDifferential(t *testing.T) {
-	seed := int64(20261123)
-	if s := os.Getenv("CANOPY_DIFF_SEED"); s != "" {
-		seed, _ = strconv.ParseInt(s, 10, 64)
-	}
-	queries := 400
-	if s := os.Getenv("CANOPY_DIFF_QUERIES"); s != "" {
-		queries, _ = strconv.Atoi(s)
-	}
-	t.Logf("seed %d, %d queries", seed, queries)
-	rng := rand.New(rand.NewSource(seed))
+	rng, queries := diffRun(t, 20261123, 400)
 
 	c := testutil.StartCluster(t, 3, 1)
 	single := testutil.StartNode(t)
@@ -545,4 +536,17 @@ func (g *queryGen) groupQuery() (string, bool, answerCheck) {
 		return "SELECT * FROM (" + q + ") AS dt", false, check
 	}
 	return q, ordered, check
+}
+
+// diffRun is a differential run's random source and length:
+// CANOPY_DIFF_SEED and CANOPY_DIFF_QUERIES override the defaults.
+func diffRun(t *testing.T, seed int64, n int) (*rand.Rand, int) {
+	if s := os.Getenv("CANOPY_DIFF_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if s := os.Getenv("CANOPY_DIFF_QUERIES"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	t.Logf("seed %d, %d steps", seed, n)
+	return rand.New(rand.NewSource(seed)), n
 }

@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -37,10 +35,8 @@ func main() {
 	dir, err := os.MkdirTemp("", "canopy-bench-")
 	must(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "canopy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	must(build.Run())
+	bin, err := benchutil.BuildCanopy(dir)
+	must(err)
 
 	maria, err := benchutil.StartMariaDB(dir, *cacheMB)
 	must(err)

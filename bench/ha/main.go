@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -107,10 +106,8 @@ func main() {
 		}
 		os.RemoveAll(dir)
 	})
-	bin := filepath.Join(dir, "canopy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	must(build.Run())
+	bin, err := benchutil.BuildCanopy(dir)
+	must(err)
 
 	d := time.Duration(*seconds) * time.Second
 	inserts := make([]insertRow, len(threads))

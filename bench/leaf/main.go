@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -35,10 +33,8 @@ func main() {
 	dir, err := os.MkdirTemp("", "canopy-bench-")
 	must(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "canopy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	must(build.Run())
+	bin, err := benchutil.BuildCanopy(dir)
+	must(err)
 
 	maria, err := benchutil.StartMariaDB(dir, *cacheMB)
 	must(err)

@@ -15,7 +15,6 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -37,10 +36,8 @@ func main() {
 	dir, err := os.MkdirTemp("", "canopy-bench-load-")
 	must(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "canopy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	must(build.Run())
+	bin, err := benchutil.BuildCanopy(dir)
+	must(err)
 
 	stops = append(stops, func() { os.RemoveAll(dir) })
 	single, err := benchutil.StartCanopy(bin, dir, "single", *cacheMB)

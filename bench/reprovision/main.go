@@ -14,7 +14,6 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -33,10 +32,8 @@ func main() {
 	dir, err := os.MkdirTemp("", "canopy-reprovision-")
 	must(err)
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "canopy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	must(build.Run())
+	bin, err := benchutil.BuildCanopy(dir)
+	must(err)
 
 	// canopy: a master aggregator and two leaves; the partition is filled
 	// on its leaf directly (loading through the aggregator is not what is

@@ -269,3 +269,15 @@ func (s *Server) Metric(name string) float64 {
 	}
 	return 0
 }
+
+// BuildCanopy builds the canopy binary of this checkout into dir and
+// returns its path.
+func BuildCanopy(dir string) (string, error) {
+	bin := filepath.Join(dir, "canopy")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/canopy")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("build canopy: %w", err)
+	}
+	return bin, nil
+}
