@@ -48,13 +48,16 @@ type copyKey struct {
 
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
-	mu        sync.Mutex        // one cluster operation at a time
-	downMu    sync.Mutex        // one leaf taken out of service at a time
-	partMu    sync.Mutex        // one partition map change at a time
-	cfgMu     sync.Mutex        // guards sent
-	sent      map[string]string // leaf → the replica list it last accepted
-	copyMu    sync.Mutex        // guards copying and rebalance
-	copying   map[copyKey]bool
+	mu        sync.Mutex          // one cluster operation at a time
+	downMu    sync.Mutex          // one leaf taken out of service at a time
+	partMu    sync.Mutex          // one partition map change at a time
+	cfgMu     sync.Mutex          // guards sent
+	sent      map[string]string   // leaf → the replica list it last accepted
+	promoteMu sync.Mutex          // guards promoted and promoting
+	promoted  map[promoteKey]bool // masters known promoted at their epoch
+	promoting map[promoteKey]bool // promotions in flight
+	copyMu    sync.Mutex          // guards copying and rebalance
+	copying   map[copyKey]bool // a copy being provisioned → shipped synchronously
 	rebalance map[string][]stepStatus // database → the steps of its last operation
 
 	statesMu sync.Mutex
@@ -102,7 +105,7 @@ type stepStatus struct {
 }
 
 func newHAState() *haState {
-	return &haState{sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
+	return &haState{promoted: map[promoteKey]bool{}, promoting: map[promoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -155,14 +158,21 @@ func (a *Aggregator) pushReplication() {
 	}
 	limit, _ := strconv.ParseInt(st.Variable("copy_bandwidth_mb_per_sec"), 10, 64)
 	a.ha.copyMu.Lock()
-	for k := range a.ha.copying {
+	for k, synced := range a.ha.copying {
 		d := st.Database(k.db)
 		if d == nil || k.ordinal >= len(d.Partitions) || d.Partitions[k.ordinal].Master == "" {
 			continue
 		}
 		if t := internal(k.target); t != "" {
 			m := d.Partitions[k.ordinal].Master
-			want[m] = append(want[m], replicaConfig{DB: meta.PartitionName(d.Name, k.ordinal), Target: t, Limit: limit << 20})
+			if slices.ContainsFunc(want[m], func(c replicaConfig) bool { return c.DB == meta.PartitionName(d.Name, k.ordinal) && c.Target == t }) {
+				continue // entered in the map already
+			}
+			rc := replicaConfig{DB: meta.PartitionName(d.Name, k.ordinal), Target: t, Limit: limit << 20}
+			if synced {
+				rc.Sync, rc.Limit = true, 0
+			}
+			want[m] = append(want[m], rc)
 		}
 	}
 	a.ha.copyMu.Unlock()
@@ -201,10 +211,12 @@ func (a *Aggregator) pushReplication() {
 	}
 }
 
+// setCopying starts (on) or ends shipping a copy being provisioned;
+// setCopySync makes its stream synchronous, uncapped.
 func (a *Aggregator) setCopying(k copyKey, on bool) {
 	a.ha.copyMu.Lock()
 	if on {
-		a.ha.copying[k] = true
+		a.ha.copying[k] = false
 	} else {
 		delete(a.ha.copying, k)
 	}
@@ -297,87 +309,111 @@ func (a *Aggregator) detect() {
 // leafDown takes a leaf out of service (offline on failure, detached on
 // DETACH LEAF): its master partitions fail over to their replicas where
 // there are any, else have no master; it stops being anyone's replica.
+// The state change and the failover of every database are one raft
+// command (meta.LeafDown): a master aggregator that dies midway leaves
+// either both or neither. The new masters are then promoted at their
+// partitions' epochs (promoteMasters), by this master or, should it die
+// first, by the next one.
 //
 // It does not wait for a running cluster operation (ha.mu): a rebalance or
 // an attach may be waiting on this very leaf, and failover must not wait
-// for them. Each database's map is changed under partMu from the current
-// metadata, so a step of such an operation changing the same map is
-// applied before or after, never lost.
+// for them. The steps of such operations change the map by compare-and-set
+// on the epochs (changePartition), so one that assumed the old master
+// fails instead of undoing the failover.
 func (a *Aggregator) leafDown(addr, state string) error {
 	a.ha.downMu.Lock()
 	defer a.ha.downMu.Unlock()
-	// the state first: no one ships to or plans with the leaf from now on
-	if err := a.propose(meta.SetLeafState{Addr: addr, State: state}); err != nil {
-		return err
+	var cmd any = meta.LeafDown{Addr: addr, State: state}
+	if failpoint.Enabled("failover-stalls") {
+		// a test's failover that never finishes: the partitions keep naming the leaf
+		cmd = meta.SetLeafState{Addr: addr, State: state}
 	}
-	for _, name := range a.State().DatabaseNames() {
-		if failpoint.Enabled("failover-stalls") {
-			break // a test's failover that never finishes: the partitions keep naming the leaf
-		}
-		if err := a.failOver(name, addr); err != nil {
-			return err
-		}
-	}
-	a.reconcile() // severs the leaf's connections
-	return nil
-}
-
-// failOver gives each partition of database name mastered on dead a new
-// master: its replica on a leaf that is up, else none.
-func (a *Aggregator) failOver(name, dead string) error {
+	before := a.State()
 	a.ha.partMu.Lock()
-	defer a.ha.partMu.Unlock()
-	st := a.State()
-	d := st.Database(name)
-	if d == nil {
-		return nil
-	}
-	online := func(x string) bool {
-		l, ok := st.Leaf(x)
-		return ok && l.State == meta.LeafOnline && !a.beats.down(x)
-	}
-	parts, promote := meta.Failover(d, dead, online)
-	failed := a.promoteAll(d.Name, promote)
-	for i := range parts {
-		if failed[parts[i].Ordinal] {
-			// its replica could not take over: no master until a copy returns
-			parts[i].Master = ""
-		}
-	}
-	if samePartitions(d.Partitions, parts) {
-		return nil
-	}
-	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+	err := a.propose(cmd)
+	a.ha.partMu.Unlock()
+	if err != nil {
 		return err
 	}
-	for _, p := range promote {
-		if !failed[p.Ordinal] {
-			a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "to", p.Master)
-		}
-	}
+	a.logFailovers(before, a.State(), addr)
+	a.reconcile() // promotes the new masters, severs the leaf's connections
 	return nil
 }
 
-// promoteAll promotes the given partitions' new masters, leaves in
-// parallel; it returns the ordinals that could not be promoted.
-func (a *Aggregator) promoteAll(db string, parts []meta.Partition) map[int]bool {
-	failed := map[int]bool{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		wg.Add(1)
-		go func(p meta.Partition) {
-			defer wg.Done()
-			if _, err := a.onLeaf(p.Master, "CANOPY PROMOTE PARTITION "+quoteIdent(meta.PartitionName(db, p.Ordinal))); err != nil {
-				a.log.Error("promoting replica partition", "database", db, "ordinal", p.Ordinal, "leaf", p.Master, "err", err)
-				mu.Lock()
-				failed[p.Ordinal] = true
-				mu.Unlock()
+// logFailovers logs what a leaf-down changed.
+func (a *Aggregator) logFailovers(before, after *meta.State, dead string) {
+	for _, name := range after.DatabaseNames() {
+		d, old := after.Database(name), before.Database(name)
+		if old == nil {
+			continue
+		}
+		for i, p := range d.Partitions {
+			if i >= len(old.Partitions) || old.Partitions[i].Master != dead {
+				continue
 			}
-		}(p)
+			if p.Master != "" {
+				a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "to", p.Master, "epoch", p.Epoch)
+			} else {
+				a.log.Warn("partition has no master until one of its candidate copies returns", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "candidates", p.Candidates)
+			}
+		}
 	}
-	wg.Wait()
-	return failed
+}
+
+// promoteKey is one master the metadata names at one epoch.
+type promoteKey struct {
+	db      string
+	ordinal int
+	master  string
+	epoch   uint64
+}
+
+// promoteMasters makes sure the master of every partition has been
+// promoted at the partition's epoch: after a failover (meta.LeafDown
+// names the new masters), after a master aggregator changes (the new
+// one does not know what the old one had done), and again while a leaf
+// that should be promoted does not answer. PROMOTE at an epoch is
+// idempotent on the leaf.
+func (a *Aggregator) promoteMasters(st *meta.State) {
+	var todo []promoteKey
+	a.ha.promoteMu.Lock()
+	for _, name := range st.DatabaseNames() {
+		d := st.Database(name)
+		for _, p := range d.Partitions {
+			if p.Master == "" {
+				continue
+			}
+			k := promoteKey{d.Name, p.Ordinal, p.Master, p.Epoch}
+			if a.ha.promoted[k] || a.ha.promoting[k] {
+				continue
+			}
+			if l, ok := st.Leaf(p.Master); !ok || (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) {
+				continue
+			}
+			a.ha.promoting[k] = true
+			todo = append(todo, k)
+		}
+	}
+	a.ha.promoteMu.Unlock()
+	// in the background: a leaf that hangs must not hold up reconcile
+	// (the replica lists of every other leaf); it is tried again on the
+	// next reconcile
+	for _, k := range todo {
+		go func(k promoteKey) {
+			err := a.promoteOn(k.master, quoteIdent(meta.PartitionName(k.db, k.ordinal)), k.epoch)
+			a.ha.promoteMu.Lock()
+			delete(a.ha.promoting, k)
+			if err == nil {
+				a.ha.promoted[k] = true
+			}
+			a.ha.promoteMu.Unlock()
+			if err != nil {
+				a.log.Error("promoting a partition's master; retried", "database", k.db, "ordinal", k.ordinal, "leaf", k.master, "epoch", k.epoch, "err", err)
+				return
+			}
+			a.signal() // its replicas may now be told to follow it
+		}(k)
+	}
 }
 
 func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
@@ -394,16 +430,33 @@ func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
 	return res, nil
 }
 
-// promoteOn runs PROMOTE PARTITION on a leaf and returns the leaf's own
-// error (a *mysql.SQLError when the leaf refused it).
-func (a *Aggregator) promoteOn(leaf, quotedName string) error {
+// promoteOn runs PROMOTE PARTITION … EPOCH on a leaf and returns the
+// leaf's own error (a *mysql.SQLError when the leaf refused it).
+func (a *Aggregator) promoteOn(leaf, quotedName string, epoch uint64) error {
 	lp, err := a.leafPool(leaf)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = lp.Exec(ctx, "CANOPY PROMOTE PARTITION "+quotedName, 10)
+	_, err = lp.Exec(ctx, fmt.Sprintf("CANOPY PROMOTE PARTITION %s EPOCH %d", quotedName, epoch), 10)
+	return err
+}
+
+// promoteNamed promotes the master the metadata names for a partition at
+// its epoch, once a step has named it (changePartition).
+func (a *Aggregator) promoteNamed(db string, ordinal int, leaf string) error {
+	d := a.State().Database(db)
+	if d == nil || ordinal >= len(d.Partitions) || d.Partitions[ordinal].Master != leaf {
+		return fmt.Errorf("partition %s:%d is no longer mastered by %s", db, ordinal, leaf)
+	}
+	p := d.Partitions[ordinal]
+	err := a.promoteOn(leaf, quoteIdent(meta.PartitionName(d.Name, ordinal)), p.Epoch)
+	if err == nil {
+		a.ha.promoteMu.Lock()
+		a.ha.promoted[promoteKey{d.Name, ordinal, leaf, p.Epoch}] = true
+		a.ha.promoteMu.Unlock()
+	}
 	return err
 }
 
@@ -609,7 +662,11 @@ func (a *Aggregator) changePartition(db string, ordinal int, change func(p *meta
 	if samePartitions(d.Partitions, parts) {
 		return false, nil
 	}
-	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts}); err != nil {
+	epochs := make([]uint64, len(d.Partitions))
+	for i, p := range d.Partitions {
+		epochs[i] = p.Epoch
+	}
+	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts, Epochs: epochs}); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -625,10 +682,8 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 			if err := a.mayTakeMaster(s); err != nil {
 				return err
 			}
-			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
-				return err
-			}
-			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
+			// named in the metadata first (a new epoch), then promoted at it
+			err := a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
 				if p.Master != s.Target && a.leafGone(p.Master) == "" {
 					return fmt.Errorf("partition %s:%d has a master again, on %s", s.DB, s.Ordinal, p.Master)
 				}
@@ -639,6 +694,10 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == s.Target })
 				return nil
 			})
+			if err != nil {
+				return err
+			}
+			return a.promoteNamed(s.DB, s.Ordinal, s.Target)
 		}
 		return a.copyPartition(ctx, s)
 	case meta.ActionDrop:
@@ -699,16 +758,17 @@ func (a *Aggregator) createEmptyPartition(s meta.Step) error {
 	if err := a.mayTakeMaster(s); err != nil {
 		return err
 	}
-	if err := a.promoteOn(s.Target, quoteIdent(name)); err != nil {
-		return err
-	}
-	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
+	err := a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
 		if a.leafGone(p.Master) == "" {
 			return fmt.Errorf("partition %s:%d has a master again, on %s", s.DB, s.Ordinal, p.Master)
 		}
 		p.Master, p.Replicas = s.Target, nil
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return a.promoteNamed(s.DB, s.Ordinal, s.Target)
 }
 
 // mayTakeMaster says why s.Target may not become the master of its
@@ -775,7 +835,9 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 		if d := a.State().Database(db); d == nil || ordinal >= len(d.Partitions) || d.Partitions[ordinal].Master != from {
 			return cause // failover moved the role meanwhile: from stays demoted
 		}
-		if err := a.promoteOn(from, quoted); err != nil {
+		// at the epoch the metadata names it with (the same as before the
+		// demotion, or a new one if the swap was undone)
+		if err := a.promoteNamed(db, ordinal, from); err != nil {
 			a.log.Error("hand-over failed and the old master could not take its role back", "partition", name, "leaf", from, "err", err)
 		}
 		return cause
@@ -813,7 +875,7 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	if err := a.updatePartition(db, ordinal, swap(to, from)); err != nil {
 		return restore(err)
 	}
-	if err := a.promoteOn(to, quoted); err != nil {
+	if err := a.promoteNamed(db, ordinal, to); err != nil {
 		// Only a refusal by the leaf itself means the promotion did not
 		// happen; after a timeout or a broken connection it may still
 		// finish, and giving the old master its role back could make two
@@ -832,10 +894,21 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	return nil
 }
 
+func (a *Aggregator) setCopySync(k copyKey) {
+	a.ha.copyMu.Lock()
+	if _, ok := a.ha.copying[k]; ok {
+		a.ha.copying[k] = true
+	}
+	a.ha.copyMu.Unlock()
+}
+
 // copyPartition provisions (or catches up) a replica on s.Target from the
 // partition's master: shipped asynchronously until it has what the master
-// had when the copy began, then entered in the partition map, from when
-// on a synchronous database waits for it.
+// had when the copy began, then entered in the partition map. A replica
+// in the map of a synchronous database is a failover candidate, so it
+// must hold every acknowledged commit before it is entered: its stream
+// turns synchronous first (the master confirms the change), and the copy
+// then catches up with the master's position as of that moment.
 func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 	d := a.State().Database(s.DB)
 	if d == nil || s.Ordinal >= len(d.Partitions) || d.Partitions[s.Ordinal].Master == "" {
@@ -854,6 +927,22 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 	if err := a.waitPosition(ctx, s.Target, name, mpos[name], 10*time.Minute, master); err != nil {
 		return err
 	}
+	if d.Sync {
+		a.setCopySync(k)
+		a.reconcile()
+		if !a.syncConfigured(master, name, s.Target) {
+			return fmt.Errorf("copy of %s on %s: the master %s did not take the synchronous stream; retry", name, s.Target, meta.QuotedAddr(master))
+		}
+		// every commit acknowledged without the copy is at or below the
+		// master's position now
+		_, mpos, err := a.leafCopies(master)
+		if err != nil {
+			return err
+		}
+		if err := a.waitPosition(ctx, s.Target, name, mpos[name], time.Minute, master); err != nil {
+			return err
+		}
+	}
 	return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
 		if p.Master != master {
 			// the copy followed a master that is no longer the master
@@ -866,6 +955,23 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 			p.Replicas = append(p.Replicas, s.Target)
 		}
 		return nil
+	})
+}
+
+// syncConfigured says whether leaf master has accepted a replica list
+// that ships db to target synchronously.
+func (a *Aggregator) syncConfigured(master, db, target string) bool {
+	t, ok := a.State().Leaf(target)
+	if !ok {
+		return false
+	}
+	a.ha.cfgMu.Lock()
+	sent := a.ha.sent[master]
+	a.ha.cfgMu.Unlock()
+	var cfg []replicaConfig
+	json.Unmarshal([]byte(sent), &cfg)
+	return slices.ContainsFunc(cfg, func(c replicaConfig) bool {
+		return c.DB == db && c.Target == meta.Addr(t.Host, t.InternalPort) && c.Sync
 	})
 }
 

@@ -79,7 +79,7 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 	case sqlcmd.PartitionRole:
 		switch cmd.Action {
 		case "PROMOTE":
-			return n.promotePartition(cmd.Database)
+			return n.promotePartition(cmd.Database, cmd.Epoch)
 		case "DEMOTE":
 			return n.demotePartition(ctx, cmd.Database)
 		default:

@@ -12,6 +12,7 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/replication"
+	"github.com/canopydb/canopy/storage"
 )
 
 // A leaf's part in partition replication (DESIGN.md §3): the master
@@ -104,8 +105,15 @@ func (n *Node) waitReplicas(db string, lsn uint64) error {
 }
 
 // promotePartition makes a replica partition a master (PROMOTE PARTITION).
-func (n *Node) promotePartition(db string) (*sqltypes.Result, error) {
-	pos, err := n.store.Promote(db)
+// At an epoch the copy's term becomes the epoch (storage.PromoteAt).
+func (n *Node) promotePartition(db string, epoch *uint64) (*sqltypes.Result, error) {
+	var pos storage.Position
+	var err error
+	if epoch != nil {
+		pos, err = n.store.PromoteAt(db, *epoch)
+	} else {
+		pos, err = n.store.Promote(db)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,10 @@ type hello struct {
 	Database string `json:"database"`
 	Source   string `json:"source"`
 	Sync     bool   `json:"sync,omitempty"`
+	// Term is the source copy's term: a target whose copy has a newer
+	// term follows a newer master (terms are the partition epochs of the
+	// metadata), so it refuses the stream and the source is fenced.
+	Term uint64 `json:"term,omitempty"`
 }
 
 type position struct {
@@ -223,6 +227,9 @@ func (rv *Receiver) receive(c net.Conn) {
 	}
 	defer rv.claim(h.Database, c)()
 	pos, err := store.EnsureReplica(h.Database)
+	if err == nil && h.Term > 0 && pos.Term > h.Term && !store.SnapshotPending(h.Database) {
+		err = fmt.Errorf("database %s here follows a master of term %d, newer than the source's %d: %w", h.Database, pos.Term, h.Term, storage.ErrNotReplica)
+	}
 	reply := position{Term: pos.Term, LSN: pos.LSN, Pending: err == nil && store.SnapshotPending(h.Database)}
 	if err != nil {
 		reply.Error = err.Error()
@@ -599,7 +606,8 @@ func (s *sender) stream() error {
 		}
 	}()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source, Sync: s.sync})
+	own, _ := s.hub.store.Position(s.db)
+	hb, _ := json.Marshal(hello{Database: s.db, Source: s.hub.source, Sync: s.sync, Term: own.Term})
 	if err := writeFrame(w, frameHello, hb); err != nil {
 		return err
 	}

@@ -116,7 +116,12 @@ type (
 	// leaf: make a replica partition master, hand a master's role over
 	// (it becomes a replica once its in-doubt transactions are resolved),
 	// or drop a copy whatever its role.
-	PartitionRole struct{ Action, Database string }
+	// Epoch (PROMOTE … EPOCH n): the partition's epoch in the metadata;
+	// the copy's term becomes it (nil: its term goes up by one).
+	PartitionRole struct {
+		Action, Database string
+		Epoch            *uint64
+	}
 
 	// PartitionCommand is one of the low-level partition commands the
 	// high-level ones are made of, on partition Database:Ordinal of a leaf:
@@ -428,6 +433,13 @@ func parseCluster(p *parser) Command {
 		}
 	case p.keyword("CANOPY", "PROMOTE", "PARTITION"), p.keyword("CANOPY", "DEMOTE", "PARTITION"), p.keyword("CANOPY", "DROP", "PARTITION"):
 		c := PartitionRole{Action: strings.ToUpper(p.toks[1].text), Database: p.next().text}
+		if c.Action == "PROMOTE" && p.keyword("EPOCH") {
+			n, err := strconv.ParseUint(p.next().text, 10, 64)
+			if err != nil {
+				return nil
+			}
+			c.Epoch = &n
+		}
 		if p.done() && c.Database != "" {
 			return c
 		}

@@ -89,6 +89,7 @@ func TestParseCluster(t *testing.T) {
 		{"RESTORE REDUNDANCY ON db FORCE", nil},
 		{"REBALANCE PARTITIONS", nil},
 		{"CANOPY DEMOTE PARTITION 'db_3'", PartitionRole{Action: "DEMOTE", Database: "db_3"}},
+		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7))}},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
 		{"clear orphan databases", ClearOrphans{}},
 		{"EXPLAIN CLEAR ORPHAN DATABASES", ClearOrphans{Explain: true}},
@@ -241,3 +242,5 @@ func TestShowCreateTableRoundTrip(t *testing.T) {
 		t.Errorf("ParseClusterDDL(%q) = %#v", db, got)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

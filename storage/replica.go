@@ -259,7 +259,22 @@ func (s *Store) reloadCatalog(d *dbState) error {
 // records of the old master's term are told apart, and the in-doubt
 // transactions replicated to it are loaded with their locks, to be
 // resolved by their coordinators. Promoting a master is a no-op.
-func (s *Store) Promote(name string) (Position, error) {
+func (s *Store) Promote(name string) (Position, error) { return s.promote(name, 0, false) }
+
+// ErrStaleEpoch: a promotion at an epoch older than the copy's term (a
+// master aggregator acting on old metadata).
+var ErrStaleEpoch = errors.New("the copy has a newer term than the epoch it is promoted at")
+
+// PromoteAt promotes at the partition's epoch in the cluster metadata:
+// the copy's term becomes epoch, so every term of a partition's log was
+// written by the one master raft named at that epoch, and two promotions
+// never share a term. A master whose term is below epoch moves its term
+// up to it; a copy whose term is above it refuses (ErrStaleEpoch).
+func (s *Store) PromoteAt(name string, epoch uint64) (Position, error) {
+	return s.promote(name, epoch, true)
+}
+
+func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, error) {
 	d := s.database(name)
 	if d == nil {
 		return Position{}, sql.ErrDatabaseNotFound.New(name)
@@ -271,12 +286,22 @@ func (s *Store) Promote(name string) (Position, error) {
 		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
 	}
-	if !d.replica {
-		pos := d.pos
+	if atEpoch && d.pos.Term > epoch {
+		s.commitMu.Unlock()
+		return Position{}, fmt.Errorf("promote %s at epoch %d: term %d: %w", name, epoch, d.pos.Term, ErrStaleEpoch)
+	}
+	wasReplica := d.replica
+	pos := d.pos
+	switch {
+	case atEpoch:
+		pos.Term = epoch
+	case d.replica:
+		pos.Term++
+	}
+	if !wasReplica && pos == d.pos {
 		s.commitMu.Unlock()
 		return pos, nil
 	}
-	pos := Position{Term: d.pos.Term + 1, LSN: d.pos.LSN}
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Delete(join(d.prefix, stateReplica), nil)
@@ -287,6 +312,9 @@ func (s *Store) Promote(name string) (Position, error) {
 	}
 	d.replica, d.pos, d.visible = false, pos, pos
 	s.commitMu.Unlock()
+	if !wasReplica {
+		return pos, nil
+	}
 	if err := s.loadPrepared([]*dbState{d}); err != nil {
 		return pos, fmt.Errorf("promote %s: %w", name, err)
 	}

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -57,10 +58,21 @@ type (
 	}
 	// Rename is one table's old and new name.
 	Rename        struct{ From, To string }
+	// SetPartitions replaces a database's partition map. Apply derives
+	// each partition's Epoch and Candidates from the map before (callers'
+	// values are ignored). Epochs, when set, are the epochs the caller
+	// read: the command is refused if any partition's epoch moved since
+	// (a compare-and-set against a failover in between).
 	SetPartitions struct {
 		Database   string
 		Partitions []Partition
+		Epochs     []uint64 `json:",omitempty"`
 	}
+	// LeafDown takes a leaf out of service (State: offline or detached)
+	// and fails its master partitions over in the same command
+	// (Failover): there is no moment in the log where a leaf is offline
+	// and still names masters that failover would have moved.
+	LeafDown struct{ Addr, State string }
 	// SetUsers replaces the cluster's MySQL accounts and grants (GMS's
 	// serialized user tables), which every aggregator enforces.
 	SetUsers struct{ Data []byte }
@@ -96,6 +108,8 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "rename_tables"
 	case SetPartitions:
 		op = "set_partitions"
+	case LeafDown:
+		op = "leaf_down"
 	case SchemaChanged:
 		op = "schema_changed"
 	case SetUsers:
@@ -201,12 +215,12 @@ func (s *State) Apply(data []byte) (*State, error) {
 	case "set_partitions":
 		var p SetPartitions
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
-			d := n.Database(p.Database)
-			if d == nil {
-				err = fmt.Errorf("Unknown database '%s'", p.Database)
-			} else {
-				d.Partitions = p.Partitions
-			}
+			err = n.setPartitions(p)
+		}
+	case "leaf_down":
+		var p LeafDown
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.leafDown(p.Addr, p.State)
 		}
 	case "set_users":
 		var p SetUsers
@@ -399,4 +413,73 @@ func (s *State) renameTables(p RenameTables) error {
 		d.Tables[strings.ToLower(r.To)] = t
 	}
 	return s.schemaChanged(p.Database, p.LSN)
+}
+
+// ErrEpochMoved: a SetPartitions whose partitions changed master since
+// the caller read them.
+var ErrEpochMoved = errors.New("the partition map changed meanwhile")
+
+func (s *State) setPartitions(p SetPartitions) error {
+	d := s.Database(p.Database)
+	if d == nil {
+		return fmt.Errorf("Unknown database '%s'", p.Database)
+	}
+	if p.Epochs != nil {
+		if len(p.Epochs) != len(d.Partitions) {
+			return fmt.Errorf("%s: %w (%d partitions, %d expected)", d.Name, ErrEpochMoved, len(d.Partitions), len(p.Epochs))
+		}
+		for i, e := range p.Epochs {
+			if d.Partitions[i].Epoch != e {
+				return fmt.Errorf("%s:%d: %w (epoch %d, expected %d)", d.Name, i, ErrEpochMoved, d.Partitions[i].Epoch, e)
+			}
+		}
+	}
+	d.Partitions = successors(d.Partitions, p.Partitions)
+	return nil
+}
+
+// successors is the partition map next, with each partition's epoch and
+// candidates following from prev: a change of master raises the epoch; a
+// partition that loses its master keeps as candidates that master and
+// its replicas (the copies known to hold every acknowledged commit), one
+// that stays without master keeps its candidates.
+func successors(prev, next []Partition) []Partition {
+	out := make([]Partition, len(next))
+	for i, p := range next {
+		p.Candidates = nil
+		if i < len(prev) {
+			old := prev[i]
+			p.Epoch = old.Epoch
+			if p.Master != old.Master {
+				p.Epoch++
+			}
+			if p.Master == "" {
+				p.Replicas = nil // nothing to follow; they are candidates
+				if old.Master != "" {
+					p.Candidates = append([]string{old.Master}, old.Replicas...)
+				} else {
+					p.Candidates = append([]string(nil), old.Candidates...)
+				}
+			}
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func (s *State) leafDown(addr, state string) error {
+	if err := s.setLeafState(addr, state); err != nil {
+		return err
+	}
+	// a leaf being attached answers heartbeats, and the replicas it has
+	// been given are whole (entered synchronous and caught up)
+	online := func(x string) bool {
+		l, ok := s.Leaf(x)
+		return ok && (l.State == LeafOnline || l.State == LeafAttaching)
+	}
+	for _, d := range s.Databases {
+		parts, _ := Failover(d, addr, online)
+		d.Partitions = successors(d.Partitions, parts)
+	}
+	return nil
 }

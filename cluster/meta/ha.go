@@ -94,6 +94,13 @@ func Failover(d *Database, dead string, online func(string) bool) (parts []Parti
 	return parts, promote
 }
 
+// MayTakeOver says whether leaf's copy of p, a partition without master,
+// may become its master by itself: it is one of the candidates (or none
+// are known).
+func MayTakeOver(p Partition, leaf string) bool {
+	return len(p.Candidates) == 0 || slices.Contains(p.Candidates, leaf)
+}
+
 // CopyInfo is what a leaf holds of one partition database.
 type CopyInfo struct {
 	Replica bool // a replica copy (follows a master); else it took writes as master
@@ -172,11 +179,13 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 			has = false // half provisioned: as good as absent
 		}
 		switch {
-		case p.Master == leaf || slices.Contains(p.Replicas, leaf):
 		case p.Master == "":
-			if has {
+			// only a copy known to hold every acknowledged commit takes
+			// over; another waits (the partition too) for such a copy
+			if has && MayTakeOver(p, leaf) {
 				steps = append(steps, Step{Action: ActionAttach, DB: d.Name, Ordinal: p.Ordinal, Target: leaf, Phase: 1, AsMaster: true})
 			}
+		case p.Master == leaf || slices.Contains(p.Replicas, leaf):
 		case redundancy < 2 || pair == "" || p.Master != pair:
 			// not this leaf's to hold; an online copy still conflicts
 			if has && !c.Replica && !force {
@@ -196,6 +205,18 @@ func PlanAttach(st *State, d *Database, leaf string, copies map[string]CopyInfo,
 		}
 	}
 	if redundancy >= 2 && pair != "" {
+		// the partitions this leaf takes over without a replica get one
+		// on its pair when that is online: whatever copy the pair holds
+		// is older (it was no candidate), so it is replaced
+		if pl, ok := st.Leaf(pair); ok && pl.State == LeafOnline {
+			for _, p := range ApplySteps(d, steps).Partitions {
+				if p.Master == leaf && len(p.Replicas) == 0 {
+					steps = append(steps,
+						Step{Action: ActionDrop, DB: d.Name, Ordinal: p.Ordinal, Target: pair, Phase: 2},
+						Step{Action: ActionCopy, DB: d.Name, Ordinal: p.Ordinal, Target: pair, Phase: 3})
+				}
+			}
+		}
 		steps = append(steps, BalancePair(ApplySteps(d, steps), leaf, pair, 4)...)
 	}
 	sortSteps(steps)

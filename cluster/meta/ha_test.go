@@ -77,14 +77,16 @@ func TestPlanAttach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// a holds masters 0, 1, 2 with b's replicas, b master 3 without
-	// replica: one of a's masters moves back to b
+	// a holds masters 0, 1, 2 with b's replicas, b master 3 with a new
+	// replica on a: one of a's masters moves back to b
 	want := []Step{
 		{Action: ActionAttach, DB: "db", Ordinal: 0, Target: b, Phase: 1},
 		{Action: ActionAttach, DB: "db", Ordinal: 3, Target: b, Phase: 1, AsMaster: true},
 		{Action: ActionDrop, DB: "db", Ordinal: 1, Target: b, Phase: 2},
+		{Action: ActionDrop, DB: "db", Ordinal: 3, Target: a, Phase: 2},
 		{Action: ActionCopy, DB: "db", Ordinal: 1, Target: b, Phase: 3},
 		{Action: ActionCopy, DB: "db", Ordinal: 2, Target: b, Phase: 3},
+		{Action: ActionCopy, DB: "db", Ordinal: 3, Target: a, Phase: 3},
 		{Action: ActionPromote, DB: "db", Ordinal: 0, Target: b, Phase: 4},
 	}
 	if !reflect.DeepEqual(steps, want) {
@@ -94,7 +96,7 @@ func TestPlanAttach(t *testing.T) {
 	masters := map[string]int{}
 	for _, p := range after.Partitions {
 		masters[p.Master]++
-		if p.Ordinal != 3 && (len(p.Replicas) != 1 || p.Replicas[0] == p.Master) {
+		if (len(p.Replicas) != 1 || p.Replicas[0] == p.Master) {
 			t.Errorf("after the attach partition %+v", p)
 		}
 	}

@@ -82,6 +82,18 @@ type Partition struct {
 	Master   string   `json:"master"` // leaf address, "" when the partition has no master
 	Replicas []string `json:"replicas,omitempty"`
 	Locked   bool     `json:"locked,omitempty"`
+	// Epoch counts the partition's changes of master: Apply raises it by
+	// one whenever Master changes, and a new master is promoted at it (its
+	// copy's log term becomes the epoch), so each term of the partition's
+	// log was written by the one master raft named at that epoch.
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Candidates, while the partition has no master, are the leaves whose
+	// copies hold every commit it acknowledged: the master that was lost
+	// and its replicas of that moment (a replica in the map has every
+	// synchronous commit). Only one of them may become master by itself
+	// (PlanAttach); empty means any copy may (nothing is known). Cleared
+	// when the partition has a master.
+	Candidates []string `json:"candidates,omitempty"`
 }
 
 // Table is the sharding of a table.
