@@ -440,7 +440,7 @@ func (t *DistTable) GetNextAutoIncrementValue(ctx *sql.Context, given interface{
 	if given != nil {
 		return 0, nil
 	}
-	return t.a.nextAutoIncrement(t.db.Name, t.Name()), nil
+	return t.a.nextAutoIncrement(t.db.Name, t.Name())
 }
 
 func (t *DistTable) AutoIncrementSetter(*sql.Context) sql.AutoIncrementSetter { return noAutoSetter{} }
