@@ -128,6 +128,23 @@ func TestReferenceWritesInTransactions(t *testing.T) {
 			sharded(t, b+6, "")
 		})
 
+		t.Run(via.name+"/autocommit off", func(t *testing.T) {
+			s := session(t, via.node.DB("rt"))
+			s.exec("SET autocommit = 0")
+			s.exec(fmt.Sprintf("INSERT INTO r (id, v) VALUES (%d, 9)", b+8))
+			s.exec(fmt.Sprintf("INSERT INTO t (id, v) VALUES (%d, 9)", b+8))
+			s.exec("ROLLBACK")
+			ref(t, b+8, "")
+			sharded(t, b+8, "")
+			s.exec(fmt.Sprintf("INSERT INTO r (id, v) VALUES (%d, 9)", b+9))
+			s.exec(fmt.Sprintf("INSERT INTO t (id, v) VALUES (%d, 9)", b+9))
+			otherSees(t, "r", b+9, "")
+			s.exec("COMMIT")
+			ref(t, b+9, "9")
+			sharded(t, b+9, "9")
+			s.exec("SET autocommit = 1")
+		})
+
 		t.Run(via.name+"/autocommit reference writes", func(t *testing.T) {
 			db := via.node.DB("rt")
 			testutil.Exec(t, db, fmt.Sprintf("INSERT INTO r (id, v) VALUES (%d, 7)", b+7))
