@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
@@ -393,15 +395,26 @@ func (a *Aggregator) aggregatorPool(addr string) (*pool.Pool, error) {
 
 // AUTO_INCREMENT of sharded tables: aggregator number N hands out
 // N<<50 + 1, 2, …; ranges of a million are reserved durably, so a restart
-// skips what was reserved and never repeats a value.
+// skips what was reserved and never repeats a value. A value is handed
+// out only from a range whose reservation is durable: a reservation that
+// cannot be written (or read back after a restart) fails the statement
+// with 1467, and the next statement tries again.
 const autoBits = 50
 const autoReserve = 1_000_000
 
 type autoRange struct {
-	next, limit uint64
+	next, limit uint64 // next: the last value handed out; limit: reserved up to
 }
 
-func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
+// errAutoIncrement is MySQL's error for a counter that cannot be read or
+// advanced (ER_AUTOINC_READ_FAILED).
+func errAutoIncrement(db, table string, err error) error {
+	return mysql.NewSQLError(1467, "HY000", "Failed to read auto-increment value from storage engine: "+
+		"reserving AUTO_INCREMENT values of %s.%s on this aggregator failed: %v", db, table, err)
+}
+
+func (a *Aggregator) nextAutoIncrement(db, table string) (uint64, error) {
+	name := table
 	var start uint64
 	if d := a.State().Database(db); d != nil {
 		if t := d.Table(table); t != nil {
@@ -418,26 +431,50 @@ func (a *Aggregator) nextAutoIncrement(db, table string) uint64 {
 	key := "autoinc/" + db + "." + table
 	r := a.autos[key]
 	if r == nil {
+		v, ok, err := a.store.GetLocal(key)
+		if err == nil && ok && len(v) != 8 {
+			err = fmt.Errorf("the stored reservation is %d bytes", len(v))
+		}
+		if err != nil {
+			a.log.Error("reading the AUTO_INCREMENT reservation", "table", db+"."+table, "err", err)
+			return 0, errAutoIncrement(db, name, err)
+		}
 		r = &autoRange{}
-		if v, ok, _ := a.store.GetLocal(key); ok && len(v) == 8 {
+		if ok {
 			r.next = binary.BigEndian.Uint64(v)
 			r.limit = r.next
 		}
 		a.autos[key] = r
 	}
-	if start > 0 && (start-1)>>autoBits == uint64(num) && r.next < (start-1)&(1<<autoBits-1) {
+	next := r.next
+	if start > 0 && (start-1)>>autoBits == uint64(num) && next < (start-1)&(1<<autoBits-1) {
 		// the values below AUTO_INCREMENT=start in this aggregator's
 		// range are taken (a dump loaded them)
-		r.next = (start - 1) & (1<<autoBits - 1)
+		next = (start - 1) & (1<<autoBits - 1)
 	}
-	if r.next >= r.limit {
-		r.limit = r.next + autoReserve
-		if err := a.store.SetLocal(key, binary.BigEndian.AppendUint64(nil, r.limit)); err != nil {
+	if next+1 >= 1<<autoBits {
+		return 0, errAutoIncrement(db, name, fmt.Errorf("this aggregator's range of values is used up"))
+	}
+	if next >= r.limit {
+		limit := min(next+autoReserve, 1<<autoBits-1)
+		if err := a.reserveAuto(key, limit); err != nil {
+			// nothing handed out: the range is not ours until it is durable
 			a.log.Error("reserving AUTO_INCREMENT values", "table", db+"."+table, "err", err)
+			return 0, errAutoIncrement(db, name, err)
 		}
+		r.limit = limit
 	}
-	r.next++
-	return uint64(num)<<autoBits | r.next
+	r.next = next + 1
+	return uint64(num)<<autoBits | r.next, nil
+}
+
+// reserveAuto durably records that values up to limit of an AUTO_INCREMENT
+// counter are taken.
+func (a *Aggregator) reserveAuto(key string, limit uint64) error {
+	if failpoint.Fail("autoinc-reserve-error") {
+		return errors.New("failpoint autoinc-reserve-error: the write failed")
+	}
+	return a.store.SetLocal(key, binary.BigEndian.AppendUint64(nil, limit))
 }
 
 // spreadPartition picks a partition for a row of a table without shard key.

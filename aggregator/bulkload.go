@@ -303,7 +303,10 @@ func (b *bulkLoad) run(ctx *sql.Context, row sql.Row) (types.OkResult, error) {
 			return abort(err)
 		}
 		if auto >= 0 && autoWanted(r[auto]) {
-			id := t.a.nextAutoIncrement(t.db.Name, t.Name())
+			id, err := t.a.nextAutoIncrement(t.db.Name, t.Name())
+			if err != nil {
+				return abort(err)
+			}
 			if firstID == 0 {
 				firstID = id
 			}

@@ -440,7 +440,7 @@ func (t *DistTable) GetNextAutoIncrementValue(ctx *sql.Context, given interface{
 	if given != nil {
 		return 0, nil
 	}
-	return t.a.nextAutoIncrement(t.db.Name, t.Name()), nil
+	return t.a.nextAutoIncrement(t.db.Name, t.Name())
 }
 
 func (t *DistTable) AutoIncrementSetter(*sql.Context) sql.AutoIncrementSetter { return noAutoSetter{} }
@@ -601,7 +601,7 @@ func (i *distInserter) DiscardChanges(ctx *sql.Context, _ error) error {
 func (i *distInserter) finish(how string) error {
 	var first error
 	if how == "COMMIT" && len(i.conns) > 0 {
-		first = i.t.a.commitLeaves(i.conns)
+		first = i.t.a.commitLeaves(i.conns, nil)
 	} else {
 		for leaf, c := range i.conns {
 			if _, err := c.Exec(how, 0); err != nil && first == nil {

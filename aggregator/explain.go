@@ -38,7 +38,7 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 	st := a.State()
 	p, err := planner.Make(planner.Input{
 		Stmt: stmt, CurrentDB: a.currentDB(c.ConnectionID), Catalog: catalog{a, st},
-		NextAutoIncrement: func(string, string) uint64 { return 0 }, // EXPLAIN draws no values
+		NextAutoIncrement: func(string, string) (uint64, error) { return 0, nil }, // EXPLAIN draws no values
 		Spread:            func(int) int { return 0 },
 		Session:           a.sessionEval(ctx, c), // the partitions' SQL shows the values
 	})

@@ -24,6 +24,7 @@ import (
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/privilege"
 	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
 )
 
 // maxRows bounds a result an aggregator holds in memory from one partition.
@@ -52,8 +53,17 @@ type session struct {
 	conns map[string]*pool.Conn // leaf → connection in an open transaction
 	// savepoints the open transaction set, in order (savepoint.go)
 	savepoints []string
-	refs       map[string]bool // reference databases written in the transaction
-	local      atomic.Bool     // a schema change on this node's copy is running
+	// refs: reference databases the open transaction wrote in this
+	// node's engine (on the master aggregator)
+	refs map[string]bool
+	// master: on a child aggregator, the master aggregator whose
+	// connection in conns holds the transaction's reference writes (its
+	// part of the transaction, see referenceWrite); remote: the
+	// reference databases written there
+	master string
+	remote map[string]bool
+	id     uint32      // the client connection
+	local  atomic.Bool // a schema change on this node's copy is running
 	// settings are what its statements need on leaf connections; nil:
 	// read them again (sessionvars.go)
 	settings atomic.Pointer[clientSettings]
@@ -63,7 +73,10 @@ type session struct {
 }
 
 func (a *Aggregator) session(id uint32) *session {
-	v, _ := a.sessions.LoadOrStore(id, &session{conns: map[string]*pool.Conn{}, refs: map[string]bool{}})
+	if v, ok := a.sessions.Load(id); ok {
+		return v.(*session)
+	}
+	v, _ := a.sessions.LoadOrStore(id, &session{conns: map[string]*pool.Conn{}, refs: map[string]bool{}, remote: map[string]bool{}, id: id})
 	return v.(*session)
 }
 
@@ -217,6 +230,12 @@ func (a *Aggregator) Handle(ctx context.Context, c *mysql.Conn, query string, ca
 		if p, err = planner.Make(in); err != nil {
 			return true, sqlError(err)
 		}
+	}
+	if a.readsOwnReferenceWrites(sess, stmt, p) {
+		if p.Bound {
+			query = ast.String(stmt)
+		}
+		return true, a.runInMasterPart(ctx, c, p.Database, query, callback)
 	}
 	switch p.Kind {
 	case planner.Local, planner.Gather:
@@ -441,7 +460,7 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 		for i, c := range conns {
 			own[leaves[i]] = c
 		}
-		firstErr = a.commitLeaves(own)
+		firstErr = a.commitLeaves(own, nil)
 	}
 	for i, c := range conns {
 		if c == nil {
@@ -559,12 +578,18 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 }
 
 // finish ends the leaf parts of a client's transaction with COMMIT
-// (atomic across leaves: see commitLeaves) or ROLLBACK.
+// (atomic across leaves: see commitLeaves) or ROLLBACK. The parts are the
+// leaves' and, on a child aggregator, the master aggregator's (reference
+// writes); on the master, reference writes are in this node's engine, and
+// a COMMIT with leaf parts too makes them a participant of the same
+// two-phase commit (the engine's own COMMIT then has nothing left to do).
 func (a *Aggregator) finish(s *session, how string) error {
 	s.mu.Lock()
 	conns := s.conns
 	s.conns = map[string]*pool.Conn{}
 	s.savepoints = nil
+	s.master = ""
+	s.remote = map[string]bool{}
 	s.mu.Unlock()
 	if len(conns) == 0 {
 		return nil
@@ -575,15 +600,40 @@ func (a *Aggregator) finish(s *session, how string) error {
 		}
 	}()
 	if how == "COMMIT" {
-		return a.commitLeaves(conns)
+		var local *storage.Session
+		if len(s.refs) > 0 {
+			local = a.host.Session(s.id)
+		}
+		if len(s.refs) == 0 || local != nil {
+			return a.commitLeaves(conns, local)
+		}
 	}
 	var firstErr error
+	if how == "COMMIT" {
+		// the session's engine part is gone: commit none of it
+		how = "ROLLBACK"
+		firstErr = mysql.NewSQLError(1180, "HY000", "Distributed transaction rolled back: the session's reference-table writes are gone")
+	}
 	for l, c := range conns {
 		if _, err := c.Exec(how, 0); err != nil && firstErr == nil {
 			firstErr = leafError(l, err)
 		}
 	}
 	return firstErr
+}
+
+// SessionPrepared: a connection's engine transaction was prepared (CANOPY
+// PREPARE), as the master aggregator's part of a child's transaction. Its
+// reference writes are in doubt now, under the child's decision; the leaf
+// parts this session opened for the statements' reads end.
+func (a *Aggregator) SessionPrepared(connID uint32) {
+	v, ok := a.sessions.Load(connID)
+	if !ok {
+		return
+	}
+	sess := v.(*session)
+	sess.refs = map[string]bool{}
+	a.finish(sess, "ROLLBACK")
 }
 
 // afterCommit makes reference writes of a committed transaction reach
@@ -609,6 +659,10 @@ func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, p *plann
 		if _, ins := stmt.(*ast.Insert); ins || p.SetsInsertID {
 			ctx = context.WithValue(ctx, forwardInsertIDKey{}, true)
 		}
+		if a.inTransaction(c.ConnectionID) {
+			// in the client's transaction: its part on the master
+			return a.runInMasterPart(ctx, c, db, query, callback)
+		}
 		res, err := a.forwardToMaster(ctx, c, query)
 		if err != nil {
 			return err
@@ -627,6 +681,99 @@ func (a *Aggregator) referenceWrite(ctx context.Context, c *mysql.Conn, p *plann
 	}
 	a.waitReplicated(db)
 	return nil
+}
+
+// runInMasterPart runs a statement of a child's client transaction that
+// writes (or reads what the transaction wrote to) reference tables of db
+// in the transaction's part on the master aggregator: a connection to the
+// master kept with the leaf parts, begun on first use. The master runs it
+// in that connection's open transaction, so it commits or rolls back with
+// the rest: the part is one more participant of the commit (finish,
+// commitLeaves), ROLLBACK and savepoints reach it as they reach leaves.
+func (a *Aggregator) runInMasterPart(ctx context.Context, c *mysql.Conn, db, query string, callback mysql.ResultSpoolFn) error {
+	sctx, err := a.clientContext(ctx, c)
+	if err != nil {
+		return err
+	}
+	account := sctx.Session.Client()
+	sess := a.session(c.ConnectionID)
+	mc, err := a.masterPart(ctx, sess)
+	if err != nil {
+		return err
+	}
+	res, idx, err := a.runAs(ctx, mc, &account, c.ConnectionID, query)
+	if err != nil {
+		return err
+	}
+	sess.mu.Lock()
+	sess.remote[db] = true
+	sess.mu.Unlock()
+	a.waitApplied(idx)
+	return callback(res, false)
+}
+
+// masterPart is the connection of a client's open transaction to the
+// master aggregator, beginning the master's part on first use. The
+// transaction's part stays with the master it began on: if another
+// aggregator became master since, the statement fails (the old master's
+// copy no longer takes writes, so the part could not commit).
+func (a *Aggregator) masterPart(ctx context.Context, s *session) (*pool.Conn, error) {
+	if a.raft.Leader() == "" {
+		a.raft.WaitLeader(5 * time.Second) // an election may be under way
+	}
+	master := a.raft.Leader()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.master != "" {
+		if s.master != master {
+			return nil, mysql.NewSQLError(1180, "HY000", "The master aggregator changed from %s to %s during the transaction; "+
+				"its writes to reference tables cannot commit: roll it back and run it again", s.master, master)
+		}
+		return s.conns[s.master], nil
+	}
+	if master == "" {
+		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
+			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
+	}
+	mp, err := a.aggregatorPool(master)
+	if err != nil {
+		return nil, err
+	}
+	c, err := mp.Acquire(ctx)
+	if err != nil {
+		return nil, mysql.NewSQLError(1105, "HY000", "The master aggregator %s is unreachable (%v): DDL and writes to reference tables need it. "+
+			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
+	}
+	if err := beginLeafPart(s, c); err != nil {
+		c.Release()
+		return nil, leafError(master, err)
+	}
+	s.conns[master] = c
+	s.master = master
+	return c, nil
+}
+
+// readsOwnReferenceWrites reports whether a statement planned Local on a
+// child aggregator reads reference tables its client's open transaction
+// wrote on the master aggregator: the child's copy does not have those
+// writes, so the statement runs in the transaction's part on the master.
+func (a *Aggregator) readsOwnReferenceWrites(sess *session, stmt ast.Statement, p *planner.Plan) bool {
+	if p.Kind != planner.Local || p.Database == "" {
+		return false
+	}
+	sess.mu.Lock()
+	written := sess.remote[p.Database]
+	sess.mu.Unlock()
+	if !written {
+		return false
+	}
+	switch s := stmt.(type) {
+	case *ast.Select:
+		return s.Into == nil // SELECT … INTO sets the client's variables, here
+	case *ast.SetOp, *ast.ParenSelect:
+		return true
+	}
+	return false
 }
 
 // Forward runs a client's statement on the master aggregator, with the

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
 
 	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
+	"github.com/canopydb/canopy/storage"
 )
 
 // Two-phase commit (DESIGN.md §"Distributed transactions"). The
@@ -35,10 +37,16 @@ import (
 
 // commitLeaves commits one transaction's parts on the given leaves: a
 // single leaf of a redundancy-1 cluster commits directly, anything else
-// through two-phase commit. It does
-// not release the connections.
-func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
-	leaves := make([]string, 0, len(conns))
+// through two-phase commit. A part may be the master aggregator's (a
+// child's reference-table writes, run on the master in the client's
+// transaction): it is a participant like a leaf. local, when not nil, is
+// this aggregator's own part (the master's reference-table writes in the
+// client's session), a participant named a.self: prepared, decided and
+// committed with the others, so the reference and the sharded writes of
+// one transaction are all or nothing. It does not release the
+// connections.
+func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Session) error {
+	leaves := make([]string, 0, len(conns)+1)
 	for l := range conns {
 		leaves = append(leaves, l)
 	}
@@ -47,18 +55,27 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 	// one record per partition, independently: a leaf dying in between
 	// would leave a promoted replica with half the transaction. With
 	// replicas, even one leaf goes through two-phase commit, whose
-	// replicated prepare records let the survivors finish it.
-	if len(leaves) == 1 && a.State().Redundancy() < 2 {
-		if _, err := conns[leaves[0]].Exec("COMMIT", 0); err != nil {
-			return leafError(leaves[0], err)
+	// replicated prepare records let the survivors finish it. The master
+	// aggregator's part alone commits directly (it waits for its copies).
+	if len(leaves) == 1 && local == nil {
+		if _, isAgg := a.State().Aggregator(leaves[0]); isAgg || a.State().Redundancy() < 2 {
+			if _, err := conns[leaves[0]].Exec("COMMIT", 0); err != nil {
+				return leafError(leaves[0], err)
+			}
+			return nil
 		}
-		return nil
+	}
+	if local != nil {
+		leaves = append(leaves, a.self)
 	}
 	xid := fmt.Sprintf("%s/%x-%d", a.self, a.started.UnixNano(), a.xidSeq.Add(1))
 	a.inflight.Store(xid, struct{}{})
 	defer a.inflight.Delete(xid)
 
 	errs := parallel(leaves, func(l string) error {
+		if l == a.self && local != nil {
+			return local.PrepareSession(sql.NewEmptyContext(), xid)
+		}
 		_, err := conns[l].Exec("CANOPY PREPARE '"+xid+"'", 0)
 		return err
 	})
@@ -66,9 +83,17 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		if err == nil {
 			continue
 		}
-		// roll back what prepared, and what did not
+		// roll back what prepared, and what did not (an unprepared local
+		// part is rolled back by the caller, in the client's session)
 		parallel(leaves, func(l string) error {
-			if errs[indexOf(leaves, l)] == nil {
+			prepared := errs[indexOf(leaves, l)] == nil
+			switch {
+			case l == a.self && local != nil:
+				if prepared {
+					return a.store.RollbackPrepared(xid)
+				}
+				return nil
+			case prepared:
 				_, err := conns[l].Exec("CANOPY ROLLBACK PREPARED '"+xid+"'", 0)
 				return err
 			}
@@ -76,11 +101,14 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 			return err
 		})
 		return mysql.NewSQLError(1180, "HY000",
-			"Distributed transaction rolled back on all leaves: leaf %s could not prepare it: %v", leaves[i], leafError(leaves[i], err))
+			"Distributed transaction rolled back on all leaves: %s could not prepare it: %v", a.partName(leaves[i]), leafError(leaves[i], err))
 	}
 	failpoint.Hit("coordinator-after-prepare")
 	if err := a.store.SaveDecision(xid, leaves); err != nil {
 		parallel(leaves, func(l string) error {
+			if l == a.self && local != nil {
+				return a.store.RollbackPrepared(xid)
+			}
 			_, err := conns[l].Exec("CANOPY ROLLBACK PREPARED '"+xid+"'", 0)
 			return err
 		})
@@ -88,13 +116,16 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 	}
 	failpoint.Hit("coordinator-after-decision")
 	errs = parallel(leaves, func(l string) error {
+		if l == a.self && local != nil {
+			return a.CommitPrepared(xid)
+		}
 		_, err := conns[l].Exec("CANOPY COMMIT PREPARED '"+xid+"'", 0)
 		return err
 	})
 	var unacked []string
 	for i, err := range errs {
 		if err != nil {
-			a.log.Warn("commit prepared not acknowledged", "xid", xid, "leaf", leaves[i], "err", err)
+			a.log.Warn("commit prepared not acknowledged", "xid", xid, "participant", leaves[i], "err", err)
 			unacked = append(unacked, leaves[i])
 		}
 	}
@@ -103,7 +134,7 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		// that failed over are applied where they went, so that it reads
 		// its own write; the resolver finishes what takes longer.
 		if !a.finishCommit(xid, leaves) {
-			a.log.Warn("commit decision not yet applied everywhere; the resolver retries", "xid", xid, "leaves", unacked)
+			a.log.Warn("commit decision not yet applied everywhere; the resolver retries", "xid", xid, "participants", unacked)
 			return nil
 		}
 	}
@@ -111,6 +142,31 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn) error {
 		a.log.Warn("forget commit decision", "xid", xid, "err", err)
 	}
 	return nil
+}
+
+// CommitPrepared applies the in-doubt transaction xid on this node. On
+// the master aggregator, whose part of a transaction is its writes to
+// reference tables, it returns once every live node has them, as an
+// autocommit reference write does.
+func (a *Aggregator) CommitPrepared(xid string) error {
+	dbs := a.store.PreparedDatabases(xid)
+	if err := a.store.CommitPrepared(xid); err != nil {
+		return err
+	}
+	if a.IsMaster() {
+		for _, db := range dbs {
+			a.waitReplicated(db)
+		}
+	}
+	return nil
+}
+
+// partName names a participant of a distributed commit in an error.
+func (a *Aggregator) partName(addr string) string {
+	if _, ok := a.State().Aggregator(addr); ok || addr == a.self {
+		return "aggregator " + addr
+	}
+	return "leaf " + addr
 }
 
 // finishCommit delivers the decision to commit xid until every part that
@@ -139,24 +195,34 @@ func (a *Aggregator) finishCommit(xid string, leaves []string) bool {
 // may have failed over, their in-doubt parts replicated to the leaves that
 // took them over (unknown xids are no-ops; a replica still holding a part
 // answers with an error until it is promoted or its master ships the
-// outcome). participants: every participant in the cluster and every
-// online leaf acknowledged, so the decision can be forgotten. reachable:
-// every online leaf acknowledged and the participants that did not are
-// out of service, so every part that can be applied now is.
+// outcome). A transaction with a master aggregator's part (reference
+// writes) also goes to the master aggregator of now, which holds that
+// part if the master changed. participants: every participant in the
+// cluster and every online leaf acknowledged, so the decision can be
+// forgotten. reachable: every online leaf acknowledged and the
+// participants that did not are out of service, so every part that can
+// be applied now is.
 func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, reachable bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	st := a.State()
 	var targets []string
+	aggPart := false
 	for _, l := range leaves {
-		if _, ok := st.Leaf(l); ok { // a removed leaf has nothing left to commit
+		_, isLeaf := st.Leaf(l)
+		_, isAgg := st.Aggregator(l)
+		if isLeaf || isAgg || l == a.self { // a removed node has nothing left to commit
 			targets = append(targets, l)
 		}
+		aggPart = aggPart || isAgg || l == a.self
 	}
 	for _, l := range st.OnlineLeaves() {
 		if !slices.Contains(targets, l.Addr()) {
 			targets = append(targets, l.Addr())
 		}
+	}
+	if master := a.raft.Leader(); aggPart && master != "" && !slices.Contains(targets, master) {
+		targets = append(targets, master)
 	}
 	errs := parallel(targets, func(l string) error { return a.commitPreparedOn(ctx, l, xid) })
 	participants, reachable = true, true
@@ -165,7 +231,8 @@ func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, r
 			continue
 		}
 		participants = false
-		if l, _ := st.Leaf(targets[i]); l.State == meta.LeafOnline {
+		l, isLeaf := st.Leaf(targets[i])
+		if isLeaf && l.State == meta.LeafOnline || !isLeaf && (targets[i] == a.self || !a.beats.down(targets[i])) {
 			reachable = false
 		}
 	}
@@ -230,17 +297,38 @@ func (a *Aggregator) resolveInDoubt() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	mine := a.self + "/"
-	for _, l := range a.State().Leaves {
-		lp, err := a.leafPool(l.Addr())
-		if err != nil {
-			continue
+	// every node that can hold a part: the leaves, and the aggregators
+	// (the master's part of a transaction is its reference-table writes)
+	st := a.State()
+	var nodes []string
+	for _, l := range st.Leaves {
+		nodes = append(nodes, l.Addr())
+	}
+	for _, ag := range st.Aggregators {
+		if ag.Addr() == a.self || !a.beats.down(ag.Addr()) { // a down one answers later
+			nodes = append(nodes, ag.Addr())
 		}
-		res, err := lp.Exec(ctx, "CANOPY PREPARED TRANSACTIONS", 100000)
-		if err != nil {
-			continue
+	}
+	for _, node := range nodes {
+		var xids []string
+		if node == a.self {
+			for _, p := range a.store.Prepared() {
+				xids = append(xids, p.XID)
+			}
+		} else {
+			p, err := a.participantPool(node)
+			if err != nil {
+				continue
+			}
+			res, err := p.Exec(ctx, "CANOPY PREPARED TRANSACTIONS", 100000)
+			if err != nil {
+				continue
+			}
+			for _, row := range res.Rows {
+				xids = append(xids, row[0].ToString())
+			}
 		}
-		for _, row := range res.Rows {
-			xid := row[0].ToString()
+		for _, xid := range xids {
 			if !strings.HasPrefix(xid, mine) {
 				continue
 			}
@@ -253,15 +341,39 @@ func (a *Aggregator) resolveInDoubt() {
 			if has, err := a.store.HasDecision(xid); err != nil || has {
 				continue
 			}
-			if _, err := lp.Exec(ctx, "CANOPY ROLLBACK PREPARED '"+xid+"'", 0); err == nil {
-				a.log.Info("in-doubt transaction without commit decision rolled back", "xid", xid, "leaf", l.Addr())
+			if err := a.rollbackPreparedOn(ctx, node, xid); err == nil {
+				a.log.Info("in-doubt transaction without commit decision rolled back", "xid", xid, "node", node)
 			}
 		}
 	}
 }
 
+// participantPool is the pool of a node that takes part in distributed
+// commits: a leaf, or an aggregator (the master's reference writes).
+func (a *Aggregator) participantPool(addr string) (*pool.Pool, error) {
+	if _, ok := a.State().Aggregator(addr); ok {
+		return a.aggregatorPool(addr)
+	}
+	return a.leafPool(addr)
+}
+
+func (a *Aggregator) rollbackPreparedOn(ctx context.Context, node, xid string) error {
+	if node == a.self {
+		return a.store.RollbackPrepared(xid)
+	}
+	p, err := a.participantPool(node)
+	if err != nil {
+		return err
+	}
+	_, err = p.Exec(ctx, "CANOPY ROLLBACK PREPARED '"+xid+"'", 0)
+	return err
+}
+
 func (a *Aggregator) commitPreparedOn(ctx context.Context, leaf, xid string) error {
-	lp, err := a.leafPool(leaf)
+	if leaf == a.self {
+		return a.CommitPrepared(xid)
+	}
+	lp, err := a.participantPool(leaf)
 	if err != nil {
 		return err
 	}

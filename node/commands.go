@@ -59,11 +59,18 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		if err := sess.PrepareSession(sql.NewContext(ctx, sql.WithSession(sess)), cmd.XID); err != nil {
 			return nil, err
 		}
+		if agg != nil {
+			// the master aggregator's part of a child's transaction
+			agg.SessionPrepared(c.ConnectionID)
+		}
 		failpoint.Hit("leaf-after-prepare")
 		return &sqltypes.Result{}, nil
 	case sqlcmd.CommitPrepared:
 		if n.store.IsPrepared(cmd.XID) {
 			failpoint.Hit("leaf-before-commit-prepared")
+		}
+		if agg != nil {
+			return okResult(agg.CommitPrepared(cmd.XID))
 		}
 		return okResult(n.store.CommitPrepared(cmd.XID))
 	case sqlcmd.RollbackPrepared:

@@ -164,6 +164,25 @@ func (s *Store) IsPrepared(xid string) bool {
 	return s.prepared[xid] != nil
 }
 
+// PreparedDatabases names the databases the in-doubt transaction xid
+// wrote here (none when it is not in doubt here).
+func (s *Store) PreparedDatabases(xid string) []string {
+	s.preparedMu.Lock()
+	p := s.prepared[xid]
+	var keys [][]byte
+	if p != nil {
+		keys = p.keys
+	}
+	s.preparedMu.Unlock()
+	var out []string
+	for _, k := range keys {
+		if d := s.databaseByID(binary.BigEndian.Uint32(k[1:dbPrefixLen])); d != nil {
+			out = append(out, d.meta.Name)
+		}
+	}
+	return out
+}
+
 // ErrPreparedOnReplica: a replica database holds a part of the in-doubt
 // transaction. Its master applies the outcome and ships it; if the master
 // failed, the part is applied after the replica's promotion. Either way

@@ -98,7 +98,10 @@ func planInsert(in Input, ins *ast.Insert) (*Plan, error) {
 			return nil, errorf(1136, "Column count doesn't match value count at row %d", len(byPart)+1)
 		}
 		if auto >= 0 && autoValueWanted(row[auto]) {
-			id := in.NextAutoIncrement(d.Name, t.Name)
+			id, err := in.NextAutoIncrement(d.Name, t.Name)
+			if err != nil {
+				return nil, err
+			}
 			if plan.InsertID == 0 {
 				plan.InsertID = id
 			}

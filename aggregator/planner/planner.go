@@ -93,8 +93,10 @@ type Input struct {
 	Stmt      ast.Statement
 	CurrentDB string
 	Catalog   Catalog
-	// NextAutoIncrement hands out AUTO_INCREMENT values for sharded tables.
-	NextAutoIncrement func(db, table string) uint64
+	// NextAutoIncrement hands out AUTO_INCREMENT values for sharded
+	// tables; an error (a value that cannot be reserved) fails the
+	// statement.
+	NextAutoIncrement func(db, table string) (uint64, error)
 	// Spread picks the partition of a row of a table without shard key.
 	Spread func(partitions int) int
 	// Session evaluates what the statement reads from the client's

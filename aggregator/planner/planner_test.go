@@ -74,7 +74,7 @@ func TestPlans(t *testing.T) {
 		auto, spread := uint64(0), 0
 		p, err := Make(Input{
 			Stmt: stmt, CurrentDB: db, Catalog: cat,
-			NextAutoIncrement: func(string, string) uint64 { auto++; return auto },
+			NextAutoIncrement: func(string, string) (uint64, error) { auto++; return auto, nil },
 			Spread:            func(n int) int { spread++; return (spread * 3) % n },
 		})
 		if err != nil {

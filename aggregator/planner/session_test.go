@@ -116,7 +116,7 @@ func TestSessionRewrite(t *testing.T) {
 		}
 		f := &fakeSession{}
 		p, err := Make(Input{Stmt: stmt, CurrentDB: "test", Catalog: newCatalog(), Session: f,
-			NextAutoIncrement: func(string, string) uint64 { return 1 }, Spread: func(int) int { return 0 }})
+			NextAutoIncrement: func(string, string) (uint64, error) { return 1, nil }, Spread: func(int) int { return 0 }})
 		var got string
 		if err != nil {
 			got = "error: " + err.Error()
@@ -268,7 +268,7 @@ func TestUpsertShardKey(t *testing.T) {
 			t.Fatalf("%s: %v", c.sql, err)
 		}
 		_, err = Make(Input{Stmt: stmt, CurrentDB: "test", Catalog: newCatalog(),
-			NextAutoIncrement: func(string, string) uint64 { return 1 }, Spread: func(int) int { return 0 }})
+			NextAutoIncrement: func(string, string) (uint64, error) { return 1, nil }, Spread: func(int) int { return 0 }})
 		var pe *Error
 		switch {
 		case c.ok && err != nil:
@@ -307,7 +307,7 @@ func TestStatementTime(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 		p, err := Make(Input{Stmt: stmt, CurrentDB: "test", Catalog: cat, Session: &fakeSession{},
-			NextAutoIncrement: func(string, string) uint64 { return 1 }, Spread: func(int) int { return 0 }})
+			NextAutoIncrement: func(string, string) (uint64, error) { return 1, nil }, Spread: func(int) int { return 0 }})
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

@@ -1,0 +1,22 @@
+package failpoint
+
+import "testing"
+
+func TestFailCounted(t *testing.T) {
+	armed["t-counted"], left["t-counted"] = true, 2
+	armed["t-always"] = true
+	defer func() { delete(armed, "t-counted"); delete(left, "t-counted"); delete(armed, "t-always") }()
+	var got []bool
+	for i := 0; i < 3; i++ {
+		got = append(got, Fail("t-counted"))
+	}
+	if got[0] != true || got[1] != true || got[2] != false {
+		t.Errorf("name*2 failed %v, want the first two hits only", got)
+	}
+	if !Fail("t-always") || !Fail("t-always") {
+		t.Error("an uncounted fault clears")
+	}
+	if Fail("t-unarmed") {
+		t.Error("an unarmed fault fails")
+	}
+}
