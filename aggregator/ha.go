@@ -48,16 +48,16 @@ type copyKey struct {
 
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
-	mu        sync.Mutex          // one cluster operation at a time
-	downMu    sync.Mutex          // one leaf taken out of service at a time
-	partMu    sync.Mutex          // one partition map change at a time
-	cfgMu     sync.Mutex          // guards sent
-	sent      map[string]string   // leaf → the replica list it last accepted
-	promoteMu sync.Mutex          // guards promoted and promoting
-	promoted  map[promoteKey]bool // masters known promoted at their epoch
-	promoting map[promoteKey]bool // promotions in flight
-	copyMu    sync.Mutex          // guards copying and rebalance
-	copying   map[copyKey]bool // a copy being provisioned → shipped synchronously
+	mu        sync.Mutex              // one cluster operation at a time
+	downMu    sync.Mutex              // one leaf taken out of service at a time
+	partMu    sync.Mutex              // one partition map change at a time
+	cfgMu     sync.Mutex              // guards sent
+	sent      map[string]string       // leaf → the replica list it last accepted
+	promoteMu sync.Mutex              // guards promoted and promoting
+	promoted  map[promoteKey]bool     // masters known promoted at their epoch
+	promoting map[promoteKey]bool     // promotions in flight
+	copyMu    sync.Mutex              // guards copying and rebalance
+	copying   map[copyKey]bool        // a copy being provisioned → shipped synchronously
 	rebalance map[string][]stepStatus // database → the steps of its last operation
 
 	statesMu sync.Mutex

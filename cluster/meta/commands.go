@@ -57,7 +57,7 @@ type (
 		LSN      uint64 `json:",omitempty"`
 	}
 	// Rename is one table's old and new name.
-	Rename        struct{ From, To string }
+	Rename struct{ From, To string }
 	// SetPartitions replaces a database's partition map. Apply derives
 	// each partition's Epoch and Candidates from the map before (callers'
 	// values are ignored). Epochs, when set, are the epochs the caller

@@ -96,7 +96,7 @@ func TestPlanAttach(t *testing.T) {
 	masters := map[string]int{}
 	for _, p := range after.Partitions {
 		masters[p.Master]++
-		if (len(p.Replicas) != 1 || p.Replicas[0] == p.Master) {
+		if len(p.Replicas) != 1 || p.Replicas[0] == p.Master {
 			t.Errorf("after the attach partition %+v", p)
 		}
 	}
