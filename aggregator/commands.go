@@ -207,7 +207,7 @@ func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) erro
 		return err
 	}
 	// nothing of the cluster's is left on it
-	if err := a.leafDown(addr, meta.LeafDetached); err != nil {
+	if err := a.leafDown([]string{addr}, meta.LeafDetached); err != nil {
 		return err
 	}
 	if err := a.propose(meta.RemoveLeaf{Addr: addr}); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
+	"github.com/canopydb/canopy/cluster/controller"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
@@ -48,17 +49,17 @@ type copyKey struct {
 
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
-	mu        sync.Mutex              // one cluster operation at a time
-	downMu    sync.Mutex              // one leaf taken out of service at a time
-	partMu    sync.Mutex              // one partition map change at a time
-	cfgMu     sync.Mutex              // guards sent
-	sent      map[string]string       // leaf → the replica list it last accepted
-	promoteMu sync.Mutex              // guards promoted and promoting
-	promoted  map[promoteKey]bool     // masters known promoted at their epoch
-	promoting map[promoteKey]bool     // promotions in flight
-	copyMu    sync.Mutex              // guards copying and rebalance
-	copying   map[copyKey]bool        // a copy being provisioned → shipped synchronously
-	rebalance map[string][]stepStatus // database → the steps of its last operation
+	mu        sync.Mutex                     // one cluster operation at a time
+	downMu    sync.Mutex                     // one leaf taken out of service at a time
+	partMu    sync.Mutex                     // one partition map change at a time
+	cfgMu     sync.Mutex                     // guards sent
+	sent      map[string]string              // leaf → the replica list it last accepted
+	promoteMu sync.Mutex                     // guards promoted and promoting
+	promoted  map[controller.PromoteKey]bool // masters known promoted at their epoch
+	promoting map[controller.PromoteKey]bool // promotions in flight
+	copyMu    sync.Mutex                     // guards copying and rebalance
+	copying   map[copyKey]bool               // a copy being provisioned → shipped synchronously
+	rebalance map[string][]stepStatus        // database → the steps of its last operation
 
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
@@ -73,6 +74,14 @@ type haState struct {
 
 // attachRetry spaces the auto-attaches of a leaf whose last one failed.
 const attachRetry = 5 * time.Second
+
+// mayAttach says whether an auto-attach of leaf may start: none is
+// running, and the last one did not fail less than attachRetry ago.
+func (h *haState) mayAttach(leaf string) bool {
+	h.attachMu.Lock()
+	defer h.attachMu.Unlock()
+	return !h.attaching[leaf] && time.Since(h.attachFailed[leaf]) >= attachRetry
+}
 
 // startAttach claims the auto-attach of leaf; false if one is running,
 // or the last one failed less than attachRetry ago.
@@ -105,7 +114,7 @@ type stepStatus struct {
 }
 
 func newHAState() *haState {
-	return &haState{promoted: map[promoteKey]bool{}, promoting: map[promoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
+	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -248,61 +257,67 @@ func (a *Aggregator) variableMillis(st *meta.State, name string) time.Duration {
 	return time.Duration(n) * time.Millisecond
 }
 
-// detect marks leaves that stopped answering offline (failing their
-// partitions over) and attaches, or detaches, leaves that came back.
+// detect runs the cluster controller (package controller: a pure
+// function of the metadata and what heartbeats observed) and performs
+// what it decides: leaves that stopped answering go down (failing their
+// partitions over), leaves that came back are attached or detached, and
+// masters not yet promoted at their epoch are promoted.
 func (a *Aggregator) detect() {
 	st := a.State()
-	refusedAfter := a.variableMillis(st, "leaf_refused_timeout_ms")
-	failedAfter := a.variableMillis(st, "leaf_failure_timeout_ms")
+	obs := controller.Observed{Health: map[string]controller.Health{}, Attaching: map[string]bool{}, Promoted: a.promotedKeys()}
 	for _, l := range st.Leaves {
 		h := a.beats.health(l.Addr())
-		if !h.known {
-			continue
+		ch := controller.Health{Known: h.known, Refused: h.refused, OKStreak: h.okStreak}
+		if h.failures > 0 {
+			ch.Failing = time.Since(h.failingSince)
 		}
-		switch l.State {
-		case meta.LeafOnline:
-			if st.Variable("leaf_failure_detection") != "ON" || h.failures == 0 {
-				continue
-			}
-			failing := time.Since(h.failingSince)
-			if (h.refused && failing >= refusedAfter) || failing >= failedAfter {
-				a.log.Warn("leaf is not answering heartbeats; failing it over", "leaf", l.Addr(), "for", failing.Round(time.Millisecond), "refused", h.refused)
-				if err := a.leafDown(l.Addr(), meta.LeafOffline); err != nil {
-					a.log.Error("failing over leaf", "leaf", l.Addr(), "err", err)
+		obs.Health[l.Addr()] = ch
+		obs.Attaching[l.Addr()] = !a.ha.mayAttach(l.Addr())
+	}
+	for _, act := range controller.Decide(st, obs) {
+		a.perform(act)
+	}
+}
+
+// perform carries out one of the controller's actions.
+func (a *Aggregator) perform(act controller.Action) {
+	switch act := act.(type) {
+	case controller.LeafDown:
+		for _, f := range act.Leaves {
+			a.log.Warn("leaf is not answering heartbeats; failing it over", "leaf", f.Leaf, "for", f.Failing.Round(time.Millisecond), "refused", f.Refused)
+		}
+		if err := a.leafDown(act.Addrs(), meta.LeafOffline); err != nil {
+			a.log.Error("failing over leaves", "leaves", act.Addrs(), "err", err)
+		}
+	case controller.Detach:
+		a.log.Info("leaf is reachable again; auto_attach is off, so it waits detached", "leaf", act.Leaf)
+		a.propose(meta.SetLeafState{Addr: act.Leaf, State: meta.LeafDetached})
+	case controller.Attach:
+		// in the background: failure detection goes on meanwhile
+		if !a.ha.startAttach(act.Leaf) {
+			return
+		}
+		a.log.Info("leaf is reachable again; attaching it", "leaf", act.Leaf)
+		a.wg.Add(1)
+		go func(addr string) {
+			defer a.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				select {
+				case <-a.stop:
+					cancel()
+				case <-ctx.Done():
 				}
+			}()
+			err := a.attachLeaf(ctx, addr, true)
+			if err != nil {
+				a.log.Error("attaching leaf", "leaf", addr, "err", err)
 			}
-		case meta.LeafOffline:
-			if h.okStreak < 2 {
-				continue
-			}
-			if st.Variable("auto_attach") != "ON" {
-				a.log.Info("leaf is reachable again; auto_attach is off, so it waits detached", "leaf", l.Addr())
-				a.propose(meta.SetLeafState{Addr: l.Addr(), State: meta.LeafDetached})
-				continue
-			}
-			// in the background: failure detection goes on meanwhile
-			if a.ha.startAttach(l.Addr()) {
-				a.log.Info("leaf is reachable again; attaching it", "leaf", l.Addr())
-				a.wg.Add(1)
-				go func(addr string) {
-					defer a.wg.Done()
-					ctx, cancel := context.WithCancel(context.Background())
-					defer cancel()
-					go func() {
-						select {
-						case <-a.stop:
-							cancel()
-						case <-ctx.Done():
-						}
-					}()
-					err := a.attachLeaf(ctx, addr, true)
-					if err != nil {
-						a.log.Error("attaching leaf", "leaf", addr, "err", err)
-					}
-					a.ha.endAttach(addr, err != nil)
-				}(l.Addr())
-			}
-		}
+			a.ha.endAttach(addr, err != nil)
+		}(act.Leaf)
+	case controller.Promote:
+		a.startPromote(act.PromoteKey)
 	}
 }
 
@@ -320,13 +335,13 @@ func (a *Aggregator) detect() {
 // for them. The steps of such operations change the map by compare-and-set
 // on the epochs (changePartition), so one that assumed the old master
 // fails instead of undoing the failover.
-func (a *Aggregator) leafDown(addr, state string) error {
+func (a *Aggregator) leafDown(addrs []string, state string) error {
 	a.ha.downMu.Lock()
 	defer a.ha.downMu.Unlock()
-	var cmd any = meta.LeafDown{Addr: addr, State: state}
-	if failpoint.Enabled("failover-stalls") {
+	var cmd any = meta.LeafDown{Addrs: addrs, State: state}
+	if failpoint.Enabled("failover-stalls") && len(addrs) == 1 {
 		// a test's failover that never finishes: the partitions keep naming the leaf
-		cmd = meta.SetLeafState{Addr: addr, State: state}
+		cmd = meta.SetLeafState{Addr: addrs[0], State: state}
 	}
 	before := a.State()
 	a.ha.partMu.Lock()
@@ -335,85 +350,82 @@ func (a *Aggregator) leafDown(addr, state string) error {
 	if err != nil {
 		return err
 	}
-	a.logFailovers(before, a.State(), addr)
+	a.logFailovers(before, a.State(), addrs)
 	a.reconcile() // promotes the new masters, severs the leaf's connections
 	return nil
 }
 
 // logFailovers logs what a leaf-down changed.
-func (a *Aggregator) logFailovers(before, after *meta.State, dead string) {
+func (a *Aggregator) logFailovers(before, after *meta.State, dead []string) {
 	for _, name := range after.DatabaseNames() {
 		d, old := after.Database(name), before.Database(name)
 		if old == nil {
 			continue
 		}
 		for i, p := range d.Partitions {
-			if i >= len(old.Partitions) || old.Partitions[i].Master != dead {
+			if i >= len(old.Partitions) || !slices.Contains(dead, old.Partitions[i].Master) {
 				continue
 			}
 			if p.Master != "" {
-				a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "to", p.Master, "epoch", p.Epoch)
+				a.log.Info("partition failed over", "database", d.Name, "ordinal", p.Ordinal, "from", old.Partitions[i].Master, "to", p.Master, "epoch", p.Epoch)
 			} else {
-				a.log.Warn("partition has no master until one of its candidate copies returns", "database", d.Name, "ordinal", p.Ordinal, "from", dead, "candidates", p.Candidates)
+				a.log.Warn("partition has no master until one of its candidate copies returns", "database", d.Name, "ordinal", p.Ordinal, "from", old.Partitions[i].Master, "candidates", p.Candidates)
 			}
 		}
 	}
 }
 
-// promoteKey is one master the metadata names at one epoch.
-type promoteKey struct {
-	db      string
-	ordinal int
-	master  string
-	epoch   uint64
-}
-
-// promoteMasters makes sure the master of every partition has been
-// promoted at the partition's epoch: after a failover (meta.LeafDown
-// names the new masters), after a master aggregator changes (the new
-// one does not know what the old one had done), and again while a leaf
-// that should be promoted does not answer. PROMOTE at an epoch is
-// idempotent on the leaf.
+// promoteMasters promotes every partition master not yet confirmed at
+// its epoch (controller.Promotions): after a failover (meta.LeafDown
+// names the new masters), after a master aggregator changes (the new one
+// does not know what the old one had done), and again while a leaf that
+// should be promoted does not answer. PROMOTE at an epoch is idempotent
+// on the leaf.
 func (a *Aggregator) promoteMasters(st *meta.State) {
-	var todo []promoteKey
+	for _, act := range controller.Promotions(st, a.promotedKeys()) {
+		a.startPromote(act.(controller.Promote).PromoteKey)
+	}
+}
+
+// promotedKeys are the masters confirmed or being promoted.
+func (a *Aggregator) promotedKeys() map[controller.PromoteKey]bool {
 	a.ha.promoteMu.Lock()
-	for _, name := range st.DatabaseNames() {
-		d := st.Database(name)
-		for _, p := range d.Partitions {
-			if p.Master == "" {
-				continue
-			}
-			k := promoteKey{d.Name, p.Ordinal, p.Master, p.Epoch}
-			if a.ha.promoted[k] || a.ha.promoting[k] {
-				continue
-			}
-			if l, ok := st.Leaf(p.Master); !ok || (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) {
-				continue
-			}
-			a.ha.promoting[k] = true
-			todo = append(todo, k)
-		}
+	defer a.ha.promoteMu.Unlock()
+	out := make(map[controller.PromoteKey]bool, len(a.ha.promoted)+len(a.ha.promoting))
+	for k := range a.ha.promoted {
+		out[k] = true
 	}
+	for k := range a.ha.promoting {
+		out[k] = true
+	}
+	return out
+}
+
+// startPromote promotes a master in the background: a leaf that hangs
+// must not hold up reconcile (the replica lists of every other leaf); a
+// failed promotion is tried again on the next reconcile or detection.
+func (a *Aggregator) startPromote(k controller.PromoteKey) {
+	a.ha.promoteMu.Lock()
+	if a.ha.promoted[k] || a.ha.promoting[k] {
+		a.ha.promoteMu.Unlock()
+		return
+	}
+	a.ha.promoting[k] = true
 	a.ha.promoteMu.Unlock()
-	// in the background: a leaf that hangs must not hold up reconcile
-	// (the replica lists of every other leaf); it is tried again on the
-	// next reconcile
-	for _, k := range todo {
-		go func(k promoteKey) {
-			err := a.promoteOn(k.master, quoteIdent(meta.PartitionName(k.db, k.ordinal)), k.epoch)
-			a.ha.promoteMu.Lock()
-			delete(a.ha.promoting, k)
-			if err == nil {
-				a.ha.promoted[k] = true
-			}
-			a.ha.promoteMu.Unlock()
-			if err != nil {
-				a.log.Error("promoting a partition's master; retried", "database", k.db, "ordinal", k.ordinal, "leaf", k.master, "epoch", k.epoch, "err", err)
-				return
-			}
-			a.signal() // its replicas may now be told to follow it
-		}(k)
-	}
+	go func() {
+		err := a.promoteOn(k.Master, quoteIdent(meta.PartitionName(k.DB, k.Ordinal)), k.Epoch)
+		a.ha.promoteMu.Lock()
+		delete(a.ha.promoting, k)
+		if err == nil {
+			a.ha.promoted[k] = true
+		}
+		a.ha.promoteMu.Unlock()
+		if err != nil {
+			a.log.Error("promoting a partition's master; retried", "database", k.DB, "ordinal", k.Ordinal, "leaf", k.Master, "epoch", k.Epoch, "err", err)
+			return
+		}
+		a.signal() // its replicas may now be told to follow it
+	}()
 }
 
 func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
@@ -454,7 +466,7 @@ func (a *Aggregator) promoteNamed(db string, ordinal int, leaf string) error {
 	err := a.promoteOn(leaf, quoteIdent(meta.PartitionName(d.Name, ordinal)), p.Epoch)
 	if err == nil {
 		a.ha.promoteMu.Lock()
-		a.ha.promoted[promoteKey{d.Name, ordinal, leaf, p.Epoch}] = true
+		a.ha.promoted[controller.PromoteKey{DB: d.Name, Ordinal: ordinal, Master: leaf, Epoch: p.Epoch}] = true
 		a.ha.promoteMu.Unlock()
 	}
 	return err
@@ -1112,7 +1124,7 @@ func (a *Aggregator) detachCommand(cmd sqlcmd.DetachLeaf) error {
 	if l.State == meta.LeafDetached {
 		return nil
 	}
-	return a.leafDown(addr, meta.LeafDetached)
+	return a.leafDown([]string{addr}, meta.LeafDetached)
 }
 
 var rebalanceFields = []*querypb.Field{

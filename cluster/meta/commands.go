@@ -68,11 +68,16 @@ type (
 		Partitions []Partition
 		Epochs     []uint64 `json:",omitempty"`
 	}
-	// LeafDown takes a leaf out of service (State: offline or detached)
-	// and fails its master partitions over in the same command
+	// LeafDown takes leaves out of service (State: offline or detached)
+	// and fails their master partitions over in the same command
 	// (Failover): there is no moment in the log where a leaf is offline
-	// and still names masters that failover would have moved.
-	LeafDown struct{ Addr, State string }
+	// and still names masters that failover would have moved. Leaves
+	// found down together go in one command, so that none is chosen to
+	// take over from another.
+	LeafDown struct {
+		Addrs []string
+		State string
+	}
 	// SetUsers replaces the cluster's MySQL accounts and grants (GMS's
 	// serialized user tables), which every aggregator enforces.
 	SetUsers struct{ Data []byte }
@@ -220,7 +225,7 @@ func (s *State) Apply(data []byte) (*State, error) {
 	case "leaf_down":
 		var p LeafDown
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
-			err = n.leafDown(p.Addr, p.State)
+			err = n.leafDown(p.Addrs, p.State)
 		}
 	case "set_users":
 		var p SetUsers
@@ -467,9 +472,11 @@ func successors(prev, next []Partition) []Partition {
 	return out
 }
 
-func (s *State) leafDown(addr, state string) error {
-	if err := s.setLeafState(addr, state); err != nil {
-		return err
+func (s *State) leafDown(addrs []string, state string) error {
+	for _, addr := range addrs {
+		if err := s.setLeafState(addr, state); err != nil {
+			return err
+		}
 	}
 	// a leaf being attached answers heartbeats, and the replicas it has
 	// been given are whole (entered synchronous and caught up)
@@ -478,8 +485,10 @@ func (s *State) leafDown(addr, state string) error {
 		return ok && (l.State == LeafOnline || l.State == LeafAttaching)
 	}
 	for _, d := range s.Databases {
-		parts, _ := Failover(d, addr, online)
-		d.Partitions = successors(d.Partitions, parts)
+		for _, addr := range addrs {
+			parts, _ := Failover(d, addr, online)
+			d.Partitions = successors(d.Partitions, parts)
+		}
 	}
 	return nil
 }
