@@ -350,6 +350,7 @@ func (a *Aggregator) leafDown(addrs []string, state string) error {
 	if err != nil {
 		return err
 	}
+	failpoint.Hit("master-after-leaf-down") // named, not yet promoted
 	a.logFailovers(before, a.State(), addrs)
 	a.reconcile() // promotes the new masters, severs the leaf's connections
 	return nil

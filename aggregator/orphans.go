@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
@@ -68,8 +69,31 @@ func (a *Aggregator) showClusterStatus() *sqltypes.Result {
 				role, details = leafRole, "metadata role: "+c.metaRole
 			}
 		}
+		if c.metaRole == meta.RoleOrphan && c.partition.Master == "" {
+			if meta.MayTakeOver(c.partition, c.leaf) {
+				details = "the partition has no master; this copy holds every acknowledged commit and takes over when its leaf is attached"
+			} else {
+				details = "the partition has no master; this copy may lack acknowledged commits, so it waits for " + quotedAddrs(c.partition.Candidates)
+			}
+		}
 		h, p := splitAddr(c.leaf)
 		res.Rows = append(res.Rows, []sqltypes.Value{str(h), num(int64(p)), str(c.name), str(role), str(c.state), str(c.position), str(details)})
+	}
+	// the partitions without master, and what they wait for
+	st := a.State()
+	for _, name := range st.DatabaseNames() {
+		d := st.Database(name)
+		for _, p := range d.Partitions {
+			if p.Master != "" {
+				continue
+			}
+			why := "no copy is known to hold every acknowledged commit; ATTACH PARTITION or REBALANCE PARTITIONS ... FORCE decides"
+			if len(p.Candidates) > 0 {
+				why = fmt.Sprintf("waiting for a copy on %s, which holds every acknowledged commit; ATTACH PARTITION %s:%d ON 'host':port takes another copy instead, losing what it lacks",
+					quotedAddrs(p.Candidates), d.Name, p.Ordinal)
+			}
+			res.Rows = append(res.Rows, []sqltypes.Value{sqltypes.NULL, sqltypes.NULL, str(meta.PartitionName(d.Name, p.Ordinal)), str("No master"), str("waiting"), sqltypes.NULL, str(why)})
+		}
 	}
 	for _, l := range unreachable {
 		h, p := splitAddr(l)
@@ -112,4 +136,13 @@ func (a *Aggregator) clearOrphans(explain bool) (*sqltypes.Result, error) {
 		return &sqltypes.Result{RowsAffected: uint64(dropped)}, nil
 	}
 	return res, nil
+}
+
+// quotedAddrs prints leaf addresses as the seeds do, joined by "or".
+func quotedAddrs(addrs []string) string {
+	var q []string
+	for _, a := range addrs {
+		q = append(q, meta.QuotedAddr(a))
+	}
+	return strings.Join(q, " or ")
 }
