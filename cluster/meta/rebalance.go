@@ -44,12 +44,12 @@ func PlanRebalance(st *State, d *Database) []Step {
 }
 
 // LostPartitions lists the ordinals of d's partitions that have neither a
-// master nor a replica on an online leaf: their data is offline until a
+// master nor a replica (nor a candidate copy) on an online leaf: their data is offline until a
 // leaf holding a copy is attached again.
 func LostPartitions(st *State, d *Database) []int {
 	var lost []int
 	for _, p := range d.Partitions {
-		if !st.online(p.Master) && !slices.ContainsFunc(p.Replicas, st.online) {
+		if !st.online(p.Master) && !slices.ContainsFunc(p.Replicas, st.online) && !slices.ContainsFunc(p.Candidates, st.online) {
 			lost = append(lost, p.Ordinal)
 		}
 	}
@@ -57,7 +57,7 @@ func LostPartitions(st *State, d *Database) []int {
 }
 
 // PlanRebalanceForce is REBALANCE PARTITIONS … FORCE: a partition without
-// master whose replica is online gets it as master (ATTACH PARTITION, phase
+// master whose replica or candidate copy is online gets it as master (ATTACH PARTITION, phase
 // 1), each lost partition is replaced by an empty master (CREATE PARTITION,
 // phase 1) on the
 // least loaded online leaf (redundancy 2: the least loaded leaf of the
@@ -94,12 +94,13 @@ func PlanRebalanceForce(st *State, d *Database) []Step {
 		}
 	}
 	var steps []Step
-	// a partition without master whose replica is online (its promotion
-	// failed) gets that replica as master
+	// a partition without master whose replica or candidate copy is
+	// online (its promotion failed) gets that copy as master
 	for _, p := range d.Partitions {
 		if !st.online(p.Master) {
-			if i := slices.IndexFunc(p.Replicas, st.online); i >= 0 {
-				steps = append(steps, Step{Action: ActionAttach, DB: d.Name, Ordinal: p.Ordinal, Target: p.Replicas[i], Phase: PhaseCopy, AsMaster: true})
+			whole := append(append([]string(nil), p.Replicas...), p.Candidates...)
+			if i := slices.IndexFunc(whole, st.online); i >= 0 {
+				steps = append(steps, Step{Action: ActionAttach, DB: d.Name, Ordinal: p.Ordinal, Target: whole[i], Phase: PhaseCopy, AsMaster: true})
 			}
 		}
 	}
