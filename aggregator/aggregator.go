@@ -273,6 +273,7 @@ func (a *Aggregator) reconcile() {
 	}
 	a.hub.Retain(func(db, target string) bool { return want[[2]string{db, target}] })
 	a.promoteMasters(st)
+	a.resumeJobs(st)
 	a.pushReplication()
 }
 

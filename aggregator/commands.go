@@ -242,7 +242,7 @@ func (a *Aggregator) drainLeaf(ctx context.Context, l meta.Leaf) error {
 		if l.State != meta.LeafOnline || len(steps) == 0 {
 			continue // an offline leaf's copies are already out of service
 		}
-		if err := a.runSteps(ctx, name, steps); err != nil {
+		if err := a.runSteps(ctx, meta.JobRemove, addr, name, steps); err != nil {
 			return mysql.NewSQLError(1105, "HY000",
 				"REMOVE LEAF %s stopped moving its partitions of %s: %v. Every partition still has its master; SHOW REBALANCE STATUS ON %s shows what ran. Fix the cause and run it again",
 				meta.QuotedAddr(addr), name, err, name)

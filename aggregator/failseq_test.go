@@ -316,3 +316,76 @@ func TestFailoverSurvivesMasterCrash(t *testing.T) {
 		t.Fatalf("%d acknowledged inserts lost: %v", len(m), m)
 	}
 }
+
+// TestRebalanceResumedByNewMaster: the master aggregator dies in the
+// middle of a rebalance. The operation journal in the metadata shows the
+// job running; the next master marks it interrupted, plans the rest from
+// the current map and runs it: the rebalance finishes without anyone
+// running it again, and every aggregator shows its steps.
+func TestRebalanceResumedByNewMaster(t *testing.T) {
+	c := testutil.NewCluster(t, testutil.StartNodeEnv(t, []string{"CANOPY_FAILPOINT=master-mid-rebalance"}, "--master-aggregator"))
+	ma := c.MA.DB("")
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddAggregator(testutil.StartNode(t))
+	c.AddAggregator(testutil.StartNode(t))
+	want := strings.Join([]string{port(c.MA), port(c.Children[0]), port(c.Children[1])}, ",")
+	eventually(t, 10*time.Second, func() string {
+		if v := raftVoters(ma); v != want {
+			return "voters: " + v
+		}
+		return ""
+	})
+	testutil.Exec(t, ma, "CREATE DATABASE rb PARTITIONS 8")
+	testutil.Exec(t, ma, "CREATE TABLE rb.t (id INT PRIMARY KEY)")
+	for i := 0; i < 8; i++ {
+		testutil.Exec(t, ma, fmt.Sprintf("INSERT INTO rb.t VALUES (%d),(%d),(%d),(%d)", 4*i, 4*i+1, 4*i+2, 4*i+3))
+	}
+	c.AddLeaf(testutil.StartNode(t), 0)
+	c.AddLeaf(testutil.StartNode(t), 0)
+	if _, err := ma.Exec("REBALANCE PARTITIONS ON rb"); err == nil {
+		t.Fatal("the rebalance finished although the master aggregator should have died in it")
+	}
+	if !c.MA.WaitExit(10 * time.Second) {
+		t.Fatal("the master aggregator did not reach the failpoint")
+	}
+	var master *testutil.Node
+	eventually(t, 15*time.Second, func() string {
+		for _, ch := range c.Children {
+			if nodeRole(ch.DB("")) == "master aggregator" {
+				master = ch
+				return ""
+			}
+		}
+		return "no child became master"
+	})
+	mdb := master.DB("")
+	eventually(t, 60*time.Second, func() string {
+		perLeaf := map[string]int{}
+		for _, m := range partitionMasters(t, mdb, "rb") {
+			perLeaf[m]++
+		}
+		for _, l := range c.Leaves {
+			if perLeaf[strconv.Itoa(l.Port)] != 2 {
+				return fmt.Sprintf("masters per leaf %v", perLeaf)
+			}
+		}
+		return ""
+	})
+	// the journal shows the resumed run, on every aggregator
+	for _, ch := range c.Children {
+		eventually(t, 10*time.Second, func() string {
+			rows := testutil.Rows(t, ch.DB(""), "SHOW REBALANCE STATUS ON rb")
+			for _, r := range rows {
+				if f := strings.Split(r, ","); f[5] != "success" {
+					return fmt.Sprintf("on %d: %q", ch.Port, rows)
+				}
+			}
+			if len(rows) == 0 {
+				return fmt.Sprintf("on %d: no steps", ch.Port)
+			}
+			return ""
+		})
+	}
+	testutil.ExpectRows(t, mdb, "SELECT COUNT(*) FROM rb.t", "32")
+}

@@ -3,6 +3,8 @@ package aggregator
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +61,8 @@ type haState struct {
 	promoting map[controller.PromoteKey]bool // promotions in flight
 	copyMu    sync.Mutex                     // guards copying and rebalance
 	copying   map[copyKey]bool               // a copy being provisioned → shipped synchronously
-	rebalance map[string][]stepStatus        // database → the steps of its last operation
+	jobsMu    sync.Mutex
+	jobs      map[string]bool // journal jobs this aggregator runs (by token)
 
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
@@ -106,15 +109,8 @@ func (h *haState) endAttach(leaf string, failed bool) {
 	h.attachMu.Unlock()
 }
 
-type stepStatus struct {
-	step    meta.Step
-	status  string // scheduled, running, success, error
-	started time.Time
-	took    time.Duration
-}
-
 func newHAState() *haState {
-	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, rebalance: map[string][]stepStatus{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
+	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, jobs: map[string]bool{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -556,7 +552,7 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	a.reconcile()
 	var failed error
 	for _, name := range st.DatabaseNames() {
-		if err := a.runSteps(ctx, name, plans[name]); err != nil && failed == nil {
+		if err := a.runSteps(ctx, meta.JobAttach, addr, name, plans[name]); err != nil && failed == nil {
 			failed = err
 		}
 	}
@@ -582,19 +578,25 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 // in parallel (at most stepParallelism at once). A failed step stops the
 // run once its phase has finished; what was done stays done, and every
 // step leaves the partition with its master, so the plan can be made and
-// run again.
-func (a *Aggregator) runSteps(ctx context.Context, db string, steps []meta.Step) error {
-	status := make([]stepStatus, len(steps))
-	for i, s := range steps {
-		status[i] = stepStatus{step: s, status: "scheduled"}
+// run again. The run is a job of the metadata's operation journal
+// (meta.Job): every aggregator shows its steps (SHOW REBALANCE STATUS),
+// and a new master aggregator finds it if this one dies (resumeJobs).
+func (a *Aggregator) runSteps(ctx context.Context, kind, leaf, db string, steps []meta.Step) error {
+	job := meta.Job{Kind: kind, DB: db, Leaf: leaf, By: a.self, Token: newToken(), StartedUnixMs: time.Now().UnixMilli()}
+	for _, s := range steps {
+		job.Steps = append(job.Steps, meta.JobStep{Step: s, Status: "scheduled"})
 	}
-	var mu sync.Mutex // guards status
-	publish := func() {
-		mu.Lock()
-		a.setRebalanceStatus(db, status)
-		mu.Unlock()
+	id := a.startJob(job)
+	defer a.ha.endJob(job.Token)
+	record := func(cmd any) {
+		if id == 0 {
+			return
+		}
+		if err := a.propose(cmd); err != nil {
+			a.log.Warn("recording a step in the operation journal", "job", id, "err", err)
+		}
 	}
-	publish()
+	var mu sync.Mutex // guards failed
 	var failed error
 	for lo := 0; lo < len(steps) && failed == nil; {
 		hi := lo
@@ -610,37 +612,107 @@ func (a *Aggregator) runSteps(ctx context.Context, db string, steps []meta.Step)
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				s := steps[i]
-				mu.Lock()
-				status[i].status, status[i].started = "running", time.Now()
-				mu.Unlock()
-				publish()
+				started := time.Now()
+				record(meta.SetJobStep{ID: id, Index: i, Status: "running", StartedUnixMs: started.UnixMilli(), NowUnixMs: started.UnixMilli()})
 				err := a.runStep(ctx, s)
-				mu.Lock()
-				status[i].took = time.Since(status[i].started)
-				status[i].status = "success"
+				status := "success"
 				if err != nil {
-					status[i].status = "error"
+					status = "error"
+					mu.Lock()
 					if failed == nil {
 						failed = fmt.Errorf("%s %s:%d on %s: %w", s.Action, s.DB, s.Ordinal, s.Target, err)
 					}
+					mu.Unlock()
 				}
-				mu.Unlock()
-				publish()
+				record(meta.SetJobStep{ID: id, Index: i, Status: status, StartedUnixMs: started.UnixMilli(), TookMs: time.Since(started).Milliseconds(), NowUnixMs: time.Now().UnixMilli()})
+				if kind == meta.JobRebalance {
+					failpoint.Hit("master-mid-rebalance")
+				}
 			}(i)
 		}
 		wg.Wait()
 		lo = hi
 	}
+	end := meta.EndJob{ID: id, State: meta.JobDone, NowUnixMs: time.Now().UnixMilli()}
+	if failed != nil {
+		end.State, end.Error = meta.JobFailed, failed.Error()
+	}
+	record(end)
 	return failed
 }
 
 // stepParallelism bounds the steps of one phase that run at once.
 const stepParallelism = 4
 
-func (a *Aggregator) setRebalanceStatus(db string, status []stepStatus) {
-	a.ha.copyMu.Lock()
-	a.ha.rebalance[strings.ToLower(db)] = append([]stepStatus(nil), status...)
-	a.ha.copyMu.Unlock()
+// startJob records a job in the journal and returns its id (0 when it
+// could not be recorded: the operation runs all the same). The job is
+// this aggregator's (not to be resumed) from before it is proposed.
+func (a *Aggregator) startJob(job meta.Job) uint64 {
+	a.ha.jobsMu.Lock()
+	a.ha.jobs[job.Token] = true
+	a.ha.jobsMu.Unlock()
+	if err := a.propose(meta.StartJob{Job: job}); err != nil {
+		a.log.Warn("recording an operation in the journal", "kind", job.Kind, "database", job.DB, "err", err)
+		return 0
+	}
+	st := a.State()
+	for i := len(st.Jobs) - 1; i >= 0; i-- {
+		if st.Jobs[i].Token == job.Token {
+			return st.Jobs[i].ID
+		}
+	}
+	return 0
+}
+
+func (h *haState) endJob(token string) {
+	h.jobsMu.Lock()
+	delete(h.jobs, token)
+	h.jobsMu.Unlock()
+}
+
+// newToken names a job until the journal has numbered it.
+func newToken() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// resumeJobs takes up, on the master aggregator, the jobs the journal
+// shows running that no operation of this aggregator runs: a master
+// aggregator died in the middle of them. Each is marked interrupted; a
+// rebalance is planned again from the current map and run (every step
+// left the map consistent); an attach is taken up by the controller (its
+// leaf is still attaching); any other is the operator's to run again.
+func (a *Aggregator) resumeJobs(st *meta.State) {
+	for _, j := range st.Jobs {
+		if j.State != meta.JobRunning {
+			continue
+		}
+		a.ha.jobsMu.Lock()
+		mine := a.ha.jobs[j.Token]
+		a.ha.jobsMu.Unlock()
+		if mine {
+			continue
+		}
+		err := a.propose(meta.EndJob{ID: j.ID, State: meta.JobInterrupted, Error: fmt.Sprintf("the master aggregator %s that ran it stopped", j.By), NowUnixMs: time.Now().UnixMilli()})
+		if err != nil {
+			return
+		}
+		a.log.Warn("an operation of the previous master aggregator was interrupted", "job", j.ID, "kind", j.Kind, "database", j.DB, "by", j.By)
+		if j.Kind != meta.JobRebalance {
+			continue
+		}
+		a.wg.Add(1)
+		go func(db string) {
+			defer a.wg.Done()
+			_, err := a.rebalanceCommand(context.Background(), nil, sqlcmd.Rebalance{Database: db})
+			if err != nil {
+				a.log.Error("resuming an interrupted rebalance", "database", db, "err", err)
+			} else {
+				a.log.Info("interrupted rebalance resumed and finished", "database", db)
+			}
+		}(j.DB)
+	}
 }
 
 // updatePartition changes one partition of a database in the metadata
@@ -1141,18 +1213,19 @@ func (a *Aggregator) showRebalanceStatus(db string) (*sqltypes.Result, error) {
 	if a.State().Database(db) == nil {
 		return nil, mysql.NewSQLError(1049, "42000", "Unknown database '%s'", db)
 	}
-	a.ha.copyMu.Lock()
-	status := a.ha.rebalance[strings.ToLower(db)]
-	a.ha.copyMu.Unlock()
 	res := &sqltypes.Result{Fields: rebalanceFields}
-	for _, s := range status {
-		h, p := splitAddr(s.step.Target)
-		took := s.took
-		if s.status == "running" {
-			took = time.Since(s.started)
+	j := a.State().LatestJob(db)
+	if j == nil {
+		return res, nil
+	}
+	for _, s := range j.Steps {
+		h, p := splitAddr(s.Target)
+		took := s.TookMs
+		if s.Status == "running" {
+			took = time.Now().UnixMilli() - s.StartedUnixMs
 		}
-		res.Rows = append(res.Rows, []sqltypes.Value{str(s.step.Action), num(int64(s.step.Ordinal)), str(h), num(int64(p)),
-			num(int64(s.step.Phase)), str(s.status), num(took.Milliseconds())})
+		res.Rows = append(res.Rows, []sqltypes.Value{str(s.Action), num(int64(s.Ordinal)), str(h), num(int64(p)),
+			num(int64(s.Phase)), str(s.Status), num(took)})
 	}
 	return res, nil
 }

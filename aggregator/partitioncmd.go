@@ -130,7 +130,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 	default:
 		return mysql.NewSQLError(1105, "HY000", "Unknown partition command %s", cmd.Action)
 	}
-	if err := a.runSteps(ctx, d.Name, steps); err != nil {
+	if err := a.runSteps(ctx, meta.JobCommand, "", d.Name, steps); err != nil {
 		return mysql.NewSQLError(1105, "HY000", "%s PARTITION %s:%d failed: %v", cmd.Action, d.Name, cmd.Ordinal, err)
 	}
 	return nil

@@ -54,7 +54,7 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sq
 	if len(replaced) > 0 {
 		a.log.Warn("REBALANCE PARTITIONS FORCE replaces lost partitions with empty ones", "database", d.Name, "partitions", replaced)
 	}
-	if err := a.runSteps(ctx, d.Name, steps); err != nil {
+	if err := a.runSteps(ctx, meta.JobRebalance, "", d.Name, steps); err != nil {
 		what := "REBALANCE PARTITIONS"
 		if cmd.RestoreOnly {
 			what = "RESTORE REDUNDANCY"

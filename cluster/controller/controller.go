@@ -101,6 +101,8 @@ func (a Promote) String() string {
 //     failure detection is on;
 //   - an offline leaf that answered two heartbeats in a row is attached
 //     (auto_attach) or detached;
+//   - a leaf left attaching with no attach running (its master aggregator
+//     died) is attached again, or taken down if it stopped answering;
 //   - every partition master on a leaf that is up and not yet confirmed
 //     at its epoch is promoted (after a failover, after a change of
 //     master aggregator, again after a failed try); not on a leaf this
@@ -125,6 +127,18 @@ func Decide(st *meta.State, obs Observed) []Action {
 			if (h.Refused && h.Failing >= refusedAfter) || h.Failing >= failedAfter {
 				failed.Leaves = append(failed.Leaves, Failed{Leaf: addr, Failing: h.Failing, Refused: h.Refused})
 				down[addr] = true
+			}
+		case meta.LeafAttaching:
+			// an attach that runs deals with its leaf's failure itself; one
+			// left behind by a master aggregator that died is taken up
+			if obs.Attaching[addr] {
+				continue
+			}
+			if h.Failing > 0 && ((h.Refused && h.Failing >= refusedAfter) || h.Failing >= failedAfter) {
+				failed.Leaves = append(failed.Leaves, Failed{Leaf: addr, Failing: h.Failing, Refused: h.Refused})
+				down[addr] = true
+			} else if h.OKStreak >= 2 {
+				out = append(out, Attach{Leaf: addr})
 			}
 		case meta.LeafOffline:
 			if h.OKStreak < 2 || obs.Attaching[addr] {

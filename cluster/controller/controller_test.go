@@ -21,7 +21,9 @@ import (
 //	health leaf=a:1 [failing=1.1s] [refused] [ok=N]
 //	decide                    the controller's actions; LeafDown and
 //	                          Detach are applied, promotions confirmed
-//	new-master                a new master aggregator: nothing confirmed
+//	new-master                a new master aggregator: nothing confirmed,
+//	                          no attach running
+//	attaching leaf=a:1        the leaf's attach runs (its state: attaching)
 //	attach leaf=a:1 copies=fs_0:replica,fs_1:master [force]
 //	                          meta.PlanAttach per database; the plan is
 //	                          applied as if every step succeeded
@@ -116,7 +118,14 @@ func TestScripts(t *testing.T) {
 				return strings.Join(out, "\n") + "\n"
 			case "new-master":
 				obs.Promoted = map[PromoteKey]bool{}
+				obs.Attaching = map[string]bool{}
 				return ""
+			case "attaching":
+				if err := apply(t, meta.SetLeafState{Addr: arg("leaf"), State: meta.LeafAttaching}); err != nil {
+					t.Fatal(err)
+				}
+				obs.Attaching[arg("leaf")] = true
+				return show(st)
 			case "attach":
 				leaf := arg("leaf")
 				copies := map[string]meta.CopyInfo{}

@@ -115,6 +115,12 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "set_partitions"
 	case LeafDown:
 		op = "leaf_down"
+	case StartJob:
+		op = "start_job"
+	case SetJobStep:
+		op = "set_job_step"
+	case EndJob:
+		op = "end_job"
 	case SchemaChanged:
 		op = "schema_changed"
 	case SetUsers:
@@ -221,6 +227,21 @@ func (s *State) Apply(data []byte) (*State, error) {
 		var p SetPartitions
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
 			err = n.setPartitions(p)
+		}
+	case "start_job":
+		var p StartJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			n.startJob(p.Job)
+		}
+	case "set_job_step":
+		var p SetJobStep
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.setJobStep(p)
+		}
+	case "end_job":
+		var p EndJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.endJob(p)
 		}
 	case "leaf_down":
 		var p LeafDown

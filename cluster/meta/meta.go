@@ -27,6 +27,10 @@ type State struct {
 	// (go-mysql-server's serialized user tables; nil until the master
 	// aggregator records its own).
 	Users []byte `json:"users,omitempty"`
+	// Jobs is the operation journal (jobs.go): the running jobs and the
+	// latest finished ones.
+	Jobs      []Job  `json:"jobs,omitempty"`
+	NextJobID uint64 `json:"next_job_id,omitempty"`
 }
 
 // Leaf is a leaf node of the cluster.
@@ -240,3 +244,5 @@ func (s *State) DatabaseNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+func equalFold(a, b string) bool { return strings.EqualFold(a, b) }
