@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/canopydb/canopy/cluster/controller"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
+	"github.com/canopydb/canopy/internal/nodeapi"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -497,20 +497,35 @@ func (a *Aggregator) leafDatabases(leaf string) ([]leafDatabase, error) {
 	return out, nil
 }
 
+// leafStatus asks a leaf for its partition copies and replication
+// streams (CANOPY PARTITION STATUS: one typed document).
+func (a *Aggregator) leafStatus(leaf string) (*nodeapi.Status, error) {
+	res, err := a.onLeaf(leaf, "CANOPY PARTITION STATUS")
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+		return nil, fmt.Errorf("leaf %s: CANOPY PARTITION STATUS returned %d rows", leaf, len(res.Rows))
+	}
+	var st nodeapi.Status
+	if err := json.Unmarshal([]byte(res.Rows[0][0].ToString()), &st); err != nil {
+		return nil, fmt.Errorf("leaf %s: partition status: %w", leaf, err)
+	}
+	return &st, nil
+}
+
 // leafCopies lists the partition databases a leaf holds, with their
 // positions.
 func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[string]uint64, error) {
-	dbs, err := a.leafDatabases(leaf)
+	st, err := a.leafStatus(leaf)
 	if err != nil {
 		return nil, nil, err
 	}
 	copies := map[string]meta.CopyInfo{}
 	lsns := map[string]uint64{}
-	for _, d := range dbs {
-		copies[d.name] = meta.CopyInfo{Replica: strings.Contains(d.role, "slave"), Pending: d.state == "provisioning"}
-		if i := strings.IndexByte(d.position, ':'); i >= 0 {
-			lsns[d.name], _ = strconv.ParseUint(d.position[i+1:], 10, 64)
-		}
+	for _, c := range st.Copies {
+		copies[c.Database] = meta.CopyInfo{Replica: c.Replica, Pending: c.Pending}
+		lsns[c.Database] = c.LSN
 	}
 	return copies, lsns, nil
 }
@@ -1111,17 +1126,16 @@ func (a *Aggregator) streamDown(source, name, target string) string {
 		return ""
 	}
 	internal := meta.Addr(t.Host, t.InternalPort)
-	res, err := a.onLeaf(source, "SHOW REPLICATION STATUS")
+	status, err := a.leafStatus(source)
 	if err != nil {
 		return ""
 	}
-	for _, row := range res.Rows { // Database, Target, Mode, State, Acked_LSN, Down_Ms, Last_Error
-		if len(row) < 7 || row[0].ToString() != name || row[1].ToString() != internal || row[3].ToString() == "connected" {
+	for _, s := range status.Streams {
+		if s.Database != name || s.Target != internal || s.Connected {
 			continue
 		}
-		down, _ := strconv.ParseInt(row[5].ToString(), 10, 64)
-		if d := time.Duration(down) * time.Millisecond; d >= a.variableMillis(st, "leaf_failure_timeout_ms") {
-			return fmt.Sprintf("%s cannot reach %s for %s (%s)", meta.QuotedAddr(source), meta.QuotedAddr(target), d.Round(time.Millisecond), row[6].ToString())
+		if d := time.Duration(s.DownMs) * time.Millisecond; d >= a.variableMillis(st, "leaf_failure_timeout_ms") {
+			return fmt.Sprintf("%s cannot reach %s for %s (%s)", meta.QuotedAddr(source), meta.QuotedAddr(target), d.Round(time.Millisecond), s.Error)
 		}
 	}
 	return ""

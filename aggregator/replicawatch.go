@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/canopydb/canopy/cluster/meta"
@@ -65,23 +64,23 @@ func (a *Aggregator) watchReplicas() {
 		if l.State != meta.LeafOnline || a.beats.down(l.Addr()) {
 			continue
 		}
-		res, err := a.onLeaf(l.Addr(), "SHOW REPLICATION STATUS")
+		status, err := a.leafStatus(l.Addr())
 		if err != nil {
 			continue
 		}
-		for _, row := range res.Rows { // Database, Target, Mode, State, Acked_LSN, Down_Ms, Last_Error
-			if len(row) < 7 || row[2].ToString() != "sync" || row[3].ToString() == "connected" {
+		for _, stream := range status.Streams {
+			if !stream.Sync || stream.Connected {
 				continue
 			}
-			down, _ := strconv.ParseInt(row[5].ToString(), 10, 64)
-			replica := byInternal[row[1].ToString()]
-			if time.Duration(down)*time.Millisecond < timeout || replica == "" {
+			down := time.Duration(stream.DownMs) * time.Millisecond
+			replica := byInternal[stream.Target]
+			if down < timeout || replica == "" {
 				continue
 			}
 			if r, ok := st.Leaf(replica); !ok || r.State != meta.LeafOnline {
 				continue // a leaf that is down is failure detection's business
 			}
-			db, ordinal, ok := partitionOf(st, row[0].ToString())
+			db, ordinal, ok := partitionOf(st, stream.Database)
 			if !ok {
 				continue
 			}
@@ -89,7 +88,7 @@ func (a *Aggregator) watchReplicas() {
 				continue
 			}
 			a.log.Warn("sync replica unreachable from its master; taking it out of the partition so that commits go on",
-				"partition", row[0].ToString(), "master", l.Addr(), "replica", replica, "down", (time.Duration(down) * time.Millisecond).String(), "err", row[6].ToString())
+				"partition", stream.Database, "master", l.Addr(), "replica", replica, "down", down.String(), "err", stream.Error)
 			err := a.updatePartition(db, ordinal, func(p *meta.Partition) error {
 				if p.Master != l.Addr() {
 					return fmt.Errorf("its master moved to %s", p.Master)
@@ -98,7 +97,7 @@ func (a *Aggregator) watchReplicas() {
 				return nil
 			})
 			if err != nil {
-				a.log.Error("taking an unreachable replica out", "partition", row[0].ToString(), "err", err)
+				a.log.Error("taking an unreachable replica out", "partition", stream.Database, "err", err)
 				continue
 			}
 			a.ha.attachMu.Lock()

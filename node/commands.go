@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/internal/failpoint"
+	"github.com/canopydb/canopy/internal/nodeapi"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
@@ -24,6 +26,8 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		return n.showReplicationStatus(), nil
 	case sqlcmd.ShowDatabasesExtended:
 		return n.showDatabasesExtended(), nil
+	case sqlcmd.PartitionStatus:
+		return n.partitionStatus()
 	case sqlcmd.Explain:
 		if agg != nil {
 			return agg.Explain(ctx, c, cmd.Query, func(q string) (sql.Node, error) { return n.analyze(c, q) })
@@ -182,4 +186,28 @@ func (n *Node) explain(c *mysql.Conn, query string) (*sqltypes.Result, error) {
 		res.Rows = append(res.Rows, []sqltypes.Value{strValue(line)})
 	}
 	return res, nil
+}
+
+// partitionStatus answers CANOPY PARTITION STATUS: the node's copies and
+// the streams it ships, typed (internal/nodeapi), for the master
+// aggregator's control calls.
+func (n *Node) partitionStatus() (*sqltypes.Result, error) {
+	var st nodeapi.Status
+	for _, d := range n.store.DatabaseInfos() {
+		c := nodeapi.Copy{Database: d.Name, Replica: d.Replica, Term: d.Pos.Term, LSN: d.Pos.LSN, Commits: d.Commits}
+		if d.Replica {
+			c.Sync = n.receiver.Sync(d.Name)
+			c.Pending = n.store.SnapshotPending(d.Name)
+		}
+		st.Copies = append(st.Copies, c)
+	}
+	for _, s := range n.hub.Statuses() {
+		st.Streams = append(st.Streams, nodeapi.Stream{Database: s.Database, Target: s.Target, Sync: s.Sync, Connected: s.Connected,
+			AckedLSN: s.Acked, DownMs: s.DownFor.Milliseconds(), Error: s.Error})
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	return &sqltypes.Result{Fields: []*querypb.Field{varcharField("Status")}, Rows: [][]sqltypes.Value{{strValue(string(b))}}}, nil
 }

@@ -43,7 +43,7 @@ func AccessOf(c Command) Access {
 		return AccessSuper
 	case CreateDatabase:
 		return AccessChecked // CREATE on the database, as MySQL
-	case NodeStatus, RaftMembers, ShowPrepared:
+	case NodeStatus, RaftMembers, ShowPrepared, PartitionStatus:
 		return AccessLinkRead
 	}
 	// JoinCluster, LeaveCluster, DropCopy, PrepareTxn, CommitPrepared,

@@ -266,7 +266,13 @@ func (ShowDatabasesExtended) command() {}
 // stream it ships a database on, to which copy, in which state.
 type ShowReplicationStatus struct{}
 
+// PartitionStatus is CANOPY PARTITION STATUS: a node's partition copies
+// and replication streams as one typed document (internal/nodeapi), for
+// the master aggregator.
+type PartitionStatus struct{}
+
 func (ShowReplicationStatus) command() {}
+func (PartitionStatus) command()       {}
 
 // Explain is EXPLAIN of a query or DML statement: the plan, one operator
 // per row.
@@ -305,6 +311,10 @@ func Parse(stmt string) Command {
 	case p.keyword("SHOW", "REPLICATION", "STATUS"):
 		if p.done() {
 			return ShowReplicationStatus{}
+		}
+	case p.keyword("CANOPY", "PARTITION", "STATUS"):
+		if p.done() {
+			return PartitionStatus{}
 		}
 	case p.keyword("EXPLAIN"), p.keyword("DESCRIBE"), p.keyword("DESC"):
 		if next := p.peek(); !next.quoted && explainable[strings.ToUpper(next.text)] {

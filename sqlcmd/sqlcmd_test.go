@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{"SHOW DATABASES EXTENDED", ShowDatabasesExtended{}},
 		{"show databases   extended", ShowDatabasesExtended{}},
 		{"SHOW REPLICATION STATUS", ShowReplicationStatus{}},
+		{"CANOPY PARTITION STATUS", PartitionStatus{}},
 		{"SHOW DATABASES", nil},
 		{"SHOW DATABASES EXTENDED LIKE 'x'", nil},
 		{"SELECT 1", nil},
