@@ -119,7 +119,7 @@ var nemLeafFaults = []nemChoice{
 	{"term", 1},     // SIGTERM, restarted later
 	{"pause", 3},    // SIGSTOP, SIGCONT later
 	{"isolate", 1},  // its MySQL and internal ports refuse (toxiproxy cut)
-	{"stall", 1},    // its MySQL and internal ports stall (toxiproxy timeout)
+	{"stall", 1},    // its MySQL and internal ports stall (toxiproxy timeout; the connections close on heal)
 	{"aggcut", 1},   // the aggregators' link to it refuses; replication goes on
 	{"aggstall", 1}, // the aggregators' link to it stalls
 	{"replcut", 1},  // replication into it refuses; the aggregators reach it
@@ -503,8 +503,8 @@ func (nm *nemesis) countErr(op string, err error) {
 		}
 		return r
 	}, msg)
-	if len(msg) > 90 {
-		msg = msg[:90] + "…"
+	if r := []rune(msg); len(r) > 90 {
+		msg = string(r[:90]) + "…"
 	}
 	nm.errs[op+": "+msg]++
 }
@@ -974,12 +974,13 @@ func (nm *nemesis) healLeaf(l *nemLeaf) {
 		nm.must(l.sqlp.Restore())
 		nm.must(l.intp.Restore())
 	case "stall":
-		l.sqlp.Heal()
-		l.intp.Heal()
+		// the blackhole dropped what it held: those connections end
+		nm.must(l.sqlp.HealClosing())
+		nm.must(l.intp.HealClosing())
 	case "aggcut":
 		nm.must(l.sqlp.Restore())
 	case "aggstall":
-		l.sqlp.Heal()
+		nm.must(l.sqlp.HealClosing())
 	case "replcut":
 		nm.must(l.intp.Restore())
 	}
