@@ -565,12 +565,7 @@ func startNemesisCluster(t *testing.T, cfg *nemConfig) *nemesis {
 	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
 	testutil.Exec(t, ma, fmt.Sprintf("SET GLOBAL leaf_failure_timeout_ms = %d", nemFailureMs))
 	for i := 0; i < 4; i++ {
-		internalPort := testutil.FreePorts(t, 1)[0]
-		n := testutil.StartNode(t, "--advertise-internal-port", strconv.Itoa(internalPort))
-		l := &nemLeaf{idx: i, n: n,
-			sqlp: testutil.StartProxy(t, 0, n.Addr()),
-			intp: testutil.StartProxy(t, internalPort, fmt.Sprintf("127.0.0.1:%d", n.InternalPort)),
-		}
+		l := nm.startProxiedLeaf(i)
 		l.port = l.sqlp.Port
 		testutil.Exec(t, ma, fmt.Sprintf("ADD LEAF root@'127.0.0.1':%d", l.port))
 		nm.leaves = append(nm.leaves, l)
@@ -632,6 +627,33 @@ func startNemesisCluster(t *testing.T, cfg *nemConfig) *nemesis {
 	})
 	nm.logf("setup", "leaves (cluster port/real port): %s; aggregators: %s", nm.describeLeaves(), nm.describeAggs())
 	return nm
+}
+
+// startProxiedLeaf starts a node whose MySQL and internal ports are
+// behind proxies; the internal port it advertises is its proxy's, chosen
+// before the node starts, so when another process takes that port in
+// between, it starts another node.
+func (nm *nemesis) startProxiedLeaf(i int) *nemLeaf {
+	t := nm.t
+	for attempt := 1; ; attempt++ {
+		internalPort := testutil.FreePorts(t, 1)[0]
+		n := testutil.StartNode(t, "--advertise-internal-port", strconv.Itoa(internalPort))
+		intp, err := testutil.TryStartProxy(t, internalPort, fmt.Sprintf("127.0.0.1:%d", n.InternalPort))
+		if err != nil {
+			n.Kill()
+			if attempt == 3 {
+				t.Fatalf("proxy to the internal port of a leaf: %v", err)
+			}
+			continue
+		}
+		var sqlp *testutil.Proxy
+		for try := 1; sqlp == nil; try++ {
+			if sqlp, err = testutil.TryStartProxy(t, 0, n.Addr()); err != nil && try == 3 {
+				t.Fatalf("proxy to a leaf: %v", err)
+			}
+		}
+		return &nemLeaf{idx: i, n: n, sqlp: sqlp, intp: intp}
+	}
 }
 
 func (nm *nemesis) nodes() []*testutil.Node {
@@ -958,6 +980,19 @@ func (nm *nemesis) must(err error) {
 	}
 }
 
+// restore listens again on a proxy's port; another process may hold it
+// for a moment (a port freed by a cut is free for anyone).
+func (nm *nemesis) restore(listen func() error) {
+	var err error
+	for try := 0; try < 50; try++ {
+		if err = listen(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	nm.t.Fatalf("a proxy cannot listen again: %v", err)
+}
+
 func (nm *nemesis) healLeaf(l *nemLeaf) {
 	if l.fault == "" {
 		return
@@ -971,18 +1006,18 @@ func (nm *nemesis) healLeaf(l *nemLeaf) {
 	case "pause":
 		l.n.Resume()
 	case "isolate":
-		nm.must(l.sqlp.Restore())
-		nm.must(l.intp.Restore())
+		nm.restore(l.sqlp.Restore)
+		nm.restore(l.intp.Restore)
 	case "stall":
 		// the blackhole dropped what it held: those connections end
-		nm.must(l.sqlp.HealClosing())
-		nm.must(l.intp.HealClosing())
+		nm.restore(l.sqlp.HealClosing)
+		nm.restore(l.intp.HealClosing)
 	case "aggcut":
-		nm.must(l.sqlp.Restore())
+		nm.restore(l.sqlp.Restore)
 	case "aggstall":
-		nm.must(l.sqlp.HealClosing())
+		nm.restore(l.sqlp.HealClosing)
 	case "replcut":
-		nm.must(l.intp.Restore())
+		nm.restore(l.intp.Restore)
 	}
 	l.fault = ""
 }
