@@ -1744,7 +1744,8 @@ func (nm *nemesis) checkInserts(db *sql.DB) {
 func (nm *nemesis) checkBank(db *sql.DB) {
 	want := bankAccounts * bankStart
 	var got int
-	if !nm.waitFor(30*time.Second, func() bool {
+	wait := nm.patience(45 * time.Second)
+	if !nm.waitFor(wait, func() bool {
 		rows, err := testutil.RenderRows(db, ",", "SELECT SUM(balance) FROM accounts")
 		if err != nil || len(rows) != 1 {
 			return false
@@ -1753,7 +1754,7 @@ func (nm *nemesis) checkBank(db *sql.DB) {
 		return got == want // in-doubt parts may take a moment to resolve
 	}) {
 		rows, _ := testutil.RenderRows(db, ",", "SELECT id, balance FROM accounts ORDER BY id")
-		nm.fail("bank: total %d, want %d (30 s after the workloads stopped); balances %v", got, want, rows)
+		nm.fail("bank: total %d, want %d (%s after the workloads stopped); balances %v", got, want, wait, rows)
 		return
 	}
 	nm.logf("check", "bank: total intact (%d)", want)
@@ -1780,7 +1781,7 @@ func (nm *nemesis) checkRegisters(db *sql.DB) {
 		byKey[k] = append(byKey[k], op)
 	}
 	// bounded: a key whose check times out is reported as unproven
-	perKey, budget := 10*time.Second, time.Minute
+	perKey, budget := 5*time.Second, 30*time.Second
 	if nm.cfg.long > 0 {
 		perKey, budget = 2*time.Minute, 20*time.Minute
 	}
