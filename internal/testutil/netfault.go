@@ -24,15 +24,27 @@ var proxyServer = toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.N
 // (host:port). It stops when the test ends.
 func StartProxy(t testing.TB, port int, upstream string) *Proxy {
 	t.Helper()
+	x, err := TryStartProxy(t, port, upstream)
+	if err != nil {
+		t.Fatalf("proxy to %s: %v", upstream, err)
+	}
+	return x
+}
+
+// TryStartProxy is StartProxy that returns the error: a port chosen
+// earlier may have been taken since by another process (tests of other
+// packages run at the same time), and the caller can choose another.
+func TryStartProxy(t testing.TB, port int, upstream string) (*Proxy, error) {
+	t.Helper()
 	if port == 0 {
 		port = FreePorts(t, 1)[0]
 	}
 	p := toxiproxy.NewProxy(proxyServer, fmt.Sprintf("%s-%d", t.Name(), port), fmt.Sprintf("127.0.0.1:%d", port), upstream)
 	if err := p.Start(); err != nil {
-		t.Fatalf("proxy to %s: %v", upstream, err)
+		return nil, err
 	}
 	t.Cleanup(p.Stop)
-	return &Proxy{Port: port, p: p}
+	return &Proxy{Port: port, p: p}, nil
 }
 
 // Cut closes the listener and every connection: the link refuses.
@@ -55,3 +67,14 @@ func (x *Proxy) Blackhole() error {
 
 // Heal removes the toxics (Blackhole).
 func (x *Proxy) Heal() { x.p.Toxics.ResetToxics(context.Background()) }
+
+// HealClosing removes the toxics and closes every connection that went
+// through them. The blackhole drops what it stalls, so a connection that
+// carried on after Heal would deliver a stream with a hole in it, which
+// no real network does (TCP delivers it late or resets): a test that
+// checks what the nodes make of a healed partition must use this.
+func (x *Proxy) HealClosing() error {
+	x.p.Stop()
+	x.Heal()
+	return x.p.Start()
+}

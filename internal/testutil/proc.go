@@ -180,6 +180,11 @@ func (n *Node) Start() {
 	}
 }
 
+// TryStart is Start that returns the error instead of failing the test
+// (a node that cannot start again is a finding of a fault test, reported
+// with the rest).
+func (n *Node) TryStart() error { return n.start() }
+
 func (n *Node) start() error {
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
