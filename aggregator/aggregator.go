@@ -173,6 +173,19 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 
 // Close stops the aggregator (the node goes on as a plain node).
 func (a *Aggregator) Close() error {
+	if a.IsMaster() {
+		// another voter takes over at once rather than after an election
+		// timeout; with none (one or two aggregators) this fails at once
+		done := make(chan error, 1)
+		go func() { done <- a.raft.StepDown() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				a.log.Info("master aggregator shutting down: leadership handed over")
+			}
+		case <-time.After(3 * time.Second):
+		}
+	}
 	close(a.stop)
 	a.wg.Wait()
 	a.hub.Close()

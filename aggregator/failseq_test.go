@@ -389,3 +389,68 @@ func TestRebalanceResumedByNewMaster(t *testing.T) {
 	}
 	testutil.ExpectRows(t, mdb, "SELECT COUNT(*) FROM rb.t", "32")
 }
+
+// TestShutdownAcknowledgesNothingLost: an aggregator told to stop
+// (SIGTERM) while clients keep writing on open connections either runs a
+// statement through the cluster or refuses it (1053); it once ran the
+// statements that arrived after it dropped its aggregator on its own
+// local copy of the database, acknowledging inserts that went nowhere.
+func TestShutdownAcknowledgesNothingLost(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 1)
+	ma := c.MA.DB("")
+	testutil.Exec(t, ma, "CREATE DATABASE sd PARTITIONS 4")
+	testutil.Exec(t, ma, "CREATE TABLE sd.t (id INT PRIMARY KEY)")
+	child := c.Children[0]
+	c.WaitCaughtUp(child, 10*time.Second)
+	db, err := sql.Open("mysql", child.DSN("sd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	var mu sync.Mutex
+	var acked []int
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; ; i += 4 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := db.Exec("INSERT INTO t VALUES (?)", i); err == nil {
+					mu.Lock()
+					acked = append(acked, i)
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	time.Sleep(300 * time.Millisecond)
+	child.Terminate()
+	if !child.WaitExit(30 * time.Second) {
+		t.Fatal("the aggregator did not stop")
+	}
+	close(stop)
+	wg.Wait()
+	have := map[int]bool{}
+	for _, r := range testutil.Rows(t, ma, "SELECT id FROM sd.t") {
+		id, _ := strconv.Atoi(r)
+		have[id] = true
+	}
+	var lost []int
+	for _, id := range acked {
+		if !have[id] {
+			lost = append(lost, id)
+		}
+	}
+	t.Logf("%d inserts acknowledged", len(acked))
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged inserts are not in the table: %v", len(lost), lost[:min(len(lost), 20)])
+	}
+}

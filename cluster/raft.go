@@ -276,6 +276,12 @@ func (rf *Raft) TransferLeadership(id, addr string) error {
 	return rf.r.Load().LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error()
 }
 
+// StepDown hands leadership to another voter, if there is one (a master
+// shutting down: the next one is elected now, not after a timeout).
+func (rf *Raft) StepDown() error {
+	return rf.r.Load().LeadershipTransfer().Error()
+}
+
 // ForceSoleVoter makes this member the only voter of a new configuration
 // (the others follow), for when the master is gone and no quorum is left.
 // Raft entries the master had not replicated here are lost; that is the

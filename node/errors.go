@@ -142,3 +142,7 @@ func boundMessage(msg string) string {
 	}
 	return msg
 }
+
+// errShutdown is MySQL's ER_SERVER_SHUTDOWN: statements that arrive while
+// the node stops.
+var errShutdown = mysql.NewSQLError(1053, "08S01", "Server shutdown in progress")

@@ -234,6 +234,15 @@ func (h *handler) currentDB(c *mysql.Conn) string {
 func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 	h.n.inflight.Add(1)
 	defer h.n.inflight.Done()
+	// A node shutting down runs nothing new. An aggregator's statement
+	// that found no aggregator (Close dropped it after closing done) would
+	// otherwise run on its local copy of the databases, which has no rows,
+	// and acknowledge writes that go nowhere.
+	select {
+	case <-h.n.done:
+		return errShutdown
+	default:
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		h.n.metrics.statements.Inc()

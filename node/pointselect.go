@@ -24,6 +24,11 @@ func (h *handler) pointSelect(ctx context.Context, c *mysql.Conn, query string, 
 	if !looksLikeSelect(query) {
 		return false, nil
 	}
+	select {
+	case <-h.n.done:
+		return true, errShutdown // see withRestarts
+	default:
+	}
 	sess := h.n.session(c.ConnectionID)
 	if sess == nil {
 		return false, nil

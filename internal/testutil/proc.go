@@ -326,6 +326,10 @@ func (n *Node) Kill() { n.signal(syscall.SIGKILL, true) }
 // Stop sends SIGTERM and waits for a clean exit.
 func (n *Node) Stop() { n.signal(syscall.SIGTERM, true) }
 
+// Terminate sends SIGTERM and returns at once: the node shuts down while
+// the test goes on.
+func (n *Node) Terminate() { n.signal(syscall.SIGTERM, false) }
+
 // Pause and Resume freeze and thaw the process (SIGSTOP, SIGCONT).
 func (n *Node) Pause()  { n.signal(syscall.SIGSTOP, false) }
 func (n *Node) Resume() { n.signal(syscall.SIGCONT, false) }
