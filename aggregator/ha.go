@@ -189,7 +189,7 @@ func (a *Aggregator) pushReplication() {
 		lp, err := a.leafPool(addr)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = lp.Exec(ctx, "CANOPY REPLICATE "+sqlString(string(b)), 0)
+			_, err = lp.Exec(ctx, a.fenced("CANOPY REPLICATE "+sqlString(string(b))), 0)
 			cancel()
 		}
 		if err != nil {
@@ -368,7 +368,7 @@ func (a *Aggregator) promoteAll(db string, parts []meta.Partition) map[int]bool 
 		wg.Add(1)
 		go func(p meta.Partition) {
 			defer wg.Done()
-			if _, err := a.onLeaf(p.Master, "CANOPY PROMOTE PARTITION "+quoteIdent(meta.PartitionName(db, p.Ordinal))); err != nil {
+			if _, err := a.onLeaf(p.Master, a.fenced("CANOPY PROMOTE PARTITION "+quoteIdent(meta.PartitionName(db, p.Ordinal)))); err != nil {
 				a.log.Error("promoting replica partition", "database", db, "ordinal", p.Ordinal, "leaf", p.Master, "err", err)
 				mu.Lock()
 				failed[p.Ordinal] = true
@@ -403,7 +403,7 @@ func (a *Aggregator) promoteOn(leaf, quotedName string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = lp.Exec(ctx, "CANOPY PROMOTE PARTITION "+quotedName, 10)
+	_, err = lp.Exec(ctx, a.fenced("CANOPY PROMOTE PARTITION "+quotedName), 10)
 	return err
 }
 
@@ -625,7 +625,7 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 			if err := a.mayTakeMaster(s); err != nil {
 				return err
 			}
-			if _, err := a.onLeaf(s.Target, "CANOPY PROMOTE PARTITION "+name); err != nil {
+			if _, err := a.onLeaf(s.Target, a.fenced("CANOPY PROMOTE PARTITION "+name)); err != nil {
 				return err
 			}
 			return a.updatePartition(s.DB, s.Ordinal, func(p *meta.Partition) error {
@@ -653,7 +653,7 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		if d := a.State().Database(s.DB); d != nil && s.Ordinal < len(d.Partitions) && d.Partitions[s.Ordinal].Master == s.Target {
 			return fmt.Errorf("refusing to drop the master copy of %s:%d", s.DB, s.Ordinal)
 		}
-		_, err = a.onLeaf(s.Target, "CANOPY DROP PARTITION "+name)
+		_, err = a.onLeaf(s.Target, a.fenced("CANOPY DROP PARTITION "+name))
 		return err
 	case meta.ActionCopy:
 		return a.copyPartition(ctx, s)
@@ -780,7 +780,7 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 		}
 		return cause
 	}
-	res, err := a.onLeaf(from, "CANOPY DEMOTE PARTITION "+quoted)
+	res, err := a.onLeaf(from, a.fenced("CANOPY DEMOTE PARTITION "+quoted))
 	if err != nil {
 		// it may have been demoted all the same (a timeout): promoting a
 		// master is a no-op, so take the role back either way

@@ -89,6 +89,14 @@ func TestParseCluster(t *testing.T) {
 		{"RESTORE REDUNDANCY ON db FORCE", nil},
 		{"REBALANCE PARTITIONS", nil},
 		{"CANOPY DEMOTE PARTITION 'db_3'", PartitionRole{Action: "DEMOTE", Database: "db_3"}},
+		{"CANOPY PROMOTE PARTITION `db_3` EPOCH 4", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: 4}},
+		{"CANOPY DROP PARTITION db_3 EPOCH", nil},
+		{"CANOPY REPLICATE '[]' EPOCH 12", Replicate{Config: "[]", Epoch: 12}},
+		{"CANOPY REPLICATE '[]'", Replicate{Config: "[]"}},
+		{"CANOPY MASTER AGGREGATOR", MasterAggregator{}},
+		{"canopy master aggregator '127.0.0.1:3306' epoch 3", MasterAggregator{Addr: "127.0.0.1:3306", Epoch: 3}},
+		{"CANOPY MASTER AGGREGATOR '127.0.0.1:3306'", nil},
+		{"CANOPY MASTER AGGREGATOR '127.0.0.1:3306' EPOCH 0", nil},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
 		{"clear orphan databases", ClearOrphans{}},
 		{"EXPLAIN CLEAR ORPHAN DATABASES", ClearOrphans{Explain: true}},
@@ -192,6 +200,7 @@ func TestAccessOf(t *testing.T) {
 		{Rebalance{}, AccessSuper}, {ClearOrphans{Explain: true}, AccessProcess}, {ClearOrphans{}, AccessSuper},
 		{PartitionCommand{}, AccessSuper}, {JoinCluster{}, AccessLink}, {PartitionRole{}, AccessLink},
 		{Replicate{}, AccessLink}, {Impersonate{}, AccessLink}, {NodeStatus{}, AccessLinkRead},
+		{MasterAggregator{}, AccessLinkRead}, {MasterAggregator{Addr: "a:1", Epoch: 1}, AccessLink},
 		{Challenge{}, AccessChecked}, {Explain{}, AccessChecked}, {SetPassword{}, AccessChecked},
 	} {
 		if got := AccessOf(c.cmd); got != c.want {
