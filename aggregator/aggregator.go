@@ -90,6 +90,11 @@ type Aggregator struct {
 	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
 	shuffled  struct{ broadcast, repartition atomic.Uint64 }
 	ha        *haState
+	// the master's reign (reign.go)
+	forcing    atomic.Bool // AGGREGATOR SET AS MASTER is forcing a takeover
+	reignMu    sync.Mutex
+	reign      map[string]uint64 // leaf → the master epoch it has on record from this aggregator
+	reignTicks int               // reignLoop's
 }
 
 // Gathered counts the rows and value bytes partitions sent this
@@ -120,12 +125,13 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 		changed:   make(chan struct{}, 1),
 		started:   time.Now(),
 		ha:        newHAState(),
+		reign:     map[string]uint64{},
 	}
 	a.hub = replication.NewHub(a.store, a.self, h.Dialer(), a.log)
 	a.beats = newHeartbeats(a)
 	rf, err := cluster.Start(cluster.Config{
 		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
-		Listen: h.RaftListener, Dialer: h.Dialer(), Log: a.log, Replaced: a.replaced,
+		Listen: h.RaftListener, Dialer: h.Dialer(), Log: a.log, Check: a.checkCluster,
 		OnApply: func(old, new *meta.State) {
 			if err := publishVariables(new); err != nil {
 				a.log.Warn("cluster variables", "err", err)
@@ -141,7 +147,7 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 	}
 	a.raft = rf
 	publishVariables(rf.State())
-	if !bootstrap && rf.State().ClusterID != "" {
+	if !bootstrap && rf.State().ClusterID != "" && rf.Held() == nil {
 		// A restarted master wins its election in about a second; give it
 		// that before serving, so its first statements need not forward.
 		// A child whose master is down goes on without one. A node joining
@@ -162,7 +168,8 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 			}
 		}
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
+	go a.reignLoop()
 	go a.haLoop()
 	go a.replicaWatchLoop()
 	go a.reconcileLoop()
@@ -177,7 +184,7 @@ func (a *Aggregator) Close() error {
 		// another voter takes over at once rather than after an election
 		// timeout; with none (one or two aggregators) this fails at once
 		done := make(chan error, 1)
-		go func() { done <- a.raft.StepDown() }()
+		go func() { done <- a.raft.HandOff() }()
 		select {
 		case err := <-done:
 			if err == nil {

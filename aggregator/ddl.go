@@ -313,7 +313,7 @@ func (a *Aggregator) dropDatabase(ctx context.Context, c *mysql.Conn, query stri
 	}
 	for _, leaves := range [][]string{ms, rs} {
 		if _, err := a.onLeaves(ctx, leaves, func(p int) string {
-			return "CANOPY DROP PARTITION " + quoteIdent(meta.PartitionName(d.Name, p))
+			return a.fenced("CANOPY DROP PARTITION " + quoteIdent(meta.PartitionName(d.Name, p)))
 		}); err != nil {
 			a.log.Warn("dropping partitions", "database", d.Name, "err", err)
 		}

@@ -204,7 +204,7 @@ func (a *Aggregator) pushReplication() {
 		lp, err := a.leafPool(addr)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = lp.Exec(ctx, "CANOPY REPLICATE "+sqlString(string(b)), 0)
+			_, err = lp.Exec(ctx, a.fenced("CANOPY REPLICATE "+sqlString(string(b))), 0)
 			cancel()
 		}
 		if err != nil {
@@ -448,7 +448,7 @@ func (a *Aggregator) promoteOn(leaf, quotedName string, epoch uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = lp.Exec(ctx, fmt.Sprintf("CANOPY PROMOTE PARTITION %s EPOCH %d", quotedName, epoch), 10)
+	_, err = lp.Exec(ctx, a.fenced(fmt.Sprintf("CANOPY PROMOTE PARTITION %s EPOCH %d", quotedName, epoch)), 10)
 	return err
 }
 
@@ -812,7 +812,7 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		if d := a.State().Database(s.DB); d != nil && s.Ordinal < len(d.Partitions) && d.Partitions[s.Ordinal].Master == s.Target {
 			return fmt.Errorf("refusing to drop the master copy of %s:%d", s.DB, s.Ordinal)
 		}
-		_, err = a.onLeaf(s.Target, "CANOPY DROP PARTITION "+name)
+		_, err = a.onLeaf(s.Target, a.fenced("CANOPY DROP PARTITION "+name))
 		return err
 	case meta.ActionCopy:
 		return a.copyPartition(ctx, s)
@@ -942,7 +942,7 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 		}
 		return cause
 	}
-	res, err := a.onLeaf(from, "CANOPY DEMOTE PARTITION "+quoted)
+	res, err := a.onLeaf(from, a.fenced("CANOPY DEMOTE PARTITION "+quoted))
 	if err != nil {
 		// it may have been demoted all the same (a timeout): promoting a
 		// master is a no-op, so take the role back either way

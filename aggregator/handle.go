@@ -865,10 +865,13 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, client *mysql.Conn, qu
 		acct := sctx.Session.Client()
 		account = &acct
 	}
-	if a.raft.Leader() == "" {
+	if a.raft.Leader() == "" && a.raft.Held() == nil {
 		a.raft.WaitLeader(5 * time.Second) // an election may be under way
 	}
 	master := a.raft.Leader()
+	if v := a.raft.Held(); master == "" && v != nil {
+		return nil, heldError(v)
+	}
 	if master == "" {
 		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
 			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")

@@ -93,38 +93,6 @@ func (a *Aggregator) ownCopies(st *meta.State, master bool) {
 	}
 }
 
-// replaced tells a restarting master whether a child was made master
-// while it was down: some other aggregator is master and does not count
-// this one as a voter.
-func (a *Aggregator) replaced(st *meta.State) bool {
-	for _, ag := range st.Aggregators {
-		if ag.Addr() != a.self && a.deposedBy(ag) {
-			return true
-		}
-	}
-	return false
-}
-
-// deposedBy asks an aggregator (CANOPY RAFT MEMBERS) whether it is master
-// and this one has no vote; false if it does not answer.
-func (a *Aggregator) deposedBy(ag meta.Aggregator) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	p := a.pools.Get(a.aggregatorNode(ag))
-	defer a.pools.Forget(ag.Addr())
-	res, err := p.Exec(ctx, "CANOPY RAFT MEMBERS", 100)
-	if err != nil {
-		return false
-	}
-	isMaster, voter := false, false
-	for _, row := range res.Rows { // Aggregator, Raft_Address, Suffrage, Master_Aggregator
-		id := row[0].ToString()
-		isMaster = isMaster || id == ag.Addr() && row[3].ToString() == "1"
-		voter = voter || id == a.self && row[2].ToString() == "voter"
-	}
-	return isMaster && !voter
-}
-
 var raftMemberFields = []*querypb.Field{
 	field("Aggregator", querypb.Type_VARCHAR), field("Raft_Address", querypb.Type_VARCHAR),
 	field("Suffrage", querypb.Type_VARCHAR), field("Master_Aggregator", querypb.Type_INT64),
@@ -158,7 +126,7 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 	if a.IsMaster() {
 		return mysql.NewSQLError(1105, "HY000", "This aggregator is already the master aggregator")
 	}
-	if a.raft.Leader() == "" {
+	if a.raft.Leader() == "" && a.raft.Held() == nil {
 		a.raft.WaitLeader(2 * time.Second) // an election may be under way
 	}
 	if master := a.raft.Leader(); master != "" && master != a.self && a.answers(ctx, master) {
@@ -176,8 +144,14 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 		return nil
 	}
 	a.log.Warn("AGGREGATOR SET AS MASTER: no master aggregator answers; this aggregator takes over as the only voter")
+	// the reign loop keeps out until the takeover has its epoch: the
+	// epoch this aggregator's log has may be older than the leaves'
+	a.forcing.Store(true)
+	defer a.forcing.Store(false)
+	st := a.State()
+	seen := a.newestSeen(st)
 	var others []cluster.Member
-	for _, ag := range a.State().Aggregators {
+	for _, ag := range st.Aggregators {
 		if ag.Addr() != a.self && ag.InternalPort != 0 {
 			others = append(others, cluster.Member{ID: ag.Addr(), Addr: meta.Addr(ag.Host, ag.InternalPort)})
 		}
@@ -186,6 +160,9 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 		return fmt.Errorf("aggregator set as master: %w", err)
 	}
 	if err := a.waitMaster(a.self, 10*time.Second); err != nil {
+		return err
+	}
+	if err := a.forceReign(seen); err != nil {
 		return err
 	}
 	a.reconcile()

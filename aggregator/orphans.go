@@ -123,7 +123,7 @@ func (a *Aggregator) clearOrphans(explain bool) (*sqltypes.Result, error) {
 			action = "KEEP (the partition has no master: this may be its last copy; ATTACH LEAF adopts it)"
 		}
 		if !explain && action == "DROP" {
-			if _, err := a.onLeaf(c.leaf, "CANOPY DROP PARTITION "+quoteIdent(c.name)); err != nil {
+			if _, err := a.onLeaf(c.leaf, a.fenced("CANOPY DROP PARTITION "+quoteIdent(c.name))); err != nil {
 				return nil, fmt.Errorf("drop orphan %s on %s: %w", c.name, c.leaf, err)
 			}
 			a.log.Info("orphan partition database dropped", "leaf", c.leaf, "database", c.name)

@@ -86,8 +86,19 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		}
 		return res, nil
 	case sqlcmd.Replicate:
+		if err := n.fence(cmd.MasterEpoch); err != nil {
+			return nil, err
+		}
 		return okResult(n.setReplication(cmd.Config))
+	case sqlcmd.MasterAggregator:
+		if cmd.Addr == "" {
+			return n.showMaster()
+		}
+		return n.recordMaster(cmd.Addr, cmd.Epoch)
 	case sqlcmd.PartitionRole:
+		if err := n.fence(cmd.MasterEpoch); err != nil {
+			return nil, err
+		}
 		switch cmd.Action {
 		case "PROMOTE":
 			return n.promotePartition(cmd.Database, cmd.Epoch)

@@ -166,6 +166,8 @@ type Node struct {
 	receiver    *replication.Receiver
 	replMu      sync.Mutex
 	syncTargets map[string][]string // database → its synchronous replicas
+	// masterMu serializes the master aggregator record (fence.go)
+	masterMu sync.Mutex
 }
 
 // Start opens the store and starts serving.

@@ -45,6 +45,11 @@ func AccessOf(c Command) Access {
 		return AccessChecked // CREATE on the database, as MySQL
 	case NodeStatus, RaftMembers, ShowPrepared, PartitionStatus:
 		return AccessLinkRead
+	case MasterAggregator:
+		if c.(MasterAggregator).Addr == "" {
+			return AccessLinkRead
+		}
+		return AccessLink
 	}
 	// JoinCluster, LeaveCluster, DropCopy, PrepareTxn, CommitPrepared,
 	// RollbackPrepared, Replicate, PartitionRole, Impersonate, and any

@@ -111,16 +111,31 @@ type (
 	ShowPrepared struct{}
 	// Replicate is CANOPY REPLICATE 'json': the replicas a leaf ships its
 	// master partitions to (the whole list, from the master aggregator).
-	Replicate struct{ Config string }
-	// PartitionRole is CANOPY {PROMOTE|DEMOTE|DROP} PARTITION 'db_N' on a
-	// leaf: make a replica partition master, hand a master's role over
-	// (it becomes a replica once its in-doubt transactions are resolved),
-	// or drop a copy whatever its role.
-	// Epoch (PROMOTE … EPOCH n): the partition's epoch in the metadata;
-	// the copy's term becomes it (nil: its term goes up by one).
+	// MASTER EPOCH n (every control command of the master aggregator
+	// ends with it) is the sender's master epoch: a leaf that has seen a
+	// newer master refuses the command.
+	Replicate struct {
+		Config      string
+		MasterEpoch uint64
+	}
+	// PartitionRole is CANOPY {PROMOTE|DEMOTE|DROP} PARTITION 'db_N'
+	// [EPOCH e] [MASTER EPOCH n] on a leaf: make a replica partition
+	// master, hand a master's role over (it becomes a replica once its
+	// in-doubt transactions are resolved), or drop a copy whatever its
+	// role. Epoch (PROMOTE … EPOCH e): the partition's epoch in the
+	// metadata; the copy's term becomes it (nil: its term goes up by one).
 	PartitionRole struct {
 		Action, Database string
 		Epoch            *uint64
+		MasterEpoch      uint64
+	}
+	// MasterAggregator is CANOPY MASTER AGGREGATOR: the newest master
+	// aggregator this node has seen and its master epoch; with 'host:port'
+	// EPOCH n, a master aggregator records itself (refused when the node
+	// has seen a newer master, or another one of the same epoch).
+	MasterAggregator struct {
+		Addr  string // "": the question
+		Epoch uint64
 	}
 
 	// PartitionCommand is one of the low-level partition commands the
@@ -191,6 +206,7 @@ func (RollbackPrepared) command()    {}
 func (ShowPrepared) command()        {}
 func (Replicate) command()           {}
 func (PartitionRole) command()       {}
+func (MasterAggregator) command()    {}
 func (Rebalance) command()           {}
 func (PartitionCommand) command()    {}
 func (AttachLeaf) command()          {}
@@ -428,7 +444,7 @@ func parseCluster(p *parser) Command {
 		}
 	case p.keyword("CANOPY", "REPLICATE"):
 		c := Replicate{Config: p.next().text}
-		if p.done() && c.Config != "" {
+		if p.masterEpoch(&c.MasterEpoch) && c.Config != "" {
 			return c
 		}
 	case p.keyword("CANOPY", "PROMOTE", "PARTITION"), p.keyword("CANOPY", "DEMOTE", "PARTITION"), p.keyword("CANOPY", "DROP", "PARTITION"):
@@ -440,8 +456,20 @@ func parseCluster(p *parser) Command {
 			}
 			c.Epoch = &n
 		}
-		if p.done() && c.Database != "" {
+		if p.masterEpoch(&c.MasterEpoch) && c.Database != "" {
 			return c
+		}
+	case p.keyword("CANOPY", "MASTER", "AGGREGATOR"):
+		if p.done() {
+			return MasterAggregator{}
+		}
+		c := MasterAggregator{Addr: p.next().text}
+		if p.keyword("EPOCH") {
+			n, err := strconv.ParseUint(p.next().text, 10, 64)
+			if err == nil && n > 0 && c.Addr != "" && p.done() {
+				c.Epoch = n
+				return c
+			}
 		}
 	case p.keyword("CANOPY", "LEAVE", "CLUSTER"):
 		c := LeaveCluster{ClusterID: p.next().text}
@@ -535,6 +563,20 @@ func (p *parser) setGlobal() Command {
 		return nil
 	}
 	return SetClusterVariable{Name: name, Value: v.text}
+}
+
+// masterEpoch parses the end of a control command: nothing, or MASTER
+// EPOCH n.
+func (p *parser) masterEpoch(n *uint64) bool {
+	if p.done() {
+		return true
+	}
+	if !p.keyword("MASTER", "EPOCH") {
+		return false
+	}
+	v, err := strconv.ParseUint(p.next().text, 10, 64)
+	*n = v
+	return err == nil && p.done()
 }
 
 func (p *parser) next() token {

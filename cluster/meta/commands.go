@@ -81,6 +81,14 @@ type (
 	// SetUsers replaces the cluster's MySQL accounts and grants (GMS's
 	// serialized user tables), which every aggregator enforces.
 	SetUsers struct{ Data []byte }
+	// TakeOver starts a master aggregator's reign: MasterEpoch becomes
+	// the next number, at least MinEpoch (a forced takeover passes one
+	// above every epoch the leaves have seen: its log may lack the lost
+	// master's last TakeOver), and MasterAddr becomes Master.
+	TakeOver struct {
+		Master   string
+		MinEpoch uint64 `json:",omitempty"`
+	}
 )
 
 // Encode builds a command from a payload.
@@ -125,6 +133,8 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "schema_changed"
 	case SetUsers:
 		op = "set_users"
+	case TakeOver:
+		op = "take_over"
 	default:
 		return nil, fmt.Errorf("meta: unknown command %T", payload)
 	}
@@ -253,6 +263,12 @@ func (s *State) Apply(data []byte) (*State, error) {
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
 			n.Users = p.Data
 		}
+	case "take_over":
+		var p TakeOver
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			n.MasterEpoch = max(n.MasterEpoch+1, p.MinEpoch)
+			n.MasterAddr = p.Master
+		}
 	default:
 		err = fmt.Errorf("meta: unknown command %q", c.Op)
 	}
@@ -270,6 +286,7 @@ func (s *State) bootstrap(p Bootstrap) error {
 	p.Aggregator.Number = 0
 	s.Aggregators = []Aggregator{p.Aggregator}
 	s.NextAggregatorNumber = 1
+	s.MasterEpoch, s.MasterAddr = 1, p.Aggregator.Addr()
 	return nil
 }
 

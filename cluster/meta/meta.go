@@ -31,6 +31,13 @@ type State struct {
 	// latest finished ones.
 	Jobs      []Job  `json:"jobs,omitempty"`
 	NextJobID uint64 `json:"next_job_id,omitempty"`
+	// MasterEpoch numbers the master aggregators' reigns (TakeOver) and
+	// MasterAddr is the latest one's address. The master records both
+	// on every leaf, the witnesses every aggregator reaches: a leaf
+	// refuses control commands of an older epoch, and a master replaced
+	// while it was away learns from the leaves that it was.
+	MasterEpoch uint64 `json:"master_epoch,omitempty"`
+	MasterAddr  string `json:"master_addr,omitempty"`
 }
 
 // Leaf is a leaf node of the cluster.

@@ -90,3 +90,25 @@ func TestPairing(t *testing.T) {
 		t.Fatalf("e = %+v", l)
 	}
 }
+
+// TestTakeOver: every reign of a master aggregator gets the next epoch;
+// a forced takeover gets at least the epoch it asks for, and an older
+// demand does not move the epoch back.
+func TestTakeOver(t *testing.T) {
+	s := apply(t, New(), Bootstrap{ClusterID: "c1", Aggregator: Aggregator{Host: "ma", Port: 3306}})
+	if s.MasterEpoch != 1 || s.MasterAddr != "ma:3306" {
+		t.Fatalf("after bootstrap: epoch %d by %q", s.MasterEpoch, s.MasterAddr)
+	}
+	s = apply(t, s, TakeOver{Master: "ca:3306"})
+	if s.MasterEpoch != 2 || s.MasterAddr != "ca:3306" {
+		t.Fatalf("after an elected takeover: epoch %d by %q", s.MasterEpoch, s.MasterAddr)
+	}
+	s = apply(t, s, TakeOver{Master: "ma:3306", MinEpoch: 7})
+	if s.MasterEpoch != 7 || s.MasterAddr != "ma:3306" {
+		t.Fatalf("after a forced takeover past epoch 6: epoch %d by %q", s.MasterEpoch, s.MasterAddr)
+	}
+	s = apply(t, s, TakeOver{Master: "ca:3306", MinEpoch: 3})
+	if s.MasterEpoch != 8 {
+		t.Fatalf("a takeover asking for an older epoch: epoch %d, want 8", s.MasterEpoch)
+	}
+}

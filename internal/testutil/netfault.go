@@ -39,7 +39,23 @@ func TryStartProxy(t testing.TB, port int, upstream string) (*Proxy, error) {
 	if port == 0 {
 		port = FreePorts(t, 1)[0]
 	}
-	p := toxiproxy.NewProxy(proxyServer, fmt.Sprintf("%s-%d", t.Name(), port), fmt.Sprintf("127.0.0.1:%d", port), upstream)
+	return tryStartProxyAt(t, "127.0.0.1", port, upstream)
+}
+
+// StartProxyAt is StartProxy on another loopback address (127.0.0.2, say:
+// a node advertised there with --advertise-host is reached only through
+// proxies, on its own port numbers).
+func StartProxyAt(t testing.TB, host string, port int, upstream string) *Proxy {
+	t.Helper()
+	x, err := tryStartProxyAt(t, host, port, upstream)
+	if err != nil {
+		t.Fatalf("proxy %s:%d to %s: %v", host, port, upstream, err)
+	}
+	return x
+}
+
+func tryStartProxyAt(t testing.TB, host string, port int, upstream string) (*Proxy, error) {
+	p := toxiproxy.NewProxy(proxyServer, fmt.Sprintf("%s-%s-%d", t.Name(), host, port), fmt.Sprintf("%s:%d", host, port), upstream)
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
