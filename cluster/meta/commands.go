@@ -524,7 +524,7 @@ func (s *State) leafDown(addrs []string, state string) error {
 	}
 	for _, d := range s.Databases {
 		for _, addr := range addrs {
-			parts, _ := Failover(d, addr, online)
+			parts := Failover(d, addr, online)
 			d.Partitions = successors(d.Partitions, parts)
 		}
 	}

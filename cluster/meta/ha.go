@@ -68,9 +68,11 @@ func PlaceRedundant(pairs [][2]string, n int) (masters []string, replicas [][]st
 
 // Failover is the partition map of d once leaf dead is gone: each master
 // partition it held is taken over by a replica on a leaf online reports up
-// (listed in promote: that leaf must be told first), or has no master; dead
-// is dropped from every replica list.
-func Failover(d *Database, dead string, online func(string) bool) (parts []Partition, promote []Partition) {
+// (meta.LeafDown then raises its epoch, and the master aggregator promotes
+// it at that epoch), or has no master; dead is dropped from every replica
+// list.
+func Failover(d *Database, dead string, online func(string) bool) []Partition {
+	var parts []Partition
 	for _, p := range d.Partitions {
 		np := Partition{Ordinal: p.Ordinal, Master: p.Master, Locked: p.Locked}
 		for _, r := range p.Replicas {
@@ -84,14 +86,13 @@ func Failover(d *Database, dead string, online func(string) bool) (parts []Parti
 				if online(r) {
 					np.Master = r
 					np.Replicas = append(append([]string(nil), np.Replicas[:i]...), np.Replicas[i+1:]...)
-					promote = append(promote, np)
 					break
 				}
 			}
 		}
 		parts = append(parts, np)
 	}
-	return parts, promote
+	return parts
 }
 
 // MayTakeOver says whether leaf's copy of p, a partition without master,
