@@ -79,13 +79,18 @@ func copyStates(t *testing.T, leaf *testutil.Node) map[string]string {
 // TestPausedMasterFencing (issue 16, async fencing): a master leaf paused
 // with SIGSTOP long enough to be failed over, then resumed, must not
 // acknowledge a write to the partitions it no longer masters: an
-// aggregator that has not applied the failover would send it there, and
-// the copy is dropped when the leaf is attached again. Both an async and
-// a sync database. Then a pause shorter than the failure timeout: the
-// leaf refuses writes until the master aggregator confirms it is still
-// master, which it does at once; nothing is lost and writes through the
-// aggregator go on.
+// aggregator that has not applied the failover would send it there (the
+// test sends it straight to the leaf, queued while the leaf is stopped),
+// and the copy is dropped when the leaf is attached again. Its copies then
+// show themselves fenced (their senders were refused by the new masters).
+// An async and a sync database. Then a pause shorter than the failure
+// timeout: the leaf refuses writes until the master aggregator confirms it
+// is still master, which it does at once; writes through the aggregator
+// wait for it, and nothing is lost. Last, a start is a pause of unknown
+// length: killed, failed over and restarted, the leaf refuses writes too.
 func TestPausedMasterFencing(t *testing.T) {
+	began := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(began).Seconds(), what) }
 	c := testutil.NewCluster(t, testutil.StartNode(t, "--master-aggregator"))
 	ma := c.MA.DB("")
 	testutil.Exec(t, ma, "SET GLOBAL redundancy_level = 2")
@@ -124,6 +129,7 @@ func TestPausedMasterFencing(t *testing.T) {
 	}
 
 	// paused until failed over; a write sent meanwhile runs as it resumes
+	phase("pause until failed over")
 	victim.Pause()
 	waitLeafState(t, ma, victim.Port, "offline", 10*time.Second)
 	eventually(t, 5*time.Second, func() string {
@@ -165,9 +171,12 @@ func TestPausedMasterFencing(t *testing.T) {
 	}
 
 	// attached again: its stale copies are replaced; nothing acknowledged is lost
+	phase("attach")
+	waitLeafState(t, ma, victim.Port, "detached", 10*time.Second)                      // auto_attach is off
 	testutil.Exec(t, ma, fmt.Sprintf("ATTACH LEAF '127.0.0.1':%d FORCE", victim.Port)) // as auto-attach does
 	checkAcked(t, c, acked)
 
+	phase("pause shorter than the failure timeout")
 	// a pause shorter than the failure timeout: the copies are suspect
 	// when the leaf resumes, confirmed by the master aggregator at once
 	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 30000")
@@ -187,7 +196,22 @@ func TestPausedMasterFencing(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	stale = writeStale(conns, 4)
 	time.Sleep(200 * time.Millisecond)
+	resumed := time.Now()
 	victim.Resume()
+	// writes through the aggregator wait for the confirmation (they are
+	// refused whole, and run again)
+	viaMA := make(chan error, 1)
+	go func() {
+		for i := 0; i < 20; i++ {
+			for _, d := range []string{"af", "sf"} {
+				if _, err := c.MA.DB(d).Exec(fmt.Sprintf("INSERT INTO t VALUES (%d, 2)", 100+i)); err != nil {
+					viaMA <- fmt.Errorf("insert %d into %s through the master aggregator after the pause: %w", 100+i, d, err)
+					return
+				}
+			}
+		}
+		viaMA <- nil
+	}()
 	for _, w := range <-stale {
 		if w.err == nil {
 			acked[w.db] = append(acked[w.db], w.id)
@@ -195,25 +219,71 @@ func TestPausedMasterFencing(t *testing.T) {
 			t.Logf("write to %s as the leaf resumed: %v", w.db, w.err)
 		}
 	}
-	// confirmed: writes are taken again, through the aggregator and directly
 	eventually(t, 5*time.Second, func() string {
-		for _, w := range <-writeStale(conns, 5) {
-			if w.err != nil {
-				return fmt.Sprintf("write to %s after the master aggregator confirmed the leaf: %v", w.db, w.err)
+		states := copyStates(t, victim)
+		for _, name := range owned {
+			if states[name] != "master/online" {
+				return fmt.Sprintf("%s on the resumed leaf is %s, want master/online (confirmed)", name, states[name])
 			}
 		}
 		return ""
 	})
-	for _, name := range owned {
-		acked[name] = append(acked[name], 5)
-		if st := copyStates(t, victim)[name]; st != "master/online" {
-			t.Errorf("%s after the confirmation: %s", name, st)
+	t.Logf("SIGCONT → the leaf's masters confirmed: %s", time.Since(resumed).Round(time.Millisecond))
+	if err := <-viaMA; err != nil {
+		t.Error(err)
+	}
+	for _, w := range <-writeStale(conns, 5) {
+		if w.err != nil {
+			t.Errorf("write to %s after the master aggregator confirmed the leaf: %v", w.db, w.err)
+		} else {
+			acked[w.db] = append(acked[w.db], w.id)
 		}
 	}
 	if got := leafState(t, ma, victim.Port); got != "online" {
 		t.Errorf("a leaf paused for less than the failure timeout is %s", got)
 	}
 	checkAcked(t, c, acked)
+	for _, d := range []string{"af", "sf"} {
+		testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT COUNT(*) FROM %s.t WHERE id >= 100", d), "20")
+	}
+
+	phase("restart")
+	// a start is a pause of unknown length: killed, failed over and
+	// started again, the leaf takes no write on its old masters
+	testutil.Exec(t, ma, "SET GLOBAL leaf_failure_timeout_ms = 2000")
+	owned = owned[:0]
+	for _, d := range []string{"af", "sf"} {
+		for o, m := range partitionMasters(t, ma, d) {
+			if m == port(victim) {
+				owned = append(owned, fmt.Sprintf("%s_%d", d, o))
+			}
+		}
+	}
+	victim.Kill()
+	waitLeafState(t, ma, victim.Port, "offline", 10*time.Second)
+	phase("start")
+	victim.Start()
+	conns = leafConns(t, victim, owned)
+	for _, w := range <-writeStale(conns, 6) {
+		if w.err == nil {
+			acked[w.db] = append(acked[w.db], w.id)
+			t.Errorf("the restarted old master acknowledged a write to %s, which failed over while it was down", w.db)
+		}
+	}
+	softly(t, 10*time.Second, func() string {
+		states := copyStates(t, victim)
+		for _, name := range owned {
+			if !strings.HasSuffix(states[name], "/fenced") {
+				return fmt.Sprintf("%s on the restarted leaf is %s, want fenced", name, states[name])
+			}
+		}
+		return ""
+	})
+	phase("attach")
+	waitLeafState(t, ma, victim.Port, "detached", 10*time.Second) // auto_attach is off
+	testutil.Exec(t, ma, fmt.Sprintf("ATTACH LEAF '127.0.0.1':%d FORCE", victim.Port))
+	checkAcked(t, c, acked)
+	phase("done")
 }
 
 // checkAcked checks that every acknowledged id is in its partition

@@ -234,6 +234,7 @@ func (a *Aggregator) haLoop() {
 			return
 		case <-tick.C:
 		}
+		a.reconfirmLeaves()
 		if a.IsMaster() {
 			a.detect()
 		}
@@ -400,10 +401,10 @@ func (a *Aggregator) promoteMasters(st *meta.State) {
 	// next reconcile
 	for _, k := range todo {
 		go func(k promoteKey) {
-			err := a.promoteOn(k.master, quoteIdent(meta.PartitionName(k.db, k.ordinal)), k.epoch)
+			inc, err := a.confirmOn(k.master, quoteIdent(meta.PartitionName(k.db, k.ordinal)), k.epoch)
 			a.ha.promoteMu.Lock()
 			delete(a.ha.promoting, k)
-			if err == nil {
+			if err == nil && a.beats.incarnation(k.master) == inc { // else: paused since; confirmed again
 				a.ha.promoted[k] = true
 			}
 			a.ha.promoteMu.Unlock()
@@ -430,16 +431,11 @@ func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
 	return res, nil
 }
 
-// promoteOn runs PROMOTE PARTITION … EPOCH on a leaf and returns the
-// leaf's own error (a *mysql.SQLError when the leaf refused it).
+// promoteOn runs PROMOTE PARTITION … EPOCH on a leaf (confirmOn) and
+// returns the leaf's own error (a *mysql.SQLError when the leaf refused
+// it).
 func (a *Aggregator) promoteOn(leaf, quotedName string, epoch uint64) error {
-	lp, err := a.leafPool(leaf)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = lp.Exec(ctx, fmt.Sprintf("CANOPY PROMOTE PARTITION %s EPOCH %d", quotedName, epoch), 10)
+	_, err := a.confirmOn(leaf, quotedName, epoch)
 	return err
 }
 

@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/pool"
 )
 
-// HeartbeatInterval: every aggregator sends SELECT 1 to every other node
-// this often; the round trips feed SHOW LEAVES and SHOW AGGREGATORS.
+// HeartbeatInterval: every aggregator sends CANOPY PING to every other
+// node this often; the round trips feed SHOW LEAVES and SHOW AGGREGATORS,
+// and the answers carry the node's incarnation (fencing.go).
 const HeartbeatInterval = 150 * time.Millisecond
 
 const rttSamples = 20
@@ -37,6 +39,12 @@ type beat struct {
 	failingSince time.Time
 	refused      bool
 	okStreak     int
+	// fencing (fencing.go): the node's incarnation as last read (0:
+	// unknown), whether its masters are to be confirmed again, and when
+	// that was last asked for
+	incarnation   uint64
+	reconfirm     bool
+	reconfirmedAt time.Time
 }
 
 func newHeartbeats(a *Aggregator) *heartbeats {
@@ -45,7 +53,7 @@ func newHeartbeats(a *Aggregator) *heartbeats {
 
 type target struct {
 	addr string
-	node pool.Node // SELECT 1 needs no cluster link: no Login
+	node pool.Node // CANOPY PING needs no cluster link: no Login
 }
 
 func (h *heartbeats) targets() []target {
@@ -108,6 +116,7 @@ func (h *heartbeats) probe(t target, b *beat) {
 	h.mu.Unlock()
 	start := time.Now()
 	var err error
+	var res *sqltypes.Result
 	if conn == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		conn, err = pool.Connect(ctx, t.node)
@@ -116,7 +125,7 @@ func (h *heartbeats) probe(t target, b *beat) {
 	}
 	if err == nil {
 		conn.Conn.SetDeadline(time.Now().Add(time.Second))
-		_, err = conn.ExecuteFetch("SELECT 1", 1, false)
+		res, err = conn.ExecuteFetch("CANOPY PING", 1, false)
 		conn.Conn.SetDeadline(time.Time{})
 	}
 	rtt := time.Since(start)
@@ -150,6 +159,7 @@ func (h *heartbeats) probe(t target, b *beat) {
 	if len(b.rtts) > rttSamples {
 		b.rtts = b.rtts[1:]
 	}
+	b.noteIncarnation(res)
 }
 
 // latency is the average round trip to a node in milliseconds, or false

@@ -31,6 +31,8 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		return n.explain(c, cmd.Query)
 	case sqlcmd.NodeStatus:
 		return n.nodeStatus()
+	case sqlcmd.Ping:
+		return n.ping(), nil
 	case sqlcmd.Challenge:
 		return n.challenge(c)
 	case sqlcmd.Authenticate:
@@ -86,7 +88,7 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 	case sqlcmd.PartitionRole:
 		switch cmd.Action {
 		case "PROMOTE":
-			return n.promotePartition(cmd.Database, cmd.Epoch)
+			return n.promotePartition(cmd.Database, cmd.Epoch, cmd.Incarnation)
 		case "DEMOTE":
 			return n.demotePartition(ctx, cmd.Database)
 		default:
@@ -152,6 +154,12 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	counts := n.replicaCounts()
 	for _, d := range n.store.DatabaseInfos() {
 		role, state := "master", "online"
+		switch {
+		case d.Deposed:
+			state = "fenced" // a newer master exists: it takes no writes until it is dropped
+		case d.Suspect:
+			state = "suspect" // paused since it was confirmed: no writes until the master aggregator confirms it
+		}
 		if d.Replica {
 			role, state = "async slave", "replicating"
 			if n.receiver.Sync(d.Name) {

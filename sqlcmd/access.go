@@ -25,6 +25,8 @@ func AccessOf(c Command) Access {
 	switch c.(type) {
 	case Explain, SetPassword, AlterUserRequire, Challenge, Authenticate:
 		return AccessChecked
+	case Ping:
+		return AccessChecked // a heartbeat logs in as the leaf's user, without a cluster link; it reveals nothing
 	case ShowLeaves, ShowAggregators, ShowPartitions, ShowRebalanceStatus, ShowClusterStatus,
 		ShowDatabasesExtended, ShowReplicationStatus:
 		return AccessProcess

@@ -68,6 +68,10 @@ type (
 
 	// NodeStatus is CANOPY NODE STATUS: role, cluster and ports of a node.
 	NodeStatus struct{}
+	// Ping is CANOPY PING, the aggregators' heartbeat: the node's
+	// incarnation (it changes when the node starts and after every pause
+	// it notices) and how many of its master partitions are suspect.
+	Ping struct{}
 	// JoinCluster is CANOPY JOIN CLUSTER 'id' AS {LEAF | AGGREGATOR 'self'}
 	// KEY 'hex' SECRET 'hex': the cluster secret, which authenticates the
 	// node's links, sealed with a key agreed with the connection's
@@ -118,9 +122,13 @@ type (
 	// or drop a copy whatever its role.
 	// Epoch (PROMOTE … EPOCH n): the partition's epoch in the metadata;
 	// the copy's term becomes it (nil: its term goes up by one).
+	// Incarnation (… EPOCH n INCARNATION i): the leaf's incarnation as
+	// the master aggregator's heartbeats last read it; the promotion also
+	// confirms a master suspect since a pause, and a stale one is refused.
 	PartitionRole struct {
 		Action, Database string
 		Epoch            *uint64
+		Incarnation      *uint64
 	}
 
 	// PartitionCommand is one of the low-level partition commands the
@@ -179,6 +187,7 @@ func (ShowPartitions) command()      {}
 func (CreateDatabase) command()      {}
 func (SetClusterVariable) command()  {}
 func (NodeStatus) command()          {}
+func (Ping) command()                {}
 func (JoinCluster) command()         {}
 func (Challenge) command()           {}
 func (Authenticate) command()        {}
@@ -320,6 +329,10 @@ func parseCluster(p *parser) Command {
 		if p.done() {
 			return NodeStatus{}
 		}
+	case p.keyword("CANOPY", "PING"):
+		if p.done() {
+			return Ping{}
+		}
 	case p.keyword("CANOPY", "JOIN", "CLUSTER"):
 		c := JoinCluster{ClusterID: p.next().text}
 		if !p.keyword("AS") {
@@ -439,6 +452,13 @@ func parseCluster(p *parser) Command {
 				return nil
 			}
 			c.Epoch = &n
+			if p.keyword("INCARNATION") {
+				i, err := strconv.ParseUint(p.next().text, 10, 64)
+				if err != nil {
+					return nil
+				}
+				c.Incarnation = &i
+			}
 		}
 		if p.done() && c.Database != "" {
 			return c

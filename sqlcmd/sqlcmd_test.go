@@ -90,6 +90,8 @@ func TestParseCluster(t *testing.T) {
 		{"REBALANCE PARTITIONS", nil},
 		{"CANOPY DEMOTE PARTITION 'db_3'", PartitionRole{Action: "DEMOTE", Database: "db_3"}},
 		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7))}},
+		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7 INCARNATION 42", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7)), Incarnation: ptr(uint64(42))}},
+		{"CANOPY PING", Ping{}},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
 		{"clear orphan databases", ClearOrphans{}},
 		{"EXPLAIN CLEAR ORPHAN DATABASES", ClearOrphans{Explain: true}},
