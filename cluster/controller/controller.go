@@ -164,14 +164,15 @@ func Decide(st *meta.State, obs Observed) []Action {
 
 // Promotions are the Promote actions of Decide: the masters not yet
 // known to have been promoted at their partition's epoch, on leaves that
-// are online or being attached. Epoch 0 is a partition's first master,
-// created as one.
+// are online or being attached. (A partition's first master, epoch 0,
+// was created as one; it is confirmed all the same: a leaf that paused or
+// restarted takes no writes on its masters until confirmed.)
 func Promotions(st *meta.State, promoted map[PromoteKey]bool) []Action {
 	var out []Action
 	for _, name := range st.DatabaseNames() {
 		d := st.Database(name)
 		for _, p := range d.Partitions {
-			if p.Master == "" || p.Epoch == 0 {
+			if p.Master == "" {
 				continue
 			}
 			k := PromoteKey{d.Name, p.Ordinal, p.Master, p.Epoch}
