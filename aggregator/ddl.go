@@ -163,6 +163,7 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 	if err := a.runLocal(ctx, c, "CREATE DATABASE "+quoteIdent(cmd.Name)); err != nil {
 		return err
 	}
+	failpoint.Hit("create-database-before-listing")
 	if err := a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
 		return err
 	}
@@ -256,6 +257,19 @@ func (a *Aggregator) onLeafParts(ctx context.Context, leaf string, parts []int, 
 		ran(p)
 	}
 	return nil
+}
+
+// execThenHit runs a partition's statement, then crashes the process if
+// the failpoint is armed (a master aggregator dying in the middle of a
+// schema change's fan-out).
+func execThenHit(point string) leafExec {
+	return func(c *pool.Conn, p int, query string) error {
+		_, err := c.Exec(query, 0)
+		if err == nil {
+			failpoint.Hit(point)
+		}
+		return err
+	}
 }
 
 func masters(d *meta.Database) ([]string, error) {
@@ -651,9 +665,9 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 		if err != nil {
 			return err
 		}
-		if _, err := a.onLeaves(ctx, ms, func(p int) string {
+		if _, err := a.onLeavesWith(ctx, ms, func(p int) string {
 			return renameTables(stmt, d, p, cur)
-		}); err != nil {
+		}, execThenHit("ddl-partition-done")); err != nil {
 			return err
 		}
 	}
