@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	gmssql "github.com/dolthub/go-mysql-server/sql"
+	"github.com/dolthub/go-mysql-server/sql/types"
+
 	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/sharding"
 )
 
 // Schema changes of sharded tables are durable jobs (issue 16, partial
@@ -87,45 +91,79 @@ func anyDef(defs map[string]string) string {
 // refused whole, as MySQL refuses it: the leaf's error reaches the
 // client and the table is unchanged on every partition, its added column
 // included (the engine applies an ALTER's clauses one at a time, so the
-// refusing partition itself had taken the column).
+// refusing partition itself had taken the column), a renamed column with
+// its values. A DROP COLUMN only goes forward: it is tried on an empty
+// copy first, and may not come with changes rows can refuse.
 func TestAlterRefusedByOnePartition(t *testing.T) {
 	c := testutil.StartCluster(t, 2, 0)
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE dr PARTITIONS 4")
 	db := c.MA.DB("dr")
-	testutil.Exec(t, db, "CREATE TABLE t (k INT, v INT, SHARD KEY (k), KEY (v))")
+	testutil.Exec(t, db, "CREATE TABLE t (k INT, v INT, w VARCHAR(20), SHARD KEY (k), KEY (v))")
 	var rows []string
 	for i := 1; i <= 20; i++ {
-		rows = append(rows, fmt.Sprintf("(%d, %d)", i, i*10))
+		rows = append(rows, fmt.Sprintf("(%d, %d, 'w%d')", i, i*10, i))
 	}
-	testutil.Exec(t, db, "INSERT INTO t VALUES "+strings.Join(rows, ", ")+", (3, 30)") // one duplicate
+	testutil.Exec(t, db, "INSERT INTO t VALUES "+strings.Join(rows, ", ")+", (3, 30, 'again')") // one duplicate (k, v)
 	before := mustDefs(t, c, "dr", "t")
 	if msg := sameDefs(before, ""); msg != "" || len(before) != 4 {
 		t.Fatalf("before the ALTER (%d partitions): %s", len(before), msg)
 	}
+	unchanged := func(after string) {
+		t.Helper()
+		if msg := sameDefs(mustDefs(t, c, "dr", "t"), anyDef(before)); msg != "" {
+			t.Fatalf("after %s: %s", after, msg)
+		}
+		testutil.ExpectRows(t, db, "SELECT COUNT(*), SUM(v) FROM t", "21,2130")
+		testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 5", "5,50,w5")
+		testutil.ExpectRows(t, db, "SELECT w FROM t WHERE k = 3 ORDER BY w", "again", "w3")
+	}
 
-	_, err := db.Exec("ALTER TABLE t ADD COLUMN c INT DEFAULT 7, ADD UNIQUE KEY u (k, v)")
-	if me := testutil.MySQLError(err); me == nil || me.Number != 1062 {
-		t.Fatalf("ALTER adding a unique key over duplicates: %v, want the leaf's error 1062", err)
+	for _, q := range []string{
+		"ALTER TABLE t ADD COLUMN c INT DEFAULT 7, ADD UNIQUE KEY u (k, v)",
+		"ALTER TABLE t CHANGE COLUMN w ww VARCHAR(30), DROP INDEX v, ADD COLUMN c INT DEFAULT 7 FIRST, ADD UNIQUE KEY u (k, v)",
+		"CREATE UNIQUE INDEX u ON t (k, v)",
+	} {
+		_, err := db.Exec(q)
+		if me := testutil.MySQLError(err); me == nil || me.Number != 1062 {
+			t.Fatalf("%s: %v, want the leaf's error 1062", q, err)
+		}
+		unchanged(q)
 	}
-	if msg := sameDefs(mustDefs(t, c, "dr", "t"), anyDef(before)); msg != "" {
-		t.Fatalf("after the refused ALTER: %s", msg)
+	jobs := testutil.Rows(t, db, "SHOW DDL JOBS")
+	if len(jobs) == 0 || !strings.Contains(jobs[0], ",dr,t,alter,rolled back,") || !strings.Contains(jobs[0], "Duplicate entry") {
+		t.Errorf("SHOW DDL JOBS after a refused ALTER: %q", jobs)
 	}
-	testutil.ExpectRows(t, db, "SELECT COUNT(*), SUM(v) FROM t", "21,2130")
-	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 5", "5,50")
-	testutil.Exec(t, db, "INSERT INTO t VALUES (21, 210)")
-	testutil.ExpectRows(t, db, "SELECT * FROM t ORDER BY k, v LIMIT 2", "1,10", "2,20")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (21, 210, 'w21')")
+	testutil.Exec(t, db, "DELETE FROM t WHERE k = 21")
+
+	// a change that drops a column only goes forward
+	_, err := db.Exec("ALTER TABLE t DROP COLUMN w, DROP COLUMN nope")
+	if me := testutil.MySQLError(err); me == nil {
+		t.Fatalf("dropping a column that is not there: %v, want an error", err)
+	}
+	unchanged("DROP COLUMN nope")
+	_, err = db.Exec("ALTER TABLE t DROP COLUMN w, ADD UNIQUE KEY u (k, v)")
+	if me := testutil.MySQLError(err); me == nil || me.Number != 1235 {
+		t.Fatalf("DROP COLUMN with a unique key: %v, want 1235", err)
+	}
+	unchanged("DROP COLUMN with ADD UNIQUE")
 
 	// without the duplicate the same ALTER goes through everywhere
 	testutil.Exec(t, db, "DELETE FROM t WHERE k = 3")
-	testutil.Exec(t, db, "INSERT INTO t VALUES (3, 30)")
+	testutil.Exec(t, db, "INSERT INTO t VALUES (3, 30, 'w3')")
 	testutil.Exec(t, db, "ALTER TABLE t ADD COLUMN c INT DEFAULT 7, ADD UNIQUE KEY u (k, v)")
 	after := mustDefs(t, c, "dr", "t")
 	if msg := sameDefs(after, ""); msg != "" || !strings.Contains(anyDef(after), "UNIQUE KEY `u`") {
 		t.Fatalf("after the ALTER: %s\n%s", msg, anyDef(after))
 	}
-	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 3", "3,30,7")
-	if _, err := db.Exec("INSERT INTO t VALUES (3, 30, 1)"); testutil.MySQLError(err) == nil || testutil.MySQLError(err).Number != 1062 {
+	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 3", "3,30,w3,7")
+	if _, err := db.Exec("INSERT INTO t VALUES (3, 30, 'x', 1)"); testutil.MySQLError(err) == nil || testutil.MySQLError(err).Number != 1062 {
 		t.Errorf("a duplicate after the unique key was added: %v, want 1062", err)
+	}
+	testutil.Exec(t, db, "ALTER TABLE t DROP COLUMN w")
+	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 3", "3,30,7")
+	if msg := sameDefs(mustDefs(t, c, "dr", "t"), ""); msg != "" {
+		t.Error(msg)
 	}
 }
 
@@ -142,13 +180,22 @@ func alterCrash(t *testing.T, via *testutil.Node, db, q string) {
 	}
 }
 
-// waitConsistent waits until every partition of db.table has one
-// definition, containing has (or, has starting with "!", not containing
-// the rest).
-func waitConsistent(t *testing.T, c *testutil.Cluster, db, table string, timeout time.Duration) string {
+// waitConsistent waits until the cluster has no unfinished schema change
+// (SHOW DDL JOBS through agg) and every partition of db.table has the
+// same definition, which it returns.
+func waitConsistent(t *testing.T, c *testutil.Cluster, agg *sql.DB, db, table string, timeout time.Duration) string {
 	t.Helper()
 	var def string
 	eventually(t, timeout, func() string {
+		jobs, err := testutil.RenderRows(agg, "|", "SHOW DDL JOBS")
+		if err != nil {
+			return "SHOW DDL JOBS: " + err.Error()
+		}
+		for _, j := range jobs {
+			if f := strings.Split(j, "|"); len(f) > 4 && (f[4] == "running" || f[4] == "rolling back") {
+				return "unfinished job: " + j
+			}
+		}
 		defs, err := partitionDefs(t, c, db, table)
 		if err != nil {
 			return err.Error()
@@ -184,9 +231,54 @@ func TestAlterMasterCrashMidway(t *testing.T) {
 	c.MA.Env = nil
 	c.MA.Start()
 
-	def := waitConsistent(t, c, "dc", "t", 20*time.Second)
 	db = c.MA.DB("dc")
+	def := waitConsistent(t, c, db, "dc", "t", 20*time.Second)
 	checkAltered(t, db, def, "t", 40)
+}
+
+// TestAlterMasterCrashRollsBack: the master dies in the middle of an
+// ALTER that a partition it had not reached refuses (a UNIQUE key over
+// its duplicates). Restarted, it goes on with the job, meets the refusal
+// and rolls the change back on every partition that had made it.
+func TestAlterMasterCrashRollsBack(t *testing.T) {
+	c := testutil.StartCluster(t, 2, 0)
+	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE db8 PARTITIONS 8")
+	db := c.MA.DB("db8")
+	testutil.Exec(t, db, "CREATE TABLE t (k INT, v INT, SHARD KEY (k))")
+	var rows []string
+	for i := 1; i <= 40; i++ {
+		rows = append(rows, fmt.Sprintf("(%d, %d)", i, i*10))
+	}
+	// a duplicate in a partition other than the first, which the change
+	// runs on alone before the others
+	key := sharding.NewKey([]gmssql.Type{types.Int32})
+	dup := 0
+	for i := 1; dup == 0; i++ {
+		if p, _ := key.Partition([]interface{}{i}, 8); p != 0 {
+			dup = i
+		}
+	}
+	rows = append(rows, fmt.Sprintf("(%d, %d)", dup, dup*10))
+	testutil.Exec(t, db, "INSERT INTO t VALUES "+strings.Join(rows, ", "))
+	before := anyDef(mustDefs(t, c, "db8", "t"))
+
+	c.MA.Stop()
+	c.MA.Env = []string{"CANOPY_FAILPOINT=ddl-partition-done@2"}
+	c.MA.Start()
+	alterCrash(t, c.MA, "db8", "ALTER TABLE t ADD COLUMN c INT DEFAULT 7, ADD UNIQUE KEY u (k, v)")
+	c.MA.Env = nil
+	c.MA.Start()
+	db = c.MA.DB("db8")
+	if def := waitConsistent(t, c, db, "db8", "t", 20*time.Second); def != before {
+		t.Fatalf("after the interrupted ALTER was taken up, the partitions have\n%s\nwant the definition before\n%s", def, before)
+	}
+	jobs := testutil.Rows(t, db, "SHOW DDL JOBS")
+	if len(jobs) == 0 || !strings.Contains(jobs[0], ",db8,t,alter,rolled back,") || !strings.Contains(jobs[0], "Duplicate entry") {
+		t.Errorf("SHOW DDL JOBS: %q, want the ALTER rolled back for the duplicate", jobs)
+	}
+	testutil.ExpectRows(t, db, "SELECT * FROM t WHERE k = 5", "5,50")
+	testutil.ExpectRows(t, db, "SELECT COUNT(*), SUM(v) FROM t", fmt.Sprintf("41,%d", 8200+dup*10))
+	testutil.Exec(t, db, "INSERT INTO t VALUES (100, 1)")
 }
 
 // checkAltered checks a table of 40 rows (id, v = 10·id) after an
@@ -237,14 +329,18 @@ func TestAlterNewMasterFinishes(t *testing.T) {
 	testutil.Exec(t, c.MA.DB("dn"), "INSERT INTO t VALUES "+strings.Join(rows, ", "))
 
 	alterCrash(t, c.MA, "dn", "ALTER TABLE t ADD COLUMN c INT DEFAULT 7")
-	def := waitConsistent(t, c, "dn", "t", 30*time.Second)
-	for _, ch := range c.Children {
-		if nodeRole(ch.DB("")) == "master aggregator" {
-			checkAltered(t, ch.DB("dn"), def, "t", 40)
-			return
+	var master *testutil.Node
+	eventually(t, 15*time.Second, func() string {
+		for _, ch := range c.Children {
+			if nodeRole(ch.DB("")) == "master aggregator" {
+				master = ch
+				return ""
+			}
 		}
-	}
-	t.Fatal("no child became master")
+		return "no child became master"
+	})
+	def := waitConsistent(t, c, master.DB(""), "dn", "t", 30*time.Second)
+	checkAltered(t, master.DB("dn"), def, "t", 40)
 }
 
 // TestDDLJobsShowAndWait: a running schema change is listed by SHOW DDL

@@ -91,6 +91,7 @@ func TestParseCluster(t *testing.T) {
 		{"CANOPY DEMOTE PARTITION 'db_3'", PartitionRole{Action: "DEMOTE", Database: "db_3"}},
 		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7))}},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
+		{"show ddl jobs", ShowDDLJobs{}},
 		{"clear orphan databases", ClearOrphans{}},
 		{"EXPLAIN CLEAR ORPHAN DATABASES", ClearOrphans{Explain: true}},
 		{"CANOPY PREPARE 'agg:1/7-3'", PrepareTxn{XID: "agg:1/7-3"}},

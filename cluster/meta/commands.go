@@ -114,6 +114,12 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "schema_changed"
 	case SetUsers:
 		op = "set_users"
+	case StartDDLJob:
+		op = "start_ddl_job"
+	case UpdateDDLJob:
+		op = "update_ddl_job"
+	case FinishDDLJob:
+		op = "finish_ddl_job"
 	default:
 		return nil, fmt.Errorf("meta: unknown command %T", payload)
 	}
@@ -181,6 +187,7 @@ func (s *State) Apply(data []byte) (*State, error) {
 				err = fmt.Errorf("Unknown database '%s'", p.Name)
 			}
 			delete(n.Databases, strings.ToLower(p.Name))
+			n.cancelDDLJobs(p.Name, "")
 		}
 	case "create_table":
 		var p CreateTable
@@ -226,6 +233,21 @@ func (s *State) Apply(data []byte) (*State, error) {
 		var p SetUsers
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
 			n.Users = p.Data
+		}
+	case "start_ddl_job":
+		var p StartDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.startDDLJob(p.Job)
+		}
+	case "update_ddl_job":
+		var p UpdateDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.updateDDLJob(p)
+		}
+	case "finish_ddl_job":
+		var p FinishDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.finishDDLJob(p)
 		}
 	default:
 		err = fmt.Errorf("meta: unknown command %q", c.Op)
@@ -389,6 +411,7 @@ func (s *State) dropTable(p DropTable) error {
 		return fmt.Errorf("Unknown table '%s.%s'", p.Database, p.Name)
 	}
 	delete(d.Tables, strings.ToLower(p.Name))
+	s.cancelDDLJobs(d.Name, p.Name)
 	return nil
 }
 

@@ -27,6 +27,10 @@ type State struct {
 	// (go-mysql-server's serialized user tables; nil until the master
 	// aggregator records its own).
 	Users []byte `json:"users,omitempty"`
+	// DDLJobs are the schema changes under way and the last finished
+	// ones, in the order they started; NextDDLJob numbers them.
+	DDLJobs    []DDLJob `json:"ddl_jobs,omitempty"`
+	NextDDLJob uint64   `json:"next_ddl_job,omitempty"`
 }
 
 // Leaf is a leaf node of the cluster.
