@@ -713,6 +713,10 @@ func (a *Aggregator) forwardAlter(ctx context.Context, j *meta.DDLJob, d *meta.D
 // rollbackAlter brings every partition back to the definition before the
 // change; cause is why, which the client gets.
 func (a *Aggregator) rollbackAlter(ctx context.Context, j meta.DDLJob, d *meta.Database, ms []string, stmt ast.Statement, cause error) error {
+	// a client that went away (or KILLed the statement) has it undone all
+	// the same
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
 	if j.State != meta.DDLRollingBack {
 		if err := a.updateJob(meta.UpdateDDLJob{ID: j.ID, State: meta.DDLRollingBack, Error: cause.Error()}); err != nil {
 			a.log.Warn("recording a schema change's rollback", "job", j.ID, "err", err)

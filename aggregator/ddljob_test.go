@@ -187,6 +187,14 @@ func waitConsistent(t *testing.T, c *testutil.Cluster, agg *sql.DB, db, table st
 	t.Helper()
 	var def string
 	eventually(t, timeout, func() string {
+		defs, err := partitionDefs(t, c, db, table)
+		if err != nil {
+			return err.Error()
+		}
+		if msg := sameDefs(defs, ""); msg != "" {
+			return "partitions disagree: " + msg
+		}
+		def = anyDef(defs)
 		jobs, err := testutil.RenderRows(agg, "|", "SHOW DDL JOBS")
 		if err != nil {
 			return "SHOW DDL JOBS: " + err.Error()
@@ -196,14 +204,6 @@ func waitConsistent(t *testing.T, c *testutil.Cluster, agg *sql.DB, db, table st
 				return "unfinished job: " + j
 			}
 		}
-		defs, err := partitionDefs(t, c, db, table)
-		if err != nil {
-			return err.Error()
-		}
-		if msg := sameDefs(defs, ""); msg != "" {
-			return "partitions disagree: " + msg
-		}
-		def = anyDef(defs)
 		return ""
 	})
 	return def
