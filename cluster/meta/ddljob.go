@@ -194,7 +194,14 @@ func (s *State) endDDLJob(j *DDLJob, state, why string, at int64) {
 	if why != "" {
 		j.Error = why
 	}
+	j.forget()
 	s.trimDDLHistory()
+}
+
+// forget drops what only an unfinished job needs (the definitions, the
+// partitions' places), which every state change would copy.
+func (j *DDLJob) forget() {
+	j.Before, j.After, j.Sharding, j.Masters, j.Replicas = "", "", nil, nil, nil
 }
 
 // trimDDLHistory drops the oldest finished jobs beyond maxDDLHistory.
@@ -227,6 +234,7 @@ func (s *State) cancelDDLJobs(db, table string) {
 		j := &s.DDLJobs[i]
 		if j.Unfinished() && strings.EqualFold(j.Database, db) && (table == "" || strings.EqualFold(j.Table, table)) {
 			j.State, j.Error = DDLCancelled, "its "+what+" was dropped"
+			j.forget()
 		}
 	}
 	s.trimDDLHistory()

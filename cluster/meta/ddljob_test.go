@@ -52,7 +52,7 @@ func TestDDLJobs(t *testing.T) {
 		t.Error("an update finished a job")
 	}
 	s = apply(t, s, FinishDDLJob{ID: 1, State: DDLRolledBack, Error: "Duplicate entry", Finished: 5})
-	if j := s.DDLJob(1); j.State != DDLRolledBack || j.Finished != 5 || s.UnfinishedDDL("db", "t") != nil {
+	if j := s.DDLJob(1); j.State != DDLRolledBack || j.Finished != 5 || s.UnfinishedDDL("db", "t") != nil || j.Before != "" || j.After != "" {
 		t.Errorf("finished job: %+v", j)
 	}
 	for _, p := range []interface{}{UpdateDDLJob{ID: 1, After: "x"}, FinishDDLJob{ID: 1, State: DDLDone}, UpdateDDLJob{ID: 9}} {
