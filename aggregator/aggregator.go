@@ -43,6 +43,9 @@ type Host interface {
 	DataDir() string
 	// RunLocal runs one statement in this node's SQL engine for a client.
 	RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error
+	// RunInternal runs one statement in this node's SQL engine as the
+	// node itself, in a session of its own.
+	RunInternal(ctx context.Context, query string) ([]sql.Row, error)
 	// Session is the storage session of a client connection.
 	Session(id uint32) *storage.Session
 	// ClusterSecret authenticates the links between the cluster's nodes.
@@ -95,6 +98,7 @@ type Aggregator struct {
 	reignMu    sync.Mutex
 	reign      map[string]uint64 // leaf → the master epoch it has on record from this aggregator
 	reignTicks int               // reignLoop's
+	ddlJobs    ddlLocks          // schema changes running on this master (ddljob.go)
 }
 
 // Gathered counts the rows and value bytes partitions sent this
@@ -168,8 +172,9 @@ func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
 			}
 		}
 	}
-	a.wg.Add(6)
+	a.wg.Add(7)
 	go a.reignLoop()
+	go a.ddlJobLoop()
 	go a.haLoop()
 	go a.replicaWatchLoop()
 	go a.reconcileLoop()

@@ -61,6 +61,8 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			return nil, err
 		}
 		return &sqltypes.Result{RowsAffected: 1}, nil
+	case sqlcmd.ShowDDLJobs:
+		return a.showDDLJobs(), nil
 	case sqlcmd.ShowClusterStatus:
 		if !a.IsMaster() {
 			return a.forwardToMaster(ctx, c, query)

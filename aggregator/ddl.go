@@ -116,6 +116,11 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 	if done, err := a.forwarded(ctx, c, query); done {
 		return err
 	}
+	unlock, err := a.ddlGate(ctx, cmd.Name, nil, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st := a.State()
 	if st.Database(cmd.Name) != nil || a.store.HasDatabase(cmd.Name) {
 		if cmd.IfNotExists {
@@ -151,19 +156,29 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 		}
 		masters, replicas = meta.PlaceRedundant(pairs, n)
 	}
+	// a job in the metadata first: a master that dies before the database
+	// is listed leaves a record of what it made, which the next undoes
+	id, err := a.startJob(meta.DDLJob{Kind: meta.DDLCreateDatabase, Database: cmd.Name, Statement: query, Masters: masters, Replicas: replicas})
+	if err != nil {
+		return err
+	}
+	job := *a.State().DDLJob(id)
 	created, err := a.onLeaves(ctx, masters, func(p int) string {
 		return "CREATE DATABASE " + quoteIdent(meta.PartitionName(cmd.Name, p))
 	})
 	if err != nil {
-		a.onLeaves(ctx, created, func(p int) string {
-			return "DROP DATABASE IF EXISTS " + quoteIdent(meta.PartitionName(cmd.Name, p))
-		})
+		undo(func(ctx context.Context) error { return a.undoCreateDatabase(ctx, job, created, err) })
 		return mysql.NewSQLError(1772, "HY000", "CREATE PARTITION DATABASE for operation 'CREATE DATABASE' failed: %v", err)
 	}
 	if err := a.runLocal(ctx, c, "CREATE DATABASE "+quoteIdent(cmd.Name)); err != nil {
+		undo(func(ctx context.Context) error { return a.undoCreateDatabase(ctx, job, created, err) })
 		return err
 	}
+	failpoint.Hit("create-database-before-listing")
 	if err := a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
+		return err
+	}
+	if err := a.finishJob(id, meta.DDLDone, nil); err != nil {
 		return err
 	}
 	// every aggregator and leaf holds a copy (for reference tables): a
@@ -256,6 +271,19 @@ func (a *Aggregator) onLeafParts(ctx context.Context, leaf string, parts []int, 
 		ran(p)
 	}
 	return nil
+}
+
+// execThenHit runs a partition's statement, then crashes the process if
+// the failpoint is armed (a master aggregator dying in the middle of a
+// schema change's fan-out).
+func execThenHit(point string) leafExec {
+	return func(c *pool.Conn, p int, query string) error {
+		_, err := c.Exec(query, 0)
+		if err == nil {
+			failpoint.Hit(point)
+		}
+		return err
+	}
 }
 
 func masters(d *meta.Database) ([]string, error) {
@@ -384,6 +412,14 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 		return err
 	}
 	name := ddl.Table.Name.String()
+	unlock, err := a.ddlGate(ctx, d.Name, []string{name}, false)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if d = a.State().Database(d.Name); d == nil {
+		return mysql.NewSQLError(1049, "42000", "Unknown database '%s'", db)
+	}
 	if d.Table(name) != nil || a.store.HasTable(d.Name, name) {
 		if ddl.IfNotExists {
 			return nil
@@ -411,7 +447,15 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 	defer a.markCreating(d.Name, name)()
 	ddl.Table.DbQualifier = ast.NewTableIdent(d.Name)
 	local := ast.String(ddl)
+	// a job in the metadata first: a master that dies before the table is
+	// listed leaves a record of it, and the next drops what it made
+	id, err := a.startJob(meta.DDLJob{Kind: meta.DDLCreateTable, Database: d.Name, Table: name, Statement: local, Query: query, Sharding: &t})
+	if err != nil {
+		return err
+	}
+	job := *a.State().DDLJob(id)
 	if err := a.runLocal(ctx, c, local); err != nil {
+		undo(func(ctx context.Context) error { return a.undoCreateTable(ctx, job, err) })
 		return err
 	}
 	if !t.Reference {
@@ -432,16 +476,24 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 			})
 		}
 		if err != nil {
-			a.onLeaves(ctx, ms, func(p int) string {
-				return "DROP TABLE IF EXISTS " + quoteIdent(meta.PartitionName(d.Name, p)) + "." + quoteIdent(name)
-			})
-			a.runLocal(ctx, c, "DROP TABLE IF EXISTS "+quoteIdent(d.Name)+"."+quoteIdent(name))
+			undo(func(ctx context.Context) error { return a.undoCreateTable(ctx, job, err) })
 			return err
 		}
 	}
 	a.waitReplicated(d.Name)
 	failpoint.Hit("create-table-before-listing")
-	return a.propose(meta.CreateTable{Database: d.Name, Table: t, LSN: a.copyLSN(d.Name)})
+	if err := a.propose(meta.CreateTable{Database: d.Name, Table: t, LSN: a.copyLSN(d.Name)}); err != nil {
+		return err
+	}
+	return a.finishJob(id, meta.DDLDone, nil)
+}
+
+// undo runs the undoing of a failed schema change, which goes on even
+// when the client's statement was cancelled, within a minute.
+func undo(f func(ctx context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f(ctx)
 }
 
 // shardTable decides a new table's shard key and checks the seeds' rule
@@ -628,6 +680,32 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 	}
 	drop, isDrop := stmt.(*ast.DDL)
 	isDrop = isDrop && drop.Action == ast.DropStr && drop.ViewSpec == nil && drop.TriggerSpec == nil && drop.ProcedureSpec == nil
+	// one schema change of a table at a time, after its unfinished job
+	var names []string
+	for _, tn := range tables {
+		if strings.EqualFold(cmp.Or(tn.DbQualifier.String(), cur), d.Name) {
+			names = append(names, tn.Name.String())
+		}
+	}
+	for _, p := range pairs {
+		names = append(names, p.to.Name.String())
+	}
+	if len(names) > 0 {
+		unlock, err := a.ddlGate(ctx, d.Name, names, isDrop)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if d = a.State().Database(d.Name); d == nil {
+			return mysql.NewSQLError(1049, "42000", "Unknown database '%s'", cur)
+		}
+	}
+	if len(sharded) == 1 && len(pairs) == 0 && !isDrop && isAlter(stmt) && d.Table(sharded[0]) != nil {
+		if err := a.alterTable(ctx, d, d.Table(sharded[0]), stmt, query); err != nil {
+			return err
+		}
+		return a.sendOK(callback, nil)
+	}
 	if isDrop {
 		for _, name := range sharded {
 			if err := a.propose(meta.DropTable{Database: d.Name, Name: name}); err != nil {
@@ -651,9 +729,9 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 		if err != nil {
 			return err
 		}
-		if _, err := a.onLeaves(ctx, ms, func(p int) string {
+		if _, err := a.onLeavesWith(ctx, ms, func(p int) string {
 			return renameTables(stmt, d, p, cur)
-		}); err != nil {
+		}, execThenHit("ddl-partition-done")); err != nil {
 			return err
 		}
 	}

@@ -599,7 +599,7 @@ func (a *Aggregator) runSteps(ctx context.Context, kind, leaf, db string, steps 
 	for _, s := range steps {
 		job.Steps = append(job.Steps, meta.JobStep{Step: s, Status: "scheduled"})
 	}
-	id := a.startJob(job)
+	id := a.journalStart(job)
 	defer a.ha.endJob(job.Token)
 	record := func(cmd any) {
 		if id == 0 {
@@ -657,10 +657,10 @@ func (a *Aggregator) runSteps(ctx context.Context, kind, leaf, db string, steps 
 // stepParallelism bounds the steps of one phase that run at once.
 const stepParallelism = 4
 
-// startJob records a job in the journal and returns its id (0 when it
+// journalStart records a job in the journal and returns its id (0 when it
 // could not be recorded: the operation runs all the same). The job is
 // this aggregator's (not to be resumed) from before it is proposed.
-func (a *Aggregator) startJob(job meta.Job) uint64 {
+func (a *Aggregator) journalStart(job meta.Job) uint64 {
 	a.ha.jobsMu.Lock()
 	a.ha.jobs[job.Token] = true
 	a.ha.jobsMu.Unlock()

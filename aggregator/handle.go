@@ -91,9 +91,17 @@ func (a *Aggregator) ConnectionClosed(id uint32) {
 
 // inTransaction reports whether the client has a transaction open (BEGIN,
 // or autocommit off).
+// InternalSessions is where the ids of the sessions a node runs its own
+// statements in (Host.RunInternal) start, far above the server's
+// connection ids: they see this node's copies as stored here.
+const InternalSessions = 1 << 31
+
 // seesLocal reports whether a connection's statement works on this node's
 // own copies of distributed databases.
 func (a *Aggregator) seesLocal(id uint32) bool {
+	if id >= InternalSessions {
+		return true // the node's own work on its copies (Host.RunInternal)
+	}
 	v, ok := a.sessions.Load(id)
 	return ok && v.(*session).local.Load()
 }

@@ -16,11 +16,14 @@ import (
 )
 
 // TestInterruptedCreateTable: a master aggregator that dies after making a
-// table (in its copy and on the leaves) and before
-// listing it in the metadata leaves a table the metadata does not know.
-// Statements on it fail with an error that says so, on the master and on
-// a child added afterwards, instead of writing into an aggregator's copy, which holds no
-// rows; DROP TABLE clears it everywhere and it can be made again.
+// table (in its copy and on the leaves) and before listing it in the
+// metadata leaves a table the metadata does not know, and the job it
+// recorded. Until the job is taken up (held back here by the failpoint
+// ddl-jobs-paused), statements on the table fail with an error that says
+// so, on the master and on a child added afterwards, instead of writing
+// into an aggregator's copy, which holds no rows. Then the master rolls
+// the job back: the table is gone from the copies and the leaves, and it
+// can be made again.
 func TestInterruptedCreateTable(t *testing.T) {
 	c := testutil.StartCluster(t, 2, 0) // the only aggregator stays master across its restart
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE ic PARTITIONS 4")
@@ -33,15 +36,37 @@ func TestInterruptedCreateTable(t *testing.T) {
 	if !c.MA.WaitExit(10 * time.Second) {
 		t.Fatal("the master aggregator did not stop at the failpoint")
 	}
-	c.MA.Env = nil
+	c.MA.Env = []string{"CANOPY_FAILPOINT=ddl-jobs-paused"}
 	c.MA.Start()
 	c.AddAggregator(testutil.StartNode(t)) // its copy of ic holds the table too
 
 	const unlisted = "Error 1146 (42S02): Table 'ic.half' is not in the cluster's metadata"
 	expectErrorContains(t, c.MA.DB("ic"), "INSERT INTO half VALUES (1)", unlisted)
 	expectErrorContains(t, c.Children[0].DB("ic"), "SELECT COUNT(*) FROM half", unlisted)
+	jobs := testutil.Rows(t, c.Children[0].DB(""), "SHOW DDL JOBS")
+	if len(jobs) == 0 || !strings.Contains(jobs[0], ",ic,half,create table,running,") {
+		t.Errorf("SHOW DDL JOBS with the CREATE TABLE interrupted: %q", jobs)
+	}
 
-	testutil.Exec(t, c.MA.DB("ic"), "DROP TABLE half")
+	c.MA.Stop()
+	c.MA.Env = nil
+	c.MA.Start()
+	eventually(t, 15*time.Second, func() string {
+		jobs, err := testutil.RenderRows(c.MA.DB(""), ",", "SHOW DDL JOBS")
+		if err != nil || len(jobs) == 0 || !strings.Contains(jobs[0], ",ic,half,create table,rolled back,") {
+			return fmt.Sprintf("SHOW DDL JOBS: %q %v, want the CREATE TABLE rolled back", jobs, err)
+		}
+		return ""
+	})
+	for _, n := range append([]*testutil.Node{c.MA, c.Children[0]}, c.Leaves...) {
+		eventually(t, 10*time.Second, func() string {
+			rows, err := testutil.RenderRows(n.DB(""), ",", "SELECT table_schema FROM information_schema.tables WHERE table_name = 'half'")
+			if err != nil || len(rows) > 0 {
+				return fmt.Sprintf("node %d still has the table in %q (%v)", n.Port, rows, err)
+			}
+			return ""
+		})
+	}
 	testutil.Exec(t, c.Children[0].DB("ic"), "CREATE TABLE half (id INT PRIMARY KEY)")
 	testutil.Exec(t, c.Children[0].DB("ic"), "INSERT INTO half VALUES (1), (2), (3), (4), (5)")
 	testutil.ExpectRows(t, c.MA.DB("ic"), "SELECT COUNT(*) FROM half", "5")

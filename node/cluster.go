@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 
 	sqle "github.com/dolthub/go-mysql-server"
 	"github.com/dolthub/go-mysql-server/sql"
@@ -17,6 +18,7 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/internal/linkauth"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"
@@ -150,6 +152,27 @@ func (n *Node) SQLContext(ctx context.Context, c *mysql.Conn) (*sql.Context, err
 // RunLocal runs one statement of a client in this node's engine.
 func (n *Node) RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error {
 	return n.gms.ComQuery(ctx, c, query, callback)
+}
+
+// internalConnID numbers the sessions of RunInternal.
+var internalConnID atomic.Uint32
+
+func init() { internalConnID.Store(aggregator.InternalSessions) }
+
+// RunInternal runs one statement in this node's engine as the node
+// itself (the cluster's internal account), in a session of its own: the
+// master aggregator's work on its copies of distributed databases when
+// no client statement runs it (a schema change finished after a restart).
+func (n *Node) RunInternal(ctx context.Context, query string) ([]sql.Row, error) {
+	base := sql.NewBaseSessionWithClientServer(net.JoinHostPort(n.cfg.AdvertiseHost, strconv.Itoa(n.cfg.Port)),
+		sql.Client{Address: "localhost", User: linkauth.InternalUser}, internalConnID.Add(1))
+	s := storage.NewSession(base, n.store)
+	sctx := storage.NewContext(ctx, sql.WithSession(s))
+	_, iter, _, err := n.engine.Query(sctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return sql.RowIterToRows(sctx, iter)
 }
 
 // analyze plans a statement in the engine for a client's session.

@@ -25,7 +25,7 @@ func AccessOf(c Command) Access {
 	switch c.(type) {
 	case Explain, SetPassword, AlterUserRequire, Challenge, Authenticate:
 		return AccessChecked
-	case ShowLeaves, ShowAggregators, ShowPartitions, ShowRebalanceStatus, ShowClusterStatus,
+	case ShowLeaves, ShowAggregators, ShowPartitions, ShowRebalanceStatus, ShowClusterStatus, ShowDDLJobs,
 		ShowDatabasesExtended, ShowReplicationStatus:
 		return AccessProcess
 	case ClearOrphans:

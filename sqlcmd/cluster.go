@@ -180,6 +180,9 @@ type (
 	// ShowClusterStatus is SHOW CLUSTER STATUS: every database copy on
 	// every leaf, with its role in the metadata.
 	ShowClusterStatus struct{}
+	// ShowDDLJobs is SHOW DDL JOBS: the schema changes under way and the
+	// last finished ones, from the metadata.
+	ShowDDLJobs struct{}
 	// ClearOrphans is [EXPLAIN] CLEAR ORPHAN DATABASES.
 	ClearOrphans struct{ Explain bool }
 )
@@ -217,6 +220,7 @@ func (AttachLeaf) command()          {}
 func (DetachLeaf) command()          {}
 func (ShowRebalanceStatus) command() {}
 func (ShowClusterStatus) command()   {}
+func (ShowDDLJobs) command()         {}
 func (ClearOrphans) command()        {}
 
 // ClusterVariables are the variables kept in the cluster metadata.
@@ -315,6 +319,10 @@ func parseCluster(p *parser) Command {
 	case p.keyword("SHOW", "CLUSTER", "STATUS"):
 		if p.done() {
 			return ShowClusterStatus{}
+		}
+	case p.keyword("SHOW", "DDL", "JOBS"):
+		if p.done() {
+			return ShowDDLJobs{}
 		}
 	case p.keyword("CLEAR", "ORPHAN", "DATABASES"), p.keyword("EXPLAIN", "CLEAR", "ORPHAN", "DATABASES"):
 		if p.done() {

@@ -103,6 +103,7 @@ func TestParseCluster(t *testing.T) {
 		{"CANOPY MASTER AGGREGATOR '127.0.0.1:3306' EPOCH 0", nil},
 		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7 INCARNATION 42", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7)), Incarnation: ptr(uint64(42))}},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
+		{"show ddl jobs", ShowDDLJobs{}},
 		{"clear orphan databases", ClearOrphans{}},
 		{"EXPLAIN CLEAR ORPHAN DATABASES", ClearOrphans{Explain: true}},
 		{"CANOPY PREPARE 'agg:1/7-3'", PrepareTxn{XID: "agg:1/7-3"}},

@@ -135,6 +135,12 @@ func Encode(payload interface{}) ([]byte, error) {
 		op = "set_users"
 	case TakeOver:
 		op = "take_over"
+	case StartDDLJob:
+		op = "start_ddl_job"
+	case UpdateDDLJob:
+		op = "update_ddl_job"
+	case FinishDDLJob:
+		op = "finish_ddl_job"
 	default:
 		return nil, fmt.Errorf("meta: unknown command %T", payload)
 	}
@@ -202,6 +208,7 @@ func (s *State) Apply(data []byte) (*State, error) {
 				err = fmt.Errorf("Unknown database '%s'", p.Name)
 			}
 			delete(n.Databases, strings.ToLower(p.Name))
+			n.cancelDDLJobs(p.Name, "")
 		}
 	case "create_table":
 		var p CreateTable
@@ -268,6 +275,21 @@ func (s *State) Apply(data []byte) (*State, error) {
 		if err = json.Unmarshal(c.Payload, &p); err == nil {
 			n.MasterEpoch = max(n.MasterEpoch+1, p.MinEpoch)
 			n.MasterAddr = p.Master
+		}
+	case "start_ddl_job":
+		var p StartDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.startDDLJob(p.Job)
+		}
+	case "update_ddl_job":
+		var p UpdateDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.updateDDLJob(p)
+		}
+	case "finish_ddl_job":
+		var p FinishDDLJob
+		if err = json.Unmarshal(c.Payload, &p); err == nil {
+			err = n.finishDDLJob(p)
 		}
 	default:
 		err = fmt.Errorf("meta: unknown command %q", c.Op)
@@ -432,6 +454,7 @@ func (s *State) dropTable(p DropTable) error {
 		return fmt.Errorf("Unknown table '%s.%s'", p.Database, p.Name)
 	}
 	delete(d.Tables, strings.ToLower(p.Name))
+	s.cancelDDLJobs(d.Name, p.Name)
 	return nil
 }
 

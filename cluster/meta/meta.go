@@ -38,6 +38,10 @@ type State struct {
 	// while it was away learns from the leaves that it was.
 	MasterEpoch uint64 `json:"master_epoch,omitempty"`
 	MasterAddr  string `json:"master_addr,omitempty"`
+	// DDLJobs are the schema changes under way and the last finished
+	// ones, in the order they started; NextDDLJob numbers them.
+	DDLJobs    []DDLJob `json:"ddl_jobs,omitempty"`
+	NextDDLJob uint64   `json:"next_ddl_job,omitempty"`
 }
 
 // Leaf is a leaf node of the cluster.

@@ -3,7 +3,9 @@
 // exits at once, as if killed, with everything before the point durable),
 // make an operation fail (Fail; name*N fails the first N times only, then
 // the fault clears), or switch on what no production node does (Enabled),
-// such as letting a client stage a fault by hand.
+// such as letting a client stage a fault by hand. name@N crashes at the
+// N-th hit of Hit (the earlier ones pass): a point in the middle of a
+// loop.
 package failpoint
 
 import (
@@ -18,6 +20,7 @@ var (
 	armed = map[string]bool{}
 	mu    sync.Mutex
 	left  = map[string]int{} // Fail points armed for a number of hits
+	at    = map[string]int{} // Hit points armed for their N-th hit
 )
 
 func init() {
@@ -27,6 +30,12 @@ func init() {
 			if times, err := strconv.Atoi(n); err == nil && times > 0 {
 				name = base
 				left[name] = times
+			}
+		}
+		if base, n, ok := strings.Cut(name, "@"); ok {
+			if hit, err := strconv.Atoi(n); err == nil && hit > 0 {
+				name = base
+				at[name] = hit
 			}
 		}
 		if name != "" {
@@ -55,9 +64,19 @@ func Fail(name string) bool {
 	return true
 }
 
-// Hit crashes the process if the named failpoint is armed.
+// Hit crashes the process if the named failpoint is armed (name@N: at
+// its N-th hit).
 func Hit(name string) {
-	if armed[name] {
+	if !armed[name] {
+		return
+	}
+	mu.Lock()
+	n, counted := at[name]
+	if counted {
+		at[name] = n - 1
+	}
+	mu.Unlock()
+	if !counted || n == 1 {
 		fmt.Fprintf(os.Stderr, "failpoint %s: exiting\n", name)
 		os.Exit(3)
 	}

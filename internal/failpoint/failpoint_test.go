@@ -20,3 +20,14 @@ func TestFailCounted(t *testing.T) {
 		t.Error("an unarmed fault fails")
 	}
 }
+
+// TestHitAt: name@N passes the first N-1 hits (the N-th would exit).
+func TestHitAt(t *testing.T) {
+	armed["t-at"], at["t-at"] = true, 3
+	defer func() { delete(armed, "t-at"); delete(at, "t-at") }()
+	Hit("t-at")
+	Hit("t-at")
+	if at["t-at"] != 1 {
+		t.Errorf("after two hits of t-at@3, %d left, want the next to exit", at["t-at"])
+	}
+}
