@@ -74,7 +74,7 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 		if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
 			return Position{}, err
 		}
-		d.replica, d.visible, d.suspect = true, d.pos, false
+		d.replica, d.visible = true, d.pos
 	}
 	if !d.replica {
 		return Position{}, fmt.Errorf("database %s exists here: %w", name, ErrNotReplica)
@@ -259,7 +259,7 @@ func (s *Store) reloadCatalog(d *dbState) error {
 // records of the old master's term are told apart, and the in-doubt
 // transactions replicated to it are loaded with their locks, to be
 // resolved by their coordinators. Promoting a master is a no-op.
-func (s *Store) Promote(name string) (Position, error) { return s.promote(name, 0, false, nil) }
+func (s *Store) Promote(name string) (Position, error) { return s.promote(name, 0, false) }
 
 // ErrStaleEpoch: a promotion at an epoch older than the copy's term (a
 // master aggregator acting on old metadata).
@@ -271,27 +271,17 @@ var ErrStaleEpoch = errors.New("the copy has a newer term than the epoch it is p
 // never share a term. A master whose term is below epoch moves its term
 // up to it; a copy whose term is above it refuses (ErrStaleEpoch).
 func (s *Store) PromoteAt(name string, epoch uint64) (Position, error) {
-	return s.promote(name, epoch, true, nil)
+	return s.promote(name, epoch, true)
 }
 
-// promote makes name master (at epoch when atEpoch, else at its term + 1
-// if it is a replica). With an incarnation (the master aggregator's
-// confirmation, PromoteConfirmed) it also clears the copy's suspicion,
-// unless the incarnation is stale: then nothing changes. A promotion to a
-// term newer than the one that deposed the copy clears that.
-func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *uint64) (Position, error) {
+func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, error) {
 	d := s.database(name)
 	if d == nil {
 		return Position{}, sql.ErrDatabaseNotFound.New(name)
 	}
-	s.notice() // a pause that just ended counts before the confirmation
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
 	s.commitMu.Lock()
-	if incarnation != nil && *incarnation != s.fence.incarnation.Load() {
-		s.commitMu.Unlock()
-		return Position{}, fmt.Errorf("promote %s at epoch %d: incarnation %d, now %d: %w", name, epoch, *incarnation, s.fence.incarnation.Load(), ErrStaleIncarnation)
-	}
 	if s.SnapshotPending(name) { // under commitMu: no snapshot begins or ends meanwhile
 		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
@@ -308,16 +298,7 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *ui
 	case d.replica:
 		pos.Term++
 	}
-	confirm := func() {
-		if incarnation != nil {
-			d.suspect = false
-		}
-		if d.deposedBy != 0 && pos.Term > d.deposedBy {
-			d.deposedBy = 0
-		}
-	}
 	if !wasReplica && pos == d.pos {
-		confirm()
 		s.commitMu.Unlock()
 		return pos, nil
 	}
@@ -330,7 +311,6 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *ui
 		return Position{}, fmt.Errorf("promote %s: %w", name, err)
 	}
 	d.replica, d.pos, d.visible = false, pos, pos
-	confirm()
 	s.commitMu.Unlock()
 	if !wasReplica {
 		return pos, nil
@@ -394,6 +374,6 @@ func (s *Store) Demote(ctx context.Context, name string) (Position, error) {
 		d.handingOver = false
 		return Position{}, fmt.Errorf("demote %s: %w", name, err)
 	}
-	d.replica, d.handingOver, d.visible, d.suspect = true, false, d.pos, false
+	d.replica, d.handingOver, d.visible = true, false, d.pos
 	return d.pos, nil
 }

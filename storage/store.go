@@ -61,9 +61,6 @@ type Store struct {
 	promoteMu  sync.RWMutex            // a promotion makes its replicated in-doubt parts prepared
 
 	replicaWait atomic.Pointer[ReplicaWaiter]
-
-	fence  fence         // pause fencing (fence.go)
-	closed chan struct{} // closed by Close
 }
 
 // dbState is the in-memory state of one database.
@@ -92,12 +89,6 @@ type dbState struct {
 	// handingOver: the master is being demoted (Demote); only the outcomes
 	// of its in-doubt transactions commit.
 	handingOver bool
-	// suspect: a master partition since a pause of this process, until
-	// the master aggregator confirms it (fence.go)
-	suspect bool
-	// deposedBy: the newer term a replica of this master follows (0: not
-	// deposed); the copy takes no writes (fence.go)
-	deposedBy uint64
 	// committed is closed and replaced at every commit of this database
 	// (CommitSignal)
 	committed chan struct{}
@@ -143,10 +134,7 @@ func Open(dir string, o Options) (*Store, error) {
 		byID:     make(map[uint32]*dbState),
 		lockWait: o.LockWait,
 		prepared: make(map[string]*preparedTxn),
-		closed:   make(chan struct{}),
 	}
-	s.fence.base = time.Now()
-	s.fence.incarnation.Store(newIncarnation())
 	if o.NoSync {
 		s.sync = pebble.NoSync
 	}
@@ -165,7 +153,6 @@ func Open(dir string, o Options) (*Store, error) {
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
-	close(s.closed)
 	err := s.db.Close()
 	s.cache.Unref()
 	return err
@@ -324,9 +311,6 @@ type DatabaseInfo struct {
 	Commits uint64
 	Pos     Position
 	Replica bool
-	// Suspect: a master partition since a pause, not yet confirmed;
-	// Deposed: a master whose replica follows a newer master (fence.go)
-	Suspect, Deposed bool
 }
 
 // DatabaseInfos lists every database with its log position.
@@ -335,8 +319,7 @@ func (s *Store) DatabaseInfos() []DatabaseInfo {
 	out := make([]DatabaseInfo, 0, len(dbs))
 	s.commitMu.Lock()
 	for _, d := range dbs {
-		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica,
-			Suspect: d.suspect && !d.replica, Deposed: d.deposedBy != 0 && !d.replica})
+		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica})
 	}
 	s.commitMu.Unlock()
 	return out
@@ -404,7 +387,6 @@ type dbCommit struct {
 	d       *dbState
 	pos     Position
 	commits uint64
-	inc     uint64 // the store's incarnation when it committed (fence.go)
 }
 
 // ReplicaWaiter waits until the synchronous replicas of a database have
@@ -416,19 +398,17 @@ type ReplicaWaiter func(db string, lsn uint64) error
 // (partition replication, DESIGN.md §3). Row locks are held until it returns.
 func (s *Store) SetReplicaWaiter(w ReplicaWaiter) { s.replicaWait.Store(&w) }
 
-// waitReplicas is the end of a commit, after its own sync: the
-// synchronous replicas confirm it, and a commit that a pause of this
-// process interrupted waits for its partitions to be confirmed
-// (confirmPaused).
 func (s *Store) waitReplicas(applied []dbCommit) error {
-	if w := s.replicaWait.Load(); w != nil {
-		for _, a := range applied {
-			if err := (*w)(a.d.meta.Name, a.pos.LSN); err != nil {
-				return err
-			}
+	w := s.replicaWait.Load()
+	if w == nil {
+		return nil
+	}
+	for _, a := range applied {
+		if err := (*w)(a.d.meta.Name, a.pos.LSN); err != nil {
+			return err
 		}
 	}
-	return s.confirmPaused(applied)
+	return nil
 }
 
 // commitLocked builds the batch and applies it; called under commitMu.
@@ -438,12 +418,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 	}
 	var applied []dbCommit
 	counterVals := make(map[*tableState][]byte)
-	clock := time.Now()
-	now := clock.UnixNano()
-	if s.fence.pausedAt(clock) { // the process resumed just now: the watchdog may not have run yet
-		s.noticeLocked()
-	}
-	inc := s.fence.incarnation.Load()
+	now := time.Now().UnixNano()
 	for _, g := range t.groupByDatabase() {
 		if g.global || t.dropping[g.dbID] {
 			// catalog entries and dropped databases have no log
@@ -459,9 +434,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		if d.replica && !t.replicated {
 			return nil, errReplicaReadOnly(d.meta.Name)
 		}
-		if d.suspect || d.deposedBy != 0 {
-			return nil, d.fencedLocked()
-		}
+
 		if d.handingOver && !t.outcome {
 			return nil, errHandingOver(d.meta.Name)
 		}
@@ -501,7 +474,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
 			return nil, err
 		}
-		applied = append(applied, dbCommit{d, rec.Pos, commits, inc})
+		applied = append(applied, dbCommit{d, rec.Pos, commits})
 	}
 	if err := s.apply(b); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
