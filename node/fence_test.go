@@ -33,7 +33,7 @@ func TestMasterAggregatorFence(t *testing.T) {
 	refused("CANOPY REPLICATE '[]' MASTER EPOCH 1")
 	testutil.Exec(t, db, "CANOPY DROP PARTITION x_0 MASTER EPOCH 2")
 	testutil.Exec(t, db, "CANOPY DROP PARTITION x_0 MASTER EPOCH 3") // newer than the record: a master that has not recorded itself yet
-	testutil.Exec(t, db, "CANOPY DROP PARTITION x_0")         // no epoch: not fenced
+	testutil.Exec(t, db, "CANOPY DROP PARTITION x_0")                // no epoch: not fenced
 	testutil.Exec(t, db, "CANOPY REPLICATE '[]' MASTER EPOCH 2")
 
 	testutil.ExpectRows(t, db, "CANOPY MASTER AGGREGATOR '127.0.0.1:3307' EPOCH 5", "127.0.0.1:3307,5")
