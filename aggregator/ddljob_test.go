@@ -329,16 +329,7 @@ func TestAlterNewMasterFinishes(t *testing.T) {
 	testutil.Exec(t, c.MA.DB("dn"), "INSERT INTO t VALUES "+strings.Join(rows, ", "))
 
 	alterCrash(t, c.MA, "dn", "ALTER TABLE t ADD COLUMN c INT DEFAULT 7")
-	var master *testutil.Node
-	eventually(t, 15*time.Second, func() string {
-		for _, ch := range c.Children {
-			if nodeRole(ch.DB("")) == "master aggregator" {
-				master = ch
-				return ""
-			}
-		}
-		return "no child became master"
-	})
+	master := newMaster(t, c.Children)
 	def := waitConsistent(t, c, master.DB(""), "dn", "t", 30*time.Second)
 	checkAltered(t, master.DB("dn"), def, "t", 40)
 }

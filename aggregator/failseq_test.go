@@ -247,14 +247,7 @@ func TestReplicaMissingHeartbeatAtFailover(t *testing.T) {
 	b.Resume()
 	waitLeafState(t, ma, b.Port, "online", 5*time.Second)
 	bPort := strconv.Itoa(b.Port)
-	eventually(t, 15*time.Second, func() string {
-		for o, cp := range partitionCopies(t, ma, "fs") {
-			if cp[0] != bPort {
-				return fmt.Sprintf("partition %d has master %q", o, cp[0])
-			}
-		}
-		return ""
-	})
+	waitMastersOn(t, ma, "fs", bPort, 15*time.Second)
 	insertRange(t, ma, 40, 60)
 	if m := missingIDs(t, ma, 60); len(m) > 0 {
 		t.Fatalf("%d acknowledged inserts lost: %v", len(m), m)
@@ -291,26 +284,10 @@ func TestFailoverSurvivesMasterCrash(t *testing.T) {
 	if !c.MA.WaitExit(15 * time.Second) {
 		t.Fatal("the master aggregator did not reach the failpoint")
 	}
-	var master *testutil.Node
-	eventually(t, 15*time.Second, func() string {
-		for _, ch := range c.Children {
-			if nodeRole(ch.DB("")) == "master aggregator" {
-				master = ch
-				return ""
-			}
-		}
-		return "no child became master"
-	})
+	master := newMaster(t, c.Children)
 	mdb := master.DB("")
 	bPort := strconv.Itoa(c.Leaves[1].Port)
-	eventually(t, 15*time.Second, func() string {
-		for o, cp := range partitionCopies(t, mdb, "fs") {
-			if cp[0] != bPort {
-				return fmt.Sprintf("partition %d has master %q", o, cp[0])
-			}
-		}
-		return ""
-	})
+	waitMastersOn(t, mdb, "fs", bPort, 15*time.Second)
 	insertRange(t, mdb, 50, 80)
 	if m := missingIDs(t, mdb, 80); len(m) > 0 {
 		t.Fatalf("%d acknowledged inserts lost: %v", len(m), m)
@@ -349,16 +326,7 @@ func TestRebalanceResumedByNewMaster(t *testing.T) {
 	if !c.MA.WaitExit(10 * time.Second) {
 		t.Fatal("the master aggregator did not reach the failpoint")
 	}
-	var master *testutil.Node
-	eventually(t, 15*time.Second, func() string {
-		for _, ch := range c.Children {
-			if nodeRole(ch.DB("")) == "master aggregator" {
-				master = ch
-				return ""
-			}
-		}
-		return "no child became master"
-	})
+	master := newMaster(t, c.Children)
 	mdb := master.DB("")
 	eventually(t, 60*time.Second, func() string {
 		perLeaf := map[string]int{}
@@ -453,4 +421,35 @@ func TestShutdownAcknowledgesNothingLost(t *testing.T) {
 	if len(lost) > 0 {
 		t.Fatalf("%d acknowledged inserts are not in the table: %v", len(lost), lost[:min(len(lost), 20)])
 	}
+}
+
+// newMaster waits until one of the children reports itself master
+// aggregator (the master was killed) and returns it.
+func newMaster(t *testing.T, children []*testutil.Node) *testutil.Node {
+	t.Helper()
+	var master *testutil.Node
+	eventually(t, 15*time.Second, func() string {
+		for _, ch := range children {
+			if nodeRole(ch.DB("")) == "master aggregator" {
+				master = ch
+				return ""
+			}
+		}
+		return "no child became master"
+	})
+	return master
+}
+
+// waitMastersOn waits until the leaf on port masters every partition of
+// database db.
+func waitMastersOn(t *testing.T, ma *sql.DB, db, port string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() string {
+		for o, cp := range partitionCopies(t, ma, db) {
+			if cp[0] != port {
+				return fmt.Sprintf("partition %d has master %q", o, cp[0])
+			}
+		}
+		return ""
+	})
 }

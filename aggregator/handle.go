@@ -720,6 +720,28 @@ func (a *Aggregator) runInMasterPart(ctx context.Context, c *mysql.Conn, db, que
 	return callback(res, false)
 }
 
+// acquireMaster takes a connection to the master aggregator (master, ""
+// when none is known), or says why there is none.
+func (a *Aggregator) acquireMaster(ctx context.Context, master string) (*pool.Conn, error) {
+	if v := a.raft.Held(); master == "" && v != nil {
+		return nil, heldError(v)
+	}
+	if master == "" {
+		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
+			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
+	}
+	mp, err := a.aggregatorPool(master)
+	if err != nil {
+		return nil, err
+	}
+	c, err := mp.Acquire(ctx)
+	if err != nil {
+		return nil, mysql.NewSQLError(1105, "HY000", "The master aggregator %s is unreachable (%v): DDL and writes to reference tables need it. "+
+			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
+	}
+	return c, nil
+}
+
 // masterPart is the connection of a client's open transaction to the
 // master aggregator, beginning the master's part on first use. The
 // transaction's part stays with the master it began on: if another
@@ -739,18 +761,9 @@ func (a *Aggregator) masterPart(ctx context.Context, s *session) (*pool.Conn, er
 		}
 		return s.conns[s.master], nil
 	}
-	if master == "" {
-		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
-			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
-	}
-	mp, err := a.aggregatorPool(master)
+	c, err := a.acquireMaster(ctx, master)
 	if err != nil {
 		return nil, err
-	}
-	c, err := mp.Acquire(ctx)
-	if err != nil {
-		return nil, mysql.NewSQLError(1105, "HY000", "The master aggregator %s is unreachable (%v): DDL and writes to reference tables need it. "+
-			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	if err := beginLeafPart(s, c); err != nil {
 		c.Release()
@@ -876,22 +889,9 @@ func (a *Aggregator) forwardToMaster(ctx context.Context, client *mysql.Conn, qu
 	if a.raft.Leader() == "" && a.raft.Held() == nil {
 		a.raft.WaitLeader(5 * time.Second) // an election may be under way
 	}
-	master := a.raft.Leader()
-	if v := a.raft.Held(); master == "" && v != nil {
-		return nil, heldError(v)
-	}
-	if master == "" {
-		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
-			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
-	}
-	mp, err := a.aggregatorPool(master)
+	c, err := a.acquireMaster(ctx, a.raft.Leader())
 	if err != nil {
 		return nil, err
-	}
-	c, err := mp.Acquire(ctx)
-	if err != nil {
-		return nil, mysql.NewSQLError(1105, "HY000", "The master aggregator %s is unreachable (%v): DDL and writes to reference tables need it. "+
-			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	defer c.Release()
 	res, idx, err := a.runAs(ctx, c, account, connID, query)
