@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -117,6 +116,13 @@ func (s *Store) Prepare(t *Txn, xid string) error {
 	}
 	s.commitMu.Lock()
 	err := t.checkVersions()
+	for id := range recs {
+		// the records' own commit checks the databases for a fresh
+		// transaction; t itself must not predate a promotion
+		if d := s.databaseByID(id); err == nil && d != nil && uint64(t.id) <= d.writesAfter {
+			err = errPromoted(d.meta.Name)
+		}
+	}
 	s.commitMu.Unlock()
 	if err != nil {
 		return err
@@ -279,40 +285,26 @@ func (s *Store) RollbackPrepared(xid string) error {
 	return nil
 }
 
-// loadPrepared rebuilds the in-doubt transactions of the given databases
-// (masters only: a replica's records wait for its promotion), with their
-// locks. Parts of one transaction in several databases become one.
-func (s *Store) loadPrepared(dbs []*dbState) error {
+// preparedPart is one database's record of an in-doubt transaction, read
+// and checked (installPrepared cannot fail).
+type preparedPart struct {
+	xid    string
+	key    []byte // the record's key
+	d      *dbState
+	rec    preparedRecord
+	tables []*tableState // of rec.Rows, in order
+}
+
+// readPrepared reads the in-doubt parts recorded in the given databases.
+func (s *Store) readPrepared(dbs []*dbState) ([]preparedPart, error) {
+	var parts []preparedPart
 	for _, d := range dbs {
-		if d.replica {
-			continue
-		}
 		err := s.scan(join(d.prefix, []byte{secState, 'x'}), func(k, v []byte) error {
-			xid := string(k[dbPrefixLen+2:])
-			var rec preparedRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("prepared transaction %s in %s: %w", xid, d.meta.Name, err)
+			part := preparedPart{xid: string(k[dbPrefixLen+2:]), key: append([]byte(nil), k...), d: d}
+			if err := json.Unmarshal(v, &part.rec); err != nil {
+				return fmt.Errorf("prepared transaction %s in %s: %w", part.xid, d.meta.Name, err)
 			}
-			s.preparedMu.Lock()
-			p := s.prepared[xid]
-			if p == nil {
-				p = &preparedTxn{t: s.Begin(false), since: time.Unix(0, rec.UnixNanos)}
-				s.prepared[xid] = p
-			}
-			s.preparedMu.Unlock()
-			p.keys = append(p.keys, append([]byte(nil), k...))
-			t := p.t
-			for _, e := range rec.Entries {
-				if e.Del {
-					t.del(join(d.prefix, e.Key))
-				} else {
-					t.set(join(d.prefix, e.Key), e.Value)
-				}
-			}
-			for _, rd := range rec.RangeDels {
-				t.deleteRange(join(d.prefix, rd[0]), join(d.prefix, rd[1]))
-			}
-			for _, r := range rec.Rows {
+			for _, r := range part.rec.Rows {
 				var ts *tableState
 				d.mu.RLock()
 				for _, c := range d.tables {
@@ -322,25 +314,62 @@ func (s *Store) loadPrepared(dbs []*dbState) error {
 				}
 				d.mu.RUnlock()
 				if ts == nil {
-					return fmt.Errorf("prepared transaction %s: table %d of %s is gone", xid, r.Table, d.meta.Name)
+					return fmt.Errorf("prepared transaction %s: table %d of %s is gone", part.xid, r.Table, d.meta.Name)
 				}
-				t.touch(ts, r.Delta)
+				part.tables = append(part.tables, ts)
 			}
-			for _, k := range rec.Locked {
-				if err := t.lock(context.Background(), join(d.prefix, k)); err != nil {
-					return fmt.Errorf("prepared transaction %s: lock: %w", xid, err)
-				}
-			}
-			if s.log != nil {
-				s.log.Warn("in-doubt transaction loaded; waiting for its coordinator", "xid", xid, "database", d.meta.Name, "keys", len(rec.Entries))
-			}
+			parts = append(parts, part)
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return parts, nil
+}
+
+// installPrepared makes the parts in doubt here, with their row locks;
+// parts of one transaction in several databases become one. It waits for
+// no lock: at start nothing holds one, and at a promotion (under commitMu,
+// before the copy takes a write) a lock on the copy's rows can only be
+// held by a transaction begun before, one that wrote the copy as a
+// replica, which can never commit there (dbState.writesAfter): the part
+// takes the lock over.
+func (s *Store) installPrepared(parts []preparedPart) {
+	for _, part := range parts {
+		d, rec := part.d, part.rec
+		s.preparedMu.Lock()
+		p := s.prepared[part.xid]
+		if p == nil {
+			p = &preparedTxn{t: s.Begin(false), since: time.Unix(0, rec.UnixNanos)}
+			s.prepared[part.xid] = p
+		}
+		p.keys = append(p.keys, part.key)
+		t := p.t
+		for _, e := range rec.Entries {
+			if e.Del {
+				t.del(join(d.prefix, e.Key))
+			} else {
+				t.set(join(d.prefix, e.Key), e.Value)
+			}
+		}
+		for _, rd := range rec.RangeDels {
+			t.deleteRange(join(d.prefix, rd[0]), join(d.prefix, rd[1]))
+		}
+		for i, r := range rec.Rows {
+			t.touch(part.tables[i], r.Delta)
+		}
+		for _, k := range rec.Locked {
+			key := string(join(d.prefix, k))
+			if s.locks.Take(t.id, key) {
+				t.locked = append(t.locked, key)
+			}
+		}
+		s.preparedMu.Unlock()
+		if s.log != nil {
+			s.log.Warn("in-doubt transaction loaded; waiting for its coordinator", "xid", part.xid, "database", d.meta.Name, "keys", len(rec.Entries))
+		}
+	}
 }
 
 // PreparedInfo describes one in-doubt transaction.

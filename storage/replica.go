@@ -274,6 +274,14 @@ func (s *Store) PromoteAt(name string, epoch uint64) (Position, error) {
 	return s.promote(name, epoch, true)
 }
 
+// promote loads the copy's in-doubt parts in the same critical section
+// (commitMu) as it stops being a replica: no commit and no replication
+// record comes in between, and the parts hold their row locks before the
+// copy takes its first write. A lock they need can only be held by a
+// transaction that wrote the copy as a replica, which cannot commit here
+// (writesAfter); the part takes it over instead of waiting for it
+// (DESIGN.md, "in doubt across a failover": loading after, and waiting
+// for such a lock under promoteMu, left parts never loaded).
 func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, error) {
 	d := s.database(name)
 	if d == nil {
@@ -282,12 +290,11 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, erro
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
 	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	if s.SnapshotPending(name) { // under commitMu: no snapshot begins or ends meanwhile
-		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
 	}
 	if atEpoch && d.pos.Term > epoch {
-		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s at epoch %d: term %d: %w", name, epoch, d.pos.Term, ErrStaleEpoch)
 	}
 	wasReplica := d.replica
@@ -299,24 +306,30 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, erro
 		pos.Term++
 	}
 	if !wasReplica && pos == d.pos {
-		s.commitMu.Unlock()
 		return pos, nil
+	}
+	var parts []preparedPart
+	if wasReplica {
+		// read (and checked) before anything changes: a record that
+		// cannot be loaded leaves the copy a replica
+		var err error
+		if parts, err = s.readPrepared([]*dbState{d}); err != nil {
+			return Position{}, fmt.Errorf("promote %s: %w", name, err)
+		}
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Delete(join(d.prefix, stateReplica), nil)
 	b.Set(join(d.prefix, statePosition), encodePosition(pos, d.commits), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
-		s.commitMu.Unlock()
 		return Position{}, fmt.Errorf("promote %s: %w", name, err)
 	}
 	d.replica, d.pos, d.visible = false, pos, pos
-	s.commitMu.Unlock()
-	if !wasReplica {
-		return pos, nil
-	}
-	if err := s.loadPrepared([]*dbState{d}); err != nil {
-		return pos, fmt.Errorf("promote %s: %w", name, err)
+	if wasReplica {
+		s.installPrepared(parts)
+		// after the parts took their locks: every transaction that could
+		// hold one of them began before this
+		d.writesAfter = s.txnSeq.Load()
 	}
 	return pos, nil
 }

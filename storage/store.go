@@ -89,6 +89,12 @@ type dbState struct {
 	// handingOver: the master is being demoted (Demote); only the outcomes
 	// of its in-doubt transactions commit.
 	handingOver bool
+	// writesAfter: set when a replica is promoted, the last transaction
+	// begun before it took its own writes. Such a transaction wrote the
+	// copy as a replica (statements take row locks; only the commit is
+	// refused) and may hold locks its in-doubt parts need: it cannot
+	// commit here (only outcomes of in-doubt transactions can).
+	writesAfter uint64
 	// committed is closed and replaced at every commit of this database
 	// (CommitSignal)
 	committed chan struct{}
@@ -143,11 +149,20 @@ func Open(dir string, o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("load catalog from %s: %w", dir, err)
 	}
-	if err := s.loadPrepared(s.databases()); err != nil {
+	// a replica's records wait for its promotion
+	var masters []*dbState
+	for _, d := range s.databases() {
+		if !d.replica {
+			masters = append(masters, d)
+		}
+	}
+	parts, err := s.readPrepared(masters)
+	if err != nil {
 		db.Close()
 		cache.Unref()
 		return nil, fmt.Errorf("load prepared transactions from %s: %w", dir, err)
 	}
+	s.installPrepared(parts)
 	return s, nil
 }
 
@@ -429,6 +444,12 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		}
 		d := s.databaseByID(g.dbID)
 		if d == nil || d.dropped {
+			if t.outcome {
+				// an in-doubt part of a copy dropped since (a stale copy
+				// replaced on attach): its partition resolves it where
+				// it lives now
+				continue
+			}
 			return nil, errTableDefChanged
 		}
 		if d.replica && !t.replicated {
@@ -437,6 +458,9 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 
 		if d.handingOver && !t.outcome {
 			return nil, errHandingOver(d.meta.Name)
+		}
+		if uint64(t.id) <= d.writesAfter && !t.outcome {
+			return nil, errPromoted(d.meta.Name)
 		}
 		rec := &LogRecord{Pos: Position{Term: d.pos.Term, LSN: d.pos.LSN + 1}, UnixNanos: now}
 		for _, rd := range g.rangeDels {

@@ -344,6 +344,9 @@ func (t *Txn) releaseSavepoint(name string) bool {
 // since (ALTER, TRUNCATE, DROP ran concurrently). Called under commitMu.
 func (t *Txn) checkVersions() error {
 	for ts := range t.rows {
+		if t.outcome && ts.db.dropped {
+			continue // an in-doubt part of a dropped copy: not applied (commitLocked)
+		}
 		cur := ts.db.table(ts.meta.Name)
 		if cur == nil || cur.meta.ID != ts.meta.ID || cur.meta.Version != ts.meta.Version || ts.db.dropped || ts.counters.altering {
 			return errTableDefChanged
@@ -424,6 +427,11 @@ var (
 func errHandingOver(db string) error {
 	return mysql.NewSQLError(1290, "HY000",
 		"The partition database '%s' is handing its master role to another leaf; retry the transaction", db)
+}
+
+func errPromoted(db string) error {
+	return mysql.NewSQLError(1290, "HY000",
+		"The partition database '%s' was a replica when the transaction began and has taken over as master since; retry the transaction", db)
 }
 
 func errReplicaReadOnly(db string) error {

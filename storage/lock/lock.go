@@ -124,3 +124,22 @@ func (t *Table) Held() int {
 	defer t.mu.Unlock()
 	return len(t.locks)
 }
+
+// Take locks key for txn at once, whoever holds it: for a caller that
+// knows the owner can never commit (a transaction that wrote a copy while
+// it was a replica, when its promotion loads the copy's in-doubt
+// transactions). The old owner's waiters wait on txn now; the old owner's
+// Release leaves the key alone. It returns true when the lock is newly
+// taken by txn.
+func (t *Table) Take(txn TxnID, key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.locks[key]; ok {
+		if e.owner == txn {
+			return false
+		}
+		close(e.released)
+	}
+	t.locks[key] = &entry{owner: txn, released: make(chan struct{})}
+	return true
+}

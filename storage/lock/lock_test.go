@@ -80,3 +80,35 @@ func TestThreeWayCycle(t *testing.T) {
 	lt.Release(2, []string{"b"})
 	lt.Release(3, []string{"c"})
 }
+
+// TestTake: a lock taken from its owner is the taker's; the old owner's
+// release leaves it alone, and a waiter waits on for the taker.
+func TestTake(t *testing.T) {
+	lt := New()
+	lt.Acquire(bg, 1, "k", time.Second)
+	got := make(chan error, 1)
+	go func() {
+		_, err := lt.Acquire(bg, 3, "k", 5*time.Second)
+		got <- err
+	}()
+	time.Sleep(30 * time.Millisecond)
+	if !lt.Take(2, "k") {
+		t.Fatal("take: not fresh")
+	}
+	if lt.Take(2, "k") {
+		t.Fatal("take by the owner: fresh")
+	}
+	lt.Release(1, []string{"k"})
+	select {
+	case err := <-got:
+		t.Fatalf("waiter returned while the taker holds the lock: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := lt.Acquire(bg, 1, "k", 30*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("old owner re-acquire: %v, want timeout", err)
+	}
+	lt.Release(2, []string{"k"})
+	if err := <-got; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+}
