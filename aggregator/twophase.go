@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -191,17 +192,22 @@ func (a *Aggregator) finishCommit(xid string, leaves []string) bool {
 }
 
 // deliverCommit sends COMMIT PREPARED for xid to its participants still in
-// the cluster and to every other online leaf: a participant's partitions
-// may have failed over, their in-doubt parts replicated to the leaves that
+// the cluster and to every other leaf: a participant's partitions may
+// have failed over, their in-doubt parts replicated to the leaves that
 // took them over (unknown xids are no-ops; a replica still holding a part
 // answers with an error until it is promoted or its master ships the
-// outcome). A transaction with a master aggregator's part (reference
-// writes) also goes to the master aggregator of now, which holds that
-// part if the master changed. participants: every participant in the
-// cluster and every online leaf acknowledged, so the decision can be
-// forgotten. reachable: every online leaf acknowledged and the
-// participants that did not are out of service, so every part that can
-// be applied now is.
+// outcome). That leaf may be online, or being attached (failover promotes
+// replicas there too), or even offline by now: a copy of a partition
+// left without master keeps its loaded part and may become the master
+// again when its leaf returns. A transaction with a master aggregator's
+// part (reference writes) also goes to the master aggregator of now,
+// which holds that part if the master changed. participants: every
+// participant in the cluster and every leaf acknowledged, so the decision
+// can be forgotten (forgotten earlier, presumed abort would roll back a
+// part a leaf applies later). reachable: every leaf in service (online or
+// attaching) acknowledged and the participants that did not are out of
+// service, so every part that can be applied now is. A leaf out of
+// service whose heartbeats fail is not asked (it would only time out).
 func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, reachable bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -216,7 +222,7 @@ func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, r
 		}
 		aggPart = aggPart || isAgg || l == a.self
 	}
-	for _, l := range st.OnlineLeaves() {
+	for _, l := range st.Leaves {
 		if !slices.Contains(targets, l.Addr()) {
 			targets = append(targets, l.Addr())
 		}
@@ -224,20 +230,34 @@ func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, r
 	if master := a.raft.Leader(); aggPart && master != "" && !slices.Contains(targets, master) {
 		targets = append(targets, master)
 	}
-	errs := parallel(targets, func(l string) error { return a.commitPreparedOn(ctx, l, xid) })
+	inService := func(addr string) bool {
+		l, isLeaf := st.Leaf(addr)
+		if !isLeaf {
+			return addr == a.self || !a.beats.down(addr)
+		}
+		return l.State == meta.LeafOnline || l.State == meta.LeafAttaching
+	}
+	errs := parallel(targets, func(l string) error {
+		if !inService(l) && a.beats.down(l) {
+			return errNotAsked
+		}
+		return a.commitPreparedOn(ctx, l, xid)
+	})
 	participants, reachable = true, true
 	for i, err := range errs {
 		if err == nil {
 			continue
 		}
 		participants = false
-		l, isLeaf := st.Leaf(targets[i])
-		if isLeaf && l.State == meta.LeafOnline || !isLeaf && (targets[i] == a.self || !a.beats.down(targets[i])) {
+		if inService(targets[i]) {
 			reachable = false
 		}
 	}
 	return participants, reachable
 }
+
+// errNotAsked: a node out of service that does not answer heartbeats.
+var errNotAsked = errors.New("not asked: out of service and not answering heartbeats")
 
 // parallel runs f for every leaf at once and returns the errors in order.
 func parallel(leaves []string, f func(string) error) []error {
@@ -294,22 +314,27 @@ func (a *Aggregator) resolveInDoubt() {
 			a.store.ForgetDecision(xid)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	mine := a.self + "/"
 	// every node that can hold a part: the leaves, and the aggregators
-	// (the master's part of a transaction is its reference-table writes)
+	// (the master's part of a transaction is its reference-table writes);
+	// one that does not answer heartbeats answers later
 	st := a.State()
 	var nodes []string
 	for _, l := range st.Leaves {
-		nodes = append(nodes, l.Addr())
+		if !a.beats.down(l.Addr()) {
+			nodes = append(nodes, l.Addr())
+		}
 	}
 	for _, ag := range st.Aggregators {
-		if ag.Addr() == a.self || !a.beats.down(ag.Addr()) { // a down one answers later
+		if ag.Addr() == a.self || !a.beats.down(ag.Addr()) {
 			nodes = append(nodes, ag.Addr())
 		}
 	}
-	for _, node := range nodes {
+	// each on its own, so that one that hangs does not keep the others'
+	// in-doubt transactions (and their locks) waiting
+	parallel(nodes, func(node string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		var xids []string
 		if node == a.self {
 			for _, p := range a.store.Prepared() {
@@ -318,11 +343,11 @@ func (a *Aggregator) resolveInDoubt() {
 		} else {
 			p, err := a.participantPool(node)
 			if err != nil {
-				continue
+				return err
 			}
 			res, err := p.Exec(ctx, "CANOPY PREPARED TRANSACTIONS", 100000)
 			if err != nil {
-				continue
+				return err
 			}
 			for _, row := range res.Rows {
 				xids = append(xids, row[0].ToString())
@@ -345,7 +370,8 @@ func (a *Aggregator) resolveInDoubt() {
 				a.log.Info("in-doubt transaction without commit decision rolled back", "xid", xid, "node", node)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // participantPool is the pool of a node that takes part in distributed
