@@ -275,13 +275,28 @@ func (s *Store) RollbackPrepared(xid string) error {
 			w.del(k)
 		}
 	}
-	if err := s.commit(w); err != nil {
+	b := s.db.NewBatch()
+	defer b.Close()
+	s.commitMu.Lock()
+	applied, err := s.commitLocked(w, b)
+	s.commitMu.Unlock()
+	if err != nil {
+		// nothing applied: still in doubt, locks held
 		s.preparedMu.Lock()
 		s.prepared[xid] = p
 		s.preparedMu.Unlock()
 		return fmt.Errorf("rollback prepared %s: %w", xid, err)
 	}
-	p.t.finish()
+	// applied: the part is gone whatever the waits say (it used to be put
+	// back in doubt when a replica did not confirm, its records deleted,
+	// and could stay so for good once one of its copies became a replica)
+	defer p.t.finish()
+	if err := s.syncWait(b); err != nil {
+		return fmt.Errorf("rollback prepared %s: %w", xid, err)
+	}
+	if err := s.waitReplicas(applied); err != nil {
+		return fmt.Errorf("rollback prepared %s: %w", xid, err)
+	}
 	return nil
 }
 

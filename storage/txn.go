@@ -431,7 +431,7 @@ func errHandingOver(db string) error {
 
 func errPromoted(db string) error {
 	return mysql.NewSQLError(1290, "HY000",
-		"The partition database '%s' was a replica when the transaction began and has taken over as master since; retry the transaction", db)
+		"The database '%s' was a replica when the transaction began and has taken over as master since; retry the transaction", db)
 }
 
 func errReplicaReadOnly(db string) error {
