@@ -51,18 +51,20 @@ type copyKey struct {
 
 // haState is the master aggregator's HA bookkeeping.
 type haState struct {
-	mu        sync.Mutex                     // one cluster operation at a time
-	downMu    sync.Mutex                     // one leaf taken out of service at a time
-	partMu    sync.Mutex                     // one partition map change at a time
-	cfgMu     sync.Mutex                     // guards sent
-	sent      map[string]string              // leaf → the replica list it last accepted
-	promoteMu sync.Mutex                     // guards promoted and promoting
-	promoted  map[controller.PromoteKey]bool // masters known promoted at their epoch
-	promoting map[controller.PromoteKey]bool // promotions in flight
-	copyMu    sync.Mutex                     // guards copying and rebalance
-	copying   map[copyKey]bool               // a copy being provisioned → shipped synchronously
-	jobsMu    sync.Mutex
-	jobs      map[string]bool // journal jobs this aggregator runs (by token)
+	mu           sync.Mutex                     // one cluster operation at a time
+	downMu       sync.Mutex                     // one leaf taken out of service at a time
+	partMu       sync.Mutex                     // one partition map change at a time
+	cfgMu        sync.Mutex                     // guards sent
+	sent         map[string]string              // leaf → the replica list it last accepted
+	promoteMu    sync.Mutex                     // guards promoted and promoting
+	promoted     map[controller.PromoteKey]bool // masters known promoted at their epoch
+	promoting    map[controller.PromoteKey]bool // promotions in flight
+	incMu        sync.Mutex
+	incarnations map[string]incarnationSeen // leaf → its incarnation as last read (fencing.go)
+	copyMu       sync.Mutex                 // guards copying and rebalance
+	copying      map[copyKey]bool           // a copy being provisioned → shipped synchronously
+	jobsMu       sync.Mutex
+	jobs         map[string]bool // journal jobs this aggregator runs (by token)
 
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
@@ -110,7 +112,7 @@ func (h *haState) endAttach(leaf string, failed bool) {
 }
 
 func newHAState() *haState {
-	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, sent: map[string]string{}, copying: map[copyKey]bool{}, jobs: map[string]bool{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
+	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, incarnations: map[string]incarnationSeen{}, sent: map[string]string{}, copying: map[copyKey]bool{}, jobs: map[string]bool{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that
@@ -410,10 +412,10 @@ func (a *Aggregator) startPromote(k controller.PromoteKey) {
 	a.ha.promoting[k] = true
 	a.ha.promoteMu.Unlock()
 	go func() {
-		err := a.promoteOn(k.Master, quoteIdent(meta.PartitionName(k.DB, k.Ordinal)), k.Epoch)
+		inc, err := a.confirmOn(k.Master, quoteIdent(meta.PartitionName(k.DB, k.Ordinal)), k.Epoch)
 		a.ha.promoteMu.Lock()
 		delete(a.ha.promoting, k)
-		if err == nil {
+		if err == nil && a.incarnation(k.Master) == inc { // else: paused since; confirmed again
 			a.ha.promoted[k] = true
 		}
 		a.ha.promoteMu.Unlock()
@@ -439,16 +441,11 @@ func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
 	return res, nil
 }
 
-// promoteOn runs PROMOTE PARTITION … EPOCH on a leaf and returns the
-// leaf's own error (a *mysql.SQLError when the leaf refused it).
+// promoteOn runs PROMOTE PARTITION … EPOCH on a leaf (confirmOn) and
+// returns the leaf's own error (a *mysql.SQLError when the leaf refused
+// it).
 func (a *Aggregator) promoteOn(leaf, quotedName string, epoch uint64) error {
-	lp, err := a.leafPool(leaf)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err = lp.Exec(ctx, a.fenced(fmt.Sprintf("CANOPY PROMOTE PARTITION %s EPOCH %d", quotedName, epoch)), 10)
+	_, err := a.confirmOn(leaf, quotedName, epoch)
 	return err
 }
 
@@ -511,6 +508,7 @@ func (a *Aggregator) leafStatus(leaf string) (*nodeapi.Status, error) {
 	if err := json.Unmarshal([]byte(res.Rows[0][0].ToString()), &st); err != nil {
 		return nil, fmt.Errorf("leaf %s: partition status: %w", leaf, err)
 	}
+	a.noteIncarnation(leaf, &st)
 	return &st, nil
 }
 

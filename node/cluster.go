@@ -233,6 +233,9 @@ func (n *Node) joinCluster(cmd sqlcmd.JoinCluster, secret string) error {
 	if cmd.Role == "aggregator" && n.aggregator() == nil {
 		return n.startAggregator(m, false, true)
 	}
+	if cmd.Role == "leaf" {
+		n.enableFencing()
+	}
 	return nil
 }
 

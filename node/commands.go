@@ -101,7 +101,7 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		}
 		switch cmd.Action {
 		case "PROMOTE":
-			return n.promotePartition(cmd.Database, cmd.Epoch)
+			return n.promotePartition(cmd.Database, cmd.Epoch, cmd.Incarnation)
 		case "DEMOTE":
 			return n.demotePartition(ctx, cmd.Database)
 		default:
@@ -167,6 +167,12 @@ func (n *Node) showDatabasesExtended() *sqltypes.Result {
 	counts := n.replicaCounts()
 	for _, d := range n.store.DatabaseInfos() {
 		role, state := "master", "online"
+		switch {
+		case d.Deposed:
+			state = "fenced" // a newer master exists: it takes no writes until it is dropped
+		case d.Suspect:
+			state = "suspect" // paused since it was confirmed: no writes until the master aggregator confirms it
+		}
 		if d.Replica {
 			role, state = "async slave", "replicating"
 			if n.receiver.Sync(d.Name) {
@@ -203,9 +209,9 @@ func (n *Node) explain(c *mysql.Conn, query string) (*sqltypes.Result, error) {
 // the streams it ships, typed (internal/nodeapi), for the master
 // aggregator's control calls.
 func (n *Node) partitionStatus() (*sqltypes.Result, error) {
-	var st nodeapi.Status
+	st := nodeapi.Status{Incarnation: n.store.Incarnation(), Suspect: n.store.SuspectCount()}
 	for _, d := range n.store.DatabaseInfos() {
-		c := nodeapi.Copy{Database: d.Name, Replica: d.Replica, Term: d.Pos.Term, LSN: d.Pos.LSN, Commits: d.Commits}
+		c := nodeapi.Copy{Database: d.Name, Replica: d.Replica, Term: d.Pos.Term, LSN: d.Pos.LSN, Commits: d.Commits, Suspect: d.Suspect, Deposed: d.Deposed}
 		if d.Replica {
 			c.Sync = n.receiver.Sync(d.Name)
 			c.Pending = n.store.SnapshotPending(d.Name)

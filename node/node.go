@@ -58,6 +58,11 @@ type Config struct {
 	// MasterAggregator makes a new node the master aggregator of a new
 	// cluster (a no-op once it is one).
 	MasterAggregator bool
+	// PauseFence is the shortest gap in this process's scheduling that a
+	// leaf takes for a pause: its master partitions then take no writes
+	// until the master aggregator confirms them (DESIGN.md §3, Fencing).
+	// 0: DefaultPauseFence; below 0: off.
+	PauseFence time.Duration
 	// LogRetain is how many records of each database's log are kept,
 	// more while a connected copy still needs them (0: DefaultLogRetain).
 	// A copy further behind is provisioned from a snapshot.
@@ -255,6 +260,7 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	n.receiver = replication.NewReceiver(store, log)
 	go n.receiver.Serve(n.mux.Listen(mux.TagReplication))
 	n.hub = replication.NewHub(store, n.InternalAddr(), n.dialer, log.With("component", "partition-replication"))
+	n.hub.OnDeposed(func(db string, term uint64) { store.Depose(db, term) })
 	store.SetReplicaWaiter(n.waitReplicas)
 	if err := n.loadReplication(); err != nil {
 		n.mux.Close()
@@ -364,6 +370,8 @@ func (n *Node) startRole() error {
 		return n.startAggregator(m, true, false)
 	case m.Role == "leaf" && n.cfg.MasterAggregator:
 		return fmt.Errorf("--master-aggregator: this node is a leaf of cluster %s", m.ClusterID)
+	case m.Role == "leaf":
+		n.enableFencing()
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
+	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
 )
@@ -105,20 +106,54 @@ func (n *Node) waitReplicas(db string, lsn uint64) error {
 }
 
 // promotePartition makes a replica partition a master (PROMOTE PARTITION).
-// At an epoch the copy's term becomes the epoch (storage.PromoteAt).
-func (n *Node) promotePartition(db string, epoch *uint64) (*sqltypes.Result, error) {
+// At an epoch the copy's term becomes the epoch (storage.PromoteAt); with
+// the incarnation the master aggregator last read from this node, it
+// also confirms a master suspect since a pause (storage.PromoteConfirmed).
+// A stream still applying to the copy is ended: its old master learns
+// from its next connection that it was fenced.
+func (n *Node) promotePartition(db string, epoch, incarnation *uint64) (*sqltypes.Result, error) {
+	before, _ := n.store.Position(db)
+	wasReplica := n.store.IsReplica(db)
 	var pos storage.Position
 	var err error
-	if epoch != nil {
+	switch {
+	case epoch != nil && incarnation != nil:
+		pos, err = n.store.PromoteConfirmed(db, *epoch, *incarnation)
+	case epoch != nil:
 		pos, err = n.store.PromoteAt(db, *epoch)
-	} else {
+	default:
 		pos, err = n.store.Promote(db)
 	}
 	if err != nil {
 		return nil, err
 	}
-	n.log.Info("partition promoted to master", "database", db, "position", pos)
+	n.receiver.End(db)
+	if wasReplica || pos != before {
+		n.log.Info("partition promoted to master", "database", db, "position", pos)
+	} else {
+		n.log.Debug("partition confirmed master", "database", db, "position", pos)
+	}
 	return positionResult(pos.Term, pos.LSN), nil
+}
+
+// DefaultPauseFence is Config.PauseFence's default: shorter than the
+// shortest pause that can end in a failover (the heartbeat probe waits
+// 1 s for its answer, whatever leaf_failure_timeout_ms is).
+const DefaultPauseFence = 750 * time.Millisecond
+
+// enableFencing makes this leaf notice its own pauses (storage fence.go).
+func (n *Node) enableFencing() {
+	d := n.cfg.PauseFence
+	if d == 0 {
+		d = DefaultPauseFence
+	}
+	if d < 0 {
+		return
+	}
+	n.store.EnableFencing(storage.Fencing{Threshold: d, PartitionOf: func(name string) (string, bool) {
+		db, _, ok := meta.PartitionOf(name)
+		return db, ok
+	}})
 }
 
 // demoteWait bounds how long a hand-over waits for the partition's

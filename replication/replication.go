@@ -187,6 +187,16 @@ type activeStream struct {
 	done chan struct{}
 }
 
+// End ends the stream being applied to db, if any: its copy was promoted,
+// so its old master's sender reconnects and learns that it was fenced.
+func (rv *Receiver) End(db string) {
+	rv.mu.Lock()
+	if a := rv.active[db]; a != nil {
+		a.c.Close()
+	}
+	rv.mu.Unlock()
+}
+
 // claim makes c the stream of db, ending the one before (and waiting
 // until it has stopped applying); release undoes it.
 func (rv *Receiver) claim(db string, c net.Conn) (release func()) {
@@ -234,6 +244,9 @@ func (rv *Receiver) receive(c net.Conn) {
 	if err != nil {
 		reply.Error = err.Error()
 		reply.Fenced = errors.Is(err, storage.ErrNotReplica)
+		if p, ok := store.Position(h.Database); ok && reply.Fenced {
+			reply.Term = p.Term // a newer one deposes the source (Hub.OnDeposed)
+		}
 	} else {
 		rv.mu.Lock()
 		rv.sync[h.Database] = h.Sync
@@ -270,7 +283,11 @@ func (rv *Receiver) receive(c net.Conn) {
 		}
 		switch typ {
 		case frameBeat:
-			// answered, so that the source notices a link that went dead
+			// answered, so that the source notices a link that went dead;
+			// a copy promoted meanwhile ends the stream (End does it at once)
+			if !store.IsReplica(h.Database) {
+				return
+			}
 			if p, ok := store.Position(h.Database); !ok || !sendAck(p.LSN) {
 				return
 			}
@@ -336,7 +353,15 @@ type Hub struct {
 	mu      sync.Mutex
 	senders map[key]*sender
 	changed chan struct{} // closed and replaced on any ack or connection change
+	// deposed, when set, hears of a copy shipped from here whose target
+	// follows a newer term: a newer master exists (OnDeposed)
+	deposed func(db string, term uint64)
 }
+
+// OnDeposed sets what the hub calls when a target refuses a stream
+// because its copy follows a newer term than the source's: the source's
+// copy is no longer the master. Set before shipping starts.
+func (h *Hub) OnDeposed(fn func(db string, term uint64)) { h.deposed = fn }
 
 type key struct{ db, target string }
 
@@ -625,6 +650,9 @@ func (s *sender) stream() error {
 		return errors.New("replication: bad handshake")
 	}
 	if pos.Fenced {
+		if pos.Term > own.Term && s.hub.deposed != nil {
+			s.hub.deposed(s.db, pos.Term)
+		}
 		return fencedError{pos.Error}
 	}
 	if pos.Error != "" {

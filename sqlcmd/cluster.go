@@ -124,9 +124,13 @@ type (
 	// in-doubt transactions are resolved), or drop a copy whatever its
 	// role. Epoch (PROMOTE … EPOCH e): the partition's epoch in the
 	// metadata; the copy's term becomes it (nil: its term goes up by one).
+	// Incarnation (… EPOCH e INCARNATION i): the leaf's incarnation as
+	// the master aggregator last read it; the promotion also confirms a
+	// master suspect since a pause, and a stale one is refused.
 	PartitionRole struct {
 		Action, Database string
 		Epoch            *uint64
+		Incarnation      *uint64
 		MasterEpoch      uint64
 	}
 	// MasterAggregator is CANOPY MASTER AGGREGATOR: the newest master
@@ -463,6 +467,13 @@ func parseCluster(p *parser) Command {
 				return nil
 			}
 			c.Epoch = &n
+			if p.keyword("INCARNATION") {
+				i, err := strconv.ParseUint(p.next().text, 10, 64)
+				if err != nil {
+					return nil
+				}
+				c.Incarnation = &i
+			}
 		}
 		if p.masterEpoch(&c.MasterEpoch) && c.Database != "" {
 			return c

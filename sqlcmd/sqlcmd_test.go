@@ -101,6 +101,7 @@ func TestParseCluster(t *testing.T) {
 		{"canopy master aggregator '127.0.0.1:3306' epoch 3", MasterAggregator{Addr: "127.0.0.1:3306", Epoch: 3}},
 		{"CANOPY MASTER AGGREGATOR '127.0.0.1:3306'", nil},
 		{"CANOPY MASTER AGGREGATOR '127.0.0.1:3306' EPOCH 0", nil},
+		{"CANOPY PROMOTE PARTITION 'db_3' EPOCH 7 INCARNATION 42", PartitionRole{Action: "PROMOTE", Database: "db_3", Epoch: ptr(uint64(7)), Incarnation: ptr(uint64(42))}},
 		{"SHOW CLUSTER STATUS", ShowClusterStatus{}},
 		{"show ddl jobs", ShowDDLJobs{}},
 		{"clear orphan databases", ClearOrphans{}},

@@ -74,7 +74,7 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 		if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
 			return Position{}, err
 		}
-		d.replica, d.visible = true, d.pos
+		d.replica, d.visible, d.suspect = true, d.pos, false
 	}
 	if !d.replica {
 		return Position{}, fmt.Errorf("database %s exists here: %w", name, ErrNotReplica)
@@ -259,7 +259,7 @@ func (s *Store) reloadCatalog(d *dbState) error {
 // records of the old master's term are told apart, and the in-doubt
 // transactions replicated to it are loaded with their locks, to be
 // resolved by their coordinators. Promoting a master is a no-op.
-func (s *Store) Promote(name string) (Position, error) { return s.promote(name, 0, false) }
+func (s *Store) Promote(name string) (Position, error) { return s.promote(name, 0, false, nil) }
 
 // ErrStaleEpoch: a promotion at an epoch older than the copy's term (a
 // master aggregator acting on old metadata).
@@ -271,10 +271,16 @@ var ErrStaleEpoch = errors.New("the copy has a newer term than the epoch it is p
 // never share a term. A master whose term is below epoch moves its term
 // up to it; a copy whose term is above it refuses (ErrStaleEpoch).
 func (s *Store) PromoteAt(name string, epoch uint64) (Position, error) {
-	return s.promote(name, epoch, true)
+	return s.promote(name, epoch, true, nil)
 }
 
-// promote loads the copy's in-doubt parts in the same critical section
+// promote makes name master (at epoch when atEpoch, else at its term + 1
+// if it is a replica). With an incarnation (the master aggregator's
+// confirmation, PromoteConfirmed) it also clears the copy's suspicion,
+// unless the incarnation is stale: then nothing changes. A promotion to a
+// term newer than the one that deposed the copy clears that.
+//
+// It loads the copy's in-doubt parts in the same critical section
 // (commitMu) as it stops being a replica: no commit and no replication
 // record comes in between, and the parts hold their row locks before the
 // copy takes its first write. A lock they need can only be held by a
@@ -282,15 +288,19 @@ func (s *Store) PromoteAt(name string, epoch uint64) (Position, error) {
 // (writesAfter); the part takes it over instead of waiting for it
 // (DESIGN.md, "in doubt across a failover": loading after, and waiting
 // for such a lock under promoteMu, left parts never loaded).
-func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, error) {
+func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *uint64) (Position, error) {
 	d := s.database(name)
 	if d == nil {
 		return Position{}, sql.ErrDatabaseNotFound.New(name)
 	}
+	s.notice() // a pause that just ended counts before the confirmation
 	s.promoteMu.Lock()
 	defer s.promoteMu.Unlock()
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	if incarnation != nil && *incarnation != s.fence.incarnation.Load() {
+		return Position{}, fmt.Errorf("promote %s at epoch %d: incarnation %d, now %d: %w", name, epoch, *incarnation, s.fence.incarnation.Load(), ErrStaleIncarnation)
+	}
 	if s.SnapshotPending(name) { // under commitMu: no snapshot begins or ends meanwhile
 		return Position{}, fmt.Errorf("promote %s: %w", name, ErrProvisioning)
 	}
@@ -305,7 +315,16 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, erro
 	case d.replica:
 		pos.Term++
 	}
+	confirm := func() {
+		if incarnation != nil {
+			d.suspect = false
+		}
+		if d.deposedBy != 0 && pos.Term > d.deposedBy {
+			d.deposedBy = 0
+		}
+	}
 	if !wasReplica && pos == d.pos {
+		confirm()
 		return pos, nil
 	}
 	var parts []preparedPart
@@ -325,6 +344,7 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool) (Position, erro
 		return Position{}, fmt.Errorf("promote %s: %w", name, err)
 	}
 	d.replica, d.pos, d.visible = false, pos, pos
+	confirm()
 	if wasReplica {
 		s.installPrepared(parts)
 		// after the parts took their locks: every transaction that could
@@ -387,6 +407,6 @@ func (s *Store) Demote(ctx context.Context, name string) (Position, error) {
 		d.handingOver = false
 		return Position{}, fmt.Errorf("demote %s: %w", name, err)
 	}
-	d.replica, d.handingOver, d.visible = true, false, d.pos
+	d.replica, d.handingOver, d.visible, d.suspect = true, false, d.pos, false
 	return d.pos, nil
 }

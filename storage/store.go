@@ -61,6 +61,9 @@ type Store struct {
 	promoteMu  sync.RWMutex            // a promotion makes its replicated in-doubt parts prepared
 
 	replicaWait atomic.Pointer[ReplicaWaiter]
+
+	fence  fence         // pause fencing (fence.go)
+	closed chan struct{} // closed by Close
 }
 
 // dbState is the in-memory state of one database.
@@ -95,6 +98,12 @@ type dbState struct {
 	// refused) and may hold locks its in-doubt parts need: it cannot
 	// commit here (only outcomes of in-doubt transactions can).
 	writesAfter uint64
+	// suspect: a master partition since a pause of this process, until
+	// the master aggregator confirms it (fence.go)
+	suspect bool
+	// deposedBy: the newer term a replica of this master follows (0: not
+	// deposed); the copy takes no writes (fence.go)
+	deposedBy uint64
 	// committed is closed and replaced at every commit of this database
 	// (CommitSignal)
 	committed chan struct{}
@@ -140,7 +149,10 @@ func Open(dir string, o Options) (*Store, error) {
 		byID:     make(map[uint32]*dbState),
 		lockWait: o.LockWait,
 		prepared: make(map[string]*preparedTxn),
+		closed:   make(chan struct{}),
 	}
+	s.fence.base = time.Now()
+	s.fence.incarnation.Store(newIncarnation())
 	if o.NoSync {
 		s.sync = pebble.NoSync
 	}
@@ -168,6 +180,7 @@ func Open(dir string, o Options) (*Store, error) {
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
+	close(s.closed)
 	err := s.db.Close()
 	s.cache.Unref()
 	return err
@@ -326,6 +339,9 @@ type DatabaseInfo struct {
 	Commits uint64
 	Pos     Position
 	Replica bool
+	// Suspect: a master partition since a pause, not yet confirmed;
+	// Deposed: a master whose replica follows a newer master (fence.go)
+	Suspect, Deposed bool
 }
 
 // DatabaseInfos lists every database with its log position.
@@ -334,7 +350,8 @@ func (s *Store) DatabaseInfos() []DatabaseInfo {
 	out := make([]DatabaseInfo, 0, len(dbs))
 	s.commitMu.Lock()
 	for _, d := range dbs {
-		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica})
+		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica,
+			Suspect: d.suspect && !d.replica, Deposed: d.deposedBy != 0 && !d.replica})
 	}
 	s.commitMu.Unlock()
 	return out
@@ -402,6 +419,7 @@ type dbCommit struct {
 	d       *dbState
 	pos     Position
 	commits uint64
+	inc     uint64 // the store's incarnation when it committed (fence.go)
 }
 
 // ReplicaWaiter waits until the synchronous replicas of a database have
@@ -413,17 +431,19 @@ type ReplicaWaiter func(db string, lsn uint64) error
 // (partition replication, DESIGN.md §3). Row locks are held until it returns.
 func (s *Store) SetReplicaWaiter(w ReplicaWaiter) { s.replicaWait.Store(&w) }
 
+// waitReplicas is the end of a commit, after its own sync: the
+// synchronous replicas confirm it, and a commit that a pause of this
+// process interrupted waits for its partitions to be confirmed
+// (confirmPaused).
 func (s *Store) waitReplicas(applied []dbCommit) error {
-	w := s.replicaWait.Load()
-	if w == nil {
-		return nil
-	}
-	for _, a := range applied {
-		if err := (*w)(a.d.meta.Name, a.pos.LSN); err != nil {
-			return err
+	if w := s.replicaWait.Load(); w != nil {
+		for _, a := range applied {
+			if err := (*w)(a.d.meta.Name, a.pos.LSN); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return s.confirmPaused(applied)
 }
 
 // commitLocked builds the batch and applies it; called under commitMu.
@@ -433,7 +453,12 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 	}
 	var applied []dbCommit
 	counterVals := make(map[*tableState][]byte)
-	now := time.Now().UnixNano()
+	clock := time.Now()
+	now := clock.UnixNano()
+	if s.fence.pausedAt(clock) { // the process resumed just now: the watchdog may not have run yet
+		s.noticeLocked()
+	}
+	inc := s.fence.incarnation.Load()
 	for _, g := range t.groupByDatabase() {
 		if g.global || t.dropping[g.dbID] {
 			// catalog entries and dropped databases have no log
@@ -455,7 +480,9 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		if d.replica && !t.replicated {
 			return nil, errReplicaReadOnly(d.meta.Name)
 		}
-
+		if d.suspect || d.deposedBy != 0 {
+			return nil, d.fencedLocked()
+		}
 		if d.handingOver && !t.outcome {
 			return nil, errHandingOver(d.meta.Name)
 		}
@@ -498,7 +525,7 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 		if err := b.Set(join(d.prefix, statePosition), encodePosition(rec.Pos, commits), nil); err != nil {
 			return nil, err
 		}
-		applied = append(applied, dbCommit{d, rec.Pos, commits})
+		applied = append(applied, dbCommit{d, rec.Pos, commits, inc})
 	}
 	if err := s.apply(b); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)

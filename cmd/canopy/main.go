@@ -79,6 +79,7 @@ func runNode(args []string) error {
 	fs.IntVar(&cfg.AdvertiseInternalPort, "advertise-internal-port", 0, "internal port other nodes dial, if a proxy or port forward stands in front of --internal-port (default --internal-port)")
 	fs.StringVar(&cfg.AdvertiseHost, "advertise-host", "", "host other nodes reach this node at (default --bind, or 127.0.0.1 for 0.0.0.0)")
 	fs.IntVar(&cfg.LogRetain, "log-retain", node.DefaultLogRetain, "log records of each database kept (more while a connected copy still needs them); a copy further behind gets a snapshot")
+	fs.DurationVar(&cfg.PauseFence, "pause-fence", node.DefaultPauseFence, "on a leaf, a gap this long in the process's scheduling is taken for a pause: its master partitions take no writes until the master aggregator confirms them (0: off)")
 	fs.BoolVar(&cfg.MasterAggregator, "master-aggregator", false, "found a new cluster with this node as its master aggregator")
 	fs.DurationVar(&cfg.LockWait, "lock-wait-timeout", 50*time.Second, "default row lock wait (innodb_lock_wait_timeout)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) of the MySQL port (default: a self-signed one made on first start in DATA-DIR/tls)")
@@ -90,6 +91,9 @@ func runNode(args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Parse(args)
+	if cfg.PauseFence == 0 {
+		cfg.PauseFence = -1
+	}
 
 	log, err := newLogger(*logLevel, *logFormat)
 	if err != nil {

@@ -9,6 +9,11 @@ package nodeapi
 type Status struct {
 	Copies  []Copy   `json:"copies"`
 	Streams []Stream `json:"streams"`
+	// Incarnation changes when the node starts and after every pause it
+	// notices; Suspect counts its master partitions that take no writes
+	// until the master aggregator confirms them (storage fence.go).
+	Incarnation uint64 `json:"incarnation"`
+	Suspect     int    `json:"suspect,omitempty"`
 }
 
 // Copy is one database the node holds.
@@ -20,7 +25,11 @@ type Copy struct {
 	Sync    bool `json:"sync,omitempty"`
 	// Pending: a snapshot is being installed in it; it holds nothing
 	// usable yet.
-	Pending bool   `json:"pending,omitempty"`
+	Pending bool `json:"pending,omitempty"`
+	// Suspect: a master copy that has not been confirmed since a pause;
+	// Deposed: a master copy a newer master replaced (fenced)
+	Suspect bool   `json:"suspect,omitempty"`
+	Deposed bool   `json:"deposed,omitempty"`
 	Term    uint64 `json:"term"`
 	LSN     uint64 `json:"lsn"`
 	Commits uint64 `json:"commits"`
