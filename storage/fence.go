@@ -22,10 +22,11 @@ import (
 // atomic load), so one that runs the moment the process resumes, before
 // the watchdog does, sees it. On a pause:
 //
-//   - every master partition becomes suspect: its commits are refused
-//     (1290, refused whole, so aggregators run an autocommit statement
-//     again, on the master the metadata names), until the master
-//     aggregator confirms it: PROMOTE at the copy's own term naming this
+//   - every master partition becomes suspect: its commits wait up to
+//     ConfirmWait (awaitConfirmation), then are refused (1290,
+//     refused whole, so aggregators run an autocommit statement again,
+//     on the master the metadata names), until the master aggregator
+//     confirms it: PROMOTE at the copy's own term naming this
 //     store's current incarnation (PromoteConfirmed). A partition that
 //     failed over meanwhile is not this leaf's any more; nobody confirms
 //     it, and its copy is dropped when the leaf is attached again.
@@ -49,12 +50,15 @@ import (
 // fenceTick is the watchdog's period.
 const fenceTick = 50 * time.Millisecond
 
-// fenceConfirmWait bounds how long a commit that was under way across a
-// pause waits for its partition to be confirmed.
-const fenceConfirmWait = 5 * time.Second
+// defaultConfirmWait bounds how long a commit to a suspect partition, or
+// one that was under way across a pause, waits for its partition to be
+// confirmed (Fencing.ConfirmWait).
+const defaultConfirmWait = 5 * time.Second
 
 type fence struct {
 	threshold atomic.Int64 // ns; 0: fencing off
+	// confirmWait: Fencing.ConfirmWait
+	confirmWait atomic.Int64 // ns
 	base      time.Time
 	last      atomic.Int64 // ns since base: the watchdog's latest tick, or the latest pause noticed
 	// incarnation changes at every pause noticed (and is random at start)
@@ -80,6 +84,11 @@ type Fencing struct {
 	// its name; only partitions whose distributed database has a copy
 	// here (a leaf of a cluster) become suspect.
 	PartitionOf func(name string) (owner string, ok bool)
+	// ConfirmWait bounds a commit's wait for its suspect partitions to be
+	// confirmed (default 5 s): a few of the master aggregator's status
+	// reads, so that a leaf's restart costs its clients a wait, not an
+	// error, while a copy that failed over refuses soon.
+	ConfirmWait time.Duration
 }
 
 // EnableFencing turns pause fencing on (a leaf of a cluster), and takes
@@ -89,6 +98,10 @@ func (s *Store) EnableFencing(f Fencing) {
 	if f.Threshold <= 0 {
 		return
 	}
+	if f.ConfirmWait <= 0 {
+		f.ConfirmWait = defaultConfirmWait
+	}
+	s.fence.confirmWait.Store(int64(f.ConfirmWait))
 	if !s.fence.started.CompareAndSwap(false, true) {
 		s.fence.threshold.Store(int64(f.Threshold))
 		return
@@ -257,6 +270,52 @@ func (d *dbState) fencedLocked() error {
 	return nil
 }
 
+// awaitConfirmation waits, until deadline, for the master aggregator to
+// confirm the suspect partitions t writes (it reads a leaf's incarnation
+// every second), so that a leaf's restart or a short pause costs its
+// clients a wait, not an error. It reports whether every one of them is
+// confirmed: false when none was suspect (the commit failed for another
+// reason), one was deposed, or the deadline passed.
+func (s *Store) awaitConfirmation(t *Txn, deadline time.Time) bool {
+	if s.fence.threshold.Load() == 0 {
+		return false
+	}
+	var suspects []*dbState
+	s.commitMu.Lock()
+	for _, g := range t.groupByDatabase() {
+		if d := s.databaseByID(g.dbID); !g.global && d != nil && d.suspect {
+			suspects = append(suspects, d)
+		}
+	}
+	s.commitMu.Unlock()
+	if len(suspects) == 0 {
+		return false
+	}
+	for {
+		waiting := false
+		s.commitMu.Lock()
+		for _, d := range suspects {
+			if d.deposedBy != 0 || d.replica || d.dropped {
+				s.commitMu.Unlock()
+				return false
+			}
+			waiting = waiting || d.suspect
+		}
+		s.commitMu.Unlock()
+		if !waiting {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-s.closed:
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // confirmPaused: a commit that was under way when a pause was noticed
 // (its incarnation is not the current one) is acknowledged only once each
 // of its partitions is confirmed master again (not suspect); it fails
@@ -268,7 +327,7 @@ func (s *Store) confirmPaused(applied []dbCommit) error {
 	}
 	s.notice()
 	inc := s.fence.incarnation.Load()
-	deadline := time.Now().Add(fenceConfirmWait)
+	deadline := time.Now().Add(time.Duration(s.fence.confirmWait.Load()))
 	for _, a := range applied {
 		if a.inc == inc {
 			continue

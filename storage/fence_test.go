@@ -40,7 +40,7 @@ func TestPauseFencing(t *testing.T) {
 		te.must(ctx, q)
 	}
 	te.must(ctx, "INSERT INTO d_0.t VALUES (1)") // fencing off: nothing is suspect
-	s.EnableFencing(Fencing{Threshold: 300 * time.Millisecond, PartitionOf: func(name string) (string, bool) {
+	s.EnableFencing(Fencing{Threshold: 300 * time.Millisecond, ConfirmWait: 300 * time.Millisecond, PartitionOf: func(name string) (string, bool) {
 		i := strings.LastIndexByte(name, '_')
 		return name[:max(i, 0)], i > 0
 	}})
@@ -90,6 +90,19 @@ func TestPauseFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// a write to a suspect partition waits for its confirmation
+	s.pause(time.Second)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		s.PromoteConfirmed("d_0", 0, s.Incarnation())
+	}()
+	start := time.Now()
+	te.must(ctx, "INSERT INTO d_0.t VALUES (10)")
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("a write to a suspect partition returned after %s, before the confirmation", took)
+	}
+	te.must(ctx, "DELETE FROM d_0.t WHERE id = 10")
+
 	// a commit under way across a pause waits for the confirmation
 	paused := make(chan struct{})
 	var hook ReplicaWaiter = func(db string, lsn uint64) error {
@@ -105,7 +118,7 @@ func TestPauseFencing(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		s.PromoteConfirmed("d_0", 0, s.Incarnation())
 	}()
-	start := time.Now()
+	start = time.Now()
 	te.must(ctx, "INSERT INTO d_0.t VALUES (3)")
 	if took := time.Since(start); took < 100*time.Millisecond {
 		t.Errorf("a commit across a pause returned after %s, before the confirmation", took)

@@ -400,18 +400,29 @@ func (s *Store) commit(t *Txn) error {
 			}
 		}
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	s.commitMu.Lock()
-	applied, err := s.commitLocked(t, b)
-	s.commitMu.Unlock()
-	if err != nil {
-		return err
+	var deadline time.Time
+	for {
+		b := s.db.NewBatch()
+		s.commitMu.Lock()
+		applied, err := s.commitLocked(t, b)
+		s.commitMu.Unlock()
+		if err != nil {
+			b.Close()
+			if deadline.IsZero() {
+				deadline = time.Now().Add(time.Duration(s.fence.confirmWait.Load()))
+			}
+			if s.awaitConfirmation(t, deadline) {
+				continue // every partition it writes is confirmed now
+			}
+			return err
+		}
+		err = s.syncWait(b)
+		b.Close()
+		if err != nil {
+			return err
+		}
+		return s.waitReplicas(applied)
 	}
-	if err := s.syncWait(b); err != nil {
-		return err
-	}
-	return s.waitReplicas(applied)
 }
 
 // dbCommit is what a commit wrote in one database.
