@@ -187,6 +187,7 @@ func (s *Store) suspectLocked() int {
 			continue // not a copy of a distributed database's partition
 		}
 		d.suspect = true
+		d.readFenced.Store(d.suspect || d.deposedBy != 0)
 		n++
 	}
 	return n
@@ -249,6 +250,7 @@ func (s *Store) Depose(name string, term uint64) bool {
 	}
 	first := d.deposedBy == 0
 	d.deposedBy = term
+	d.readFenced.Store(d.suspect || d.deposedBy != 0)
 	if first {
 		s.log.Warn("this master partition was failed over: its replica follows a newer master; it refuses writes until it is dropped",
 			"database", name, "term", d.pos.Term, "newer term", term)
@@ -352,4 +354,14 @@ func (s *Store) confirmPaused(applied []dbCommit) error {
 		}
 	}
 	return nil
+}
+
+// readFence refuses a read of a suspect or deposed master copy (see
+// dbState.readFenced), as fencedLocked refuses its commits.
+func (d *dbState) readFence() error {
+	if !d.readFenced.Load() {
+		return nil
+	}
+	return mysql.NewSQLError(mysql.EROptionPreventsStatement, "HY000",
+		"The partition database '%s' may have failed over while this leaf was paused or down; it is read again once the master aggregator confirms it. Retry the statement", d.meta.Name)
 }

@@ -22,8 +22,8 @@ type PointTable struct {
 // position).
 func (s *Store) PointTable(db, table string) (*PointTable, bool) {
 	d := s.database(db)
-	if d == nil || d.replica {
-		return nil, false
+	if d == nil || d.replica || d.readFenced.Load() {
+		return nil, false // a fenced copy: the engine's path says why
 	}
 	ts := d.table(table)
 	if ts == nil || ts.keyless {

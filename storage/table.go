@@ -152,6 +152,9 @@ func (i *partitionIter) Next(*sql.Context) (sql.Partition, error) {
 func (i *partitionIter) Close(*sql.Context) error { return nil }
 
 func (t *Table) Partitions(*sql.Context) (sql.PartitionIter, error) {
+	if err := t.ts.db.readFence(); err != nil {
+		return nil, err
+	}
 	return &partitionIter{p: &partition{}}, nil
 }
 
@@ -229,6 +232,9 @@ type indexedTable struct {
 }
 
 func (t *indexedTable) LookupPartitions(ctx *sql.Context, lookup sql.IndexLookup) (sql.PartitionIter, error) {
+	if err := t.ts.db.readFence(); err != nil {
+		return nil, err
+	}
 	return &partitionIter{p: &partition{lookup: &lookup}}, nil
 }
 
