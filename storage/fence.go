@@ -59,8 +59,8 @@ type fence struct {
 	threshold atomic.Int64 // ns; 0: fencing off
 	// confirmWait: Fencing.ConfirmWait
 	confirmWait atomic.Int64 // ns
-	base      time.Time
-	last      atomic.Int64 // ns since base: the watchdog's latest tick, or the latest pause noticed
+	base        time.Time
+	last        atomic.Int64 // ns since base: the watchdog's latest tick, or the latest pause noticed
 	// incarnation changes at every pause noticed (and is random at start)
 	incarnation atomic.Uint64
 	pauses      atomic.Uint64
@@ -187,7 +187,7 @@ func (s *Store) suspectLocked() int {
 			continue // not a copy of a distributed database's partition
 		}
 		d.suspect = true
-		d.readFenced.Store(d.suspect || d.deposedBy != 0)
+		d.syncReadFence()
 		n++
 	}
 	return n
@@ -250,7 +250,7 @@ func (s *Store) Depose(name string, term uint64) bool {
 	}
 	first := d.deposedBy == 0
 	d.deposedBy = term
-	d.readFenced.Store(d.suspect || d.deposedBy != 0)
+	d.syncReadFence()
 	if first {
 		s.log.Warn("this master partition was failed over: its replica follows a newer master; it refuses writes until it is dropped",
 			"database", name, "term", d.pos.Term, "newer term", term)
@@ -356,10 +356,43 @@ func (s *Store) confirmPaused(applied []dbCommit) error {
 	return nil
 }
 
-// readFence refuses a read of a suspect or deposed master copy (see
-// dbState.readFenced), as fencedLocked refuses its commits.
+// The read fence's states (dbState.readFenced).
+const (
+	readOpen uint32 = iota
+	readSuspect
+	readDeposed
+)
+
+// syncReadFence copies suspect and deposedBy to readFenced; called under
+// commitMu.
+func (d *dbState) syncReadFence() {
+	switch {
+	case d.deposedBy != 0:
+		d.readFenced.Store(readDeposed)
+	case d.suspect:
+		d.readFenced.Store(readSuspect)
+	default:
+		d.readFenced.Store(readOpen)
+	}
+}
+
+// readFence holds a read of a suspect master copy until the master
+// aggregator confirms it (up to ConfirmWait), as a commit waits, and
+// refuses it after that or when the copy is deposed.
 func (d *dbState) readFence() error {
-	if !d.readFenced.Load() {
+	d.s.notice() // a read that runs the moment the process resumes
+	if d.readFenced.Load() == readOpen {
+		return nil
+	}
+	deadline := time.Now().Add(time.Duration(d.s.fence.confirmWait.Load()))
+	for d.readFenced.Load() == readSuspect && time.Now().Before(deadline) {
+		select {
+		case <-d.s.closed:
+			deadline = time.Time{}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if d.readFenced.Load() == readOpen {
 		return nil
 	}
 	return mysql.NewSQLError(mysql.EROptionPreventsStatement, "HY000",

@@ -62,6 +62,8 @@ func TestPauseFencing(t *testing.T) {
 	_, err := te.run(ctx, "INSERT INTO d_0.t VALUES (2)")
 	expectCode(t, err, 1290, "a write to a suspect partition")
 	te.must(ctx, "INSERT INTO test.t VALUES (1)") // not a partition
+	_, err = te.run(ctx, "SELECT * FROM d_1.t")
+	expectCode(t, err, 1290, "a read of a partition not confirmed in time")
 
 	inc := s.Incarnation()
 	if _, err := s.PromoteConfirmed("d_0", 0, inc+1); !errors.Is(err, ErrStaleIncarnation) {
@@ -102,6 +104,17 @@ func TestPauseFencing(t *testing.T) {
 		t.Errorf("a write to a suspect partition returned after %s, before the confirmation", took)
 	}
 	te.must(ctx, "DELETE FROM d_0.t WHERE id = 10")
+	// … and so does a read
+	s.pause(time.Second)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		s.PromoteConfirmed("d_0", 0, s.Incarnation())
+	}()
+	start = time.Now()
+	te.expect(ctx, "SELECT id FROM d_0.t WHERE id = 2", "2")
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("a read of a suspect partition returned after %s, before the confirmation", took)
+	}
 
 	// a commit under way across a pause waits for the confirmation
 	paused := make(chan struct{})
@@ -142,6 +155,8 @@ func TestPauseFencing(t *testing.T) {
 	}
 	_, err = te.run(ctx, "INSERT INTO d_0.t VALUES (5)")
 	expectCode(t, err, 1290, "a write to a deposed partition confirmed at its own term")
+	_, err = te.run(ctx, "SELECT * FROM d_0.t WHERE id = 1")
+	expectCode(t, err, 1290, "a read of a deposed partition")
 	if _, err := s.PromoteConfirmed("d_0", 7, inc); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,8 @@ type PointTable struct {
 // position).
 func (s *Store) PointTable(db, table string) (*PointTable, bool) {
 	d := s.database(db)
-	if d == nil || d.replica || d.readFenced.Load() {
+	s.notice()
+	if d == nil || d.replica || d.readFenced.Load() != readOpen {
 		return nil, false // a fenced copy: the engine's path says why
 	}
 	ts := d.table(table)

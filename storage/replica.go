@@ -75,7 +75,7 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 			return Position{}, err
 		}
 		d.replica, d.visible, d.suspect = true, d.pos, false
-		d.readFenced.Store(d.suspect || d.deposedBy != 0)
+		d.syncReadFence()
 	}
 	if !d.replica {
 		return Position{}, fmt.Errorf("database %s exists here: %w", name, ErrNotReplica)
@@ -319,11 +319,11 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *ui
 	confirm := func() {
 		if incarnation != nil {
 			d.suspect = false
-			d.readFenced.Store(d.suspect || d.deposedBy != 0)
+			d.syncReadFence()
 		}
 		if d.deposedBy != 0 && pos.Term > d.deposedBy {
 			d.deposedBy = 0
-			d.readFenced.Store(d.suspect || d.deposedBy != 0)
+			d.syncReadFence()
 		}
 	}
 	if !wasReplica && pos == d.pos {
@@ -411,6 +411,6 @@ func (s *Store) Demote(ctx context.Context, name string) (Position, error) {
 		return Position{}, fmt.Errorf("demote %s: %w", name, err)
 	}
 	d.replica, d.handingOver, d.visible, d.suspect = true, false, d.pos, false
-	d.readFenced.Store(d.suspect || d.deposedBy != 0)
+	d.syncReadFence()
 	return d.pos, nil
 }

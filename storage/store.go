@@ -104,11 +104,12 @@ type dbState struct {
 	// deposedBy: the newer term a replica of this master follows (0: not
 	// deposed); the copy takes no writes (fence.go)
 	deposedBy uint64
-	// readFenced mirrors suspect || deposedBy != 0 for readers, who do
-	// not take commitMu: a stale master's reads are refused as its
-	// writes are (a restarted aggregator with old metadata would read
-	// values the cluster has since overwritten)
-	readFenced atomic.Bool
+	// readFenced mirrors suspect and deposedBy for readers, who do not
+	// take commitMu (readOpen, readSuspect, readDeposed): a stale
+	// master's reads wait or are refused as its writes are (a restarted
+	// aggregator with old metadata would read values the cluster has
+	// since overwritten)
+	readFenced atomic.Uint32
 	// committed is closed and replaced at every commit of this database
 	// (CommitSignal)
 	committed chan struct{}
