@@ -387,6 +387,7 @@ func (n *Node) newSession(ctx context.Context, conn *mysql.Conn, addr string) (s
 	base := sql.NewBaseSessionWithClientServer(addr, sql.Client{Address: host, User: user, Capabilities: conn.Capabilities}, conn.ConnectionID)
 	s := storage.NewSession(base, n.store)
 	s.SetGuard(leafGuard{n: n, connID: conn.ConnectionID})
+	s.SetRouted(func() bool { return n.isLinkID(conn.ConnectionID) })
 	n.sessions.Store(conn.ConnectionID, s)
 	return s, nil
 }

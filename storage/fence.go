@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
 )
 
@@ -356,6 +357,29 @@ func (s *Store) confirmPaused(applied []dbCommit) error {
 	return nil
 }
 
+// routed reports whether ctx is an aggregator's session on this node.
+func routed(ctx *sql.Context) bool {
+	if ctx == nil {
+		return false
+	}
+	s, ok := ctx.Session.(*Session)
+	return ok && s.routed != nil && s.routed()
+}
+
+// isPartition reports whether name is a partition of a distributed
+// database that has a copy here (fencing knows them on a cluster's leaf).
+func (s *Store) isPartition(name string) bool {
+	if s.fence.threshold.Load() == 0 || s.fence.partitionOf == nil {
+		return false
+	}
+	owner, ok := s.fence.partitionOf(name)
+	if !ok {
+		return false
+	}
+	o := s.database(owner)
+	return o != nil && o.replicaNow.Load()
+}
+
 // The read fence's states (dbState.readFenced).
 const (
 	readOpen uint32 = iota
@@ -363,9 +387,10 @@ const (
 	readDeposed
 )
 
-// syncReadFence copies suspect and deposedBy to readFenced; called under
-// commitMu.
+// syncReadFence copies suspect and deposedBy to readFenced, and replica
+// to replicaNow; called under commitMu wherever they change.
 func (d *dbState) syncReadFence() {
+	d.replicaNow.Store(d.replica)
 	switch {
 	case d.deposedBy != 0:
 		d.readFenced.Store(readDeposed)
@@ -378,9 +403,18 @@ func (d *dbState) syncReadFence() {
 
 // readFence holds a read of a suspect master copy until the master
 // aggregator confirms it (up to ConfirmWait), as a commit waits, and
-// refuses it after that or when the copy is deposed.
-func (d *dbState) readFence() error {
+// refuses it after that or when the copy is deposed. An aggregator's
+// routed read (Session.SetRouted) of a partition whose copy here is a
+// replica is refused too: the aggregator's metadata is behind a hand-over
+// or failover, and the copy may lack the latest commits (a read through
+// another aggregator, or the same client's write a moment before, saw
+// them). 1290 makes the aggregator route it again.
+func (d *dbState) readFence(ctx *sql.Context) error {
 	d.s.notice() // a read that runs the moment the process resumes
+	if d.replicaNow.Load() && routed(ctx) && d.s.isPartition(d.meta.Name) {
+		return mysql.NewSQLError(mysql.EROptionPreventsStatement, "HY000",
+			"The partition database '%s' is a replica on this leaf: its master moved (a hand-over or failover this aggregator has not applied yet). Retry the statement", d.meta.Name)
+	}
 	if d.readFenced.Load() == readOpen {
 		return nil
 	}

@@ -179,4 +179,12 @@ func TestPauseFencing(t *testing.T) {
 	if got := states(); got != "" {
 		t.Fatalf("after demoting d_1: %q", got)
 	}
+	// an aggregator's read of a partition that is a replica here is
+	// refused (its metadata is behind a hand-over); a client's is not
+	te.expect(ctx, "SELECT COUNT(*) FROM d_1.t", "0")
+	link := te.session()
+	link.Session.(*Session).SetRouted(func() bool { return true })
+	_, err = te.run(link, "SELECT COUNT(*) FROM d_1.t")
+	expectCode(t, err, 1290, "a routed read of a replica partition")
+	te.expect(link, "SELECT COUNT(*) FROM d_0.t", "5")
 }

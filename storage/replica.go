@@ -63,6 +63,7 @@ func (s *Store) EnsureReplica(name string) (Position, error) {
 		}
 		s.commitMu.Lock()
 		d.replica = true
+		d.syncReadFence()
 		s.commitMu.Unlock()
 	}
 	s.commitMu.Lock()
@@ -348,6 +349,7 @@ func (s *Store) promote(name string, epoch uint64, atEpoch bool, incarnation *ui
 	}
 	d.replica, d.pos, d.visible = false, pos, pos
 	confirm()
+	d.syncReadFence()
 	if wasReplica {
 		s.installPrepared(parts)
 		// after the parts took their locks: every transaction that could

@@ -21,6 +21,8 @@ type Session struct {
 	// dupEntry is MySQL's text for the last duplicate key error.
 	dupEntry string
 	guard    Guard
+	// routed: the session is an aggregator's (SetRouted)
+	routed func() bool
 	// fixedTime is the time, in microseconds since the epoch, the client
 	// fixed its statements' time at (SET timestamp); 0: the clock's
 	fixedTime atomic.Int64
@@ -38,6 +40,11 @@ type Guard interface {
 	// Check refuses a change to db (an error) or allows it (nil).
 	Check(db string) error
 }
+
+// SetRouted tells the session how to know whether it is an aggregator's
+// link to this node, whose reads of a partition must find its master
+// (readFence).
+func (s *Session) SetRouted(f func() bool) { s.routed = f }
 
 // SetGuard installs the session's guard.
 func (s *Session) SetGuard(g Guard) { s.guard = g }

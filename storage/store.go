@@ -110,6 +110,8 @@ type dbState struct {
 	// aggregator with old metadata would read values the cluster has
 	// since overwritten)
 	readFenced atomic.Uint32
+	// replicaNow mirrors replica for readers (readFence)
+	replicaNow atomic.Bool
 	// committed is closed and replaced at every commit of this database
 	// (CommitSignal)
 	committed chan struct{}
@@ -256,6 +258,7 @@ func (s *Store) loadDB(m dbMeta) (*dbState, error) {
 		return nil, err
 	} else if ok {
 		d.replica = true
+		d.syncReadFence()
 	}
 	if err := s.scan(join(d.prefix, []byte{secTable}), func(k, v []byte) error {
 		var tm tableMeta

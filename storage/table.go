@@ -151,8 +151,8 @@ func (i *partitionIter) Next(*sql.Context) (sql.Partition, error) {
 
 func (i *partitionIter) Close(*sql.Context) error { return nil }
 
-func (t *Table) Partitions(*sql.Context) (sql.PartitionIter, error) {
-	if err := t.ts.db.readFence(); err != nil {
+func (t *Table) Partitions(ctx *sql.Context) (sql.PartitionIter, error) {
+	if err := t.ts.db.readFence(ctx); err != nil {
 		return nil, err
 	}
 	return &partitionIter{p: &partition{}}, nil
@@ -232,7 +232,7 @@ type indexedTable struct {
 }
 
 func (t *indexedTable) LookupPartitions(ctx *sql.Context, lookup sql.IndexLookup) (sql.PartitionIter, error) {
-	if err := t.ts.db.readFence(); err != nil {
+	if err := t.ts.db.readFence(ctx); err != nil {
 		return nil, err
 	}
 	return &partitionIter{p: &partition{lookup: &lookup}}, nil
