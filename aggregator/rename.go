@@ -182,7 +182,7 @@ func (a *Aggregator) renameMetadata(d *meta.Database, pairs []renamePair, lsn ui
 	if len(renames) == 0 {
 		return nil
 	}
-	return a.propose(meta.RenameTables{Database: d.Name, Renames: renames, LSN: lsn})
+	return a.Propose(meta.RenameTables{Database: d.Name, Renames: renames, LSN: lsn})
 }
 
 // checkRenames refuses, before anything is renamed, a rename the copy
