@@ -12,8 +12,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/sharding"
 	"github.com/canopydb/canopy/storage"
 )

@@ -20,9 +20,9 @@ import (
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/privilege"
 	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"

@@ -19,8 +19,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // ScratchDB is the database on every leaf that holds rows shipped there

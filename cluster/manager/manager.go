@@ -30,10 +30,10 @@ import (
 	"github.com/dolthub/vitess/go/mysql"
 	"github.com/dolthub/vitess/go/sqltypes"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/member"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/storage"
 )
 

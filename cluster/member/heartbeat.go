@@ -10,7 +10,7 @@ import (
 
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // HeartbeatInterval: every aggregator sends SELECT 1 to every other node

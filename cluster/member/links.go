@@ -10,8 +10,8 @@ import (
 
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/linkauth"
 )
 

@@ -23,9 +23,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/storage"
 )
