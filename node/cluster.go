@@ -132,8 +132,10 @@ func (n *Node) startAggregatorTier(clusterID string, bootstrap bool) (*aggregato
 }
 
 // close stops an aggregator's parts: a master first hands its role over
-// (the next master is there at once), then the manager and the query
-// tier stop, and the member last.
+// (the next master is there at once); then the manager stops (its
+// reconcile drives the query tier's copies), then the query tier (the
+// streams of its copies), and the member last (heartbeats, connections,
+// raft).
 func (t *aggregatorTier) close() {
 	t.member.HandOff()
 	t.mgr.Close()
