@@ -1,18 +1,24 @@
-// Package aggregator is the aggregator tier of a node: it holds the cluster
-// metadata (a raft member), plans every client statement (package planner)
-// and runs it on the right partitions, merges results, runs DDL on every
-// node, copies databases to every node, and measures the other nodes with
-// heartbeats. The master aggregator is the raft leader.
+// Package aggregator is the query tier of an aggregator: it plans every
+// client statement (package planner) and runs it on the right partitions,
+// merges results, runs DDL on every node, coordinates distributed
+// transactions, and keeps this aggregator's copies of the distributed
+// databases (the master's are shipped to every other node).
+//
+// It sits on this node's membership in the cluster (package
+// cluster/member: the raft member and metadata, the connections to the
+// other nodes, the heartbeats), which it embeds. The cluster manager
+// (package cluster/manager: failure detection, failover, rebalance, the
+// master's reign, the cluster commands) sits on the same member; the
+// query tier never imports it, and reaches it only through Cluster. The
+// node wires the three. The master aggregator is the raft leader.
 package aggregator
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,26 +27,21 @@ import (
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster"
+	"github.com/canopydb/canopy/cluster/member"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/replication"
 	"github.com/canopydb/canopy/storage"
 )
 
-// Host is the node an aggregator runs in.
+// Host is the node an aggregator runs in (what the query tier needs of
+// it; package cluster/member has its own).
 type Host interface {
 	Store() *storage.Store
 	Engine() *sqle.Engine
-	Log() *slog.Logger
-	// Self is the MySQL address other nodes reach this node at.
-	Self() (host string, port int)
-	// InternalAddr is the internal port's address, as others dial it.
-	InternalAddr() string
-	RaftListener() net.Listener
-	DataDir() string
 	// RunLocal runs one statement in this node's SQL engine for a client.
 	RunLocal(ctx context.Context, c *mysql.Conn, query string, callback mysql.ResultSpoolFn) error
 	// RunInternal runs one statement in this node's SQL engine as the
@@ -48,21 +49,28 @@ type Host interface {
 	RunInternal(ctx context.Context, query string) ([]sql.Row, error)
 	// Session is the storage session of a client connection.
 	Session(id uint32) *storage.Session
-	// ClusterSecret authenticates the links between the cluster's nodes.
-	ClusterSecret() []byte
 	// Dialer reaches other nodes' internal ports.
 	Dialer() mux.Dialer
-	// NodeTLS says whether links to other nodes use TLS.
-	NodeTLS() bool
-	// UsersChanged tells the node that the cluster's accounts changed.
-	UsersChanged()
 	// SQLContext is a context with a client's session, made if the
 	// connection has none yet.
 	SQLContext(ctx context.Context, c *mysql.Conn) (*sql.Context, error)
 }
 
-// Aggregator is a running aggregator.
+// Cluster is what the query tier needs of the cluster manager (package
+// cluster/manager; the node passes it to New).
+type Cluster interface {
+	// Reconcile brings what runs to what the metadata says now: this
+	// aggregator's copies and their streams (ReconcileCopies), the
+	// leaves' replicas, the promotions of new masters.
+	Reconcile()
+	// WaitPartitionsReplicated waits (briefly) until every replica of a
+	// new database exists.
+	WaitPartitionsReplicated(ctx context.Context, d *meta.Database)
+}
+
+// Aggregator is a running aggregator's query tier.
 type Aggregator struct {
+	*member.Member
 	offlineMemo atomic.Pointer[offlineMemo] // see mastersOffline
 	lagging     atomic.Pointer[laggingMemo] // see waitSchemas
 	inCreate    sync.Map                    // "db.table" of CREATE TABLEs in flight (markCreating)
@@ -75,15 +83,14 @@ type Aggregator struct {
 	pools     *pool.Pools
 	hub       *replication.Hub
 	self      string
-	clusterID string
+	cluster   Cluster
 	stop      chan struct{}
 	wg        sync.WaitGroup
-	beats     *heartbeats
+	beats     *member.Heartbeats
 	autoMu    sync.Mutex
 	autos     map[string]*autoRange
 	sessions  sync.Map // connection id → *session
 	spread    atomic.Uint64
-	changed   chan struct{} // signalled on metadata changes
 	schemasAt atomic.Uint64 // metadata index whose schema changes this node's copies have
 	templates templates     // planned routed statements with bind variables
 	gathered  struct{ rows, bytes atomic.Uint64 }
@@ -92,13 +99,7 @@ type Aggregator struct {
 	inflight  sync.Map      // xid → struct{}: commits between prepare and decision
 	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
 	shuffled  struct{ broadcast, repartition atomic.Uint64 }
-	ha        *haState
-	// the master's reign (reign.go)
-	forcing    atomic.Bool // AGGREGATOR SET AS MASTER is forcing a takeover
-	reignMu    sync.Mutex
-	reign      map[string]uint64 // leaf → the master epoch it has on record from this aggregator
-	reignTicks int               // reignLoop's
-	ddlJobs    ddlLocks          // schema changes running on this master (ddljob.go)
+	ddlJobs   ddlLocks // schema changes running on this master (ddljob.go)
 }
 
 // Gathered counts the rows and value bytes partitions sent this
@@ -113,107 +114,46 @@ func (a *Aggregator) ShuffledJoins() (broadcast, repartition uint64) {
 	return a.shuffled.broadcast.Load(), a.shuffled.repartition.Load()
 }
 
-// Start runs the aggregator; bootstrap founds a new cluster with this
-// node as master.
-func Start(h Host, clusterID string, bootstrap bool) (*Aggregator, error) {
-	host, port := h.Self()
+// New makes the query tier of member m, which has started; c is the
+// cluster manager. Nothing runs before Start.
+func New(h Host, m *member.Member, c Cluster) *Aggregator {
 	a := &Aggregator{
-		host:      h,
-		log:       h.Log().With("component", "aggregator"),
-		store:     h.Store(),
-		pools:     pool.New(64, defaultSettings.client),
-		self:      meta.Addr(host, port),
-		clusterID: clusterID,
-		stop:      make(chan struct{}),
-		autos:     make(map[string]*autoRange),
-		changed:   make(chan struct{}, 1),
-		started:   time.Now(),
-		ha:        newHAState(),
-		reign:     map[string]uint64{},
+		Member:  m,
+		host:    h,
+		log:     m.Log(),
+		store:   h.Store(),
+		raft:    m.Raft(),
+		pools:   m.Pools(),
+		beats:   m.Beats(),
+		self:    m.Addr(),
+		cluster: c,
+		stop:    make(chan struct{}),
+		autos:   make(map[string]*autoRange),
+		started: time.Now(),
 	}
 	a.hub = replication.NewHub(a.store, a.self, h.Dialer(), a.log)
-	a.beats = newHeartbeats(a)
-	rf, err := cluster.Start(cluster.Config{
-		ID: a.self, RaftAddr: h.InternalAddr(), Dir: h.DataDir(), DB: a.store.DB(),
-		Listen: h.RaftListener, Dialer: h.Dialer(), Log: a.log, Check: a.checkCluster,
-		OnApply: func(old, new *meta.State) {
-			if err := publishVariables(new); err != nil {
-				a.log.Warn("cluster variables", "err", err)
-			}
-			if !bytes.Equal(old.Users, new.Users) {
-				h.UsersChanged()
-			}
-			a.signal()
-		},
-	}, bootstrap)
-	if err != nil {
-		return nil, err
-	}
-	a.raft = rf
-	publishVariables(rf.State())
-	if !bootstrap && rf.State().ClusterID != "" && rf.Held() == nil {
-		// A restarted master wins its election in about a second; give it
-		// that before serving, so its first statements need not forward.
-		// A child whose master is down goes on without one. A node joining
-		// for the first time hears from the master only once it is added.
-		rf.WaitLeader(3 * time.Second)
-	}
-	if bootstrap {
-		if err := rf.WaitLeader(10 * time.Second); err != nil {
-			rf.Shutdown()
-			return nil, err
-		}
-		if rf.State().ClusterID == "" {
-			err := rf.Propose(meta.Bootstrap{ClusterID: clusterID, Aggregator: meta.Aggregator{
-				Host: host, Port: port, InternalPort: portOf(h.InternalAddr()), User: "root"}})
-			if err != nil {
-				rf.Shutdown()
-				return nil, fmt.Errorf("bootstrap cluster metadata: %w", err)
-			}
-		}
-	}
-	a.wg.Add(7)
-	go a.reignLoop()
-	go a.ddlJobLoop()
-	go a.haLoop()
-	go a.replicaWatchLoop()
-	go a.reconcileLoop()
-	go a.beats.run()
-	go a.resolveLoop()
-	return a, nil
+	return a
 }
 
-// Close stops the aggregator (the node goes on as a plain node).
-func (a *Aggregator) Close() error {
-	if a.IsMaster() {
-		// another voter takes over at once rather than after an election
-		// timeout; with none (one or two aggregators) this fails at once
-		done := make(chan error, 1)
-		go func() { done <- a.raft.HandOff() }()
-		select {
-		case err := <-done:
-			if err == nil {
-				a.log.Info("master aggregator shutting down: leadership handed over")
-			}
-		case <-time.After(3 * time.Second):
-		}
-	}
+// Start runs the aggregator's loops.
+func (a *Aggregator) Start() {
+	a.wg.Add(2)
+	go a.ddlJobLoop()
+	go a.resolveLoop()
+}
+
+// Close stops the aggregator's loops and the streams of its copies (the
+// node goes on as a plain node once it has closed the cluster manager
+// and the member too).
+func (a *Aggregator) Close() {
 	close(a.stop)
 	a.wg.Wait()
 	a.hub.Close()
-	a.pools.Close()
-	a.beats.close()
-	return a.raft.Shutdown()
 }
 
-// State is this aggregator's copy of the cluster metadata.
-func (a *Aggregator) State() *meta.State { return a.raft.State() }
-
-// IsMaster reports whether this aggregator is the master aggregator.
-func (a *Aggregator) IsMaster() bool { return a.raft.IsLeader() }
-
-// ClusterID names the cluster.
-func (a *Aggregator) ClusterID() string { return a.clusterID }
+// PoolDefaults are the session settings a new connection to another node
+// holds (the node's defaults; member.New).
+func PoolDefaults() *pool.Settings { return defaultSettings.client }
 
 // LogFloor is the lowest position of db that this aggregator's copies of
 // it (on other nodes) are known to have; see replication.Hub.LogFloor.
@@ -231,56 +171,13 @@ func (a *Aggregator) SetUsers(data []byte) error {
 	return a.raft.Propose(meta.SetUsers{Data: data})
 }
 
-// SyncChildren waits (a bounded time) until every child aggregator that
-// is up has applied the metadata this one has.
-func (a *Aggregator) SyncChildren() {
-	if a.IsMaster() {
-		a.syncChildren(a.RaftIndex())
-	}
-}
-
-// RaftIndex is the last metadata change applied here.
-func (a *Aggregator) RaftIndex() uint64 { return a.raft.AppliedIndex() }
-
-func (a *Aggregator) signal() {
-	select {
-	case a.changed <- struct{}{}:
-	default:
-	}
-}
-
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	var n int
-	fmt.Sscan(p, &n)
-	return n
-}
-
-// reconcileLoop keeps, on the master, a replication stream of every
-// distributed database to every other node (their copy holds reference
-// tables and the definitions of sharded tables).
-func (a *Aggregator) reconcileLoop() {
-	defer a.wg.Done()
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		a.reconcile()
-		select {
-		case <-a.stop:
-			return
-		case <-a.changed:
-		case <-tick.C:
-		}
-	}
-}
-
-func (a *Aggregator) reconcile() {
-	a.severFailed()
-	st := a.State()
-	if !a.IsMaster() {
+// ReconcileCopies makes this aggregator's copies of the distributed
+// databases follow its role (ownCopies) and keeps, on the master, a
+// replication stream of every distributed database to every other node
+// (their copy holds reference tables and the definitions of sharded
+// tables). The cluster manager runs it as part of every reconcile.
+func (a *Aggregator) ReconcileCopies(st *meta.State, master bool) {
+	if !master {
 		a.hub.Close()
 		if leader := a.raft.Leader(); leader != "" {
 			a.ownCopies(st, false)
@@ -288,7 +185,6 @@ func (a *Aggregator) reconcile() {
 		return
 	}
 	a.ownCopies(st, true)
-	a.enforceVoters(st)
 	want := map[[2]string]bool{}
 	for _, name := range st.DatabaseNames() {
 		for _, t := range a.replicaTargets(st) {
@@ -297,9 +193,6 @@ func (a *Aggregator) reconcile() {
 		}
 	}
 	a.hub.Retain(func(db, target string) bool { return want[[2]string{db, target}] })
-	a.promoteMasters(st)
-	a.resumeJobs(st)
-	a.pushReplication()
 }
 
 // replicaTargets are the internal addresses of every node but this one.
@@ -327,7 +220,7 @@ func (a *Aggregator) waitReplicated(db string) {
 	if !ok {
 		return
 	}
-	a.reconcile()
+	a.cluster.Reconcile()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if pending := a.hub.WaitAcked(ctx, db, pos.LSN); len(pending) > 0 {
@@ -335,88 +228,54 @@ func (a *Aggregator) waitReplicated(db string) {
 	}
 }
 
-// propose commits a metadata change and waits until every child
-// aggregator that is up has applied it: a change made on the master is
-// visible on every aggregator when the statement returns.
-func (a *Aggregator) propose(payload interface{}) error {
-	if err := a.raft.Propose(payload); err != nil {
-		return err
-	}
-	a.syncChildren(a.RaftIndex())
-	return nil
-}
-
-func (a *Aggregator) syncChildren(idx uint64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, ag := range a.State().Aggregators {
-		if ag.Addr() == a.self || a.beats.down(ag.Addr()) {
-			continue
-		}
-		wg.Add(1)
-		go func(addr string) {
-			defer wg.Done()
-			if err := a.waitChild(ctx, addr, idx); err != nil {
-				a.log.Warn("child aggregator did not confirm a metadata change; it catches up later", "aggregator", addr, "index", idx, "err", err)
-			}
-		}(ag.Addr())
-	}
-	wg.Wait()
-}
-
-// waitChild polls a child aggregator until it has applied index idx.
-func (a *Aggregator) waitChild(ctx context.Context, addr string, idx uint64) error {
-	p, err := a.aggregatorPool(addr)
-	if err != nil {
-		return err
-	}
-	for {
-		info, err := nodeStatus(ctx, p)
-		if err == nil && info.RaftIndex >= idx {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("at index %d", info.RaftIndex)
-			}
-			return err
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
-// waitAllReplicated waits until every node has every database's latest
+// WaitAllReplicated waits until every node has every database's latest
 // change: a node just added can serve queries when ADD returns.
-func (a *Aggregator) waitAllReplicated() {
+func (a *Aggregator) WaitAllReplicated() {
 	for _, db := range a.State().DatabaseNames() {
 		a.waitReplicated(db)
 	}
-	a.reconcile()
+	a.cluster.Reconcile()
 }
 
-// Leaf and aggregator connections.
-
-func (a *Aggregator) leafPool(addr string) (*pool.Pool, error) {
-	l, ok := a.State().Leaf(addr)
+// WaitTarget waits until the copy of db on target (an internal address)
+// has this aggregator's latest change of it: PROMOTE AGGREGATOR's target
+// catches up first.
+func (a *Aggregator) WaitTarget(ctx context.Context, db, target string) error {
+	pos, ok := a.store.Position(db)
 	if !ok {
-		return nil, fmt.Errorf("leaf %s is not part of the cluster", addr)
+		return nil
 	}
-	if l.State == meta.LeafOffline && a.beats.down(addr) {
-		// a statement routed with the metadata of a moment before the
-		// failover: fail now rather than dial a hung node
-		return nil, fmt.Errorf("%w: leaf %s is offline", pool.ErrUnreachable, addr)
-	}
-	return a.pools.Get(a.leafNode(l)), nil
+	return a.hub.WaitTargets(ctx, db, []string{target}, pos.LSN)
 }
 
-func (a *Aggregator) aggregatorPool(addr string) (*pool.Pool, error) {
-	ag, ok := a.State().Aggregator(addr)
-	if !ok {
-		return nil, fmt.Errorf("aggregator %s is not part of the cluster", addr)
+// ownCopies makes this aggregator's copies of the distributed databases
+// follow its role: the master's take writes (DDL and reference tables)
+// and ship them; a child's follow the master's. A child's copy that was a
+// master's is demoted at its position; if the new master's log disagrees
+// there, the master's sender gives it a snapshot (replication: diverged).
+func (a *Aggregator) ownCopies(st *meta.State, master bool) {
+	for _, name := range st.DatabaseNames() {
+		if !a.store.HasDatabase(name) || a.store.IsReplica(name) != master {
+			continue
+		}
+		if master {
+			pos, err := a.store.Promote(name)
+			if err != nil {
+				a.log.Error("taking over a database as master aggregator", "database", name, "err", err)
+				continue
+			}
+			a.log.Info("this aggregator's copy of the database is now the cluster's", "database", name, "position", pos)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		pos, err := a.store.Demote(ctx, name)
+		cancel()
+		if err != nil {
+			a.log.Error("following the new master aggregator", "database", name, "err", err)
+			continue
+		}
+		a.log.Info("this aggregator's copy of the database follows the master aggregator now", "database", name, "position", pos)
 	}
-	return a.pools.Get(a.aggregatorNode(ag)), nil
 }
 
 // AUTO_INCREMENT of sharded tables: aggregator number N hands out

@@ -1,9 +1,7 @@
 package aggregator
 
 import (
-	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -11,13 +9,14 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/sqlcmd"
 )
 
-// Command runs a cluster management statement.
-func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command) (*sqltypes.Result, error) {
+// Command runs a cluster statement of the query tier's: those that show
+// the metadata and what the heartbeats measure. The node routes the
+// cluster manager's to package cluster/manager.
+func (a *Aggregator) Command(c *mysql.Conn, cmd sqlcmd.Command) (*sqltypes.Result, error) {
 	switch cmd := cmd.(type) {
 	case sqlcmd.ShowLeaves:
 		return a.showLeaves(), nil
@@ -29,286 +28,12 @@ func (a *Aggregator) Command(ctx context.Context, c *mysql.Conn, query string, c
 			db = a.currentDB(c.ConnectionID)
 		}
 		return a.showPartitions(db)
-	case sqlcmd.ShowRebalanceStatus:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		db := cmd.Database
-		if db == "" {
-			db = a.currentDB(c.ConnectionID)
-		}
-		return a.showRebalanceStatus(db)
-	case sqlcmd.AddLeaf, sqlcmd.RemoveLeaf, sqlcmd.AddAggregator, sqlcmd.RemoveAggregator, sqlcmd.AttachLeaf, sqlcmd.DetachLeaf:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		var err error
-		switch cmd := cmd.(type) {
-		case sqlcmd.AddLeaf:
-			err = a.addLeaf(ctx, cmd)
-		case sqlcmd.RemoveLeaf:
-			err = a.removeLeaf(ctx, cmd)
-		case sqlcmd.AddAggregator:
-			err = a.addAggregator(ctx, cmd)
-		case sqlcmd.RemoveAggregator:
-			err = a.removeAggregator(ctx, cmd)
-		case sqlcmd.AttachLeaf:
-			err = a.attachCommand(ctx, cmd)
-		case sqlcmd.DetachLeaf:
-			err = a.detachCommand(cmd)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &sqltypes.Result{RowsAffected: 1}, nil
 	case sqlcmd.ShowDDLJobs:
 		return a.showDDLJobs(), nil
-	case sqlcmd.ShowClusterStatus:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		return a.showClusterStatus(), nil
-	case sqlcmd.ClearOrphans:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		return a.clearOrphans(cmd.Explain)
-	case sqlcmd.Rebalance:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		return a.rebalanceCommand(ctx, c, cmd)
-	case sqlcmd.PartitionCommand:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		return okRows(a.partitionCommand(ctx, cmd))
-	case sqlcmd.RaftMembers:
-		return a.raftMembers()
-	case sqlcmd.SetAsMaster:
-		return okRows(a.setAsMaster(ctx))
-	case sqlcmd.PromoteAggregator:
-		if !a.IsMaster() {
-			return a.forwardToMaster(ctx, c, query)
-		}
-		return okRows(a.promoteAggregator(ctx, meta.Addr(cmd.Host, defaultPort(cmd.Port))))
 	case sqlcmd.BootstrapAggregator:
-		return nil, mysql.NewSQLError(1105, "HY000", "This node is already an aggregator of cluster %s", a.clusterID)
+		return nil, mysql.NewSQLError(1105, "HY000", "This node is already an aggregator of cluster %s", a.ClusterID())
 	}
 	return nil, fmt.Errorf("statement %T is not supported on aggregators", cmd)
-}
-
-// okRows is the result of a cluster command that changed one thing.
-func okRows(err error) (*sqltypes.Result, error) {
-	if err != nil {
-		return nil, err
-	}
-	return &sqltypes.Result{RowsAffected: 1}, nil
-}
-
-// NodeInfo is what CANOPY NODE STATUS reports of a node.
-type NodeInfo struct {
-	Role         string
-	ClusterID    string
-	InternalPort int
-	RaftIndex    uint64 // metadata applied (aggregators)
-}
-
-func nodeStatus(ctx context.Context, p *pool.Pool) (NodeInfo, error) {
-	res, err := p.Exec(ctx, "CANOPY NODE STATUS", 10)
-	if err != nil {
-		return NodeInfo{}, err
-	}
-	if len(res.Rows) != 1 {
-		return NodeInfo{}, fmt.Errorf("no status")
-	}
-	var ni NodeInfo
-	for i, f := range res.Fields {
-		v := res.Rows[0][i].ToString()
-		switch f.Name {
-		case "Role":
-			ni.Role = v
-		case "Cluster_ID":
-			ni.ClusterID = v
-		case "Internal_Port":
-			ni.InternalPort, _ = strconv.Atoi(v)
-		case "Raft_Index":
-			ni.RaftIndex, _ = strconv.ParseUint(v, 10, 64)
-		}
-	}
-	return ni, nil
-}
-
-func defaultPort(p int) int {
-	if p == 0 {
-		return 3306
-	}
-	return p
-}
-
-// joinCheck connects to a node about to join and checks that it is free
-// (or already ours).
-func (a *Aggregator) joinCheck(ctx context.Context, what string, node pool.Node) (NodeInfo, error) {
-	p := a.pools.Get(node)
-	ni, err := nodeStatus(ctx, p)
-	if err != nil {
-		a.pools.Forget(node.Addr())
-		return ni, mysql.NewSQLError(2003, "HY000",
-			"Cannot add %s '%s':%d: %v. Check that a canopy node runs there and that the host, port, user (it needs SUPER) and password are right",
-			what, node.Host, node.Port, err)
-	}
-	if ni.ClusterID != "" && ni.ClusterID != a.clusterID {
-		return ni, mysql.NewSQLError(1105, "HY000",
-			"Cannot add %s '%s':%d: it belongs to another cluster (%s). Remove it from that cluster first", what, node.Host, node.Port, ni.ClusterID)
-	}
-	return ni, nil
-}
-
-func (a *Aggregator) addLeaf(ctx context.Context, cmd sqlcmd.AddLeaf) error {
-	node := a.newLeafNode(cmd.Host, defaultPort(cmd.Port), cmd.User, cmd.Password)
-	st := a.State()
-	if _, ok := st.Leaf(node.Addr()); ok {
-		return mysql.NewSQLError(1105, "HY000", "Leaf '%s':%d is already in the cluster", node.Host, node.Port)
-	}
-	if _, ok := st.Aggregator(node.Addr()); ok || node.Addr() == a.self {
-		return mysql.NewSQLError(1105, "HY000", "Cannot add leaf '%s':%d: it is an aggregator of this cluster", node.Host, node.Port)
-	}
-	if cmd.Group != 0 && (cmd.Group < 1 || cmd.Group > 2) {
-		return mysql.NewSQLError(1105, "HY000", "Availability group %d does not exist: groups are 1 and 2", cmd.Group)
-	}
-	ni, err := a.joinCheck(ctx, "leaf", node)
-	if err != nil {
-		return err
-	}
-	if ni.Role == "aggregator" || ni.Role == "master aggregator" {
-		return mysql.NewSQLError(1105, "HY000", "Cannot add leaf '%s':%d: it is an aggregator", node.Host, node.Port)
-	}
-	if err := a.sendJoin(ctx, node, "LEAF"); err != nil {
-		return err
-	}
-	a.pools.Forget(node.Addr()) // its connections from before it joined are not cluster links
-	err = a.propose(meta.AddLeaf{Leaf: meta.Leaf{
-		Host: node.Host, Port: node.Port, InternalPort: ni.InternalPort,
-		User: node.User, Password: node.Password, Group: cmd.Group,
-	}})
-	if err != nil {
-		return err
-	}
-	a.waitAllReplicated()
-	return nil
-}
-
-func (a *Aggregator) removeLeaf(ctx context.Context, cmd sqlcmd.RemoveLeaf) error {
-	addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
-	st := a.State()
-	l, ok := st.Leaf(addr)
-	if !ok {
-		return mysql.NewSQLError(1105, "HY000", "Leaf '%s':%d is not part of the cluster", cmd.Host, defaultPort(cmd.Port))
-	}
-	if err := a.drainLeaf(ctx, l); err != nil {
-		return err
-	}
-	// nothing of the cluster's is left on it
-	if err := a.leafDown([]string{addr}, meta.LeafDetached); err != nil {
-		return err
-	}
-	if err := a.propose(meta.RemoveLeaf{Addr: addr}); err != nil {
-		return err
-	}
-	if lp, err := a.leafPool(addr); err == nil {
-		lp.Exec(ctx, fmt.Sprintf("CANOPY LEAVE CLUSTER '%s'", a.clusterID), 0)
-	}
-	a.pools.Forget(addr)
-	a.reconcile()
-	return nil
-}
-
-// drainLeaf moves every partition of an online leaf elsewhere
-// (meta.PlanRemoveLeaf), each step recorded for SHOW REBALANCE STATUS.
-func (a *Aggregator) drainLeaf(ctx context.Context, l meta.Leaf) error {
-	a.ha.mu.Lock()
-	defer a.ha.mu.Unlock()
-	st := a.State()
-	addr := l.Addr()
-	for _, name := range st.DatabaseNames() {
-		d := st.Database(name)
-		steps := meta.PlanRemoveLeaf(st, d, addr)
-		for _, p := range d.Partitions {
-			moved := slices.ContainsFunc(steps, func(s meta.Step) bool { return s.Ordinal == p.Ordinal && s.Action == meta.ActionPromote })
-			if l.State == meta.LeafOnline && p.Master == addr && !moved {
-				return mysql.NewSQLError(1105, "HY000",
-					"Leaf %s holds the master of %s:%d and no other leaf is online to take it: add a leaf, or bring one back, then run REMOVE LEAF again",
-					meta.QuotedAddr(addr), name, p.Ordinal)
-			}
-		}
-		if l.State != meta.LeafOnline || len(steps) == 0 {
-			continue // an offline leaf's copies are already out of service
-		}
-		if err := a.runSteps(ctx, meta.JobRemove, addr, name, steps); err != nil {
-			return mysql.NewSQLError(1105, "HY000",
-				"REMOVE LEAF %s stopped moving its partitions of %s: %v. Every partition still has its master; SHOW REBALANCE STATUS ON %s shows what ran. Fix the cause and run it again",
-				meta.QuotedAddr(addr), name, err, name)
-		}
-	}
-	return nil
-}
-
-func (a *Aggregator) addAggregator(ctx context.Context, cmd sqlcmd.AddAggregator) error {
-	node := pool.Node{Host: cmd.Host, Port: defaultPort(cmd.Port), User: cmd.User, Password: cmd.Password, TLS: a.host.NodeTLS()}
-	st := a.State()
-	if _, ok := st.Aggregator(node.Addr()); ok || node.Addr() == a.self {
-		return mysql.NewSQLError(1105, "HY000", "Aggregator '%s':%d is already in the cluster", node.Host, node.Port)
-	}
-	if _, ok := st.Leaf(node.Addr()); ok {
-		return mysql.NewSQLError(1105, "HY000", "Cannot add aggregator '%s':%d: it is a leaf of this cluster", node.Host, node.Port)
-	}
-	ni, err := a.joinCheck(ctx, "aggregator", node)
-	if err != nil {
-		return err
-	}
-	if ni.Role == "leaf" && ni.ClusterID == a.clusterID {
-		return mysql.NewSQLError(1105, "HY000", "Cannot add aggregator '%s':%d: it is a leaf of this cluster", node.Host, node.Port)
-	}
-	if err := a.sendJoin(ctx, node, "AGGREGATOR '"+node.Addr()+"'"); err != nil {
-		return err
-	}
-	// from now on it takes the cluster's accounts: reach it as the
-	// internal account
-	a.pools.Forget(node.Addr())
-	if err := a.raft.AddFollower(node.Addr(), meta.Addr(node.Host, ni.InternalPort)); err != nil {
-		return fmt.Errorf("add aggregator %s to the metadata group: %w", node.Addr(), err)
-	}
-	err = a.propose(meta.AddAggregator{Aggregator: meta.Aggregator{
-		Host: node.Host, Port: node.Port, InternalPort: ni.InternalPort, User: node.User, // reached as the internal account, no password kept
-	}})
-	if err != nil {
-		return err
-	}
-	a.waitAllReplicated()
-	return nil
-}
-
-func (a *Aggregator) removeAggregator(ctx context.Context, cmd sqlcmd.RemoveAggregator) error {
-	addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
-	if addr == a.self {
-		return mysql.NewSQLError(1105, "HY000", "REMOVE AGGREGATOR removes child aggregators; '%s':%d is the master aggregator", cmd.Host, defaultPort(cmd.Port))
-	}
-	if _, ok := a.State().Aggregator(addr); !ok {
-		return mysql.NewSQLError(1105, "HY000", "Aggregator '%s':%d is not part of the cluster", cmd.Host, defaultPort(cmd.Port))
-	}
-	ap, _ := a.aggregatorPool(addr)
-	if err := a.propose(meta.RemoveAggregator{Addr: addr}); err != nil {
-		return err
-	}
-	if err := a.raft.RemoveMember(addr); err != nil {
-		a.log.Warn("removing aggregator from the metadata group", "aggregator", addr, "err", err)
-	}
-	if ap != nil {
-		ap.Exec(ctx, fmt.Sprintf("CANOPY LEAVE CLUSTER '%s'", a.clusterID), 0)
-	}
-	a.pools.Forget(addr)
-	a.reconcile()
-	return nil
 }
 
 // Result helpers.
@@ -339,7 +64,7 @@ func latencyValue(ms float64, ok bool) sqltypes.Value {
 func (a *Aggregator) leafRows() [][]sqltypes.Value {
 	var out [][]sqltypes.Value
 	for _, l := range a.State().Leaves {
-		lat, ok := a.beats.latency(l.Addr())
+		lat, ok := a.beats.Latency(l.Addr())
 		out = append(out, []sqltypes.Value{
 			str(l.Host), num(int64(l.Port)), num(int64(l.Group)),
 			nullable(l.PairHost != "", str(l.PairHost)), nullable(l.PairHost != "", num(int64(l.PairPort))),
@@ -370,7 +95,7 @@ func (a *Aggregator) aggregatorRows() [][]sqltypes.Value {
 	var out [][]sqltypes.Value
 	for _, ag := range a.State().Aggregators {
 		self := ag.Addr() == a.self
-		lat, ok := a.beats.latency(ag.Addr())
+		lat, ok := a.beats.Latency(ag.Addr())
 		state := "online"
 		if !self && !ok {
 			state = "offline"

@@ -15,8 +15,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/sqlcmd"
 )
@@ -175,7 +175,7 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 		return err
 	}
 	failpoint.Hit("create-database-before-listing")
-	if err := a.propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
+	if err := a.Propose(meta.CreateDatabase{Name: cmd.Name, Masters: masters, Replicas: replicas, Sync: cmd.Sync, LSN: a.copyLSN(cmd.Name)}); err != nil {
 		return err
 	}
 	if err := a.finishJob(id, meta.DDLDone, nil); err != nil {
@@ -186,8 +186,8 @@ func (a *Aggregator) createDatabase(ctx context.Context, c *mysql.Conn, query st
 	a.waitReplicated(cmd.Name)
 	if len(replicas) > 0 {
 		// the database is usable once every replica exists
-		a.reconcile()
-		a.waitPartitionsReplicated(ctx, a.State().Database(cmd.Name))
+		a.cluster.Reconcile()
+		a.cluster.WaitPartitionsReplicated(ctx, a.State().Database(cmd.Name))
 	}
 	return nil
 }
@@ -243,7 +243,7 @@ func (a *Aggregator) onLeavesWith(ctx context.Context, masters []string, stmt fu
 // onLeafParts runs the statements of a leaf's partitions in turn, stopping at
 // the first that fails; ran notes each that succeeded.
 func (a *Aggregator) onLeafParts(ctx context.Context, leaf string, parts []int, stmt func(p int) string, exec leafExec, ran func(p int)) error {
-	lp, err := a.leafPool(leaf)
+	lp, err := a.LeafPool(leaf)
 	if err != nil {
 		return leafError(leaf, err)
 	}
@@ -327,10 +327,10 @@ func (a *Aggregator) dropDatabase(ctx context.Context, c *mysql.Conn, query stri
 		}
 		return mysql.NewSQLError(1008, "HY000", "Can't drop database '%s'; database doesn't exist", s.DBName)
 	}
-	if err := a.propose(meta.DropDatabase{Name: d.Name}); err != nil {
+	if err := a.Propose(meta.DropDatabase{Name: d.Name}); err != nil {
 		return err
 	}
-	a.reconcile() // stop replicating it
+	a.cluster.Reconcile() // stop replicating it
 	ms := make([]string, len(d.Partitions))
 	rs := make([]string, len(d.Partitions))
 	for i, p := range d.Partitions {
@@ -341,7 +341,7 @@ func (a *Aggregator) dropDatabase(ctx context.Context, c *mysql.Conn, query stri
 	}
 	for _, leaves := range [][]string{ms, rs} {
 		if _, err := a.onLeaves(ctx, leaves, func(p int) string {
-			return a.fenced("CANOPY DROP PARTITION " + quoteIdent(meta.PartitionName(d.Name, p)))
+			return a.Fenced("CANOPY DROP PARTITION " + quoteIdent(meta.PartitionName(d.Name, p)))
 		}); err != nil {
 			a.log.Warn("dropping partitions", "database", d.Name, "err", err)
 		}
@@ -353,13 +353,13 @@ func (a *Aggregator) dropDatabase(ctx context.Context, c *mysql.Conn, query stri
 	st := a.State()
 	drop := "DROP DATABASE IF EXISTS " + quoteIdent(d.Name)
 	for _, l := range st.Leaves {
-		if lp, err := a.leafPool(l.Addr()); err == nil {
+		if lp, err := a.LeafPool(l.Addr()); err == nil {
 			lp.Exec(ctx, drop, 0)
 		}
 	}
 	for _, ag := range st.Aggregators {
 		if ag.Addr() != a.self {
-			if ap, err := a.aggregatorPool(ag.Addr()); err == nil {
+			if ap, err := a.AggregatorPool(ag.Addr()); err == nil {
 				ap.Exec(ctx, "CANOPY DROP COPY "+quoteIdent(d.Name), 0)
 			}
 		}
@@ -482,7 +482,7 @@ func (a *Aggregator) createTable(ctx context.Context, c *mysql.Conn, query strin
 	}
 	a.waitReplicated(d.Name)
 	failpoint.Hit("create-table-before-listing")
-	if err := a.propose(meta.CreateTable{Database: d.Name, Table: t, LSN: a.copyLSN(d.Name)}); err != nil {
+	if err := a.Propose(meta.CreateTable{Database: d.Name, Table: t, LSN: a.copyLSN(d.Name)}); err != nil {
 		return err
 	}
 	return a.finishJob(id, meta.DDLDone, nil)
@@ -708,13 +708,13 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 	}
 	if isDrop {
 		for _, name := range sharded {
-			if err := a.propose(meta.DropTable{Database: d.Name, Name: name}); err != nil {
+			if err := a.Propose(meta.DropTable{Database: d.Name, Name: name}); err != nil {
 				return err
 			}
 		}
 		for _, tn := range tables {
 			if t := d.Table(tn.Name.String()); t != nil && t.Reference {
-				if err := a.propose(meta.DropTable{Database: d.Name, Name: t.Name}); err != nil {
+				if err := a.Propose(meta.DropTable{Database: d.Name, Name: t.Name}); err != nil {
 					return err
 				}
 			}
@@ -772,7 +772,7 @@ func (a *Aggregator) ddl(ctx context.Context, c *mysql.Conn, stmt ast.Statement,
 	if err := a.renameMetadata(d, pairs, a.copyLSN(d.Name)); err != nil {
 		return err
 	}
-	return a.propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)})
+	return a.Propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)})
 }
 
 // ddlTables are the tables a schema change names.
@@ -913,7 +913,7 @@ func (a *Aggregator) setVariable(ctx context.Context, c *mysql.Conn, query strin
 			return mysql.NewSQLError(1231, "42000", "Variable '%s' can't be set to the value of '%s'", cmd.Name, v)
 		}
 	}
-	return a.propose(meta.SetVariable{Name: cmd.Name, Value: v})
+	return a.Propose(meta.SetVariable{Name: cmd.Name, Value: v})
 }
 
 // sortedKeys is a helper for deterministic output.

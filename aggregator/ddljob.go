@@ -235,7 +235,7 @@ func (a *Aggregator) finishJob(id uint64, state string, cause error) error {
 		f.Error = cause.Error()
 	}
 	a.ddlJobs.forget(id)
-	return a.propose(f)
+	return a.Propose(f)
 }
 
 // driveJob takes a job on from where the metadata says it is; the
@@ -479,7 +479,7 @@ func (a *Aggregator) partitionDefs(ctx context.Context, d *meta.Database, table 
 		wg.Add(1)
 		go func(leaf string, ps []int) {
 			defer wg.Done()
-			lp, err := a.leafPool(leaf)
+			lp, err := a.LeafPool(leaf)
 			if err != nil {
 				errs <- leafError(leaf, err)
 				return
@@ -570,7 +570,7 @@ func (a *Aggregator) converge(ctx context.Context, d *meta.Database, ms []string
 		return err
 	}
 	stmts := convergeStatements(quoteIdent(meta.PartitionName(d.Name, p))+"."+quoteIdent(table), from, to, renames, true)
-	lp, err := a.leafPool(ms[p])
+	lp, err := a.LeafPool(ms[p])
 	if err != nil {
 		return leafError(ms[p], err)
 	}
@@ -758,7 +758,7 @@ func (a *Aggregator) commitAlter(ctx context.Context, j meta.DDLJob, d *meta.Dat
 			j.Database, j.Table, err, j.ID)
 	}
 	a.waitReplicated(d.Name)
-	if err := a.propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)}); err != nil {
+	if err := a.Propose(meta.SchemaChanged{Database: d.Name, LSN: a.copyLSN(d.Name)}); err != nil {
 		return err
 	}
 	return a.finishJob(j.ID, meta.DDLDone, nil)

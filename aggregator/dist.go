@@ -12,8 +12,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/sharding"
 	"github.com/canopydb/canopy/storage"
 )
@@ -268,7 +268,7 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 				c, err = a.txnConn(ctx, a.session(connID), j.leaf)
 			} else {
 				var lp *pool.Pool
-				if lp, err = a.leafPool(j.leaf); err == nil {
+				if lp, err = a.LeafPool(j.leaf); err == nil {
 					c, err = lp.Acquire(ctx)
 					if err == nil {
 						defer c.Release()
@@ -520,7 +520,7 @@ func (i *distInserter) conn(ctx *sql.Context, leaf string) (*pool.Conn, error) {
 	if c, ok := i.conns[leaf]; ok {
 		return c, nil
 	}
-	lp, err := i.t.a.leafPool(leaf)
+	lp, err := i.t.a.LeafPool(leaf)
 	if err != nil {
 		return nil, err
 	}

@@ -54,7 +54,7 @@ func (a *Aggregator) Explain(ctx context.Context, c *mysql.Conn, query string, a
 		}
 		add("Gather partitions:single partition:%d leaf:%s", r.Partition, leaf)
 		add("  Partition SQL: %s", r.SQL)
-		if lp, err := a.leafPool(leaf); err == nil {
+		if lp, err := a.LeafPool(leaf); err == nil {
 			if res, err := lp.Exec(ctx, "EXPLAIN "+r.SQL, 1000); err == nil {
 				add("  Leaf plan:")
 				for _, row := range res.Rows {

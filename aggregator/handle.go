@@ -20,8 +20,9 @@ import (
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/privilege"
 	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"
@@ -334,7 +335,7 @@ const cutoverWait = 5 * time.Second
 func (a *Aggregator) execAutocommit(ctx context.Context, leaf string, p *planner.Plan, settings *pool.Settings, ids *leafInsertIDs) (*sqltypes.Result, string, error) {
 	deadline := time.Now().Add(cutoverWait)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		lp, err := a.leafPool(leaf)
+		lp, err := a.LeafPool(leaf)
 		if err != nil {
 			return nil, leaf, err
 		}
@@ -422,7 +423,7 @@ func (a *Aggregator) execRoutes(ctx context.Context, connID uint32, st *meta.Sta
 				queries = append(queries, "SAVEPOINT canopy_statement")
 			} else {
 				var lp *pool.Pool
-				if lp, err = a.leafPool(leaf); err == nil {
+				if lp, err = a.LeafPool(leaf); err == nil {
 					c, err = lp.Acquire(ctx)
 				}
 				queries = append(queries, "BEGIN")
@@ -569,7 +570,7 @@ func (a *Aggregator) txnConn(ctx context.Context, s *session, leaf string) (*poo
 	if c, ok := s.conns[leaf]; ok {
 		return c, nil
 	}
-	lp, err := a.leafPool(leaf)
+	lp, err := a.LeafPool(leaf)
 	if err != nil {
 		return nil, err
 	}
@@ -730,7 +731,7 @@ func (a *Aggregator) acquireMaster(ctx context.Context, master string) (*pool.Co
 		return nil, mysql.NewSQLError(1105, "HY000", "No master aggregator is reachable: DDL and writes to reference tables need it. "+
 			"Restart the master aggregator, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator")
 	}
-	mp, err := a.aggregatorPool(master)
+	mp, err := a.AggregatorPool(master)
 	if err != nil {
 		return nil, err
 	}
@@ -740,6 +741,20 @@ func (a *Aggregator) acquireMaster(ctx context.Context, master string) (*pool.Co
 			"Restart it, or if it is lost, run AGGREGATOR SET AS MASTER on a child aggregator", master, err)
 	}
 	return c, nil
+}
+
+// heldError explains why an aggregator that holds (runs no raft) cannot
+// run what needs the master.
+func heldError(v *cluster.Verdict) error {
+	if v.Replaced {
+		return mysql.NewSQLError(1105, "HY000",
+			"This aggregator was replaced as master by %s (master epoch %d) while it was away; it does not answer, and this one rejoins it as a child once it does. "+
+				"DDL and writes to reference tables need the master aggregator. If %s is lost for good, AGGREGATOR SET AS MASTER here takes over again (what it changed since is lost)",
+			v.By, v.Epoch, v.By)
+	}
+	return mysql.NewSQLError(1105, "HY000",
+		"This aggregator was the master aggregator and has heard from no leaf and no other aggregator since it restarted: it does not take over again until one answers (another may have become master meanwhile). "+
+			"If the rest of the cluster is lost for good, AGGREGATOR SET AS MASTER here takes over by force")
 }
 
 // masterPart is the connection of a client's open transaction to the

@@ -100,7 +100,7 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 		go func(leaf string, part int) {
 			defer g.wg.Done()
 			defer close(ch)
-			lp, err := a.leafPool(leaf)
+			lp, err := a.LeafPool(leaf)
 			if err != nil {
 				g.fail(leafError(leaf, err))
 				return

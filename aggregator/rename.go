@@ -8,8 +8,8 @@ import (
 	"github.com/dolthub/vitess/go/mysql"
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // RENAME TABLE a TO b [, c TO d …] and ALTER TABLE a RENAME [TO] b of
@@ -182,7 +182,7 @@ func (a *Aggregator) renameMetadata(d *meta.Database, pairs []renamePair, lsn ui
 	if len(renames) == 0 {
 		return nil
 	}
-	return a.propose(meta.RenameTables{Database: d.Name, Renames: renames, LSN: lsn})
+	return a.Propose(meta.RenameTables{Database: d.Name, Renames: renames, LSN: lsn})
 }
 
 // checkRenames refuses, before anything is renamed, a rename the copy

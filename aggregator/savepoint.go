@@ -5,7 +5,7 @@ import (
 
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // Savepoints. A client's transaction has a part on every leaf it wrote

@@ -17,7 +17,7 @@ import (
 	ast "github.com/dolthub/vitess/go/vt/sqlparser"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/storage"
 )
 

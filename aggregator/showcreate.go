@@ -118,7 +118,7 @@ func (a *Aggregator) maxAutoIncrement(ctx context.Context, d *meta.Database, t *
 	}
 	var max uint64
 	for p, leaf := range ms {
-		lp, err := a.leafPool(leaf)
+		lp, err := a.LeafPool(leaf)
 		if err != nil {
 			return 0, leafError(leaf, err)
 		}

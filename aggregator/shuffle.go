@@ -19,8 +19,8 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // ScratchDB is the database on every leaf that holds rows shipped there
@@ -449,7 +449,7 @@ func (a *Aggregator) newShipment(ctx *sql.Context, leaves []string, table string
 	}
 	create := fmt.Sprintf("CREATE TABLE %s (%s)", sh.table, strings.Join(defs, ", "))
 	for _, leaf := range leaves {
-		lp, err := a.leafPool(leaf)
+		lp, err := a.LeafPool(leaf)
 		if err != nil {
 			sh.release()
 			return nil, leafError(leaf, err)
@@ -524,7 +524,7 @@ func (a *Aggregator) dropScratch(leaves, tables []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, leaf := range leaves {
-		lp, err := a.leafPool(leaf)
+		lp, err := a.LeafPool(leaf)
 		if err == nil {
 			_, err = lp.Exec(ctx, q, 0)
 		}
@@ -580,7 +580,7 @@ func (a *Aggregator) tableRows(ctx *sql.Context, d *meta.Database, table string)
 	}
 	var total uint64
 	for leaf, parts := range byLeaf {
-		lp, err := a.leafPool(leaf)
+		lp, err := a.LeafPool(leaf)
 		if err != nil {
 			return 0, false
 		}

@@ -5,9 +5,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/canopydb/canopy/aggregator/planner"
-	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/dolthub/vitess/go/mysql"
+
+	"github.com/canopydb/canopy/aggregator/planner"
+	"github.com/canopydb/canopy/cluster/member"
+	"github.com/canopydb/canopy/cluster/meta"
 )
 
 // Metadata that is behind. An aggregator plans with its raft-applied
@@ -101,13 +103,13 @@ func (a *Aggregator) catchUp(ctx context.Context, wait bool) bool {
 	if master == "" {
 		return false
 	}
-	mp, err := a.aggregatorPool(master)
+	mp, err := a.AggregatorPool(master)
 	if err != nil {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, cutoverWait)
 	defer cancel()
-	info, err := nodeStatus(ctx, mp)
+	info, err := member.NodeStatus(ctx, mp)
 	if err != nil {
 		a.log.Warn("metadata may be behind the master aggregator's; could not ask it", "master", master, "err", err)
 		return false

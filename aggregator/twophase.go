@@ -13,8 +13,9 @@ import (
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/member"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/storage"
 )
@@ -174,7 +175,7 @@ func (a *Aggregator) partName(addr string) string {
 // can be reached is applied (deliverCommit) or a bound passes: the leaf
 // failure timeout, so that a failover in progress gets its time.
 func (a *Aggregator) finishCommit(xid string, leaves []string) bool {
-	deadline := time.Now().Add(a.variableMillis(a.State(), "leaf_failure_timeout_ms") + 2*time.Second)
+	deadline := time.Now().Add(member.VariableMillis(a.State(), "leaf_failure_timeout_ms") + 2*time.Second)
 	for {
 		participants, reachable := a.deliverCommit(xid, leaves)
 		if participants || reachable {
@@ -233,12 +234,12 @@ func (a *Aggregator) deliverCommit(xid string, leaves []string) (participants, r
 	inService := func(addr string) bool {
 		l, isLeaf := st.Leaf(addr)
 		if !isLeaf {
-			return addr == a.self || !a.beats.down(addr)
+			return addr == a.self || !a.beats.Down(addr)
 		}
 		return l.State == meta.LeafOnline || l.State == meta.LeafAttaching
 	}
 	errs := parallel(targets, func(l string) error {
-		if !inService(l) && a.beats.down(l) {
+		if !inService(l) && a.beats.Down(l) {
 			return errNotAsked
 		}
 		return a.commitPreparedOn(ctx, l, xid)
@@ -321,12 +322,12 @@ func (a *Aggregator) resolveInDoubt() {
 	st := a.State()
 	var nodes []string
 	for _, l := range st.Leaves {
-		if !a.beats.down(l.Addr()) {
+		if !a.beats.Down(l.Addr()) {
 			nodes = append(nodes, l.Addr())
 		}
 	}
 	for _, ag := range st.Aggregators {
-		if ag.Addr() == a.self || !a.beats.down(ag.Addr()) {
+		if ag.Addr() == a.self || !a.beats.Down(ag.Addr()) {
 			nodes = append(nodes, ag.Addr())
 		}
 	}
@@ -378,9 +379,9 @@ func (a *Aggregator) resolveInDoubt() {
 // commits: a leaf, or an aggregator (the master's reference writes).
 func (a *Aggregator) participantPool(addr string) (*pool.Pool, error) {
 	if _, ok := a.State().Aggregator(addr); ok {
-		return a.aggregatorPool(addr)
+		return a.AggregatorPool(addr)
 	}
-	return a.leafPool(addr)
+	return a.LeafPool(addr)
 }
 
 func (a *Aggregator) rollbackPreparedOn(ctx context.Context, node, xid string) error {

@@ -48,8 +48,9 @@ func RegisterVariables() {
 // maxPartitionsPerLeaf bounds default_partitions_per_leaf.
 const maxPartitionsPerLeaf = 1024
 
-// publishVariables gives the engine the metadata's variable values.
-func publishVariables(st *meta.State) error {
+// PublishVariables gives the engine the metadata's variable values (on
+// every change the member applies: member.Hooks.Applied).
+func PublishVariables(st *meta.State) error {
 	vals := make(map[string]interface{}, len(meta.DefaultVariables))
 	for name := range meta.DefaultVariables {
 		v := st.Variable(name)

@@ -15,7 +15,7 @@ import (
 	"github.com/dolthub/vitess/go/sqltypes"
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"
 )

@@ -18,6 +18,9 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/cluster/manager"
+	"github.com/canopydb/canopy/cluster/member"
+	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/linkauth"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/sqlcmd"
@@ -90,8 +93,63 @@ func (n *Node) clusterSecret() []byte {
 	return nil
 }
 
+// aggregatorTier is what runs on a node that is an aggregator: its
+// membership in the cluster (package cluster/member: the raft member and
+// metadata, the connections to the other nodes, the heartbeats) below
+// the query tier (package aggregator) and the cluster manager (package
+// cluster/manager). Neither of those two imports the other: the node
+// wires them (each reaches the other through an interface of its own)
+// and routes the cluster statements (clusterCommand).
+type aggregatorTier struct {
+	member *member.Member
+	agg    *aggregator.Aggregator
+	mgr    *manager.Manager
+}
+
+// startAggregatorTier starts the three parts in order: the member's raft
+// asks the manager (CheckCluster) before it stands for election; the
+// manager reconciles the query tier's copies, and the query tier's loops
+// call the manager's Reconcile.
+func (n *Node) startAggregatorTier(clusterID string, bootstrap bool) (*aggregatorTier, error) {
+	mb := member.New(n, clusterID, aggregator.PoolDefaults())
+	mgr := manager.New(mb, n)
+	log := mb.Log()
+	err := mb.Start(bootstrap, member.Hooks{
+		Check: mgr.CheckCluster,
+		Applied: func(st *meta.State) {
+			if err := aggregator.PublishVariables(st); err != nil {
+				log.Warn("cluster variables", "err", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	a := aggregator.New(n, mb, mgr)
+	mgr.Start(a)
+	a.Start()
+	return &aggregatorTier{member: mb, agg: a, mgr: mgr}, nil
+}
+
+// close stops an aggregator's parts: a master first hands its role over
+// (the next master is there at once); then the manager stops (its
+// reconcile drives the query tier's copies), then the query tier (the
+// streams of its copies), and the member last (heartbeats, connections,
+// raft).
+func (t *aggregatorTier) close() {
+	t.member.HandOff()
+	t.mgr.Close()
+	t.agg.Close()
+	t.member.Close()
+}
+
 // aggregator returns the node's aggregator, or nil on a leaf.
-func (n *Node) aggregator() *aggregator.Aggregator { return n.agg.Load() }
+func (n *Node) aggregator() *aggregator.Aggregator {
+	if t := n.agg.Load(); t != nil {
+		return t.agg
+	}
+	return nil
+}
 
 // startAggregator makes this node an aggregator of cluster id; joining:
 // it was added a moment ago.
@@ -100,14 +158,14 @@ func (n *Node) startAggregator(m membership, bootstrap bool, joining bool) error
 		return fmt.Errorf("this node is already an aggregator")
 	}
 	n.self = m.Self
-	a, err := aggregator.Start(n, m.ClusterID, bootstrap)
+	t, err := n.startAggregatorTier(m.ClusterID, bootstrap)
 	if err != nil {
 		return err
 	}
-	n.agg.Store(a)
+	n.agg.Store(t)
 	if err := n.users.useCluster(); err != nil {
 		n.agg.Store(nil)
-		a.Close()
+		t.close()
 		return err
 	}
 	n.log.Info("aggregator started", "cluster", m.ClusterID, "self", m.Self, "bootstrap", bootstrap)
@@ -247,9 +305,9 @@ func (n *Node) leaveCluster(cmd sqlcmd.LeaveCluster) error {
 	if m.ClusterID != cmd.ClusterID {
 		return mysql.NewSQLError(1105, "HY000", "This node belongs to cluster %s, not %s", m.ClusterID, cmd.ClusterID)
 	}
-	if a := n.aggregator(); a != nil {
+	if t := n.agg.Load(); t != nil {
 		n.agg.Store(nil)
-		a.Close()
+		t.close()
 		n.self = ""
 	}
 	if err := n.setMembership(nil); err != nil {

@@ -115,7 +115,32 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 	if agg == nil {
 		return nil, errNotAggregator
 	}
-	return agg.Command(ctx, c, query, cmd)
+	return n.clusterCommand(ctx, c, query, cmd)
+}
+
+// clusterCommand runs a cluster statement on an aggregator: the dispatch
+// above the query tier (package aggregator) and the cluster manager
+// (package cluster/manager). The manager's statements that change the
+// cluster, or show what only the master knows, run on the master
+// aggregator: a child forwards them there.
+func (n *Node) clusterCommand(ctx context.Context, c *mysql.Conn, query string, cmd sqlcmd.Command) (*sqltypes.Result, error) {
+	t := n.agg.Load()
+	if t == nil {
+		return nil, errNotAggregator
+	}
+	agg, mgr := t.agg, t.mgr
+	switch cmd.(type) {
+	case sqlcmd.ShowRebalanceStatus, sqlcmd.AddLeaf, sqlcmd.RemoveLeaf, sqlcmd.AddAggregator, sqlcmd.RemoveAggregator,
+		sqlcmd.AttachLeaf, sqlcmd.DetachLeaf, sqlcmd.ShowClusterStatus, sqlcmd.ClearOrphans, sqlcmd.Rebalance,
+		sqlcmd.PartitionCommand, sqlcmd.PromoteAggregator:
+		if !agg.IsMaster() {
+			return agg.Forward(ctx, c, query)
+		}
+		return mgr.Command(ctx, c, cmd)
+	case sqlcmd.RaftMembers, sqlcmd.SetAsMaster:
+		return mgr.Command(ctx, c, cmd)
+	}
+	return agg.Command(c, cmd)
 }
 
 var errNotAggregator = mysql.NewSQLError(1105, "HY000",

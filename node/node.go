@@ -150,7 +150,7 @@ type Node struct {
 	gms      mysql.Handler // GMS's handler, behind ours
 	http     *http.Server
 	mux      *mux.Mux // the internal port
-	agg      atomic.Pointer[aggregator.Aggregator]
+	agg      atomic.Pointer[aggregatorTier]
 	self     string                 // an aggregator's address (its raft id)
 	sessions sync.Map               // connection id → *storage.Session
 	conns    sync.Map               // connection id → *connInfo
@@ -327,9 +327,9 @@ func (n *Node) Close() error {
 	}
 	n.server.Close()
 	<-n.retainDone
-	if a := n.aggregator(); a != nil {
+	if t := n.agg.Load(); t != nil {
 		n.agg.Store(nil)
-		a.Close()
+		t.close()
 	}
 	n.hub.Close()
 	n.mux.Close()

@@ -2,10 +2,10 @@
 // pure function: from the metadata (raft's state) and what heartbeats
 // and earlier actions have observed, it decides what to do next (fail a
 // leaf over, attach one that returned, promote a master at its epoch).
-// It does no I/O; the aggregator's loop gathers the observations, calls
-// Decide and performs the actions (raft proposals, RPCs to leaves), and
-// the datadriven scripts in testdata pin its decisions for sequences of
-// failures without processes.
+// It does no I/O; the cluster manager's loop (package cluster/manager)
+// gathers the observations, calls Decide and performs the actions (raft
+// proposals, RPCs to leaves), and the datadriven scripts in testdata pin
+// its decisions for sequences of failures without processes.
 package controller
 
 import (

@@ -1,4 +1,4 @@
-package aggregator
+package member
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // HeartbeatInterval: every aggregator sends SELECT 1 to every other node
@@ -19,8 +19,12 @@ const HeartbeatInterval = 150 * time.Millisecond
 
 const rttSamples = 20
 
-type heartbeats struct {
-	a     *Aggregator
+// Heartbeats measure the other nodes: round trips for SHOW LEAVES and
+// SHOW AGGREGATORS, failures for failure detection (package
+// cluster/manager) and for the query tier, which does not wait on a node
+// that is down.
+type Heartbeats struct {
+	m     *Member
 	mu    sync.Mutex
 	nodes map[string]*beat
 }
@@ -39,8 +43,8 @@ type beat struct {
 	okStreak     int
 }
 
-func newHeartbeats(a *Aggregator) *heartbeats {
-	return &heartbeats{a: a, nodes: make(map[string]*beat)}
+func newHeartbeats(m *Member) *Heartbeats {
+	return &Heartbeats{m: m, nodes: make(map[string]*beat)}
 }
 
 type target struct {
@@ -48,29 +52,29 @@ type target struct {
 	node pool.Node // SELECT 1 needs no cluster link: no Login
 }
 
-func (h *heartbeats) targets() []target {
-	st := h.a.State()
+func (h *Heartbeats) targets() []target {
+	st := h.m.State()
 	var out []target
 	for _, l := range st.Leaves {
-		n := h.a.leafNode(l)
+		n := h.m.LeafNode(l)
 		n.Login = nil
 		out = append(out, target{l.Addr(), n})
 	}
 	for _, ag := range st.Aggregators {
-		if ag.Addr() != h.a.self {
-			out = append(out, target{ag.Addr(), h.a.aggregatorNode(ag)})
+		if ag.Addr() != h.m.self {
+			out = append(out, target{ag.Addr(), h.m.AggregatorNode(ag)})
 		}
 	}
 	return out
 }
 
-func (h *heartbeats) run() {
-	defer h.a.wg.Done()
+func (h *Heartbeats) run() {
+	defer h.m.wg.Done()
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-h.a.stop:
+		case <-h.m.stop:
 			return
 		case <-tick.C:
 		}
@@ -102,7 +106,7 @@ func (h *heartbeats) run() {
 	}
 }
 
-func (h *heartbeats) probe(t target, b *beat) {
+func (h *Heartbeats) probe(t target, b *beat) {
 	h.mu.Lock()
 	conn := b.conn
 	h.mu.Unlock()
@@ -129,7 +133,7 @@ func (h *heartbeats) probe(t target, b *beat) {
 		}
 		if b.reachable {
 			// pooled connections to a node that went away are dead too
-			h.a.pools.Forget(t.addr)
+			h.m.pools.Forget(t.addr)
 		}
 		if b.failures == 0 {
 			b.failingSince = start
@@ -152,9 +156,9 @@ func (h *heartbeats) probe(t target, b *beat) {
 	}
 }
 
-// latency is the average round trip to a node in milliseconds, or false
+// Latency is the average round trip to a node in milliseconds, or false
 // when it does not answer.
-func (h *heartbeats) latency(addr string) (float64, bool) {
+func (h *Heartbeats) Latency(addr string) (float64, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.nodes[addr]
@@ -168,39 +172,40 @@ func (h *heartbeats) latency(addr string) (float64, bool) {
 	return float64(sum.Microseconds()) / float64(len(b.rtts)) / 1000, true
 }
 
-// down reports whether the last heartbeat to a node failed (a node not
+// Down reports whether the last heartbeat to a node failed (a node not
 // probed yet is not down).
-func (h *heartbeats) down(addr string) bool {
+func (h *Heartbeats) Down(addr string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.nodes[addr]
 	return b != nil && b.failures > 0
 }
 
-// health is what failure detection knows of a node.
-type health struct {
-	known        bool // probed at least once
-	failures     int
-	failingSince time.Time
-	refused      bool
-	okStreak     int
+// Health is what failure detection knows of a node.
+type Health struct {
+	Known        bool // probed at least once
+	Failures     int
+	FailingSince time.Time
+	Refused      bool
+	OKStreak     int
 }
 
-func (h *heartbeats) health(addr string) health {
+// Health is what the heartbeats know of a node.
+func (h *Heartbeats) Health(addr string) Health {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	b := h.nodes[addr]
 	if b == nil {
-		return health{}
+		return Health{}
 	}
-	return health{true, b.failures, b.failingSince, b.refused, b.okStreak}
+	return Health{true, b.failures, b.failingSince, b.refused, b.okStreak}
 }
 
 func isRefused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused")
 }
 
-func (h *heartbeats) close() {
+func (h *Heartbeats) close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, b := range h.nodes {

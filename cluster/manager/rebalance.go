@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -26,7 +26,7 @@ var explainRebalanceFields = []*querypb.Field{
 	field("Target_Port", querypb.Type_INT64), field("Phase", querypb.Type_INT64), field("Estimated_Time_Remaining_Ms", querypb.Type_INT64),
 }
 
-func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rebalance) (*sqltypes.Result, error) {
+func (a *Manager) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rebalance) (*sqltypes.Result, error) {
 	d := a.State().Database(cmd.Database)
 	if d == nil {
 		return nil, mysql.NewSQLError(1049, "42000", "Unknown database '%s'", cmd.Database)
@@ -82,7 +82,7 @@ func (a *Aggregator) rebalanceCommand(ctx context.Context, c *mysql.Conn, cmd sq
 // while an online leaf still holds a copy of it that the metadata does not
 // count (an orphan: a replica taken out of its partition, a copy a
 // DETACH PARTITION left): those rows can be kept.
-func (a *Aggregator) checkNoCopies(db string, steps []meta.Step) error {
+func (a *Manager) checkNoCopies(db string, steps []meta.Step) error {
 	if !slices.ContainsFunc(steps, func(s meta.Step) bool { return s.Action == meta.ActionCreate }) {
 		return nil
 	}
@@ -113,7 +113,7 @@ func (a *Aggregator) checkNoCopies(db string, steps []meta.Step) error {
 	return nil
 }
 
-func (a *Aggregator) planRebalance(db string, cmd sqlcmd.Rebalance) []meta.Step {
+func (a *Manager) planRebalance(db string, cmd sqlcmd.Rebalance) []meta.Step {
 	st := a.State()
 	d := st.Database(db)
 	switch {
@@ -138,7 +138,7 @@ const (
 	createMs         = 50
 )
 
-func (a *Aggregator) explainRebalance(db string, cmd sqlcmd.Rebalance) *sqltypes.Result {
+func (a *Manager) explainRebalance(db string, cmd sqlcmd.Rebalance) *sqltypes.Result {
 	st := a.State()
 	d := st.Database(db)
 	steps := a.planRebalance(db, cmd)

@@ -1,7 +1,9 @@
 // Package pool keeps connections from an aggregator to other nodes: a pool
 // of vitess MySQL client connections per node. Rows arrive as
 // sqltypes.Value, which the aggregator forwards to its clients without
-// decoding them (deps.md §4).
+// decoding them (deps.md §4). The pools of an aggregator belong to its
+// member (package cluster/member), below the query tier and the cluster
+// manager, which both use them.
 package pool
 
 import (

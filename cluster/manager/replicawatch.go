@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/canopydb/canopy/cluster/member"
 	"github.com/canopydb/canopy/cluster/meta"
 )
 
@@ -29,7 +30,7 @@ const (
 	restoreInterval = 10 * time.Second
 )
 
-func (a *Aggregator) replicaWatchLoop() {
+func (a *Manager) replicaWatchLoop() {
 	defer a.wg.Done()
 	tick := time.NewTicker(replicaWatchInterval)
 	defer tick.Stop()
@@ -53,15 +54,15 @@ func (a *Aggregator) replicaWatchLoop() {
 
 // watchReplicas takes sync replicas whose master has not reached them for
 // the failure timeout out of their partitions.
-func (a *Aggregator) watchReplicas() {
+func (a *Manager) watchReplicas() {
 	st := a.State()
-	timeout := a.variableMillis(st, "leaf_failure_timeout_ms")
+	timeout := member.VariableMillis(st, "leaf_failure_timeout_ms")
 	byInternal := map[string]string{} // internal address → leaf
 	for _, l := range st.Leaves {
 		byInternal[meta.Addr(l.Host, l.InternalPort)] = l.Addr()
 	}
 	for _, l := range st.Leaves {
-		if l.State != meta.LeafOnline || a.beats.down(l.Addr()) {
+		if l.State != meta.LeafOnline || a.beats.Down(l.Addr()) {
 			continue
 		}
 		status, err := a.leafStatus(l.Addr())
@@ -130,7 +131,7 @@ type partitionKey struct {
 // out a copy on that leaf again, unless another cluster operation is
 // running. Other missing replicas are the operator's (REBALANCE
 // PARTITIONS, RESTORE REDUNDANCY), as in the seeds.
-func (a *Aggregator) restoreReplicas() {
+func (a *Manager) restoreReplicas() {
 	a.ha.attachMu.Lock()
 	pending := maps.Clone(a.ha.unlinked)
 	a.ha.attachMu.Unlock()

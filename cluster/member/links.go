@@ -1,4 +1,4 @@
-package aggregator
+package member
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/dolthub/vitess/go/mysql"
 
-	"github.com/canopydb/canopy/aggregator/pool"
 	"github.com/canopydb/canopy/cluster/meta"
+	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/linkauth"
 )
 
@@ -22,17 +22,20 @@ import (
 // each connection then proves the secret, and checks the node's proof,
 // to become a cluster link (linkLogin, internal/linkauth).
 
-func (a *Aggregator) leafNode(l meta.Leaf) pool.Node {
-	return a.newLeafNode(l.Host, l.Port, l.User, l.Password)
+// LeafNode is how to reach a leaf of the cluster.
+func (m *Member) LeafNode(l meta.Leaf) pool.Node {
+	return m.NewLeafNode(l.Host, l.Port, l.User, l.Password)
 }
 
-func (a *Aggregator) newLeafNode(host string, port int, user, password string) pool.Node {
-	return pool.Node{Host: host, Port: port, User: user, Password: password, TLS: a.host.NodeTLS(), Login: a.linkLogin}
+// NewLeafNode is how to reach a leaf with its credentials (ADD LEAF's).
+func (m *Member) NewLeafNode(host string, port int, user, password string) pool.Node {
+	return pool.Node{Host: host, Port: port, User: user, Password: password, TLS: m.host.NodeTLS(), Login: m.linkLogin}
 }
 
-func (a *Aggregator) aggregatorNode(ag meta.Aggregator) pool.Node {
+// AggregatorNode is how to reach another aggregator of the cluster.
+func (m *Member) AggregatorNode(ag meta.Aggregator) pool.Node {
 	return pool.Node{Host: ag.Host, Port: ag.Port, User: linkauth.InternalUser,
-		Password: linkauth.InternalPassword(a.host.ClusterSecret()), TLS: a.host.NodeTLS(), Login: a.linkLogin}
+		Password: linkauth.InternalPassword(m.host.ClusterSecret()), TLS: m.host.NodeTLS(), Login: m.linkLogin}
 }
 
 // challenge is a node's answer to CANOPY CHALLENGE.
@@ -67,15 +70,15 @@ func challengeOf(c *mysql.Conn) (challenge, error) {
 // and checks that the node knows it too. A node in no cluster yet (ADD
 // LEAF reaching it) or in another one gets a plain connection: the
 // statements that follow say what is wrong.
-func (a *Aggregator) linkLogin(c *mysql.Conn) error {
+func (m *Member) linkLogin(c *mysql.Conn) error {
 	ch, err := challengeOf(c)
 	if err != nil {
 		return fmt.Errorf("cluster link: %w", err)
 	}
-	if ch.nonce == nil || ch.cluster != a.clusterID {
+	if ch.nonce == nil || ch.cluster != m.clusterID {
 		return nil
 	}
-	secret := a.host.ClusterSecret()
+	secret := m.host.ClusterSecret()
 	mine := make([]byte, 32)
 	rand.Read(mine)
 	binding := linkauth.Binding(c.Conn)
@@ -94,9 +97,9 @@ func (a *Aggregator) linkLogin(c *mysql.Conn) error {
 	return nil
 }
 
-// sendJoin makes a node a member: on one connection, it takes the node's
+// SendJoin makes a node a member: on one connection, it takes the node's
 // ephemeral key and sends the cluster secret sealed for it.
-func (a *Aggregator) sendJoin(ctx context.Context, node pool.Node, as string) error {
+func (m *Member) SendJoin(ctx context.Context, node pool.Node, as string) error {
 	node.Login = nil
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -109,11 +112,11 @@ func (a *Aggregator) sendJoin(ctx context.Context, node pool.Node, as string) er
 	if err != nil {
 		return fmt.Errorf("join %s: %w", node.Addr(), err)
 	}
-	pub, sealed, err := linkauth.Seal(ch.key, a.host.ClusterSecret())
+	pub, sealed, err := linkauth.Seal(ch.key, m.host.ClusterSecret())
 	if err != nil {
 		return fmt.Errorf("join %s: %w", node.Addr(), err)
 	}
-	q := fmt.Sprintf("CANOPY JOIN CLUSTER '%s' AS %s KEY '%s' SECRET '%s'", a.clusterID, as, hex.EncodeToString(pub), hex.EncodeToString(sealed))
+	q := fmt.Sprintf("CANOPY JOIN CLUSTER '%s' AS %s KEY '%s' SECRET '%s'", m.clusterID, as, hex.EncodeToString(pub), hex.EncodeToString(sealed))
 	_, err = c.ExecuteFetch(q, 0, false)
 	return err
 }

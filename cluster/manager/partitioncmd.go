@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // for SHOW REBALANCE STATUS like the plans of the high-level commands.
 // Each checks first that it keeps every partition with its master and
 // never drops the last copy, and says what to do instead.
-func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionCommand) error {
+func (a *Manager) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionCommand) error {
 	a.ha.mu.Lock()
 	defer a.ha.mu.Unlock()
 	st := a.State()
@@ -31,7 +31,7 @@ func (a *Aggregator) partitionCommand(ctx context.Context, cmd sqlcmd.PartitionC
 	if !ok {
 		return mysql.NewSQLError(1105, "HY000", "Leaf %s is not part of the cluster", meta.QuotedAddr(leaf))
 	}
-	if l.State != meta.LeafOnline || a.beats.down(leaf) {
+	if l.State != meta.LeafOnline || a.beats.Down(leaf) {
 		return mysql.NewSQLError(1105, "HY000", "Leaf %s is %s; partition commands need it online", meta.QuotedAddr(leaf), l.State)
 	}
 	p := d.Partitions[cmd.Ordinal]

@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func votersFor(aggs []meta.Aggregator, master string) map[string]bool {
 }
 
 // enforceVoters brings the raft configuration to votersFor, on the master.
-func (a *Aggregator) enforceVoters(st *meta.State) {
+func (a *Manager) enforceVoters(st *meta.State) {
 	members, err := a.raft.Members()
 	if err != nil {
 		return
@@ -63,43 +63,13 @@ func (a *Aggregator) enforceVoters(st *meta.State) {
 	}
 }
 
-// ownCopies makes this aggregator's copies of the distributed databases
-// follow its role: the master's take writes (DDL and reference tables)
-// and ship them; a child's follow the master's. A child's copy that was a
-// master's is demoted at its position; if the new master's log disagrees
-// there, the master's sender gives it a snapshot (replication: diverged).
-func (a *Aggregator) ownCopies(st *meta.State, master bool) {
-	for _, name := range st.DatabaseNames() {
-		if !a.store.HasDatabase(name) || a.store.IsReplica(name) != master {
-			continue
-		}
-		if master {
-			pos, err := a.store.Promote(name)
-			if err != nil {
-				a.log.Error("taking over a database as master aggregator", "database", name, "err", err)
-				continue
-			}
-			a.log.Info("this aggregator's copy of the database is now the cluster's", "database", name, "position", pos)
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		pos, err := a.store.Demote(ctx, name)
-		cancel()
-		if err != nil {
-			a.log.Error("following the new master aggregator", "database", name, "err", err)
-			continue
-		}
-		a.log.Info("this aggregator's copy of the database follows the master aggregator now", "database", name, "position", pos)
-	}
-}
-
 var raftMemberFields = []*querypb.Field{
 	field("Aggregator", querypb.Type_VARCHAR), field("Raft_Address", querypb.Type_VARCHAR),
 	field("Suffrage", querypb.Type_VARCHAR), field("Master_Aggregator", querypb.Type_INT64),
 }
 
 // raftMembers answers CANOPY RAFT MEMBERS.
-func (a *Aggregator) raftMembers() (*sqltypes.Result, error) {
+func (a *Manager) raftMembers() (*sqltypes.Result, error) {
 	members, err := a.raft.Members()
 	if err != nil {
 		return nil, err
@@ -122,7 +92,7 @@ func (a *Aggregator) raftMembers() (*sqltypes.Result, error) {
 // setAsMaster runs AGGREGATOR SET AS MASTER on a child: a graceful swap
 // when the master answers, else a forced reconfiguration that makes this
 // aggregator the only voter.
-func (a *Aggregator) setAsMaster(ctx context.Context) error {
+func (a *Manager) setAsMaster(ctx context.Context) error {
 	if a.IsMaster() {
 		return mysql.NewSQLError(1105, "HY000", "This aggregator is already the master aggregator")
 	}
@@ -131,7 +101,7 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 	}
 	if master := a.raft.Leader(); master != "" && master != a.self && a.answers(ctx, master) {
 		host, port := a.host.Self()
-		if _, err := a.forwardToMaster(ctx, nil, fmt.Sprintf("PROMOTE AGGREGATOR '%s':%d TO MASTER", host, port)); err != nil {
+		if _, err := a.copies.Forward(ctx, nil, fmt.Sprintf("PROMOTE AGGREGATOR '%s':%d TO MASTER", host, port)); err != nil {
 			return err
 		}
 		if err := a.waitMaster(a.self, 10*time.Second); err != nil {
@@ -170,8 +140,8 @@ func (a *Aggregator) setAsMaster(ctx context.Context) error {
 }
 
 // answers reports whether an aggregator runs a statement within 2 s.
-func (a *Aggregator) answers(ctx context.Context, addr string) bool {
-	p, err := a.aggregatorPool(addr)
+func (a *Manager) answers(ctx context.Context, addr string) bool {
+	p, err := a.AggregatorPool(addr)
 	if err != nil {
 		return false
 	}
@@ -184,7 +154,7 @@ func (a *Aggregator) answers(ctx context.Context, addr string) bool {
 // promoteAggregator runs PROMOTE AGGREGATOR 'host':port TO MASTER on the
 // master: the target catches up with every database copy, gets a vote,
 // and raft hands it the leadership. This aggregator goes on as a child.
-func (a *Aggregator) promoteAggregator(ctx context.Context, addr string) error {
+func (a *Manager) promoteAggregator(ctx context.Context, addr string) error {
 	if addr == a.self {
 		return nil
 	}
@@ -196,11 +166,7 @@ func (a *Aggregator) promoteAggregator(ctx context.Context, addr string) error {
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for _, name := range a.State().DatabaseNames() {
-		pos, ok := a.store.Position(name)
-		if !ok {
-			continue
-		}
-		if err := a.hub.WaitTargets(wctx, name, []string{target}, pos.LSN); err != nil {
+		if err := a.copies.WaitTarget(wctx, name, target); err != nil {
 			return fmt.Errorf("promote aggregator %s: its copy of %s is not caught up: %w", addr, name, err)
 		}
 	}
@@ -218,7 +184,7 @@ func (a *Aggregator) promoteAggregator(ctx context.Context, addr string) error {
 }
 
 // waitMaster waits until this aggregator sees addr as master.
-func (a *Aggregator) waitMaster(addr string, timeout time.Duration) error {
+func (a *Manager) waitMaster(addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for a.raft.Leader() != addr {
 		if time.Now().After(deadline) {

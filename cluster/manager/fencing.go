@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -36,7 +36,7 @@ type incarnationSeen struct {
 // noteIncarnation records what a leaf's status says of its incarnation;
 // on the master aggregator, a new one (or suspects that linger) has the
 // leaf's masters confirmed again.
-func (a *Aggregator) noteIncarnation(leaf string, st *nodeapi.Status) {
+func (a *Manager) noteIncarnation(leaf string, st *nodeapi.Status) {
 	a.ha.incMu.Lock()
 	seen := a.ha.incarnations[leaf]
 	reconfirm := st.Incarnation != seen.inc || (st.Suspect > 0 && time.Since(seen.reconfirmedAt) >= reconfirmEvery)
@@ -56,11 +56,11 @@ func (a *Aggregator) noteIncarnation(leaf string, st *nodeapi.Status) {
 		}
 	}
 	a.ha.promoteMu.Unlock()
-	a.signal()
+	a.Signal()
 }
 
 // incarnation is a leaf's incarnation as last read (0: not known).
-func (a *Aggregator) incarnation(leaf string) uint64 {
+func (a *Manager) incarnation(leaf string) uint64 {
 	a.ha.incMu.Lock()
 	defer a.ha.incMu.Unlock()
 	return a.ha.incarnations[leaf].inc
@@ -70,8 +70,8 @@ func (a *Aggregator) incarnation(leaf string) uint64 {
 // incarnation (read first when it is not known), which also confirms a
 // master suspect since a pause, and returns that incarnation and the
 // leaf's own error (a *mysql.SQLError when the leaf refused it).
-func (a *Aggregator) confirmOn(leaf, quotedName string, epoch uint64) (uint64, error) {
-	lp, err := a.leafPool(leaf)
+func (a *Manager) confirmOn(leaf, quotedName string, epoch uint64) (uint64, error) {
+	lp, err := a.LeafPool(leaf)
 	if err != nil {
 		return 0, err
 	}
@@ -87,6 +87,6 @@ func (a *Aggregator) confirmOn(leaf, quotedName string, epoch uint64) (uint64, e
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = lp.Exec(ctx, a.fenced(stmt), 10)
+	_, err = lp.Exec(ctx, a.Fenced(stmt), 10)
 	return inc, err
 }

@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"cmp"
@@ -19,6 +19,7 @@ import (
 	querypb "github.com/dolthub/vitess/go/vt/proto/query"
 
 	"github.com/canopydb/canopy/cluster/controller"
+	"github.com/canopydb/canopy/cluster/member"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/failpoint"
 	"github.com/canopydb/canopy/internal/nodeapi"
@@ -50,6 +51,31 @@ type copyKey struct {
 }
 
 // haState is the master aggregator's HA bookkeeping.
+//
+// Lock order. A goroutine that holds one of these locks takes only locks
+// further down this list (each pair that nests, nests this way):
+//
+//  1. mu (one cluster operation: attach, rebalance, partition command,
+//     REMOVE LEAF's drain, CLEAR ORPHAN DATABASES, a replica given back)
+//     and downMu (one leaf-down: failover) are never held together:
+//     failover must not wait for an operation that may be waiting on the
+//     very leaf (leafDown). Either is held across reconcile, proposals and
+//     RPCs to leaves.
+//  2. partMu: one partition map change, held across its proposal (and the
+//     wait for the child aggregators) and the step's check (leafGone).
+//  3. cfgMu, then copyMu inside it (pushReplication); copyMu alone in
+//     setCopying and setCopySync.
+//  4. promoteMu, then incMu inside it (a promotion's result is kept only
+//     if the leaf's incarnation did not change meanwhile); noteIncarnation
+//     releases incMu before it takes promoteMu.
+//  5. incMu, statesMu, jobsMu, attachMu, and Manager.reignMu: nothing of
+//     the manager's is taken under them.
+//
+// Below all of them come the member's locks (the heartbeats' mutex, then
+// the connection pools': severFailed, pushReplication, proposals and the
+// steps' checks take them) and the query tier's (its copies and their
+// streams, ReconcileCopies, which reconcile runs under mu or downMu).
+// Nothing below calls back up into the manager.
 type haState struct {
 	mu           sync.Mutex                     // one cluster operation at a time
 	downMu       sync.Mutex                     // one leaf taken out of service at a time
@@ -61,7 +87,7 @@ type haState struct {
 	promoting    map[controller.PromoteKey]bool // promotions in flight
 	incMu        sync.Mutex
 	incarnations map[string]incarnationSeen // leaf → its incarnation as last read (fencing.go)
-	copyMu       sync.Mutex                 // guards copying and rebalance
+	copyMu       sync.Mutex                 // guards copying
 	copying      map[copyKey]bool           // a copy being provisioned → shipped synchronously
 	jobsMu       sync.Mutex
 	jobs         map[string]bool // journal jobs this aggregator runs (by token)
@@ -120,14 +146,14 @@ func newHAState() *haState {
 // It keeps doing so while the leaf is offline and not answering
 // heartbeats: a statement that routed with the metadata of a moment
 // before may still reach it.
-func (a *Aggregator) severFailed() {
+func (a *Manager) severFailed() {
 	a.ha.statesMu.Lock()
 	defer a.ha.statesMu.Unlock()
 	for _, l := range a.State().Leaves {
 		addr := l.Addr()
 		prev, ok := a.ha.states[addr]
 		left := ok && prev == meta.LeafOnline && l.State != meta.LeafOnline
-		if left || (l.State == meta.LeafOffline && a.beats.down(addr)) {
+		if left || (l.State == meta.LeafOffline && a.beats.Down(addr)) {
 			a.pools.Sever(addr)
 		}
 		a.ha.states[addr] = l.State
@@ -136,7 +162,7 @@ func (a *Aggregator) severFailed() {
 
 // pushReplication tells every reachable leaf which replicas to ship its
 // master partitions to, when that changed.
-func (a *Aggregator) pushReplication() {
+func (a *Manager) pushReplication() {
 	a.ha.cfgMu.Lock()
 	defer a.ha.cfgMu.Unlock()
 	// the state as of now, under cfgMu: of two reconciles at once, the
@@ -185,7 +211,7 @@ func (a *Aggregator) pushReplication() {
 	a.ha.copyMu.Unlock()
 	for _, l := range st.Leaves {
 		addr := l.Addr()
-		if (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) || a.beats.down(addr) {
+		if (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) || a.beats.Down(addr) {
 			delete(a.ha.sent, addr)
 			continue
 		}
@@ -203,10 +229,10 @@ func (a *Aggregator) pushReplication() {
 		if a.ha.sent[addr] == string(b) {
 			continue
 		}
-		lp, err := a.leafPool(addr)
+		lp, err := a.LeafPool(addr)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = lp.Exec(ctx, a.fenced("CANOPY REPLICATE "+sqlString(string(b))), 0)
+			_, err = lp.Exec(ctx, a.Fenced("CANOPY REPLICATE "+sqlString(string(b))), 0)
 			cancel()
 		}
 		if err != nil {
@@ -220,7 +246,7 @@ func (a *Aggregator) pushReplication() {
 
 // setCopying starts (on) or ends shipping a copy being provisioned;
 // setCopySync makes its stream synchronous, uncapped.
-func (a *Aggregator) setCopying(k copyKey, on bool) {
+func (a *Manager) setCopying(k copyKey, on bool) {
 	a.ha.copyMu.Lock()
 	if on {
 		a.ha.copying[k] = false
@@ -231,9 +257,9 @@ func (a *Aggregator) setCopying(k copyKey, on bool) {
 }
 
 // haLoop runs failure detection and auto-attach on the master.
-func (a *Aggregator) haLoop() {
+func (a *Manager) haLoop() {
 	defer a.wg.Done()
-	tick := time.NewTicker(HeartbeatInterval)
+	tick := time.NewTicker(member.HeartbeatInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -247,27 +273,19 @@ func (a *Aggregator) haLoop() {
 	}
 }
 
-func (a *Aggregator) variableMillis(st *meta.State, name string) time.Duration {
-	n, err := strconv.Atoi(st.Variable(name))
-	if err != nil {
-		n, _ = strconv.Atoi(meta.DefaultVariables[name])
-	}
-	return time.Duration(n) * time.Millisecond
-}
-
 // detect runs the cluster controller (package controller: a pure
 // function of the metadata and what heartbeats observed) and performs
 // what it decides: leaves that stopped answering go down (failing their
 // partitions over), leaves that came back are attached or detached, and
 // masters not yet promoted at their epoch are promoted.
-func (a *Aggregator) detect() {
+func (a *Manager) detect() {
 	st := a.State()
 	obs := controller.Observed{Health: map[string]controller.Health{}, Attaching: map[string]bool{}, Promoted: a.promotedKeys()}
 	for _, l := range st.Leaves {
-		h := a.beats.health(l.Addr())
-		ch := controller.Health{Known: h.known, Refused: h.refused, OKStreak: h.okStreak}
-		if h.failures > 0 {
-			ch.Failing = time.Since(h.failingSince)
+		h := a.beats.Health(l.Addr())
+		ch := controller.Health{Known: h.Known, Refused: h.Refused, OKStreak: h.OKStreak}
+		if h.Failures > 0 {
+			ch.Failing = time.Since(h.FailingSince)
 		}
 		obs.Health[l.Addr()] = ch
 		obs.Attaching[l.Addr()] = !a.ha.mayAttach(l.Addr())
@@ -278,7 +296,7 @@ func (a *Aggregator) detect() {
 }
 
 // perform carries out one of the controller's actions.
-func (a *Aggregator) perform(act controller.Action) {
+func (a *Manager) perform(act controller.Action) {
 	switch act := act.(type) {
 	case controller.LeafDown:
 		for _, f := range act.Leaves {
@@ -289,7 +307,7 @@ func (a *Aggregator) perform(act controller.Action) {
 		}
 	case controller.Detach:
 		a.log.Info("leaf is reachable again; auto_attach is off, so it waits detached", "leaf", act.Leaf)
-		a.propose(meta.SetLeafState{Addr: act.Leaf, State: meta.LeafDetached})
+		a.Propose(meta.SetLeafState{Addr: act.Leaf, State: meta.LeafDetached})
 	case controller.Attach:
 		// in the background: failure detection goes on meanwhile
 		if !a.ha.startAttach(act.Leaf) {
@@ -333,7 +351,7 @@ func (a *Aggregator) perform(act controller.Action) {
 // for them. The steps of such operations change the map by compare-and-set
 // on the epochs (changePartition), so one that assumed the old master
 // fails instead of undoing the failover.
-func (a *Aggregator) leafDown(addrs []string, state string) error {
+func (a *Manager) leafDown(addrs []string, state string) error {
 	a.ha.downMu.Lock()
 	defer a.ha.downMu.Unlock()
 	var cmd any = meta.LeafDown{Addrs: addrs, State: state}
@@ -343,7 +361,7 @@ func (a *Aggregator) leafDown(addrs []string, state string) error {
 	}
 	before := a.State()
 	a.ha.partMu.Lock()
-	err := a.propose(cmd)
+	err := a.Propose(cmd)
 	a.ha.partMu.Unlock()
 	if err != nil {
 		return err
@@ -355,7 +373,7 @@ func (a *Aggregator) leafDown(addrs []string, state string) error {
 }
 
 // logFailovers logs what a leaf-down changed.
-func (a *Aggregator) logFailovers(before, after *meta.State, dead []string) {
+func (a *Manager) logFailovers(before, after *meta.State, dead []string) {
 	for _, name := range after.DatabaseNames() {
 		d, old := after.Database(name), before.Database(name)
 		if old == nil {
@@ -380,14 +398,14 @@ func (a *Aggregator) logFailovers(before, after *meta.State, dead []string) {
 // does not know what the old one had done), and again while a leaf that
 // should be promoted does not answer. PROMOTE at an epoch is idempotent
 // on the leaf.
-func (a *Aggregator) promoteMasters(st *meta.State) {
+func (a *Manager) promoteMasters(st *meta.State) {
 	for _, act := range controller.Promotions(st, a.promotedKeys()) {
 		a.startPromote(act.(controller.Promote).PromoteKey)
 	}
 }
 
 // promotedKeys are the masters confirmed or being promoted.
-func (a *Aggregator) promotedKeys() map[controller.PromoteKey]bool {
+func (a *Manager) promotedKeys() map[controller.PromoteKey]bool {
 	a.ha.promoteMu.Lock()
 	defer a.ha.promoteMu.Unlock()
 	out := make(map[controller.PromoteKey]bool, len(a.ha.promoted)+len(a.ha.promoting))
@@ -403,7 +421,7 @@ func (a *Aggregator) promotedKeys() map[controller.PromoteKey]bool {
 // startPromote promotes a master in the background: a leaf that hangs
 // must not hold up reconcile (the replica lists of every other leaf); a
 // failed promotion is tried again on the next reconcile or detection.
-func (a *Aggregator) startPromote(k controller.PromoteKey) {
+func (a *Manager) startPromote(k controller.PromoteKey) {
 	a.ha.promoteMu.Lock()
 	if a.ha.promoted[k] || a.ha.promoting[k] {
 		a.ha.promoteMu.Unlock()
@@ -423,12 +441,12 @@ func (a *Aggregator) startPromote(k controller.PromoteKey) {
 			a.log.Error("promoting a partition's master; retried", "database", k.DB, "ordinal", k.Ordinal, "leaf", k.Master, "epoch", k.Epoch, "err", err)
 			return
 		}
-		a.signal() // its replicas may now be told to follow it
+		a.Signal() // its replicas may now be told to follow it
 	}()
 }
 
-func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
-	lp, err := a.leafPool(leaf)
+func (a *Manager) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
+	lp, err := a.LeafPool(leaf)
 	if err != nil {
 		return nil, err
 	}
@@ -444,14 +462,14 @@ func (a *Aggregator) onLeaf(leaf, stmt string) (*sqltypes.Result, error) {
 // promoteOn runs PROMOTE PARTITION … EPOCH on a leaf (confirmOn) and
 // returns the leaf's own error (a *mysql.SQLError when the leaf refused
 // it).
-func (a *Aggregator) promoteOn(leaf, quotedName string, epoch uint64) error {
+func (a *Manager) promoteOn(leaf, quotedName string, epoch uint64) error {
 	_, err := a.confirmOn(leaf, quotedName, epoch)
 	return err
 }
 
 // promoteNamed promotes the master the metadata names for a partition at
 // its epoch, once a step has named it (changePartition).
-func (a *Aggregator) promoteNamed(db string, ordinal int, leaf string) error {
+func (a *Manager) promoteNamed(db string, ordinal int, leaf string) error {
 	d := a.State().Database(db)
 	if d == nil || ordinal >= len(d.Partitions) || d.Partitions[ordinal].Master != leaf {
 		return fmt.Errorf("partition %s:%d is no longer mastered by %s", db, ordinal, leaf)
@@ -479,7 +497,7 @@ type leafDatabase struct {
 
 // leafDatabases lists the databases a leaf holds (information_schema
 // aside), as its SHOW DATABASES EXTENDED reports them.
-func (a *Aggregator) leafDatabases(leaf string) ([]leafDatabase, error) {
+func (a *Manager) leafDatabases(leaf string) ([]leafDatabase, error) {
 	res, err := a.onLeaf(leaf, "SHOW DATABASES EXTENDED")
 	if err != nil {
 		return nil, err
@@ -496,7 +514,7 @@ func (a *Aggregator) leafDatabases(leaf string) ([]leafDatabase, error) {
 
 // leafStatus asks a leaf for its partition copies and replication
 // streams (CANOPY PARTITION STATUS: one typed document).
-func (a *Aggregator) leafStatus(leaf string) (*nodeapi.Status, error) {
+func (a *Manager) leafStatus(leaf string) (*nodeapi.Status, error) {
 	res, err := a.onLeaf(leaf, "CANOPY PARTITION STATUS")
 	if err != nil {
 		return nil, err
@@ -514,7 +532,7 @@ func (a *Aggregator) leafStatus(leaf string) (*nodeapi.Status, error) {
 
 // leafCopies lists the partition databases a leaf holds, with their
 // positions.
-func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[string]uint64, error) {
+func (a *Manager) leafCopies(leaf string) (map[string]meta.CopyInfo, map[string]uint64, error) {
 	st, err := a.leafStatus(leaf)
 	if err != nil {
 		return nil, nil, err
@@ -531,7 +549,7 @@ func (a *Aggregator) leafCopies(leaf string) (map[string]meta.CopyInfo, map[stri
 // attachLeaf brings a detached or offline leaf back (ATTACH LEAF, or
 // auto-attach with force): its copies are kept, replaced or promoted as
 // meta.PlanAttach says, each step recorded for SHOW REBALANCE STATUS.
-func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) error {
+func (a *Manager) attachLeaf(ctx context.Context, addr string, force bool) error {
 	a.ha.mu.Lock()
 	defer a.ha.mu.Unlock()
 	st := a.State()
@@ -559,7 +577,7 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 		plans[name] = steps
 	}
 	prev := l.State
-	if err := a.propose(meta.SetLeafState{Addr: addr, State: meta.LeafAttaching}); err != nil {
+	if err := a.Propose(meta.SetLeafState{Addr: addr, State: meta.LeafAttaching}); err != nil {
 		return err
 	}
 	a.reconcile()
@@ -576,10 +594,10 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 	}
 	if failed != nil {
 		// the leaf goes back to where it was; what was done stays done
-		a.propose(meta.SetLeafState{Addr: addr, State: prev})
+		a.Propose(meta.SetLeafState{Addr: addr, State: prev})
 		return fmt.Errorf("attach leaf %s: %w", addr, failed)
 	}
-	if err := a.propose(meta.SetLeafState{Addr: addr, State: meta.LeafOnline}); err != nil {
+	if err := a.Propose(meta.SetLeafState{Addr: addr, State: meta.LeafOnline}); err != nil {
 		return err
 	}
 	a.reconcile()
@@ -594,7 +612,7 @@ func (a *Aggregator) attachLeaf(ctx context.Context, addr string, force bool) er
 // run again. The run is a job of the metadata's operation journal
 // (meta.Job): every aggregator shows its steps (SHOW REBALANCE STATUS),
 // and a new master aggregator finds it if this one dies (resumeJobs).
-func (a *Aggregator) runSteps(ctx context.Context, kind, leaf, db string, steps []meta.Step) error {
+func (a *Manager) runSteps(ctx context.Context, kind, leaf, db string, steps []meta.Step) error {
 	job := meta.Job{Kind: kind, DB: db, Leaf: leaf, By: a.self, Token: newToken(), StartedUnixMs: time.Now().UnixMilli()}
 	for _, s := range steps {
 		job.Steps = append(job.Steps, meta.JobStep{Step: s, Status: "scheduled"})
@@ -605,7 +623,7 @@ func (a *Aggregator) runSteps(ctx context.Context, kind, leaf, db string, steps 
 		if id == 0 {
 			return
 		}
-		if err := a.propose(cmd); err != nil {
+		if err := a.Propose(cmd); err != nil {
 			a.log.Warn("recording a step in the operation journal", "job", id, "err", err)
 		}
 	}
@@ -660,11 +678,11 @@ const stepParallelism = 4
 // journalStart records a job in the journal and returns its id (0 when it
 // could not be recorded: the operation runs all the same). The job is
 // this aggregator's (not to be resumed) from before it is proposed.
-func (a *Aggregator) journalStart(job meta.Job) uint64 {
+func (a *Manager) journalStart(job meta.Job) uint64 {
 	a.ha.jobsMu.Lock()
 	a.ha.jobs[job.Token] = true
 	a.ha.jobsMu.Unlock()
-	if err := a.propose(meta.StartJob{Job: job}); err != nil {
+	if err := a.Propose(meta.StartJob{Job: job}); err != nil {
 		a.log.Warn("recording an operation in the journal", "kind", job.Kind, "database", job.DB, "err", err)
 		return 0
 	}
@@ -696,7 +714,7 @@ func newToken() string {
 // rebalance is planned again from the current map and run (every step
 // left the map consistent); an attach is taken up by the controller (its
 // leaf is still attaching); any other is the operator's to run again.
-func (a *Aggregator) resumeJobs(st *meta.State) {
+func (a *Manager) resumeJobs(st *meta.State) {
 	for _, j := range st.Jobs {
 		if j.State != meta.JobRunning {
 			continue
@@ -707,7 +725,7 @@ func (a *Aggregator) resumeJobs(st *meta.State) {
 		if mine {
 			continue
 		}
-		err := a.propose(meta.EndJob{ID: j.ID, State: meta.JobInterrupted, Error: fmt.Sprintf("the master aggregator %s that ran it stopped", j.By), NowUnixMs: time.Now().UnixMilli()})
+		err := a.Propose(meta.EndJob{ID: j.ID, State: meta.JobInterrupted, Error: fmt.Sprintf("the master aggregator %s that ran it stopped", j.By), NowUnixMs: time.Now().UnixMilli()})
 		if err != nil {
 			return
 		}
@@ -733,7 +751,7 @@ func (a *Aggregator) resumeJobs(st *meta.State) {
 // list: partMu makes each read-modify-write whole). change sees the
 // partition as it is now and may refuse (an error) when what its step
 // assumed no longer holds, e.g. failover moved the master meanwhile.
-func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta.Partition) error) error {
+func (a *Manager) updatePartition(db string, ordinal int, change func(p *meta.Partition) error) error {
 	changed, err := a.changePartition(db, ordinal, change)
 	if changed {
 		// the leaves learn their replicas after partMu is released: that
@@ -743,7 +761,7 @@ func (a *Aggregator) updatePartition(db string, ordinal int, change func(p *meta
 	return err
 }
 
-func (a *Aggregator) changePartition(db string, ordinal int, change func(p *meta.Partition) error) (bool, error) {
+func (a *Manager) changePartition(db string, ordinal int, change func(p *meta.Partition) error) (bool, error) {
 	a.ha.partMu.Lock()
 	defer a.ha.partMu.Unlock()
 	d := a.State().Database(db)
@@ -764,13 +782,13 @@ func (a *Aggregator) changePartition(db string, ordinal int, change func(p *meta
 	for i, p := range d.Partitions {
 		epochs[i] = p.Epoch
 	}
-	if err := a.propose(meta.SetPartitions{Database: d.Name, Partitions: parts, Epochs: epochs}); err != nil {
+	if err := a.Propose(meta.SetPartitions{Database: d.Name, Partitions: parts, Epochs: epochs}); err != nil {
 		return false, err
 	}
 	return true, nil
 }
 
-func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
+func (a *Manager) runStep(ctx context.Context, s meta.Step) error {
 	name := quoteIdent(meta.PartitionName(s.DB, s.Ordinal))
 	switch s.Action {
 	case meta.ActionAttach:
@@ -810,7 +828,7 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 		if d := a.State().Database(s.DB); d != nil && s.Ordinal < len(d.Partitions) && d.Partitions[s.Ordinal].Master == s.Target {
 			return fmt.Errorf("refusing to drop the master copy of %s:%d", s.DB, s.Ordinal)
 		}
-		_, err = a.onLeaf(s.Target, a.fenced("CANOPY DROP PARTITION "+name))
+		_, err = a.onLeaf(s.Target, a.Fenced("CANOPY DROP PARTITION "+name))
 		return err
 	case meta.ActionCopy:
 		return a.copyPartition(ctx, s)
@@ -827,7 +845,7 @@ func (a *Aggregator) runStep(ctx context.Context, s meta.Step) error {
 // target's copy of the database, which holds every table's definition.
 // A copy of the partition already on the target is used only if it is
 // empty (an earlier attempt); one with rows is the operator's to judge.
-func (a *Aggregator) createEmptyPartition(s meta.Step) error {
+func (a *Manager) createEmptyPartition(s meta.Step) error {
 	st := a.State()
 	d := st.Database(s.DB)
 	if d == nil || !slices.Contains(meta.LostPartitions(st, d), s.Ordinal) {
@@ -871,7 +889,7 @@ func (a *Aggregator) createEmptyPartition(s meta.Step) error {
 
 // mayTakeMaster says why s.Target may not become the master of its
 // partition now: the partition has a live master, or the target is gone.
-func (a *Aggregator) mayTakeMaster(s meta.Step) error {
+func (a *Manager) mayTakeMaster(s meta.Step) error {
 	d := a.State().Database(s.DB)
 	if d == nil || s.Ordinal >= len(d.Partitions) {
 		return fmt.Errorf("database %s has no partition %d", s.DB, s.Ordinal)
@@ -887,7 +905,7 @@ func (a *Aggregator) mayTakeMaster(s meta.Step) error {
 
 // copyRows names a table in which leaf's copy of partition ordinal of d
 // holds rows, or "" if it holds none (tables it lacks count as empty).
-func (a *Aggregator) copyRows(leaf string, d *meta.Database, ordinal int) (string, error) {
+func (a *Manager) copyRows(leaf string, d *meta.Database, ordinal int) (string, error) {
 	name := meta.PartitionName(d.Name, ordinal)
 	for _, t := range d.Tables {
 		if t.Reference {
@@ -914,7 +932,7 @@ func (a *Aggregator) copyRows(leaf string, d *meta.Database, ordinal int) (strin
 // one), and the replica is promoted. Writes to the partition fail for the
 // time between demotion and promotion. If a step fails before the new
 // master may have been promoted, the old master takes its role back.
-func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to string) error {
+func (a *Manager) handOver(ctx context.Context, db string, ordinal int, to string) error {
 	d := a.State().Database(db)
 	if d == nil || ordinal >= len(d.Partitions) {
 		return fmt.Errorf("database %s has no partition %d", db, ordinal)
@@ -940,7 +958,7 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 		}
 		return cause
 	}
-	res, err := a.onLeaf(from, a.fenced("CANOPY DEMOTE PARTITION "+quoted))
+	res, err := a.onLeaf(from, a.Fenced("CANOPY DEMOTE PARTITION "+quoted))
 	if err != nil {
 		// it may have been demoted all the same (a timeout): promoting a
 		// master is a no-op, so take the role back either way
@@ -992,7 +1010,7 @@ func (a *Aggregator) handOver(ctx context.Context, db string, ordinal int, to st
 	return nil
 }
 
-func (a *Aggregator) setCopySync(k copyKey) {
+func (a *Manager) setCopySync(k copyKey) {
 	a.ha.copyMu.Lock()
 	if _, ok := a.ha.copying[k]; ok {
 		a.ha.copying[k] = true
@@ -1007,7 +1025,7 @@ func (a *Aggregator) setCopySync(k copyKey) {
 // must hold every acknowledged commit before it is entered: its stream
 // turns synchronous first (the master confirms the change), and the copy
 // then catches up with the master's position as of that moment.
-func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
+func (a *Manager) copyPartition(ctx context.Context, s meta.Step) error {
 	d := a.State().Database(s.DB)
 	if d == nil || s.Ordinal >= len(d.Partitions) || d.Partitions[s.Ordinal].Master == "" {
 		return fmt.Errorf("partition %s:%d has no master to copy from", s.DB, s.Ordinal)
@@ -1058,7 +1076,7 @@ func (a *Aggregator) copyPartition(ctx context.Context, s meta.Step) error {
 
 // syncConfigured says whether leaf master has accepted a replica list
 // that ships db to target synchronously.
-func (a *Aggregator) syncConfigured(master, db, target string) bool {
+func (a *Manager) syncConfigured(master, db, target string) bool {
 	t, ok := a.State().Leaf(target)
 	if !ok {
 		return false
@@ -1077,7 +1095,7 @@ func (a *Aggregator) syncConfigured(master, db, target string) bool {
 // It gives up as soon as leaf, or one of the leaves in source, is offline
 // or detached: a copy whose target or source died never gets there, and a
 // rebalance should say so at once, not after the limit.
-func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration, source ...string) error {
+func (a *Manager) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration, source ...string) error {
 	deadline := time.Now().Add(limit)
 	var streamChecked time.Time
 	for {
@@ -1117,7 +1135,7 @@ func (a *Aggregator) waitPosition(ctx context.Context, leaf, name string, lsn ui
 
 // streamDown says why the stream of partition name from leaf source to
 // leaf target has been down for the failure timeout, or "".
-func (a *Aggregator) streamDown(source, name, target string) string {
+func (a *Manager) streamDown(source, name, target string) string {
 	st := a.State()
 	t, ok := st.Leaf(target)
 	if !ok {
@@ -1132,7 +1150,7 @@ func (a *Aggregator) streamDown(source, name, target string) string {
 		if s.Database != name || s.Target != internal || s.Connected {
 			continue
 		}
-		if d := time.Duration(s.DownMs) * time.Millisecond; d >= a.variableMillis(st, "leaf_failure_timeout_ms") {
+		if d := time.Duration(s.DownMs) * time.Millisecond; d >= member.VariableMillis(st, "leaf_failure_timeout_ms") {
 			return fmt.Sprintf("%s cannot reach %s for %s (%s)", meta.QuotedAddr(source), meta.QuotedAddr(target), d.Round(time.Millisecond), s.Error)
 		}
 	}
@@ -1143,7 +1161,7 @@ func (a *Aggregator) streamDown(source, name, target string) string {
 // ("is offline", …), or "" while it may. An attaching leaf is never
 // failed over by detection, so its failing heartbeats count here as they
 // would for an online one.
-func (a *Aggregator) leafGone(addr string) string {
+func (a *Manager) leafGone(addr string) string {
 	st := a.State()
 	l, ok := st.Leaf(addr)
 	switch {
@@ -1152,20 +1170,20 @@ func (a *Aggregator) leafGone(addr string) string {
 	case l.State == meta.LeafOffline || l.State == meta.LeafDetached:
 		return "is " + l.State
 	}
-	h := a.beats.health(addr)
-	if h.failures == 0 {
+	h := a.beats.Health(addr)
+	if h.Failures == 0 {
 		return ""
 	}
-	failing := time.Since(h.failingSince)
-	if (h.refused && failing >= a.variableMillis(st, "leaf_refused_timeout_ms")) || failing >= a.variableMillis(st, "leaf_failure_timeout_ms") {
+	failing := time.Since(h.FailingSince)
+	if (h.Refused && failing >= member.VariableMillis(st, "leaf_refused_timeout_ms")) || failing >= member.VariableMillis(st, "leaf_failure_timeout_ms") {
 		return fmt.Sprintf("has not answered heartbeats for %s", failing.Round(time.Millisecond))
 	}
 	return ""
 }
 
-// waitPartitionsReplicated waits (briefly) until every replica of a new
+// WaitPartitionsReplicated waits (briefly) until every replica of a new
 // database exists.
-func (a *Aggregator) waitPartitionsReplicated(ctx context.Context, d *meta.Database) {
+func (a *Manager) WaitPartitionsReplicated(ctx context.Context, d *meta.Database) {
 	if d == nil {
 		return
 	}
@@ -1178,7 +1196,7 @@ func (a *Aggregator) waitPartitionsReplicated(ctx context.Context, d *meta.Datab
 
 // Cluster commands of HA.
 
-func (a *Aggregator) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) error {
+func (a *Manager) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) error {
 	if !cmd.All {
 		addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
 		l, ok := a.State().Leaf(addr)
@@ -1200,7 +1218,7 @@ func (a *Aggregator) attachCommand(ctx context.Context, cmd sqlcmd.AttachLeaf) e
 	return nil
 }
 
-func (a *Aggregator) detachCommand(cmd sqlcmd.DetachLeaf) error {
+func (a *Manager) detachCommand(cmd sqlcmd.DetachLeaf) error {
 	addr := meta.Addr(cmd.Host, defaultPort(cmd.Port))
 	l, ok := a.State().Leaf(addr)
 	if !ok {
@@ -1218,7 +1236,7 @@ var rebalanceFields = []*querypb.Field{
 	field("Running_Time", querypb.Type_INT64),
 }
 
-func (a *Aggregator) showRebalanceStatus(db string) (*sqltypes.Result, error) {
+func (a *Manager) showRebalanceStatus(db string) (*sqltypes.Result, error) {
 	if db == "" {
 		return nil, mysql.NewSQLError(1046, "3D000", "No database selected")
 	}

@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"fmt"
@@ -34,7 +34,7 @@ var clusterStatusFields = []*querypb.Field{
 
 // clusterCopies lists the copies of the cluster's databases on the leaves
 // that answer, and the leaves that did not.
-func (a *Aggregator) clusterCopies() ([]leafCopy, []string) {
+func (a *Manager) clusterCopies() ([]leafCopy, []string) {
 	st := a.State()
 	var out []leafCopy
 	var unreachable []string
@@ -55,7 +55,7 @@ func (a *Aggregator) clusterCopies() ([]leafCopy, []string) {
 	return out, unreachable
 }
 
-func (a *Aggregator) showClusterStatus() *sqltypes.Result {
+func (a *Manager) showClusterStatus() *sqltypes.Result {
 	copies, unreachable := a.clusterCopies()
 	res := &sqltypes.Result{Fields: clusterStatusFields}
 	for _, c := range copies {
@@ -108,7 +108,7 @@ var orphanFields = []*querypb.Field{
 }
 
 // clearOrphans drops (or, with explain, lists) the orphan copies.
-func (a *Aggregator) clearOrphans(explain bool) (*sqltypes.Result, error) {
+func (a *Manager) clearOrphans(explain bool) (*sqltypes.Result, error) {
 	a.ha.mu.Lock()
 	defer a.ha.mu.Unlock()
 	copies, _ := a.clusterCopies()
@@ -123,7 +123,7 @@ func (a *Aggregator) clearOrphans(explain bool) (*sqltypes.Result, error) {
 			action = "KEEP (the partition has no master: this may be its last copy; ATTACH LEAF adopts it)"
 		}
 		if !explain && action == "DROP" {
-			if _, err := a.onLeaf(c.leaf, a.fenced("CANOPY DROP PARTITION "+quoteIdent(c.name))); err != nil {
+			if _, err := a.onLeaf(c.leaf, a.Fenced("CANOPY DROP PARTITION "+quoteIdent(c.name))); err != nil {
 				return nil, fmt.Errorf("drop orphan %s on %s: %w", c.name, c.leaf, err)
 			}
 			a.log.Info("orphan partition database dropped", "leaf", c.leaf, "database", c.name)

@@ -1,4 +1,4 @@
-package aggregator
+package manager
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/dolthub/vitess/go/mysql"
 
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
@@ -19,19 +17,11 @@ import (
 // every takeover (meta.TakeOver). The master records it on every leaf
 // (CANOPY MASTER AGGREGATOR 'self' EPOCH n); leaves keep the newest and
 // refuse control commands of older epochs (every one ends with EPOCH n,
-// see fenced). The leaves are the witnesses every aggregator reaches: a
-// master replaced while it was away (AGGREGATOR SET AS MASTER on a
-// child) asks them before it stands for election again (checkCluster),
-// and a master that a leaf tells of a newer one steps down (keepReign).
-
-// fenced ends a control command for a leaf with this aggregator's master
-// epoch: a leaf that has seen a newer master refuses it.
-func (a *Aggregator) fenced(stmt string) string {
-	if e := a.State().MasterEpoch; e > 0 {
-		return stmt + " MASTER EPOCH " + strconv.FormatUint(e, 10)
-	}
-	return stmt
-}
+// see member.Fenced). The leaves are the witnesses every aggregator
+// reaches: a master replaced while it was away (AGGREGATOR SET AS MASTER
+// on a child) asks them before it stands for election again
+// (CheckCluster), and a master that a leaf tells of a newer one steps
+// down (keepReign).
 
 // masterRecord is a leaf's answer to CANOPY MASTER AGGREGATOR.
 type masterRecord struct {
@@ -51,8 +41,8 @@ func (r masterRecord) newerThan(st *meta.State, self string) bool {
 }
 
 // askLeaf reads a leaf's master record.
-func (a *Aggregator) askLeaf(ctx context.Context, l meta.Leaf) (masterRecord, error) {
-	res, err := a.pools.Get(a.leafNode(l)).Exec(ctx, "CANOPY MASTER AGGREGATOR", 1)
+func (a *Manager) askLeaf(ctx context.Context, l meta.Leaf) (masterRecord, error) {
+	res, err := a.pools.Get(a.LeafNode(l)).Exec(ctx, "CANOPY MASTER AGGREGATOR", 1)
 	if err != nil {
 		return masterRecord{}, err
 	}
@@ -65,7 +55,7 @@ func (a *Aggregator) askLeaf(ctx context.Context, l meta.Leaf) (masterRecord, er
 
 // askLeaves reads the master record of every leaf of st that answers
 // within the context.
-func (a *Aggregator) askLeaves(ctx context.Context, st *meta.State) []masterRecord {
+func (a *Manager) askLeaves(ctx context.Context, st *meta.State) []masterRecord {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var out []masterRecord
@@ -88,8 +78,8 @@ func (a *Aggregator) askLeaves(ctx context.Context, st *meta.State) []masterReco
 // (CANOPY RAFT MEMBERS): whether it answers, the master it knows ("":
 // none), and whether its configuration counts this aggregator as a
 // voter.
-func (a *Aggregator) askAggregator(ctx context.Context, ag meta.Aggregator) (answered bool, master string, voter bool) {
-	p := a.pools.Get(a.aggregatorNode(ag))
+func (a *Manager) askAggregator(ctx context.Context, ag meta.Aggregator) (answered bool, master string, voter bool) {
+	p := a.pools.Get(a.AggregatorNode(ag))
 	defer a.pools.Forget(ag.Addr()) // a hung node's connection is of no further use
 	res, err := p.Exec(ctx, "CANOPY RAFT MEMBERS", 100)
 	if err != nil {
@@ -105,12 +95,12 @@ func (a *Aggregator) askAggregator(ctx context.Context, ag meta.Aggregator) (ans
 	return true, master, voter
 }
 
-// checkCluster is what a voter learns before it stands for election
+// CheckCluster is what a voter learns before it stands for election
 // (cluster.Config.Check; asked again while it holds): whether another
 // aggregator became master without it. The other aggregators say so when
 // they answer; the leaves say so by the master epoch recorded on them.
 // It runs before a.raft is set: it uses st only.
-func (a *Aggregator) checkCluster(st *meta.State) cluster.Verdict {
+func (a *Manager) CheckCluster(st *meta.State) cluster.Verdict {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var v cluster.Verdict
@@ -167,7 +157,7 @@ func (a *Aggregator) checkCluster(st *meta.State) cluster.Verdict {
 }
 
 // reignLoop keeps, on the master, its reign on record (keepReign).
-func (a *Aggregator) reignLoop() {
+func (a *Manager) reignLoop() {
 	defer a.wg.Done()
 	tick := time.NewTicker(reignInterval)
 	defer tick.Stop()
@@ -195,7 +185,7 @@ const (
 // keepReign starts this master's reign in the metadata if it has not
 // (an elected master: the next epoch), records it on the leaves that do
 // not have it, and steps down when a leaf has seen a newer master.
-func (a *Aggregator) keepReign() {
+func (a *Manager) keepReign() {
 	st := a.State()
 	if st.ClusterID == "" {
 		return
@@ -218,7 +208,7 @@ func (a *Aggregator) keepReign() {
 // recordReign records st's reign on the leaves (all of them with all,
 // else those not known to have it); it returns a verdict when one has
 // seen a newer master.
-func (a *Aggregator) recordReign(st *meta.State, all bool) *cluster.Verdict {
+func (a *Manager) recordReign(st *meta.State, all bool) *cluster.Verdict {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	q := fmt.Sprintf("CANOPY MASTER AGGREGATOR '%s' EPOCH %d", a.self, st.MasterEpoch)
@@ -232,7 +222,7 @@ func (a *Aggregator) recordReign(st *meta.State, all bool) *cluster.Verdict {
 		wg.Add(1)
 		go func(l meta.Leaf) {
 			defer wg.Done()
-			_, err := a.pools.Get(a.leafNode(l)).Exec(ctx, q, 1)
+			_, err := a.pools.Get(a.LeafNode(l)).Exec(ctx, q, 1)
 			if err == nil {
 				a.setReignOn(l.Addr(), st.MasterEpoch)
 				return
@@ -256,20 +246,20 @@ func (a *Aggregator) recordReign(st *meta.State, all bool) *cluster.Verdict {
 	return deposed
 }
 
-func (a *Aggregator) reignOn(leaf string) uint64 {
+func (a *Manager) reignOn(leaf string) uint64 {
 	a.reignMu.Lock()
 	defer a.reignMu.Unlock()
 	return a.reign[leaf]
 }
 
-func (a *Aggregator) setReignOn(leaf string, epoch uint64) {
+func (a *Manager) setReignOn(leaf string, epoch uint64) {
 	a.reignMu.Lock()
 	defer a.reignMu.Unlock()
 	a.reign[leaf] = epoch
 }
 
 // reignedOn counts st's leaves that have st's reign on record.
-func (a *Aggregator) reignedOn(st *meta.State) int {
+func (a *Manager) reignedOn(st *meta.State) int {
 	n := 0
 	for _, l := range st.Leaves {
 		if a.reignOn(l.Addr()) == st.MasterEpoch {
@@ -285,11 +275,11 @@ func isFenced(err error) bool {
 }
 
 // stepDown stops this master: another aggregator replaced it.
-func (a *Aggregator) stepDown(v cluster.Verdict) {
+func (a *Manager) stepDown(v cluster.Verdict) {
 	if err := a.raft.StepDown(v); err != nil {
 		a.log.Error("stepping down as master aggregator", "err", err)
 	}
-	a.signal()
+	a.Signal()
 }
 
 // forceReign starts a forced master's reign (AGGREGATOR SET AS MASTER
@@ -298,7 +288,7 @@ func (a *Aggregator) stepDown(v cluster.Verdict) {
 // last takeover), recorded on every leaf that answers before the
 // statement returns, so the lost master, should it come back unable to
 // reach this one, learns from the leaves that it was replaced.
-func (a *Aggregator) forceReign(seen uint64) error {
+func (a *Manager) forceReign(seen uint64) error {
 	st := a.State()
 	if err := a.raft.Propose(meta.TakeOver{Master: a.self, MinEpoch: max(seen, st.MasterEpoch) + 1}); err != nil {
 		return fmt.Errorf("aggregator set as master: record the takeover: %w", err)
@@ -317,7 +307,7 @@ func (a *Aggregator) forceReign(seen uint64) error {
 
 // newestSeen is the highest master epoch the reachable leaves of st have
 // seen.
-func (a *Aggregator) newestSeen(st *meta.State) uint64 {
+func (a *Manager) newestSeen(st *meta.State) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var e uint64
@@ -325,18 +315,4 @@ func (a *Aggregator) newestSeen(st *meta.State) uint64 {
 		e = max(e, r.Epoch)
 	}
 	return e
-}
-
-// heldError explains why an aggregator that holds (runs no raft) cannot
-// run what needs the master.
-func heldError(v *cluster.Verdict) error {
-	if v.Replaced {
-		return mysql.NewSQLError(1105, "HY000",
-			"This aggregator was replaced as master by %s (master epoch %d) while it was away; it does not answer, and this one rejoins it as a child once it does. "+
-				"DDL and writes to reference tables need the master aggregator. If %s is lost for good, AGGREGATOR SET AS MASTER here takes over again (what it changed since is lost)",
-			v.By, v.Epoch, v.By)
-	}
-	return mysql.NewSQLError(1105, "HY000",
-		"This aggregator was the master aggregator and has heard from no leaf and no other aggregator since it restarted: it does not take over again until one answers (another may have become master meanwhile). "+
-			"If the rest of the cluster is lost for good, AGGREGATOR SET AS MASTER here takes over by force")
 }
