@@ -1781,8 +1781,13 @@ func (nm *nemesis) checkRegisters(db *sql.DB) {
 		k := op.Input.(nemRegIn).key
 		byKey[k] = append(byKey[k], op)
 	}
-	if pruned > 0 {
-		nm.logf("check", "registers: %d writes of unknown outcome whose value nobody read left out", pruned)
+	prunedByKey := map[int][]porcupine.Operation{}
+	for _, op := range pruned {
+		k := op.Input.(nemRegIn).key
+		prunedByKey[k] = append(prunedByKey[k], op)
+	}
+	if len(pruned) > 0 {
+		nm.logf("check", "registers: %d writes of unknown outcome whose value nobody read left out (put back where a key fails)", len(pruned))
 	}
 	// bounded: a key whose check times out is reported as unproven
 	perKey, budget := 5*time.Second, 30*time.Second
@@ -1798,6 +1803,26 @@ func (nm *nemesis) checkRegisters(db *sql.DB) {
 			continue
 		}
 		res, info := porcupine.CheckOperationsVerbose(nemRegisterModel, byKey[k], min(perKey, left))
+		// a write left out may explain a CAS that failed: put back those
+		// called before the operation porcupine could not place, and check
+		// again (with any subset of them the verdict is still sound)
+		for round := 0; res == porcupine.Illegal && round < 4; round++ {
+			stuck := byKey[k][nemStuck(byKey[k], info)]
+			var back, rest []porcupine.Operation
+			for _, op := range prunedByKey[k] {
+				if op.Call <= stuck.Return && op.Call >= stuck.Call-int64(30*time.Second) {
+					back = append(back, op)
+				} else {
+					rest = append(rest, op)
+				}
+			}
+			if len(back) == 0 {
+				break
+			}
+			nm.logf("check", "register %d: %d writes left out put back around %.3fs", k, len(back), time.Duration(stuck.Call).Seconds())
+			byKey[k], prunedByKey[k] = append(byKey[k], back...), rest
+			res, info = porcupine.CheckOperationsVerbose(nemRegisterModel, byKey[k], min(perKey, max(budget-time.Since(start), time.Second)))
+		}
 		switch res {
 		case porcupine.Illegal:
 			bad = append(bad, k)
@@ -1827,8 +1852,8 @@ func (nm *nemesis) checkRegisters(db *sql.DB) {
 // checker could linearize it after every other operation, where it
 // changes nothing anyone saw, which is the history without it. (It can
 // only make the check stricter: such a write might have explained a CAS
-// that failed.)
-func nemPruneUnobserved(history []porcupine.Operation) ([]porcupine.Operation, int) {
+// that failed; checkRegisters puts those back where a key fails.)
+func nemPruneUnobserved(history []porcupine.Operation) (kept, pruned []porcupine.Operation) {
 	seen := map[[2]int64]bool{} // key, value
 	for _, op := range history {
 		in, out := op.Input.(nemRegIn), op.Output.(nemRegOut)
@@ -1836,17 +1861,39 @@ func nemPruneUnobserved(history []porcupine.Operation) ([]porcupine.Operation, i
 			seen[[2]int64{int64(in.key), out.value}] = true
 		}
 	}
-	var kept []porcupine.Operation
-	pruned := 0
 	for _, op := range history {
 		in, out := op.Input.(nemRegIn), op.Output.(nemRegOut)
 		if out.unknown && in.kind != nemRead && !seen[[2]int64{int64(in.key), in.value}] {
-			pruned++
+			pruned = append(pruned, op)
 			continue
 		}
 		kept = append(kept, op)
 	}
 	return kept, pruned
+}
+
+// nemStuck is the index in ops of the first operation, by call time, that
+// porcupine's longest partial linearization does not place.
+func nemStuck(ops []porcupine.Operation, info porcupine.LinearizationInfo) int {
+	var longest []int
+	for _, part := range info.PartialLinearizations() {
+		for _, lin := range part {
+			if len(lin) > len(longest) {
+				longest = lin
+			}
+		}
+	}
+	placed := map[int]bool{}
+	for _, i := range longest {
+		placed[i] = true
+	}
+	stuck := -1
+	for i, op := range ops {
+		if !placed[i] && (stuck < 0 || op.Call < ops[stuck].Call) {
+			stuck = i
+		}
+	}
+	return max(stuck, 0)
 }
 
 func (nm *nemesis) reportRegister(k int, ops []porcupine.Operation, info porcupine.LinearizationInfo) {

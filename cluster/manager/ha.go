@@ -95,12 +95,9 @@ type haState struct {
 	statesMu sync.Mutex
 	states   map[string]string // leaf → the state this aggregator last saw
 
-	attachMu     sync.Mutex           // guards attaching, attachFailed and unlinked
+	attachMu     sync.Mutex           // guards attaching and attachFailed
 	attaching    map[string]bool      // leaves being auto-attached
 	attachFailed map[string]time.Time // when a leaf's last auto-attach failed
-	// unlinked: partitions whose sync replica was taken out because its
-	// master could not reach it, and that replica (replicawatch.go)
-	unlinked map[partitionKey]string
 }
 
 // attachRetry spaces the auto-attaches of a leaf whose last one failed.
@@ -138,7 +135,7 @@ func (h *haState) endAttach(leaf string, failed bool) {
 }
 
 func newHAState() *haState {
-	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, incarnations: map[string]incarnationSeen{}, sent: map[string]string{}, copying: map[copyKey]bool{}, jobs: map[string]bool{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}, unlinked: map[partitionKey]string{}}
+	return &haState{promoted: map[controller.PromoteKey]bool{}, promoting: map[controller.PromoteKey]bool{}, incarnations: map[string]incarnationSeen{}, sent: map[string]string{}, copying: map[copyKey]bool{}, jobs: map[string]bool{}, states: map[string]string{}, attaching: map[string]bool{}, attachFailed: map[string]time.Time{}}
 }
 
 // severFailed closes, on every aggregator, the connections to a leaf that

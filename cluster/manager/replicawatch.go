@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -95,15 +94,12 @@ func (a *Manager) watchReplicas() {
 					return fmt.Errorf("its master moved to %s", p.Master)
 				}
 				p.Replicas = slices.DeleteFunc(p.Replicas, func(r string) bool { return r == replica })
+				p.Unlinked = replica
 				return nil
 			})
 			if err != nil {
 				a.log.Error("taking an unreachable replica out", "partition", stream.Database, "err", err)
-				continue
 			}
-			a.ha.attachMu.Lock()
-			a.ha.unlinked[partitionKey{db, ordinal}] = replica
-			a.ha.attachMu.Unlock()
 		}
 	}
 }
@@ -121,44 +117,44 @@ func partitionOf(st *meta.State, name string) (string, int, bool) {
 	return "", 0, false
 }
 
-// partitionKey names a partition.
-type partitionKey struct {
-	db      string
-	ordinal int
-}
-
 // restoreReplicas gives the partitions whose replica watchReplicas took
-// out a copy on that leaf again, unless another cluster operation is
-// running. Other missing replicas are the operator's (REBALANCE
-// PARTITIONS, RESTORE REDUNDANCY), as in the seeds.
+// out (Partition.Unlinked, in the metadata) a copy on that leaf again,
+// unless another cluster operation is running. Other missing replicas
+// are the operator's (REBALANCE PARTITIONS, RESTORE REDUNDANCY), as in
+// the seeds.
 func (a *Manager) restoreReplicas() {
-	a.ha.attachMu.Lock()
-	pending := maps.Clone(a.ha.unlinked)
-	a.ha.attachMu.Unlock()
-	for k, replica := range pending {
-		st := a.State()
-		d := st.Database(k.db)
-		done := d == nil || k.ordinal >= len(d.Partitions) || slices.Contains(d.Partitions[k.ordinal].Replicas, replica) ||
-			d.Partitions[k.ordinal].Master == replica || st.PairOf(d.Partitions[k.ordinal].Master) != replica
-		if !done && (a.leafGone(replica) != "" || a.leafGone(d.Partitions[k.ordinal].Master) != "") {
-			continue // not now
-		}
-		if !done {
+	st := a.State()
+	for _, name := range st.DatabaseNames() {
+		for _, p := range st.Database(name).Partitions {
+			if p.Unlinked == "" {
+				continue
+			}
+			replica := p.Unlinked
+			if st.PairOf(p.Master) != replica {
+				// the pairs changed since: the operator's now
+				err := a.updatePartition(name, p.Ordinal, func(q *meta.Partition) error {
+					q.Unlinked = ""
+					return nil
+				})
+				if err != nil {
+					a.log.Warn("forgetting an unlinked replica", "database", name, "ordinal", p.Ordinal, "err", err)
+				}
+				continue
+			}
+			if a.leafGone(replica) != "" || a.leafGone(p.Master) != "" {
+				continue // not now
+			}
 			// one partition at a time, never waiting for (or holding up
 			// for long) an operation someone asked for
 			if !a.ha.mu.TryLock() {
 				return
 			}
-			a.log.Info("giving a partition its replica back", "database", k.db, "ordinal", k.ordinal, "replica", replica)
-			err := a.copyPartition(context.Background(), meta.Step{Action: meta.ActionCopy, DB: d.Name, Ordinal: k.ordinal, Target: replica, Phase: meta.PhaseCopy})
+			a.log.Info("giving a partition its replica back", "database", name, "ordinal", p.Ordinal, "replica", replica)
+			err := a.copyPartition(context.Background(), meta.Step{Action: meta.ActionCopy, DB: name, Ordinal: p.Ordinal, Target: replica, Phase: meta.PhaseCopy})
 			a.ha.mu.Unlock()
 			if err != nil {
-				a.log.Warn("the replica is not back yet", "database", k.db, "ordinal", k.ordinal, "replica", replica, "err", err)
-				continue
+				a.log.Warn("the replica is not back yet", "database", name, "ordinal", p.Ordinal, "replica", replica, "err", err)
 			}
 		}
-		a.ha.attachMu.Lock()
-		delete(a.ha.unlinked, k)
-		a.ha.attachMu.Unlock()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -504,8 +505,10 @@ func (s *State) setPartitions(p SetPartitions) error {
 	return nil
 }
 
-// successors is the partition map next, with each partition's epoch and
-// candidates following from prev: a change of master raises the epoch; a
+// successors is the partition map next, with each partition's epoch,
+// candidates and unlinked replica following from prev: a change of
+// master raises the epoch (and forgets the unlinked replica, as does its
+// return to the replicas); a
 // partition that loses its master keeps as candidates that master and
 // its replicas (the copies known to hold every acknowledged commit), one
 // that stays without master keeps its candidates.
@@ -518,6 +521,7 @@ func successors(prev, next []Partition) []Partition {
 			p.Epoch = old.Epoch
 			if p.Master != old.Master {
 				p.Epoch++
+				p.Unlinked = ""
 			}
 			if p.Master == "" {
 				p.Replicas = nil // nothing to follow; they are candidates
@@ -527,6 +531,9 @@ func successors(prev, next []Partition) []Partition {
 					p.Candidates = append([]string(nil), old.Candidates...)
 				}
 			}
+		}
+		if p.Unlinked != "" && (p.Master == "" || p.Unlinked == p.Master || slices.Contains(p.Replicas, p.Unlinked)) {
+			p.Unlinked = ""
 		}
 		out[i] = p
 	}

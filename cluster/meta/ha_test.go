@@ -166,3 +166,23 @@ func TestCopyRole(t *testing.T) {
 		}
 	}
 }
+
+// TestUnlinkedFollowsTheMap: an unlinked replica is kept across map
+// changes until it is a replica again or the partition's master changes.
+func TestUnlinkedFollowsTheMap(t *testing.T) {
+	prev := []Partition{{Ordinal: 0, Master: "a", Unlinked: "b"}, {Ordinal: 1, Master: "a", Unlinked: "b"}, {Ordinal: 2, Master: "a", Unlinked: "b"}}
+	next := []Partition{
+		{Ordinal: 0, Master: "a", Unlinked: "b"},                          // unchanged
+		{Ordinal: 1, Master: "a", Replicas: []string{"b"}, Unlinked: "b"}, // back
+		{Ordinal: 2, Master: "b", Unlinked: "b"},                          // failed over to it
+	}
+	got := successors(prev, next)
+	for i, want := range []string{"b", "", ""} {
+		if got[i].Unlinked != want {
+			t.Errorf("partition %d: unlinked %q, want %q", i, got[i].Unlinked, want)
+		}
+	}
+	if got[2].Epoch != 1 {
+		t.Errorf("partition 2: epoch %d, want 1", got[2].Epoch)
+	}
+}

@@ -109,6 +109,12 @@ type Partition struct {
 	// (PlanAttach); empty means any copy may (nothing is known). Cleared
 	// when the partition has a master.
 	Candidates []string `json:"candidates,omitempty"`
+	// Unlinked is the sync replica the master aggregator took out because
+	// its master could not reach it (cluster/manager replicawatch.go), to
+	// be given back once the link heals: in the metadata, so that a new
+	// master aggregator does it too. Cleared when it is a replica again
+	// or the partition's master changes.
+	Unlinked string `json:"unlinked,omitempty"`
 }
 
 // Table is the sharding of a table.
