@@ -435,12 +435,14 @@ type nemesis struct {
 	wl               sync.WaitGroup
 
 	// workloads
-	nextID   atomic.Int64
-	inserts  map[int64]*nemInsert
-	history  []porcupine.Operation
-	failures []string
-	warnings []string       // what the properties do not cover but a person should look at
-	errs     map[string]int // operation errors by kind, for the summary
+	nextID  atomic.Int64
+	inserts map[int64]*nemInsert
+	// transfers whose outcome the client did not learn (traceBank)
+	unknownTransfers []nemTransferOp
+	history          []porcupine.Operation
+	failures         []string
+	warnings         []string       // what the properties do not cover but a person should look at
+	errs             map[string]int // operation errors by kind, for the summary
 }
 
 type nemCounts struct {
@@ -598,6 +600,9 @@ func startNemesisCluster(t *testing.T, cfg *nemConfig) *nemesis {
 	testutil.Exec(t, db, "CREATE TABLE accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)")
 	testutil.Exec(t, db, "CREATE TABLE r (k INT PRIMARY KEY, v BIGINT NOT NULL)")
 	testutil.Exec(t, db, "CREATE TABLE log (id BIGINT PRIMARY KEY, agg INT NOT NULL)")
+	// every transfer also writes its row here, in its transaction: a
+	// wrong total is traced to the transfers whose parts disagree
+	testutil.Exec(t, db, "CREATE TABLE ledger (id BIGINT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount INT NOT NULL, agg INT NOT NULL, ms BIGINT NOT NULL)")
 	var rows []string
 	for i := 0; i < bankAccounts; i++ {
 		rows = append(rows, fmt.Sprintf("(%d, %d)", i, bankStart))
@@ -1343,10 +1348,27 @@ func (nm *nemesis) insertWorker(w int) {
 	}
 }
 
-func nemTransfer(ctx context.Context, db *sql.DB, from, to, amount int) error {
+// nemTransfer moves amount between two accounts in one transaction,
+// which also writes the transfer's row to the ledger (id > 0).
+// nemTransferOp is a transfer as its client saw it.
+type nemTransferOp struct {
+	id               int64
+	from, to, amount int
+	agg              int
+	call, ret        time.Duration
+	err              string
+}
+
+func nemTransfer(ctx context.Context, db *sql.DB, from, to, amount int, id int64, agg int, ms int64) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
+	}
+	if id > 0 {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)", id, from, to, amount, agg, ms); err != nil {
+			tx.Rollback()
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE accounts SET balance = balance - ? WHERE id = ?", amount, from); err != nil {
 		tx.Rollback()
@@ -1370,10 +1392,16 @@ func (nm *nemesis) bankWorker(w int) {
 		}
 		a := nm.pickAgg(rng)
 		ctx, cancel := context.WithTimeout(context.Background(), nemOpTimeout)
-		err := nemTransfer(ctx, a.db, from, to, 1+rng.Intn(50))
+		op := nemTransferOp{id: nm.nextID.Add(1), from: from, to: to, amount: 1 + rng.Intn(50), agg: a.idx, call: nm.since()}
+		err := nemTransfer(ctx, a.db, op.from, op.to, op.amount, op.id, op.agg, op.call.Milliseconds())
 		cancel()
+		op.ret = nm.since()
 		nm.mu.Lock()
 		nm.countErr("transfer", err)
+		if nemClassify(err) == nemUnknown {
+			op.err = err.Error()
+			nm.unknownTransfers = append(nm.unknownTransfers, op)
+		}
 		switch nemClassify(err) {
 		case nemOK:
 			nm.counts.transferOK++
@@ -1755,9 +1783,74 @@ func (nm *nemesis) checkBank(db *sql.DB) {
 	}) {
 		rows, _ := testutil.RenderRows(db, ",", "SELECT id, balance FROM accounts ORDER BY id")
 		nm.fail("bank: total %d, want %d (%s after the workloads stopped); balances %v", got, want, wait, rows)
+		nm.traceBank(db)
 		return
 	}
 	nm.logf("check", "bank: total intact (%d)", want)
+}
+
+// traceBank compares each account's balance with the one its ledger rows
+// give: an account that differs took part in a transfer that committed
+// in part. The transfers of those accounts whose outcome the client did
+// not learn are listed with their times (the timeline says what the
+// nemesis did then).
+func (nm *nemesis) traceBank(db *sql.DB) {
+	rows, err := testutil.RenderRows(db, ",", "SELECT id, balance FROM accounts ORDER BY id")
+	if err != nil {
+		nm.logf("check", "bank trace: %v", err)
+		return
+	}
+	balance := map[int]int{}
+	for _, r := range rows {
+		f := strings.Split(r, ",")
+		balance[atoi(f[0])] = atoi(f[1])
+	}
+	ledger, err := testutil.RenderRows(db, ",", "SELECT id, src, dst, amount, agg, ms FROM ledger ORDER BY id")
+	if err != nil {
+		nm.logf("check", "bank trace: %v", err)
+		return
+	}
+	want := map[int]int{}
+	for a := 0; a < bankAccounts; a++ {
+		want[a] = bankStart
+	}
+	byAccount := map[int][]string{}
+	for _, r := range ledger {
+		f := strings.Split(r, ",")
+		src, dst, amount := atoi(f[1]), atoi(f[2]), atoi(f[3])
+		want[src] -= amount
+		want[dst] += amount
+		byAccount[src] = append(byAccount[src], r)
+		byAccount[dst] = append(byAccount[dst], r)
+	}
+	inLedger := map[int64]bool{}
+	for _, r := range ledger {
+		inLedger[int64(atoi(strings.Split(r, ",")[0]))] = true
+	}
+	nm.logf("check", "bank trace: %d ledger rows", len(ledger))
+	for a := 0; a < bankAccounts; a++ {
+		off := balance[a] - want[a]
+		if off == 0 {
+			continue
+		}
+		nm.logf("check", "  account %d: balance %d, its ledger rows give %d (off by %d)", a, balance[a], want[a], off)
+		// the transfers of unknown outcome that would explain it: this
+		// account's side applied and the rest not (or the reverse)
+		nm.mu.Lock()
+		for _, op := range nm.unknownTransfers {
+			if op.amount != max(off, -off) || (op.from != a && op.to != a) {
+				continue
+			}
+			nm.logf("check", "    transfer %d: %d → %d, %d, via #%d, %.3fs – %.3fs, ledger row %v; client saw: %s",
+				op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds(), inLedger[op.id], op.err)
+		}
+		nm.mu.Unlock()
+		for _, r := range byAccount[a] {
+			if f := strings.Split(r, ","); atoi(f[3]) == max(off, -off) {
+				nm.logf("check", "    ledger row (id,src,dst,amount,agg,ms) %s", r)
+			}
+		}
+	}
 }
 
 func (nm *nemesis) checkRegisters(db *sql.DB) {
