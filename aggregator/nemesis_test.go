@@ -437,12 +437,12 @@ type nemesis struct {
 	// workloads
 	nextID  atomic.Int64
 	inserts map[int64]*nemInsert
-	// transfers whose outcome the client did not learn (traceBank)
-	unknownTransfers []nemTransferOp
-	history          []porcupine.Operation
-	failures         []string
-	warnings         []string       // what the properties do not cover but a person should look at
-	errs             map[string]int // operation errors by kind, for the summary
+	// every transfer as its client saw it (traceBank)
+	transfers []nemTransferOp
+	history   []porcupine.Operation
+	failures  []string
+	warnings  []string       // what the properties do not cover but a person should look at
+	errs      map[string]int // operation errors by kind, for the summary
 }
 
 type nemCounts struct {
@@ -1348,17 +1348,18 @@ func (nm *nemesis) insertWorker(w int) {
 	}
 }
 
-// nemTransfer moves amount between two accounts in one transaction,
-// which also writes the transfer's row to the ledger (id > 0).
 // nemTransferOp is a transfer as its client saw it.
 type nemTransferOp struct {
 	id               int64
 	from, to, amount int
 	agg              int
 	call, ret        time.Duration
+	outcome          nemOutcome
 	err              string
 }
 
+// nemTransfer moves amount between two accounts in one transaction,
+// which also writes the transfer's row to the ledger (id > 0).
 func nemTransfer(ctx context.Context, db *sql.DB, from, to, amount int, id int64, agg int, ms int64) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -1398,10 +1399,11 @@ func (nm *nemesis) bankWorker(w int) {
 		op.ret = nm.since()
 		nm.mu.Lock()
 		nm.countErr("transfer", err)
-		if nemClassify(err) == nemUnknown {
+		op.outcome = nemClassify(err)
+		if err != nil {
 			op.err = err.Error()
-			nm.unknownTransfers = append(nm.unknownTransfers, op)
 		}
+		nm.transfers = append(nm.transfers, op)
 		switch nemClassify(err) {
 		case nemOK:
 			nm.counts.transferOK++
@@ -1834,15 +1836,16 @@ func (nm *nemesis) traceBank(db *sql.DB) {
 			continue
 		}
 		nm.logf("check", "  account %d: balance %d, its ledger rows give %d (off by %d)", a, balance[a], want[a], off)
-		// the transfers of unknown outcome that would explain it: this
-		// account's side applied and the rest not (or the reverse)
+		// the transfers that would explain it: this account's side
+		// applied and the rest not (or the reverse), whatever their
+		// client heard
 		nm.mu.Lock()
-		for _, op := range nm.unknownTransfers {
+		for _, op := range nm.transfers {
 			if op.amount != max(off, -off) || (op.from != a && op.to != a) {
 				continue
 			}
-			nm.logf("check", "    transfer %d: %d → %d, %d, via #%d, %.3fs – %.3fs, ledger row %v; client saw: %s",
-				op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds(), inLedger[op.id], op.err)
+			nm.logf("check", "    transfer %d: %d → %d, %d, via #%d, %.3fs – %.3fs, ledger row %v; client: %s %s",
+				op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds(), inLedger[op.id], op.outcome, op.err)
 		}
 		nm.mu.Unlock()
 		for _, r := range byAccount[a] {
