@@ -1968,9 +1968,9 @@ func nemPruneUnobserved(history []porcupine.Operation) (kept, pruned []porcupine
 	return kept, pruned
 }
 
-// nemStuck is the index in ops of the first operation, by call time, that
-// porcupine's longest partial linearization does not place.
-func nemStuck(ops []porcupine.Operation, info porcupine.LinearizationInfo) int {
+// nemLongest is the longest partial linearization porcupine found
+// (indexes into the operations checked).
+func nemLongest(info porcupine.LinearizationInfo) []int {
 	var longest []int
 	for _, part := range info.PartialLinearizations() {
 		for _, lin := range part {
@@ -1979,8 +1979,14 @@ func nemStuck(ops []porcupine.Operation, info porcupine.LinearizationInfo) int {
 			}
 		}
 	}
+	return longest
+}
+
+// nemStuck is the index in ops of the first operation, by call time, that
+// porcupine's longest partial linearization does not place.
+func nemStuck(ops []porcupine.Operation, info porcupine.LinearizationInfo) int {
 	placed := map[int]bool{}
-	for _, i := range longest {
+	for _, i := range nemLongest(info) {
 		placed[i] = true
 	}
 	stuck := -1
@@ -1997,16 +2003,9 @@ func (nm *nemesis) reportRegister(k int, ops []porcupine.Operation, info porcupi
 	if err := porcupine.VisualizePath(nemRegisterModel, info, path); err == nil {
 		nm.logf("check", "register %d: porcupine's visualization in %s", k, path)
 	}
-	// the longest partial linearization porcupine found; the operations
-	// around the first one it could not place
-	var longest []int
-	for _, part := range info.PartialLinearizations() {
-		for _, lin := range part {
-			if len(lin) > len(longest) {
-				longest = lin
-			}
-		}
-	}
+	// the operations around the first one porcupine's longest partial
+	// linearization could not place
+	longest := nemLongest(info)
 	placed := map[int]bool{}
 	for _, i := range longest {
 		placed[i] = true

@@ -278,9 +278,11 @@ func (d *dbState) fencedLocked() error {
 // every second), so that a leaf's restart or a short pause costs its
 // clients a wait, not an error. It reports whether every one of them is
 // confirmed: false when none was suspect (the commit failed for another
-// reason), one was deposed, or the deadline passed.
-func (s *Store) awaitConfirmation(t *Txn, deadline time.Time) bool {
-	if s.fence.threshold.Load() == 0 {
+// reason), one was deposed, or the deadline passed. Only a refusal
+// (1290, err) is looked into: other failed commits pay nothing.
+func (s *Store) awaitConfirmation(t *Txn, err error, deadline time.Time) bool {
+	var se *mysql.SQLError
+	if s.fence.threshold.Load() == 0 || !errors.As(err, &se) || se.Num != mysql.EROptionPreventsStatement {
 		return false
 	}
 	var suspects []*dbState

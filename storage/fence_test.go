@@ -94,11 +94,11 @@ func TestPauseFencing(t *testing.T) {
 
 	// a write to a suspect partition waits for its confirmation
 	s.pause(time.Second)
+	start := time.Now() // before the confirmation's clock starts
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		s.PromoteConfirmed("d_0", 0, s.Incarnation())
 	}()
-	start := time.Now()
 	te.must(ctx, "INSERT INTO d_0.t VALUES (10)")
 	if took := time.Since(start); took < 100*time.Millisecond {
 		t.Errorf("a write to a suspect partition returned after %s, before the confirmation", took)
@@ -106,11 +106,11 @@ func TestPauseFencing(t *testing.T) {
 	te.must(ctx, "DELETE FROM d_0.t WHERE id = 10")
 	// … and so does a read
 	s.pause(time.Second)
+	start = time.Now()
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		s.PromoteConfirmed("d_0", 0, s.Incarnation())
 	}()
-	start = time.Now()
 	te.expect(ctx, "SELECT id FROM d_0.t WHERE id = 2", "2")
 	if took := time.Since(start); took < 100*time.Millisecond {
 		t.Errorf("a read of a suspect partition returned after %s, before the confirmation", took)

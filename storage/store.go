@@ -420,7 +420,7 @@ func (s *Store) commit(t *Txn) error {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(time.Duration(s.fence.confirmWait.Load()))
 			}
-			if s.awaitConfirmation(t, deadline) {
+			if s.awaitConfirmation(t, err, deadline) {
 				continue // every partition it writes is confirmed now
 			}
 			return err
