@@ -1641,6 +1641,7 @@ func (nm *nemesis) check() {
 	nm.checkInserts(db)
 	nm.checkBank(db)
 	nm.checkRegisters(db)
+	nm.checkInDoubt()
 	c := nm.counts
 	t.Logf("seed %d, %s: %d episodes: %d leaf faults, %d double failures (%d with the first to fail back first), %d faults while the pair was not yet attached again, %d master aggregator kills (%d elections seen), %d child aggregator restarts",
 		nm.cfg.seed, nm.since().Round(time.Second), c.episodes, c.leafFaults, c.doubles, c.staleFirst, c.faultWhilePairDegraded, c.masterKills, c.aggElections, c.childRestarts)
@@ -1789,6 +1790,54 @@ func (nm *nemesis) checkBank(db *sql.DB) {
 		return
 	}
 	nm.logf("check", "bank: total intact (%d)", want)
+	// every acknowledged transfer left its ledger row
+	ids := map[int64]bool{}
+	for _, r := range nm.query(db, "SELECT id FROM ledger") {
+		id, _ := strconv.ParseInt(r, 10, 64)
+		ids[id] = true
+	}
+	var lost []string
+	nm.mu.Lock()
+	for _, op := range nm.transfers {
+		if op.outcome == nemOK && !ids[op.id] {
+			lost = append(lost, fmt.Sprintf("transfer %d (%d → %d, %d, via #%d, %.3fs – %.3fs)", op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds()))
+		}
+	}
+	nm.mu.Unlock()
+	if len(lost) > 0 {
+		nm.fail("bank: %d acknowledged transfers have no ledger row: %s", len(lost), strings.Join(lost[:min(len(lost), 20)], "; "))
+		return
+	}
+	nm.logf("check", "bank: every acknowledged transfer has its ledger row")
+}
+
+// checkInDoubt: once the faults are healed, every in-doubt transaction
+// is resolved (a part left in doubt holds its locks, and its transaction
+// is neither committed nor rolled back everywhere).
+func (nm *nemesis) checkInDoubt() {
+	dbs := make([]*sql.DB, len(nm.leaves))
+	for i, l := range nm.leaves {
+		dbs[i] = l.n.DB("")
+	}
+	var left []string
+	if !nm.waitFor(nm.patience(30*time.Second), func() bool {
+		left = nil
+		for i, l := range nm.leaves {
+			rows, err := testutil.RenderRows(dbs[i], ",", "CANOPY PREPARED TRANSACTIONS")
+			if err != nil {
+				left = append(left, fmt.Sprintf("leaf %d: %v", l.idx, err))
+				continue
+			}
+			for _, r := range rows {
+				left = append(left, fmt.Sprintf("leaf %d: %s", l.idx, r))
+			}
+		}
+		return len(left) == 0
+	}) {
+		nm.fail("transactions still in doubt after the faults were healed:\n    %s", strings.Join(left, "\n    "))
+		return
+	}
+	nm.logf("check", "in doubt: none left")
 }
 
 // traceBank compares each account's balance with the one its ledger rows
@@ -1839,15 +1888,20 @@ func (nm *nemesis) traceBank(db *sql.DB) {
 		// the transfers that would explain it: this account's side
 		// applied and the rest not (or the reverse), whatever their
 		// client heard
+		// (logf takes nm.mu: collect first)
+		var lines []string
 		nm.mu.Lock()
 		for _, op := range nm.transfers {
 			if op.amount != max(off, -off) || (op.from != a && op.to != a) {
 				continue
 			}
-			nm.logf("check", "    transfer %d: %d → %d, %d, via #%d, %.3fs – %.3fs, ledger row %v; client: %s %s",
-				op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds(), inLedger[op.id], op.outcome, op.err)
+			lines = append(lines, fmt.Sprintf("    transfer %d: %d → %d, %d, via #%d, %.3fs – %.3fs, ledger row %v; client: %s %s",
+				op.id, op.from, op.to, op.amount, op.agg, op.call.Seconds(), op.ret.Seconds(), inLedger[op.id], op.outcome, op.err))
 		}
 		nm.mu.Unlock()
+		for _, l := range lines {
+			nm.logf("check", "%s", l)
+		}
 		for _, r := range byAccount[a] {
 			if f := strings.Split(r, ","); atoi(f[3]) == max(off, -off) {
 				nm.logf("check", "    ledger row (id,src,dst,amount,agg,ms) %s", r)

@@ -497,6 +497,14 @@ func (s *Store) commitLocked(t *Txn, b *pebble.Batch) ([]dbCommit, error) {
 			}
 			return nil, errTableDefChanged
 		}
+		if t.outcome && (d.deposedBy != 0 || d.replica) {
+			// an in-doubt part of a copy that failed over since: its new
+			// master loaded the part from the replicated prepare record
+			// and applies the outcome there. Refusing the whole outcome
+			// would leave the parts of the partitions still mastered here
+			// in doubt, locks held, while the moved part commits.
+			continue
+		}
 		if d.replica && !t.replicated {
 			return nil, errReplicaReadOnly(d.meta.Name)
 		}

@@ -1,0 +1,63 @@
+package storage
+
+import (
+	"testing"
+)
+
+// TestOutcomePastDeposedPart: a leaf holds an in-doubt transaction that
+// wrote two of its master partitions, x and y. x fails over (its replica
+// elsewhere is promoted and loads x's part from the replicated prepare
+// record): the copy here is deposed. The coordinator's decision must
+// still apply y's part here; x's part is its new master's to apply.
+// Refusing the whole outcome because of x left y's part in doubt, its
+// locks held, while x's part committed on the new master: a transfer's
+// credit without its debit (nemesis seed 400422077).
+func TestOutcomePastDeposedPart(t *testing.T) {
+	for _, outcome := range []string{"commit", "rollback"} {
+		t.Run(outcome, func(t *testing.T) {
+			te := newTestEngine(t, "")
+			s := te.store
+			ctx := te.session()
+			ctx.SetCurrentDatabase("")
+			for _, q := range []string{"CREATE DATABASE x", "CREATE DATABASE y",
+				"CREATE TABLE x.t (id INT PRIMARY KEY, v INT)", "CREATE TABLE y.t (id INT PRIMARY KEY, v INT)",
+				"INSERT INTO x.t VALUES (1, 0)", "INSERT INTO y.t VALUES (1, 0)"} {
+				te.must(ctx, q)
+			}
+			tx := te.session()
+			te.must(tx, "BEGIN")
+			te.must(tx, "UPDATE x.t SET v = v + 1")
+			te.must(tx, "UPDATE y.t SET v = v + 1")
+			if err := tx.Session.(*Session).PrepareSession(tx, "c/1"); err != nil {
+				t.Fatal(err)
+			}
+			pos, _ := s.Position("x")
+			var err error
+			if !s.Depose("x", pos.Term+1) {
+				t.Fatal("x was not deposed")
+			}
+			if outcome == "commit" {
+				err = s.CommitPrepared("c/1")
+			} else {
+				err = s.RollbackPrepared("c/1")
+			}
+			if err != nil {
+				t.Fatalf("%s with a deposed part: %v", outcome, err)
+			}
+			if s.IsPrepared("c/1") {
+				t.Fatal("still in doubt")
+			}
+			want := "1,1"
+			if outcome == "rollback" {
+				want = "1,0"
+			}
+			te.expect(ctx, "SELECT id, v FROM y.t", want)
+			// y's row is free again
+			te.must(ctx, "UPDATE y.t SET v = v + 10")
+			// x's part is not applied here: its new master applies it
+			if got, _ := s.Position("x"); got != pos {
+				t.Errorf("the deposed copy x moved from %s to %s", pos, got)
+			}
+		})
+	}
+}
