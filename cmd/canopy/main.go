@@ -20,6 +20,7 @@ const usage = `canopy: a distributed, MySQL-compatible SQL database
 Usage:
   canopy demo [--port P] [--data-dir D]       run a local cluster: master aggregator, 4 leaves, child aggregator
   canopy node --port P --data-dir D [flags]   run a database node (a leaf by default)
+  canopy ops <command> [flags]                 Canopy Ops: agents that deploy and supervise nodes ("canopy ops help")
   canopy version                               print the version
 
 Run "canopy <command> -h" for the flags of a command.
@@ -38,6 +39,8 @@ func main() {
 		err = runNode(os.Args[2:])
 	case "demo":
 		err = runDemo(os.Args[2:], os.Stdout)
+	case "ops":
+		err = runOps(os.Args[2:], os.Stdout)
 	case "version", "--version":
 		fmt.Println("canopy", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/canopydb/canopy/ops/agent"
+	"github.com/canopydb/canopy/ops/jobs"
+)
+
+const opsUsage = `canopy ops: deploy, supervise and monitor Canopy nodes, one agent per host
+
+Agents:
+  start [--bind IP] [--port 9000] [--home DIR]   run this host's agent (the first one is the primary)
+  agent-secret                                   print the deployment secret (on the primary)
+  agent-follow --host H [--port 9000] --secret S make this host's agent follow the primary at H
+  agent-unfollow                                 stop following; a primary of its own again
+  agent-list                                     the agents of the deployment
+  agent-stop [--stop-nodes]                      stop this host's agent (its nodes keep running)
+Nodes:
+  node-deploy --role master|aggregator|leaf --port P [--host H] [--availability-group 1|2]
+  node-list [--role ROLE] [-q]                   (-q: ids only)
+  node-start|node-stop|node-restart ID|--all
+  node-delete ID [--remove-data] [--no-prompt]
+  cluster-manual-control --enable|--disable      no automatic restarts while enabled
+Jobs:
+  job-list, job-logs ID
+
+Every command takes --home DIR (default $CANOPY_OPS_HOME or /var/lib/canopy-ops) to find
+this host's agent, and --json. The MemSQL Ops spellings memsql-deploy, memsql-list
+(--memsql-role), memsql-start, memsql-stop and memsql-delete work too.
+`
+
+// opsAliases maps the seed's memsql-ops spellings to ours.
+var opsAliases = map[string]string{
+	"memsql-deploy": "node-deploy", "memsql-list": "node-list", "memsql-start": "node-start",
+	"memsql-stop": "node-stop", "memsql-restart": "node-restart", "memsql-delete": "node-delete",
+	"agent-start": "start",
+}
+
+func runOps(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, opsUsage)
+		return nil
+	}
+	cmd := args[0]
+	if c, ok := opsAliases[cmd]; ok {
+		cmd = c
+	}
+	fs := flag.NewFlagSet("ops "+cmd, flag.ContinueOnError)
+	home := fs.String("home", "", "the agent home (default $CANOPY_OPS_HOME or "+agent.HomeDefault+")")
+	asJSON := fs.Bool("json", false, "print JSON")
+	o := &opsCmd{out: stdout}
+	switch cmd {
+	case "start":
+		bind := fs.String("bind", "127.0.0.1", "this host's IP address: the agent and its nodes listen on it")
+		port := fs.Int("port", 9000, "the agent's HTTP port")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return opsStart(agent.Home(*home), *bind, *port, stdout)
+	case "agent-secret":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		c, err := agent.ReadCredentials(agent.Home(*home))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, c.Secret)
+		return nil
+	}
+	var (
+		host, role, secret           string
+		port, group                  int
+		all, quiet, noPrompt, remove bool
+		enable, disable, stopNodes   bool
+	)
+	switch cmd {
+	case "agent-follow":
+		fs.StringVar(&host, "host", "", "the primary agent's host")
+		fs.IntVar(&port, "port", 9000, "the primary agent's port")
+		fs.StringVar(&secret, "secret", "", "the deployment secret (agent-secret on the primary prints it)")
+	case "agent-stop":
+		fs.BoolVar(&stopNodes, "stop-nodes", false, "stop this host's nodes too")
+	case "node-deploy":
+		fs.StringVar(&role, "role", "leaf", "master, aggregator or leaf")
+		fs.StringVar(&role, "memsql-role", "leaf", "same as --role")
+		fs.IntVar(&port, "port", 3306, "the node's MySQL port")
+		fs.StringVar(&host, "host", "", "the host to deploy on (default: this agent's host)")
+		fs.IntVar(&group, "availability-group", 0, "a leaf's availability group (1 or 2)")
+	case "node-list":
+		fs.StringVar(&role, "role", "", "only nodes of this role")
+		fs.StringVar(&role, "memsql-role", "", "same as --role")
+		fs.BoolVar(&quiet, "q", false, "print the ids only")
+	case "node-start", "node-stop", "node-restart":
+		fs.BoolVar(&all, "all", false, "every node")
+	case "node-delete":
+		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask; with --remove-data, remove the data")
+		fs.BoolVar(&remove, "remove-data", false, "remove the node's data too")
+	case "cluster-manual-control":
+		fs.BoolVar(&enable, "enable", false, "turn manual control on")
+		fs.BoolVar(&disable, "disable", false, "turn manual control off")
+	case "agent-unfollow", "agent-list", "job-list", "job-logs":
+	default:
+		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	creds, err := agent.ReadCredentials(agent.Home(*home))
+	if err != nil {
+		return err
+	}
+	o.c, o.json = agent.NewClient(creds.Addr, creds.Token), *asJSON
+	ctx := context.Background()
+	switch cmd {
+	case "agent-follow":
+		if host == "" {
+			return errors.New("agent-follow: --host of the primary agent required")
+		}
+		return o.call(ctx, "POST", "/api/follow", agent.FollowRequest{Host: host, Port: port, Secret: secret}, "now following %s:%d", host, port)
+	case "agent-unfollow":
+		return o.call(ctx, "POST", "/api/unfollow", nil, "no longer following: this agent is a primary of its own")
+	case "agent-stop":
+		return o.call(ctx, "POST", "/api/stop", map[string]bool{"stop_nodes": stopNodes}, "agent stopping")
+	case "agent-list":
+		var rows []agent.AgentRow
+		if err := o.c.Call(ctx, "GET", "/api/agents", nil, &rows); err != nil {
+			return err
+		}
+		return table(o, rows, []string{"HOST", "PORT", "ROLE", "STATE", "VERSION", "LAST SEEN"}, func(r agent.AgentRow) []any {
+			return []any{r.Host, r.Port, r.Role, r.State, r.Version, r.LastSeen.Format(time.RFC3339)}
+		})
+	case "node-deploy":
+		if host == "" { // this host: the agent the CLI talks to
+			var st agent.Status
+			if err := o.c.Call(ctx, "GET", "/api/status", nil, &st); err != nil {
+				return err
+			}
+			host = st.Host
+		}
+		var reply agent.JobReply
+		err := o.c.Call(ctx, "POST", "/api/nodes", agent.DeployRequest{Role: role, Host: host, Port: port, Group: group}, &reply)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(reply)
+		}
+		fmt.Fprintf(stdout, "deployed %s node %s on %s (job %d)\n", reply.Node.Role, reply.Node.ID, reply.Node.Addr(), reply.Job.ID)
+		return nil
+	case "node-list":
+		nodes, err := o.nodes(ctx, role)
+		if err != nil {
+			return err
+		}
+		if quiet {
+			for _, n := range nodes {
+				fmt.Fprintln(stdout, n.ID)
+			}
+			return nil
+		}
+		return table(o, nodes, []string{"ID", "ROLE", "HOST", "PORT", "GROUP", "STATE", "PID", "UPTIME", "VERSION"}, func(n agent.NodeStatus) []any {
+			g := "-"
+			if n.Group > 0 {
+				g = fmt.Sprint(n.Group)
+			}
+			return []any{n.ID, n.Role, n.Host, n.Port, g, n.State, n.PID, n.Uptime, n.Version}
+		})
+	case "node-start", "node-stop", "node-restart":
+		action := strings.TrimPrefix(cmd, "node-")
+		ids := pos
+		if all {
+			nodes, err := o.nodes(ctx, "")
+			if err != nil {
+				return err
+			}
+			ids = nil
+			for _, n := range nodes {
+				ids = append(ids, n.ID)
+			}
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("%s: name a node id (node-list shows them) or --all", cmd)
+		}
+		for _, id := range ids {
+			if err := o.call(ctx, "POST", "/api/nodes/"+id+"/"+action, nil, "%s: %s", id, action); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "node-delete":
+		if len(pos) != 1 {
+			return errors.New("node-delete: name one node id")
+		}
+		id := pos[0]
+		if !noPrompt {
+			fmt.Fprintf(stdout, "Delete node %s: remove it from the cluster and stop it", id)
+			if remove {
+				fmt.Fprint(stdout, ", and REMOVE ITS DATA")
+			}
+			fmt.Fprint(stdout, "? [y/N] ")
+			line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+			if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+				return errors.New("node-delete: not confirmed")
+			}
+		}
+		return o.call(ctx, "POST", "/api/nodes/"+id+"/delete", map[string]bool{"remove_data": remove}, "node %s deleted", id)
+	case "cluster-manual-control":
+		if enable == disable {
+			return errors.New("cluster-manual-control: --enable or --disable")
+		}
+		return o.call(ctx, "POST", "/api/manual-control", map[string]bool{"enable": enable}, "manual control %s", map[bool]string{true: "enabled", false: "disabled"}[enable])
+	case "job-list":
+		var js []jobs.Job
+		if err := o.c.Call(ctx, "GET", "/api/jobs", nil, &js); err != nil {
+			return err
+		}
+		return table(o, js, []string{"ID", "KIND", "STATE", "CREATED", "ARGS", "ERROR"}, func(j jobs.Job) []any {
+			var args []string
+			for k, v := range j.Args {
+				args = append(args, k+"="+v)
+			}
+			return []any{j.ID, j.Kind, j.State, j.Created.Format(time.RFC3339), strings.Join(args, " "), j.Error}
+		})
+	case "job-logs":
+		if len(pos) != 1 {
+			return errors.New("job-logs: name one job id")
+		}
+		var j jobs.Job
+		if err := o.c.Call(ctx, "GET", "/api/jobs/"+pos[0], nil, &j); err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(j)
+		}
+		for _, l := range j.Log {
+			fmt.Fprintf(stdout, "%s %s\n", l.At.Format(time.RFC3339), l.Text)
+		}
+		return nil
+	}
+	return nil
+}
+
+// parseInterspersed parses flags wherever they are among the positional
+// arguments (node-delete ID --no-prompt), and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+type opsCmd struct {
+	c    *agent.Client
+	json bool
+	out  io.Writer
+}
+
+func (o *opsCmd) printJSON(v any) error {
+	enc := json.NewEncoder(o.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// call runs an operation and prints its answer (JSON) or the message.
+func (o *opsCmd) call(ctx context.Context, method, path string, in any, format string, args ...any) error {
+	var out json.RawMessage
+	if err := o.c.Call(ctx, method, path, in, &out); err != nil {
+		return err
+	}
+	if o.json {
+		_, err := fmt.Fprintf(o.out, "%s\n", out)
+		return err
+	}
+	_, err := fmt.Fprintf(o.out, format+"\n", args...)
+	return err
+}
+
+func (o *opsCmd) nodes(ctx context.Context, role string) ([]agent.NodeStatus, error) {
+	path := "/api/nodes"
+	if role != "" {
+		path += "?role=" + role
+	}
+	var nodes []agent.NodeStatus
+	return nodes, o.c.Call(ctx, "GET", path, nil, &nodes)
+}
+
+func table[T any](o *opsCmd, rows []T, head []string, cells func(T) []any) error {
+	if o.json {
+		if rows == nil {
+			rows = []T{}
+		}
+		return o.printJSON(rows)
+	}
+	w := tabwriter.NewWriter(o.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, strings.Join(head, "\t"))
+	for _, r := range rows {
+		var s []string
+		for _, c := range cells(r) {
+			s = append(s, fmt.Sprint(c))
+		}
+		fmt.Fprintln(w, strings.Join(s, "\t"))
+	}
+	return w.Flush()
+}
+
+func opsStart(home, bind string, port int, stdout io.Writer) error {
+	log, err := newLogger("info", "text")
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	a, err := agent.Start(agent.Config{Home: home, Bind: bind, Port: port, Exe: exe, Version: version}, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\n", a.Addr(), home)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("agent stopping; its nodes keep running", "signal", s.String())
+		return a.Close(false)
+	case <-a.Done():
+		return nil
+	}
+}

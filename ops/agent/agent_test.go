@@ -1,0 +1,348 @@
+package agent_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/ops/agent"
+)
+
+// opsAgent is a `canopy ops start` process on a loopback host.
+type opsAgent struct {
+	t    *testing.T
+	host string
+	port int
+	home string
+	cmd  *exec.Cmd
+	log  string
+}
+
+func startAgent(t *testing.T, host, home string, port int) *opsAgent {
+	t.Helper()
+	a := &opsAgent{t: t, host: host, port: port, home: home, log: filepath.Join(home+".log")}
+	a.start()
+	t.Cleanup(func() {
+		// stop the agent and every node it runs, whatever the test left
+		a.cli("agent-stop", "--stop-nodes")
+		if a.cmd != nil {
+			a.cmd.Process.Signal(syscall.SIGTERM)
+			a.cmd.Wait()
+		}
+		exec.Command("pkill", "-9", "-f", a.home).Run()
+	})
+	return a
+}
+
+func (a *opsAgent) start() {
+	a.t.Helper()
+	logf, err := os.OpenFile(a.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer logf.Close()
+	a.cmd = exec.Command(testutil.Binary(a.t), "ops", "start", "--bind", a.host, "--port", strconv.Itoa(a.port), "--home", a.home)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	if err := a.cmd.Start(); err != nil {
+		a.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/status", a.host, a.port))
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(a.log)
+			a.t.Fatalf("agent %s:%d did not start: %v\n%s", a.host, a.port, err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop stops the agent process alone (its nodes keep running).
+func (a *opsAgent) stop() {
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.cmd.Wait()
+	a.cmd = nil
+}
+
+func (a *opsAgent) cli(args ...string) (string, error) {
+	cmd := exec.Command(testutil.Binary(a.t), append([]string{"ops"}, append(args, "--home", a.home)...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (a *opsAgent) must(args ...string) string {
+	a.t.Helper()
+	out, err := a.cli(args...)
+	if err != nil {
+		a.t.Fatalf("canopy ops %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (a *opsAgent) nodes() []agent.NodeStatus {
+	a.t.Helper()
+	var ns []agent.NodeStatus
+	out := a.must("node-list", "--json")
+	if err := json.Unmarshal([]byte(out), &ns); err != nil {
+		a.t.Fatalf("node-list --json: %v\n%s", err, out)
+	}
+	return ns
+}
+
+// freeBase picks a MySQL port free on every host along with the ports
+// a node derives from it (+10000 internal, +20000 HTTP), below the
+// ephemeral range.
+func freeBase(t *testing.T, hosts ...string) int {
+	for attempt := 0; attempt < 200; attempt++ {
+		p := 12000 + rand.Intn(13000)
+		ok := true
+		for _, h := range hosts {
+			for _, q := range []int{p, p + 10000, p + 20000} {
+				l, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(q)))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func nodeByRole(ns []agent.NodeStatus, role, host string) agent.NodeStatus {
+	for _, n := range ns {
+		if n.Role == role && (host == "" || n.Host == host) {
+			return n
+		}
+	}
+	return agent.NodeStatus{}
+}
+
+// TestAgentsDeployAndSupervise runs two agents as two hosts (127.0.0.1
+// and 127.0.0.2): the second follows the first; a third agent on a host
+// that has one is refused; a master and two leaves are deployed through
+// the CLI and form a cluster that takes SQL; a leaf killed with SIGKILL is
+// restarted by its agent, and is not under manual control; the primary
+// restarted keeps its nodes, jobs and manual control; a node is stopped,
+// started and deleted; the API refuses calls without the token.
+func TestAgentsDeployAndSupervise(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts agents and a cluster")
+	}
+	h1, h2 := "127.0.0.1", "127.0.0.2"
+	dir := t.TempDir()
+	p1 := testutil.FreePorts(t, 1)[0]
+	p2 := freeBase(t, h2)
+	prim := startAgent(t, h1, filepath.Join(dir, "h1"), p1)
+	fol := startAgent(t, h2, filepath.Join(dir, "h2"), p2)
+
+	secret := strings.TrimSpace(prim.must("agent-secret"))
+	if out, err := fol.cli("agent-follow", "--host", h1, "--port", strconv.Itoa(p1), "--secret", "wrong"); err == nil {
+		t.Fatalf("follow with a wrong secret: %s", out)
+	}
+	fol.must("agent-follow", "--host", h1, "--port", strconv.Itoa(p1), "--secret", secret)
+	// one agent per host: another agent on 127.0.0.2 is refused
+	third := startAgent(t, h2, filepath.Join(dir, "h2b"), freeBase(t, h2))
+	if out, err := third.cli("agent-follow", "--host", h1, "--port", strconv.Itoa(p1), "--secret", secret); err == nil || !strings.Contains(out, "one agent per host") {
+		t.Fatalf("a second agent on host %s: %v %s", h2, err, out)
+	}
+	third.must("agent-stop")
+	if out := fol.must("agent-list"); !strings.Contains(out, h1) || !strings.Contains(out, h2) || strings.Count(out, "\n") != 3 {
+		t.Fatalf("agent-list (through the follower):\n%s", out)
+	}
+
+	// the API: open status, everything else needs the token
+	resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/nodes", h1, p1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /api/nodes without a token: %s", resp.Status)
+	}
+
+	// deploy: a master and a leaf on host 1, a leaf on host 2
+	mport, l1port := freeBase(t, h1), freeBase(t, h1)
+	l2port := freeBase(t, h2)
+	prim.must("node-deploy", "--role", "master", "--port", strconv.Itoa(mport))
+	if out, err := prim.cli("node-deploy", "--role", "master", "--port", strconv.Itoa(l1port)); err == nil {
+		t.Fatalf("a second master: %s", out)
+	}
+	prim.must("memsql-deploy", "--memsql-role", "leaf", "--port", strconv.Itoa(l1port))
+	fol.must("node-deploy", "--role", "leaf", "--port", strconv.Itoa(l2port)) // from host 2: deployed there
+	ns := prim.nodes()
+	if len(ns) != 3 {
+		t.Fatalf("node-list: %+v", ns)
+	}
+	for _, n := range ns {
+		if n.State != "running" || n.PID == 0 || n.ID == "" || n.Version == "" {
+			t.Errorf("node %+v", n)
+		}
+	}
+	leaf2 := nodeByRole(ns, "leaf", h2)
+	if leaf2.Port != l2port {
+		t.Fatalf("no leaf on %s in %+v", h2, ns)
+	}
+	if ids := strings.Fields(prim.must("memsql-list", "--memsql-role", "leaf", "-q")); len(ids) != 2 {
+		t.Fatalf("leaf ids: %v", ids)
+	}
+
+	creds, err := agent.ReadCredentials(prim.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPW := readRootPassword(t, prim.home)
+	_ = creds
+	ma, err := sql.Open("mysql", fmt.Sprintf("root:%s@tcp(%s:%d)/", rootPW, h1, mport))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ma.Close()
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM information_schema.LEAVES WHERE STATE = 'online'", "2")
+	testutil.Exec(t, ma, "CREATE DATABASE ops PARTITIONS 4")
+	testutil.Exec(t, ma, "CREATE TABLE ops.t (id INT PRIMARY KEY)")
+	testutil.Exec(t, ma, "INSERT INTO ops.t VALUES (1), (2), (3), (4), (5), (6), (7), (8)")
+
+	// a leaf killed comes back by itself within 10 s
+	syscall.Kill(leaf2.PID, syscall.SIGKILL)
+	waitFor(t, "the killed leaf restarted by its agent", 10*time.Second, func() bool {
+		n := nodeByRole(prim.nodes(), "leaf", h2)
+		return n.State == "running" && n.PID != leaf2.PID && n.PID != 0
+	})
+	waitFor(t, "every row readable again", 30*time.Second, func() bool {
+		rows, err := testutil.RenderRows(ma, ",", "SELECT COUNT(*) FROM ops.t")
+		return err == nil && len(rows) == 1 && rows[0] == "8"
+	})
+
+	// under manual control it stays down; an operator's start brings it back
+	prim.must("cluster-manual-control", "--enable")
+	waitFor(t, "the follower learns manual control", 5*time.Second, func() bool {
+		var st agent.Status
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/status", h2, p2))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&st)
+		return st.ManualControl
+	})
+	leaf2 = nodeByRole(prim.nodes(), "leaf", h2)
+	syscall.Kill(leaf2.PID, syscall.SIGKILL)
+	time.Sleep(4 * time.Second)
+	if n := nodeByRole(prim.nodes(), "leaf", h2); n.State != "stopped" || n.PID != 0 {
+		t.Fatalf("under manual control the killed leaf is %s (pid %d)", n.State, n.PID)
+	}
+	fol.must("node-start", leaf2.ID)
+	if n := nodeByRole(prim.nodes(), "leaf", h2); n.State != "running" {
+		t.Fatalf("after node-start: %+v", n)
+	}
+
+	// the primary restarted keeps everything and adopts its running nodes
+	before := prim.nodes()
+	prim.stop()
+	prim.start()
+	after := prim.nodes()
+	if len(after) != len(before) {
+		t.Fatalf("after the primary's restart: %+v", after)
+	}
+	for i := range before {
+		if after[i].ID != before[i].ID || after[i].PID != before[i].PID || after[i].State != "running" {
+			t.Errorf("node %s: before %s pid %d, after %s pid %d", before[i].ID, before[i].State, before[i].PID, after[i].State, after[i].PID)
+		}
+	}
+	var st agent.Status
+	if resp, err := http.Get(fmt.Sprintf("http://%s:%d/api/status", h1, p1)); err == nil {
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+	}
+	if !st.ManualControl {
+		t.Error("manual control lost with the primary's restart")
+	}
+	prim.must("cluster-manual-control", "--disable")
+
+	// stop, start, delete
+	leaf1 := nodeByRole(after, "leaf", h1)
+	prim.must("node-stop", leaf1.ID)
+	if n := nodeByRole(prim.nodes(), "leaf", h1); n.State != "stopped" {
+		t.Fatalf("after node-stop: %+v", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // the supervisor leaves a stopped node alone
+	if n := nodeByRole(prim.nodes(), "leaf", h1); n.State != "stopped" {
+		t.Fatalf("a stopped node was started again: %+v", n)
+	}
+	prim.must("node-start", leaf1.ID)
+	testutil.Exec(t, ma, "DROP DATABASE ops") // so that the leaf can be removed
+	prim.must("node-delete", leaf2.ID, "--no-prompt", "--remove-data")
+	if n := nodeByRole(prim.nodes(), "leaf", h2); n.ID != "" {
+		t.Fatalf("deleted node still listed: %+v", n)
+	}
+	if _, err := os.Stat(filepath.Join(fol.home, "nodes", leaf2.ID)); !os.IsNotExist(err) {
+		t.Errorf("the deleted node's data is still there: %v", err)
+	}
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM information_schema.LEAVES", "1")
+
+	// the journal
+	jobsOut := prim.must("job-list")
+	for _, kind := range []string{"node-deploy", "node-stop", "node-delete", "cluster-manual-control"} {
+		if !strings.Contains(jobsOut, kind) {
+			t.Errorf("job-list has no %s:\n%s", kind, jobsOut)
+		}
+	}
+	if !strings.Contains(jobsOut, "failed") {
+		t.Errorf("job-list shows no failed job (the second master):\n%s", jobsOut)
+	}
+	if logs := prim.must("job-logs", "1"); !strings.Contains(logs, "answers SQL") {
+		t.Errorf("job-logs 1:\n%s", logs)
+	}
+	_ = context.Background
+}
+
+func readRootPassword(t *testing.T, home string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, "agent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		RootPassword string `json:"root_password"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.RootPassword
+}
