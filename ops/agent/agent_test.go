@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -35,7 +34,7 @@ type opsAgent struct {
 
 func startAgent(t *testing.T, host, home string, port int) *opsAgent {
 	t.Helper()
-	a := &opsAgent{t: t, host: host, port: port, home: home, log: filepath.Join(home+".log")}
+	a := &opsAgent{t: t, host: host, port: port, home: home, log: filepath.Join(home + ".log")}
 	a.start()
 	t.Cleanup(func() {
 		// stop the agent and every node it runs, whatever the test left
@@ -222,12 +221,7 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 		t.Fatalf("leaf ids: %v", ids)
 	}
 
-	creds, err := agent.ReadCredentials(prim.home)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rootPW := readRootPassword(t, prim.home)
-	_ = creds
 	ma, err := sql.Open("mysql", fmt.Sprintf("root:%s@tcp(%s:%d)/", rootPW, h1, mport))
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +323,6 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	if logs := prim.must("job-logs", "1"); !strings.Contains(logs, "answers SQL") {
 		t.Errorf("job-logs 1:\n%s", logs)
 	}
-	_ = context.Background
 }
 
 func readRootPassword(t *testing.T, home string) string {
