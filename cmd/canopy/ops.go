@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/canopydb/canopy/ops/agent"
 	"github.com/canopydb/canopy/ops/jobs"
+	"github.com/canopydb/canopy/ops/metrics"
 )
 
 const opsUsage = `canopy ops: deploy, supervise and monitor Canopy nodes, one agent per host
@@ -34,8 +36,9 @@ Nodes:
   node-start|node-stop|node-restart ID|--all
   node-delete ID [--remove-data] [--no-prompt]
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
-Jobs:
+Jobs and metrics:
   job-list, job-logs ID
+  metrics [--source host/IP|node/ID --metric M [--since 1h] [--rollups]]   series, or one series' points
 
 Every command takes --home DIR (default $CANOPY_OPS_HOME or /var/lib/canopy-ops) to find
 this host's agent, and --json. The MemSQL Ops spellings memsql-deploy, memsql-list
@@ -64,12 +67,18 @@ func runOps(args []string, stdout io.Writer) error {
 	o := &opsCmd{out: stdout}
 	switch cmd {
 	case "start":
-		bind := fs.String("bind", "127.0.0.1", "this host's IP address: the agent and its nodes listen on it")
-		port := fs.Int("port", 9000, "the agent's HTTP port")
+		cfg := agent.Config{Version: version}
+		fs.StringVar(&cfg.Bind, "bind", "127.0.0.1", "this host's IP address: the agent and its nodes listen on it")
+		fs.IntVar(&cfg.Port, "port", 9000, "the agent's HTTP port")
+		fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 10*time.Second, "how often the host and its nodes are sampled")
+		fs.DurationVar(&cfg.Retention.Raw, "metrics-retention", metrics.DefaultRetention.Raw, "the primary keeps every sample this long")
+		fs.DurationVar(&cfg.Retention.Rollups, "metrics-rollup-retention", metrics.DefaultRetention.Rollups, "the primary keeps 5-minute rollups this long")
+		fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "a node stopping gets this long after SIGTERM before SIGKILL")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return opsStart(agent.Home(*home), *bind, *port, stdout)
+		cfg.Home = agent.Home(*home)
+		return opsStart(cfg, stdout)
 	case "agent-secret":
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -86,6 +95,7 @@ func runOps(args []string, stdout io.Writer) error {
 		port, group                  int
 		all, quiet, noPrompt, remove bool
 		enable, disable, stopNodes   bool
+		since                        time.Duration
 	)
 	switch cmd {
 	case "agent-follow":
@@ -112,6 +122,11 @@ func runOps(args []string, stdout io.Writer) error {
 	case "cluster-manual-control":
 		fs.BoolVar(&enable, "enable", false, "turn manual control on")
 		fs.BoolVar(&disable, "disable", false, "turn manual control off")
+	case "metrics":
+		fs.StringVar(&host, "source", "", "host/IP or node/ID")
+		fs.StringVar(&role, "metric", "", "the metric (metrics with no flags lists them)")
+		fs.DurationVar(&since, "since", time.Hour, "how far back")
+		fs.BoolVar(&all, "rollups", false, "5-minute rollups instead of every sample")
 	case "agent-unfollow", "agent-list", "job-list", "job-logs":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
@@ -224,6 +239,32 @@ func runOps(args []string, stdout io.Writer) error {
 			return errors.New("cluster-manual-control: --enable or --disable")
 		}
 		return o.call(ctx, "POST", "/api/manual-control", map[string]bool{"enable": enable}, "manual control %s", map[bool]string{true: "enabled", false: "disabled"}[enable])
+	case "metrics":
+		if host == "" || role == "" {
+			var list struct {
+				Series []map[string]string `json:"series"`
+				Disk   uint64              `json:"disk_bytes"`
+			}
+			if err := o.c.Call(ctx, "GET", "/api/metrics", nil, &list); err != nil {
+				return err
+			}
+			if !o.json {
+				fmt.Fprintf(stdout, "%d series, %d bytes on disk\n", len(list.Series), list.Disk)
+			}
+			return table(o, list.Series, []string{"SOURCE", "METRIC"}, func(m map[string]string) []any { return []any{m["source"], m["metric"]} })
+		}
+		now := time.Now()
+		path := fmt.Sprintf("/api/metrics?source=%s&metric=%s&from=%d&to=%d", url.QueryEscape(host), url.QueryEscape(role), now.Add(-since).Unix(), now.Unix())
+		if all {
+			path += "&rollups=1"
+		}
+		var reply agent.MetricsReply
+		if err := o.c.Call(ctx, "GET", path, nil, &reply); err != nil {
+			return err
+		}
+		return table(o, reply.Points, []string{"TIME", "VALUE", "MIN", "MAX"}, func(p metrics.Point) []any {
+			return []any{time.Unix(p.T, 0).Format(time.RFC3339), p.V, p.Min, p.Max}
+		})
 	case "job-list":
 		var js []jobs.Job
 		if err := o.c.Call(ctx, "GET", "/api/jobs", nil, &js); err != nil {
@@ -325,20 +366,19 @@ func table[T any](o *opsCmd, rows []T, head []string, cells func(T) []any) error
 	return w.Flush()
 }
 
-func opsStart(home, bind string, port int, stdout io.Writer) error {
+func opsStart(cfg agent.Config, stdout io.Writer) error {
 	log, err := newLogger("info", "text")
 	if err != nil {
 		return err
 	}
-	exe, err := os.Executable()
+	if cfg.Exe, err = os.Executable(); err != nil {
+		return err
+	}
+	a, err := agent.Start(cfg, log)
 	if err != nil {
 		return err
 	}
-	a, err := agent.Start(agent.Config{Home: home, Bind: bind, Port: port, Exe: exe, Version: version}, log)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\n", a.Addr(), home)
+	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\n", a.Addr(), cfg.Home)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/canopydb/canopy/ops/jobs"
+	"github.com/canopydb/canopy/ops/metrics"
 )
 
 // Config is how an agent starts.
@@ -35,6 +36,10 @@ type Config struct {
 	Version string
 	// StopTimeout: a node stopping gracefully gets this long before SIGKILL.
 	StopTimeout time.Duration
+	// MetricsInterval: how often the host and the nodes are sampled
+	// (default 10 s); Retention: how long the primary keeps them.
+	MetricsInterval time.Duration
+	Retention       metrics.Retention
 }
 
 // Agent is a running agent.
@@ -46,6 +51,9 @@ type Agent struct {
 	st     *state
 	procs  map[string]*proc // nodes of this host by id
 	events []event          // recent events, newest last
+	latest []metrics.Sample // the last samples of this host and its nodes
+
+	metrics *metrics.Store // the deployment's series (used on the primary)
 
 	// ops serializes management operations on the primary
 	ops sync.Mutex
@@ -88,6 +96,12 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 30 * time.Second
 	}
+	if cfg.MetricsInterval == 0 {
+		cfg.MetricsInterval = 10 * time.Second
+	}
+	if cfg.Retention == (metrics.Retention{}) {
+		cfg.Retention = metrics.DefaultRetention
+	}
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("agent home: %w", err)
 	}
@@ -117,11 +131,16 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err := st.save(cfg.Home); err != nil {
 		return nil, fmt.Errorf("save agent state: %w", err)
 	}
+	ms, err := openMetrics(cfg.Home, cfg.Retention)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
 	if err != nil {
+		ms.Close()
 		return nil, fmt.Errorf("agent port: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind)}
+	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
 	for _, n := range st.Nodes {
 		if n.Host == st.Host {
 			p := &proc{spec: n}
@@ -133,9 +152,10 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.superviseLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.followLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.monitorLoop(ctx) }()
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("agent API", "err", err)
@@ -181,6 +201,9 @@ func (a *Agent) Close(stopNodes bool) error {
 	a.mu.Lock()
 	err := a.st.save(a.cfg.Home)
 	a.mu.Unlock()
+	if cerr := a.metrics.Close(); err == nil {
+		err = cerr
+	}
 	close(a.done)
 	return err
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/canopydb/canopy/internal/testutil"
 	"github.com/canopydb/canopy/ops/agent"
@@ -55,7 +57,8 @@ func (a *opsAgent) start() {
 		a.t.Fatal(err)
 	}
 	defer logf.Close()
-	a.cmd = exec.Command(testutil.Binary(a.t), "ops", "start", "--bind", a.host, "--port", strconv.Itoa(a.port), "--home", a.home)
+	a.cmd = exec.Command(testutil.Binary(a.t), "ops", "start", "--bind", a.host, "--port", strconv.Itoa(a.port), "--home", a.home,
+		"--metrics-interval", "1s", "--stop-timeout", "10s")
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
@@ -231,6 +234,43 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	testutil.Exec(t, ma, "CREATE DATABASE ops PARTITIONS 4")
 	testutil.Exec(t, ma, "CREATE TABLE ops.t (id INT PRIMARY KEY)")
 	testutil.Exec(t, ma, "INSERT INTO ops.t VALUES (1), (2), (3), (4), (5), (6), (7), (8)")
+
+	// metrics: the follower's host and every node have series at the
+	// primary; the agents' /metrics parse as Prometheus text
+	for i := 0; i < 50; i++ {
+		testutil.Exec(t, ma, "SELECT COUNT(*) FROM ops.t")
+	}
+	waitFor(t, "series of both hosts and the master's query rate", 20*time.Second, func() bool {
+		out, err := prim.cli("metrics")
+		master := nodeByRole(prim.nodes(), "master", "")
+		return err == nil && strings.Contains(out, "host/"+h2) && strings.Contains(out, "host/"+h1) &&
+			strings.Contains(out, "node/"+master.ID) && strings.Contains(out, "queries_per_second")
+	})
+	master := nodeByRole(prim.nodes(), "master", "")
+	var series agent.MetricsReply
+	out := prim.must("metrics", "--source", "node/"+master.ID, "--metric", "queries_per_second", "--json")
+	if err := json.Unmarshal([]byte(out), &series.Points); err != nil || len(series.Points) == 0 {
+		t.Fatalf("master's query rate: %v %s", err, out)
+	}
+	out = prim.must("metrics", "--source", "host/"+h2, "--metric", "mem_used_bytes", "--rollups", "--json")
+	if err := json.Unmarshal([]byte(out), &series.Points); err != nil || len(series.Points) == 0 || series.Points[0].Max == 0 {
+		t.Fatalf("host 2 memory rollups: %v %s", err, out)
+	}
+	for _, ag := range []*opsAgent{prim, fol} {
+		resp, err := http.Get(fmt.Sprintf("http://%s:%d/metrics", ag.host, ag.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s /metrics: %v", ag.host, err)
+		}
+		if fams["canopy_ops_host_mem_used_bytes"] == nil || fams["canopy_ops_node_up"] == nil {
+			t.Errorf("%s /metrics: %d families, no host memory or node up", ag.host, len(fams))
+		}
+	}
 
 	// a leaf killed comes back by itself within 10 s
 	syscall.Kill(leaf2.PID, syscall.SIGKILL)

@@ -69,6 +69,9 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/jobs", manage, true, a.apiJobs)
 	h("GET /api/jobs/{id}", manage, true, a.apiJob)
 	h("GET /api/events", manage, true, a.apiEvents)
+	h("GET /api/metrics", manage, true, a.apiMetrics)
+	h("POST /api/metrics/push", member, false, a.apiMetricsPush)
+	mux.Handle("GET /metrics", a.prometheusHandler())
 
 	h("POST /api/agents/register", member, false, a.apiRegister)
 	h("POST /api/agents/heartbeat", member, false, a.apiHeartbeat)
@@ -175,6 +178,15 @@ func decode(r *http.Request, v any) error {
 		return badRequest("request body: %v", err)
 	}
 	return nil
+}
+
+// remoteIP is the address a request came from.
+func remoteIP(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return h
 }
 
 // Status is the open description of an agent.
@@ -312,7 +324,7 @@ func (a *Agent) apiRegister(r *http.Request) (any, error) {
 		return nil, badRequest("register: host (an IP address), port and token required")
 	}
 	// a host is its address: an agent speaks for the host it calls from
-	if from, _, err := net.SplitHostPort(r.RemoteAddr); err != nil || !net.ParseIP(from).Equal(net.ParseIP(req.Host)) {
+	if from := remoteIP(r); !net.ParseIP(from).Equal(net.ParseIP(req.Host)) {
 		return nil, badRequest("register: the agent of %s must call from that address (the call came from %s)", req.Host, r.RemoteAddr)
 	}
 	a.mu.Lock()

@@ -41,6 +41,7 @@ func (a *Agent) startProc(p *proc) error {
 		return err
 	}
 	args := []string{"node", "--bind", p.spec.Host, "--port", strconv.Itoa(p.spec.Port),
+		"--http-port", strconv.Itoa(p.spec.Port + nodeHTTPOffset),
 		"--data-dir", filepath.Join(dir, "data"), "--root-password-file", pw}
 	if p.spec.Role == NodeMaster {
 		args = append(args, "--master-aggregator")
