@@ -35,6 +35,7 @@ Nodes:
   node-list [--role ROLE] [-q]                   (-q: ids only)
   node-start|node-stop|node-restart ID|--all
   node-delete ID [--remove-data] [--no-prompt]
+  node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
 Jobs and metrics:
   job-list, job-logs ID
@@ -49,7 +50,8 @@ this host's agent, and --json. The MemSQL Ops spellings memsql-deploy, memsql-li
 var opsAliases = map[string]string{
 	"memsql-deploy": "node-deploy", "memsql-list": "node-list", "memsql-start": "node-start",
 	"memsql-stop": "node-stop", "memsql-restart": "node-restart", "memsql-delete": "node-delete",
-	"agent-start": "start",
+	"memsql-update-config": "node-update-config",
+	"agent-start":          "start",
 }
 
 func runOps(args []string, stdout io.Writer) error {
@@ -122,6 +124,11 @@ func runOps(args []string, stdout io.Writer) error {
 	case "cluster-manual-control":
 		fs.BoolVar(&enable, "enable", false, "turn manual control on")
 		fs.BoolVar(&disable, "disable", false, "turn manual control off")
+	case "node-update-config":
+		fs.StringVar(&host, "key", "", "a flag of canopy node (cache-mb, lock-wait-timeout, …) or a global variable")
+		fs.StringVar(&role, "value", "", "its value")
+		fs.BoolVar(&all, "restart", false, "restart the node now when the key needs it")
+		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
 	case "metrics":
 		fs.StringVar(&host, "source", "", "host/IP or node/ID")
 		fs.StringVar(&role, "metric", "", "the metric (metrics with no flags lists them)")
@@ -239,6 +246,25 @@ func runOps(args []string, stdout io.Writer) error {
 			return errors.New("cluster-manual-control: --enable or --disable")
 		}
 		return o.call(ctx, "POST", "/api/manual-control", map[string]bool{"enable": enable}, "manual control %s", map[bool]string{true: "enabled", false: "disabled"}[enable])
+	case "node-update-config":
+		if len(pos) != 1 || host == "" {
+			return errors.New("node-update-config: ID --key K --value V")
+		}
+		var reply agent.ConfigReply
+		if err := o.c.Call(ctx, "POST", "/api/nodes/"+pos[0]+"/config", agent.ConfigRequest{Key: host, Value: role, Restart: all}, &reply); err != nil {
+			return err
+		}
+		switch {
+		case o.json:
+			return o.printJSON(reply)
+		case reply.Applied:
+			fmt.Fprintf(stdout, "%s = %s: set on node %s now, and kept for its next starts\n", host, role, pos[0])
+		case reply.Restarted:
+			fmt.Fprintf(stdout, "--%s %s: saved; node %s restarted with it\n", host, role, pos[0])
+		default:
+			fmt.Fprintf(stdout, "--%s %s: saved; it takes effect when node %s restarts (node-restart %s, or --restart)\n", host, role, pos[0], pos[0])
+		}
+		return nil
 	case "metrics":
 		if host == "" || role == "" {
 			var list struct {

@@ -329,6 +329,19 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	}
 	prim.must("cluster-manual-control", "--disable")
 
+	// config: a global variable is set now and after every start; a flag
+	// waits for a restart; a bad key changes nothing
+	if out := prim.must("node-update-config", master.ID, "--key", "leaf_failure_timeout_ms", "--value", "4000"); !strings.Contains(out, "now") {
+		t.Errorf("update a global: %s", out)
+	}
+	testutil.ExpectRows(t, ma, "SELECT @@GLOBAL.leaf_failure_timeout_ms", "4000")
+	if out, err := prim.cli("node-update-config", master.ID, "--key", "no_such_variable", "--value", "1"); err == nil {
+		t.Errorf("an unknown variable: %s", out)
+	}
+	if out := prim.must("memsql-update-config", leaf2.ID, "--key", "cache-mb", "--value", "64", "--no-prompt"); !strings.Contains(out, "restarts") {
+		t.Errorf("update a flag: %s", out)
+	}
+
 	// stop, start, delete
 	leaf1 := nodeByRole(after, "leaf", h1)
 	prim.must("node-stop", leaf1.ID)

@@ -64,6 +64,7 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/agents", manage, true, a.apiAgents)
 	h("GET /api/nodes", manage, true, a.apiNodes)
 	h("POST /api/nodes", manage, true, a.apiDeploy)
+	h("POST /api/nodes/{id}/config", manage, true, a.apiNodeConfig)
 	h("POST /api/nodes/{id}/{action}", manage, true, a.apiNodeAction)
 	h("POST /api/manual-control", manage, true, a.apiManualControl)
 	h("GET /api/jobs", manage, true, a.apiJobs)
@@ -79,6 +80,7 @@ func (a *Agent) routes() http.Handler {
 
 	h("GET /api/local/nodes", local, false, a.apiLocalNodes)
 	h("POST /api/local/nodes", local, false, a.apiLocalAdd)
+	h("POST /api/local/nodes/{id}/config", local, false, a.apiLocalConfig)
 	h("POST /api/local/nodes/{id}/{action}", local, false, a.apiLocalAction)
 	h("POST /api/local/manual-control", local, false, a.apiLocalManualControl)
 	return mux

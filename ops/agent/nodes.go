@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -517,4 +518,152 @@ func (a *Agent) apiLocalManualControl(r *http.Request) (any, error) {
 	defer a.mu.Unlock()
 	a.st.ManualControl = req.Enable
 	return map[string]bool{"manual_control": req.Enable}, a.saveLocked()
+}
+
+// ConfigRequest changes a node's configuration key.
+type ConfigRequest struct {
+	Key     string `json:"key"`
+	Value   string `json:"value"`
+	Restart bool   `json:"restart"`
+}
+
+// ConfigReply says what a config change did.
+type ConfigReply struct {
+	Job             *jobs.Job `json:"job"`
+	Applied         bool      `json:"applied"`          // the node runs with it now
+	RestartRequired bool      `json:"restart_required"` // it takes effect at the next start
+	Restarted       bool      `json:"restarted"`
+}
+
+var configKey = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+
+// sqlValue is a value for SET GLOBAL: a number as it is, else a string.
+func sqlValue(v string) string {
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return v
+	}
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// apiNodeConfig: node-update-config. A key that is a flag of `canopy
+// node` takes effect at the next start; any other key is a global
+// variable, set on the node at once (and again after every start).
+func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	var req ConfigRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if !configKey.MatchString(req.Key) {
+		return nil, badRequest("node-update-config: --key %q is not a flag or variable name", req.Key)
+	}
+	a.mu.Lock()
+	i, ok := a.st.node(id)
+	var spec NodeSpec
+	if ok {
+		spec = a.st.Nodes[i]
+	}
+	pw := a.st.RootPassword
+	a.mu.Unlock()
+	if !ok {
+		return nil, notFound("no node %s (node-list shows the ids)", id)
+	}
+	var reply ConfigReply
+	j, err := a.job("node-update-config", map[string]string{"node": id, "key": req.Key}, func(logf func(string, ...any)) error {
+		flag := nodeFlags[req.Key]
+		if !flag {
+			db, err := rootDB(spec.Addr(), pw)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			q := fmt.Sprintf("SET GLOBAL %s = %s", req.Key, sqlValue(req.Value))
+			cctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			_, err = db.ExecContext(cctx, q)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%s on node %s: %w (nothing changed)", q, id, err)
+			}
+			logf("%s: applied", q)
+			reply.Applied = true
+		} else {
+			reply.RestartRequired = !req.Restart
+			logf("--%s=%s: takes effect when the node starts next", req.Key, req.Value)
+		}
+		if spec.Config == nil {
+			spec.Config = map[string]string{}
+		}
+		spec.Config[req.Key] = req.Value
+		if err := a.onHost(r.Context(), spec.Host, "POST", "/api/local/nodes/"+id+"/config", spec.Config, nil); err != nil {
+			return fmt.Errorf("tell the agent of %s: %w", spec.Host, err)
+		}
+		a.mu.Lock()
+		if i, ok := a.st.node(id); ok {
+			a.st.Nodes[i].Config = spec.Config
+		}
+		err := a.saveLocked()
+		a.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if flag && req.Restart {
+			logf("restarting node %s", id)
+			if err := a.onHost(r.Context(), spec.Host, "POST", "/api/local/nodes/"+id+"/restart", nil, nil); err != nil {
+				return err
+			}
+			reply.Restarted = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	reply.Job = j
+	return reply, nil
+}
+
+func (a *Agent) apiLocalConfig(r *http.Request) (any, error) {
+	var cfg map[string]string
+	if err := decode(r, &cfg); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.procs[r.PathValue("id")]
+	if !ok {
+		return nil, notFound("%s: %v", r.PathValue("id"), errNoNode)
+	}
+	p.spec.Config = cfg
+	if i, ok := a.st.node(p.spec.ID); ok {
+		a.st.Nodes[i].Config = cfg
+	}
+	return map[string]bool{"ok": true}, a.saveLocked()
+}
+
+// applyGlobals sets a node's configured global variables once it answers
+// SQL after a start.
+func (a *Agent) applyGlobals(spec NodeSpec, pw string) {
+	var qs []string
+	for _, k := range sortedKeys(spec.Config) {
+		if !nodeFlags[k] {
+			qs = append(qs, fmt.Sprintf("SET GLOBAL %s = %s", k, sqlValue(spec.Config[k])))
+		}
+	}
+	if len(qs) == 0 {
+		return
+	}
+	db, err := rootDB(spec.Addr(), pw)
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	if err := waitSQL(context.Background(), db, time.Minute); err != nil {
+		a.log.Warn("node config not applied: the node does not answer", "node", spec.ID, "err", err)
+		return
+	}
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			a.log.Warn("node config not applied", "node", spec.ID, "statement", q, "err", err)
+		}
+	}
 }

@@ -71,6 +71,7 @@ func (a *Agent) startProc(p *proc) error {
 	os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(p.pid)), 0o600)
 	a.log.Info("node started", "node", p.spec.ID, "role", p.spec.Role, "addr", p.spec.Addr(), "pid", p.pid)
 	exited := p.exited
+	go a.applyGlobals(p.spec, a.st.RootPassword)
 	go func() {
 		err := cmd.Wait()
 		a.mu.Lock()
