@@ -37,8 +37,9 @@ Nodes:
   node-delete ID [--remove-data] [--no-prompt]
   node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
+  enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
 Jobs and metrics:
-  job-list, job-logs ID
+  job-list, job-logs ID, job-retry ID            (retry: a failed multi-step job, from the step that failed)
   metrics [--source host/IP|node/ID --metric M [--since 1h] [--rollups]]   series, or one series' points
 
 Every command takes --home DIR (default $CANOPY_OPS_HOME or /var/lib/canopy-ops) to find
@@ -50,8 +51,8 @@ this host's agent, and --json. The MemSQL Ops spellings memsql-deploy, memsql-li
 var opsAliases = map[string]string{
 	"memsql-deploy": "node-deploy", "memsql-list": "node-list", "memsql-start": "node-start",
 	"memsql-stop": "node-stop", "memsql-restart": "node-restart", "memsql-delete": "node-delete",
-	"memsql-update-config": "node-update-config",
-	"agent-start":          "start",
+	"memsql-update-config": "node-update-config", "memsql-enable-high-availability": "enable-high-availability",
+	"agent-start": "start",
 }
 
 func runOps(args []string, stdout io.Writer) error {
@@ -134,7 +135,10 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.StringVar(&role, "metric", "", "the metric (metrics with no flags lists them)")
 		fs.DurationVar(&since, "since", time.Hour, "how far back")
 		fs.BoolVar(&all, "rollups", false, "5-minute rollups instead of every sample")
-	case "agent-unfollow", "agent-list", "job-list", "job-logs":
+	case "enable-high-availability":
+		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
+		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
+	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
 	}
@@ -291,6 +295,45 @@ func runOps(args []string, stdout io.Writer) error {
 		return table(o, reply.Points, []string{"TIME", "VALUE", "MIN", "MAX"}, func(p metrics.Point) []any {
 			return []any{time.Unix(p.T, 0).Format(time.RFC3339), p.V, p.Min, p.Max}
 		})
+	case "enable-high-availability":
+		var hosts []string
+		for _, h := range strings.Split(host, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hosts = append(hosts, h)
+			}
+		}
+		var plan agent.HAReply
+		if err := o.c.Call(ctx, "POST", "/api/enable-high-availability", agent.HARequest{Hosts: hosts, PlanOnly: true}, &plan); err != nil {
+			return err
+		}
+		if !noPrompt {
+			fmt.Fprintln(stdout, "Enabling high availability:")
+			for i, p := range plan.Plan {
+				fmt.Fprintf(stdout, "  %d. %s\n", i+1, p)
+			}
+			fmt.Fprint(stdout, "Go ahead (the databases stay online)? [y/N] ")
+			line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+			if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+				return errors.New("enable-high-availability: not confirmed")
+			}
+		}
+		var reply agent.HAReply
+		if err := o.c.Call(ctx, "POST", "/api/enable-high-availability", agent.HARequest{Hosts: hosts}, &reply); err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(reply)
+		}
+		for _, l := range reply.Job.Log {
+			fmt.Fprintf(stdout, "%s %s\n", l.At.Format(time.TimeOnly), l.Text)
+		}
+		fmt.Fprintf(stdout, "high availability enabled (job %d)\n", reply.Job.ID)
+		return nil
+	case "job-retry":
+		if len(pos) != 1 {
+			return errors.New("job-retry: name one job id")
+		}
+		return o.call(ctx, "POST", "/api/jobs/"+pos[0]+"/retry", nil, "job %s finished", pos[0])
 	case "job-list":
 		var js []jobs.Job
 		if err := o.c.Call(ctx, "GET", "/api/jobs", nil, &js); err != nil {

@@ -392,3 +392,85 @@ func readRootPassword(t *testing.T, home string) string {
 	}
 	return st.RootPassword
 }
+
+// TestEnableHighAvailability: two leaves on two hosts become four on four
+// (seed 003's enable-HA) with every row intact and every partition with a
+// replica. The first run fails at a host whose agent is down; job-retry
+// finishes it from the step that failed.
+func TestEnableHighAvailability(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four agents and a cluster")
+	}
+	hosts := []string{"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"}
+	dir := t.TempDir()
+	var agents []*opsAgent
+	p1 := testutil.FreePorts(t, 1)[0]
+	prim := startAgent(t, hosts[0], filepath.Join(dir, "h1"), p1)
+	agents = append(agents, prim)
+	secret := strings.TrimSpace(prim.must("agent-secret"))
+	for i, h := range hosts[1:] {
+		a := startAgent(t, h, filepath.Join(dir, fmt.Sprintf("h%d", i+2)), freeBase(t, h))
+		a.must("agent-follow", "--host", hosts[0], "--port", strconv.Itoa(p1), "--secret", secret)
+		agents = append(agents, a)
+	}
+	lport := freeBase(t, hosts...)
+	prim.must("node-deploy", "--role", "master", "--port", strconv.Itoa(freeBase(t, hosts[0])))
+	prim.must("node-deploy", "--role", "leaf", "--port", strconv.Itoa(lport))
+	prim.must("node-deploy", "--role", "leaf", "--port", strconv.Itoa(lport), "--host", hosts[1])
+	master := nodeByRole(prim.nodes(), "master", "")
+	ma, err := sql.Open("mysql", fmt.Sprintf("root:%s@tcp(%s)/", readRootPassword(t, prim.home), master.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ma.Close()
+	testutil.Exec(t, ma, "CREATE DATABASE ha PARTITIONS 4")
+	testutil.Exec(t, ma, "CREATE TABLE ha.t (id INT PRIMARY KEY, v INT)")
+	var vals []string
+	for i := 0; i < 200; i++ {
+		vals = append(vals, fmt.Sprintf("(%d, %d)", i, i*i))
+	}
+	testutil.Exec(t, ma, "INSERT INTO ha.t VALUES "+strings.Join(vals, ","))
+	sum := testutil.Rows(t, ma, "SELECT COUNT(*), SUM(v) FROM ha.t")
+
+	// refusals say why
+	if out, err := prim.cli("enable-high-availability", "--hosts", hosts[2], "--no-prompt"); err == nil || !strings.Contains(out, "1 hosts named for 2 group-1 leaves") {
+		t.Fatalf("one host for two leaves: %v %s", err, out)
+	}
+	if out, err := prim.cli("enable-high-availability", "--hosts", hosts[0]+","+hosts[2], "--no-prompt"); err == nil || !strings.Contains(out, "does not survive the host's loss") {
+		t.Fatalf("a pair on one host: %v %s", err, out)
+	}
+	// the agent of host 4 is down: the job fails at its step
+	agents[3].stop()
+	out, err := prim.cli("enable-high-availability", "--hosts", hosts[2]+","+hosts[3], "--no-prompt")
+	if err == nil {
+		t.Fatalf("enable-HA with host 4's agent down: %s", out)
+	}
+	var js []struct {
+		ID    int    `json:"id"`
+		Kind  string `json:"kind"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal([]byte(prim.must("job-list", "--json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	last := js[len(js)-1]
+	if last.Kind != "enable-high-availability" || last.State != "failed" {
+		t.Fatalf("last job %+v", last)
+	}
+	agents[3].start()
+	prim.must("job-retry", strconv.Itoa(last.ID))
+	if logs := prim.must("job-logs", strconv.Itoa(last.ID)); !strings.Contains(logs, "retried from step 3/4") || !strings.Contains(logs, "REBALANCE PARTITIONS ON ha") {
+		t.Errorf("job-logs:\n%s", logs)
+	}
+
+	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM information_schema.LEAVES WHERE STATE = 'online'", "4")
+	testutil.ExpectRows(t, ma, "SELECT AVAILABILITY_GROUP, COUNT(*) FROM information_schema.LEAVES GROUP BY 1 ORDER BY 1", "1,2", "2,2")
+	testutil.ExpectRows(t, ma, "SELECT @@GLOBAL.redundancy_level", "2")
+	testutil.ExpectRows(t, ma, "SELECT ROLE, COUNT(*) FROM information_schema.DISTRIBUTED_PARTITIONS WHERE DATABASE_NAME = 'ha' GROUP BY 1 ORDER BY 1", "Master,4", "Slave,4")
+	if got := testutil.Rows(t, ma, "SELECT COUNT(*), SUM(v) FROM ha.t"); strings.Join(got, "") != strings.Join(sum, "") {
+		t.Errorf("rows after enable-HA: %v, before %v", got, sum)
+	}
+	if leaves := strings.Fields(prim.must("node-list", "--role", "leaf", "-q")); len(leaves) != 4 {
+		t.Errorf("node-list leaves: %v", leaves)
+	}
+}

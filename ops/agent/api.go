@@ -69,6 +69,8 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/manual-control", manage, true, a.apiManualControl)
 	h("GET /api/jobs", manage, true, a.apiJobs)
 	h("GET /api/jobs/{id}", manage, true, a.apiJob)
+	h("POST /api/jobs/{id}/retry", manage, true, a.apiJobRetry)
+	h("POST /api/enable-high-availability", manage, true, a.apiEnableHA)
 	h("GET /api/events", manage, true, a.apiEvents)
 	h("GET /api/metrics", manage, true, a.apiMetrics)
 	h("POST /api/metrics/push", member, false, a.apiMetricsPush)

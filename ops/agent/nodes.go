@@ -34,24 +34,36 @@ type JobReply struct {
 
 // job runs an operation on the primary as a journaled job.
 func (a *Agent) job(kind string, args map[string]string, run func(log func(string, ...any)) error) (*jobs.Job, error) {
+	return a.stepJob(kind, args, nil, func(_ *jobs.Job, logf func(string, ...any)) error { return run(logf) })
+}
+
+// stepJob runs a new job with steps (nil: none).
+func (a *Agent) stepJob(kind string, args map[string]string, steps []jobs.Step, run func(*jobs.Job, func(string, ...any)) error) (*jobs.Job, error) {
 	a.ops.Lock()
 	defer a.ops.Unlock()
 	a.mu.Lock()
 	j := a.st.Jobs.Add(kind, args, time.Now())
+	j.Steps = steps
 	j.Start(time.Now())
 	a.saveLocked()
 	a.mu.Unlock()
+	return a.runJob(j, run)
+}
+
+// runJob runs a started job to its end (the caller holds a.ops).
+func (a *Agent) runJob(j *jobs.Job, run func(*jobs.Job, func(string, ...any)) error) (*jobs.Job, error) {
 	logf := func(format string, args ...any) {
 		a.mu.Lock()
 		j.Logf(time.Now(), format, args...)
 		a.mu.Unlock()
 	}
-	err := run(logf)
+	err := run(j, logf)
 	a.mu.Lock()
 	j.End(time.Now(), err)
-	a.eventf("job %d %s %s: %s", j.ID, kind, formatArgs(args), j.State)
+	a.eventf("job %d %s %s: %s", j.ID, j.Kind, formatArgs(j.Args), j.State)
 	a.saveLocked()
 	cp := *j
+	cp.Steps = append([]jobs.Step(nil), j.Steps...)
 	a.mu.Unlock()
 	return &cp, err
 }

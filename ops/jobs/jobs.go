@@ -5,6 +5,7 @@
 package jobs
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -40,7 +41,51 @@ type Job struct {
 	Ended    time.Time         `json:"ended,omitzero"`
 	Error    string            `json:"error,omitempty"`
 	Log      []Line            `json:"log,omitempty"`
-	Restarts int               `json:"restarts,omitempty"` // times it was picked up again after the primary restarted
+	// Steps of a multi-step job, in order; a failed one is retried from
+	// the first step not finished.
+	Steps   []Step `json:"steps,omitempty"`
+	Retries int    `json:"retries,omitempty"`
+}
+
+// Step is one step of a job: what it does (Data, for its executor), how
+// it reads (Text), and where it is.
+type Step struct {
+	Text  string          `json:"text"`
+	Data  json.RawMessage `json:"data,omitempty"`
+	State State           `json:"state"`
+	Error string          `json:"error,omitempty"`
+}
+
+// NextStep is the first step not finished (len(Steps) when all are).
+func (job *Job) NextStep() int {
+	for i, s := range job.Steps {
+		if s.State != Finished {
+			return i
+		}
+	}
+	return len(job.Steps)
+}
+
+// StepEnded records the outcome of step i.
+func (job *Job) StepEnded(now time.Time, i int, err error) {
+	if err != nil {
+		job.Steps[i].State, job.Steps[i].Error = Failed, err.Error()
+		job.Logf(now, "step %d/%d failed: %s: %v", i+1, len(job.Steps), job.Steps[i].Text, err)
+		return
+	}
+	job.Steps[i].State, job.Steps[i].Error = Finished, ""
+	job.Logf(now, "step %d/%d done: %s", i+1, len(job.Steps), job.Steps[i].Text)
+}
+
+// Retry runs a failed job again from its first unfinished step.
+func (job *Job) Retry(now time.Time) error {
+	if job.State != Failed || len(job.Steps) == 0 {
+		return fmt.Errorf("job %d is %s: only a failed job with steps can be retried", job.ID, job.State)
+	}
+	job.State, job.Error, job.Ended = Running, "", time.Time{}
+	job.Retries++
+	job.Logf(now, "retried from step %d/%d", job.NextStep()+1, len(job.Steps))
+	return nil
 }
 
 // maxLog bounds a job's log: a job that loops must not fill the journal.

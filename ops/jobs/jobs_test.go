@@ -66,3 +66,29 @@ func TestJournalBounds(t *testing.T) {
 		t.Errorf("log of %d lines, first %q, last %q", len(job.Log), job.Log[0].Text, job.Log[len(job.Log)-1].Text)
 	}
 }
+
+func TestStepsAndRetry(t *testing.T) {
+	now := time.Unix(0, 0)
+	var j Journal
+	job := j.Add("enable-high-availability", nil, now)
+	job.Steps = []Step{{Text: "a"}, {Text: "b"}, {Text: "c"}}
+	job.Start(now)
+	if err := job.Retry(now); err == nil {
+		t.Error("a running job retried")
+	}
+	job.StepEnded(now, 0, nil)
+	job.StepEnded(now, 1, errors.New("disk full"))
+	job.End(now, errors.New("disk full"))
+	if job.NextStep() != 1 || job.Steps[1].State != Failed {
+		t.Fatalf("next %d, steps %+v", job.NextStep(), job.Steps)
+	}
+	if err := job.Retry(now); err != nil || job.State != Running || job.Retries != 1 {
+		t.Fatalf("retry: %v, %s", err, job.State)
+	}
+	job.StepEnded(now, 1, nil)
+	job.StepEnded(now, 2, nil)
+	job.End(now, nil)
+	if job.NextStep() != 3 || job.State != Finished {
+		t.Errorf("next %d, state %s", job.NextStep(), job.State)
+	}
+}
