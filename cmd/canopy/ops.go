@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -26,6 +27,7 @@ const opsUsage = `canopy ops: deploy, supervise and monitor Canopy nodes, one ag
 Agents:
   start [--bind IP] [--port 9000] [--home DIR]   run this host's agent (the first one is the primary)
   agent-secret                                   print the deployment secret (on the primary)
+  root-password                                  print the password of root on the deployment's nodes
   agent-follow --host H [--port 9000] --secret S make this host's agent follow the primary at H
   agent-unfollow                                 stop following; a primary of its own again
   agent-list                                     the agents of the deployment
@@ -82,7 +84,7 @@ func runOps(args []string, stdout io.Writer) error {
 		}
 		cfg.Home = agent.Home(*home)
 		return opsStart(cfg, stdout)
-	case "agent-secret":
+	case "agent-secret", "root-password":
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -90,7 +92,11 @@ func runOps(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, c.Secret)
+		if cmd == "root-password" {
+			fmt.Fprintln(stdout, c.RootPassword)
+		} else {
+			fmt.Fprintln(stdout, c.Secret)
+		}
 		return nil
 	}
 	var (
@@ -146,7 +152,7 @@ func runOps(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	creds, err := agent.ReadCredentials(agent.Home(*home))
+	creds, err := waitAgent(agent.Home(*home))
 	if err != nil {
 		return err
 	}
@@ -363,6 +369,28 @@ func runOps(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return nil
+}
+
+// waitAgent reads the credentials of the agent whose home is dir and
+// waits a little for an agent just started (`canopy ops start &`) until it
+// answers.
+func waitAgent(dir string) (agent.Credentials, error) {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		creds, err := agent.ReadCredentials(dir)
+		if err == nil {
+			c, derr := net.DialTimeout("tcp", creds.Addr, time.Second)
+			if derr == nil {
+				c.Close()
+				return creds, nil
+			}
+			err = fmt.Errorf("the agent of %s does not answer at %s: %w (is it running? canopy ops start --home %s)", dir, creds.Addr, derr, dir)
+		}
+		if time.Now().After(deadline) {
+			return creds, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // parseInterspersed parses flags wherever they are among the positional

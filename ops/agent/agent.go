@@ -219,9 +219,10 @@ func (a *Agent) saveLocked() error {
 
 // Credentials are what the CLI reads from an agent's home to talk to it.
 type Credentials struct {
-	Addr   string
-	Token  string
-	Secret string
+	Addr         string
+	Token        string
+	Secret       string
+	RootPassword string
 }
 
 // ReadCredentials reads the address and token of the agent whose home is
@@ -234,7 +235,7 @@ func ReadCredentials(dir string) (Credentials, error) {
 	if st == nil {
 		return Credentials{}, fmt.Errorf("no agent state in %s: start one with `canopy ops start --home %s`, or point --home (or CANOPY_OPS_HOME) at the agent's home", dir, dir)
 	}
-	return Credentials{Addr: net.JoinHostPort(st.Host, strconv.Itoa(st.Port)), Token: st.Token, Secret: st.Secret}, nil
+	return Credentials{Addr: net.JoinHostPort(st.Host, strconv.Itoa(st.Port)), Token: st.Token, Secret: st.Secret, RootPassword: st.RootPassword}, nil
 }
 
 // client calls another agent from this host.

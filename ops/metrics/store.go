@@ -57,7 +57,7 @@ type Store struct {
 
 // Open opens (or creates) a store in dir.
 func Open(dir string, ret Retention) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		return nil, fmt.Errorf("metrics store %s: %w", dir, err)
 	}
@@ -204,3 +204,13 @@ func (s *Store) Prune(now time.Time) error {
 
 // DiskBytes is the store's size on disk.
 func (s *Store) DiskBytes() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+// quietLogger keeps pebble's informational lines out of the agent's log;
+// errors surface through the calls that fail.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
