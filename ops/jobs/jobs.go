@@ -32,15 +32,15 @@ type Line struct {
 
 // Job is one operation.
 type Job struct {
-	ID       int               `json:"id"`
-	Kind     string            `json:"kind"` // node-deploy, node-stop, …
-	Args     map[string]string `json:"args,omitempty"`
-	State    State             `json:"state"`
-	Created  time.Time         `json:"created"`
-	Started  time.Time         `json:"started,omitzero"`
-	Ended    time.Time         `json:"ended,omitzero"`
-	Error    string            `json:"error,omitempty"`
-	Log      []Line            `json:"log,omitempty"`
+	ID      int               `json:"id"`
+	Kind    string            `json:"kind"` // node-deploy, node-stop, …
+	Args    map[string]string `json:"args,omitempty"`
+	State   State             `json:"state"`
+	Created time.Time         `json:"created"`
+	Started time.Time         `json:"started,omitzero"`
+	Ended   time.Time         `json:"ended,omitzero"`
+	Error   string            `json:"error,omitempty"`
+	Log     []Line            `json:"log,omitempty"`
 	// Steps of a multi-step job, in order; a failed one is retried from
 	// the first step not finished.
 	Steps   []Step `json:"steps,omitempty"`
