@@ -41,7 +41,7 @@ Nodes:
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
   enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
 Jobs and metrics:
-  job-list, job-logs ID, job-retry ID            (retry: a failed multi-step job, from the step that failed)
+  job-list, job-logs ID, job-cancel ID, job-retry ID   (retry: a failed multi-step job, from the step that failed)
   metrics [--source host/IP|node/ID --metric M [--since 1h] [--rollups]]   series, or one series' points
 
 Every command takes --home DIR (default $CANOPY_OPS_HOME or /var/lib/canopy-ops) to find
@@ -144,7 +144,7 @@ func runOps(args []string, stdout io.Writer) error {
 	case "enable-high-availability":
 		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
-	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry":
+	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
 	}
@@ -335,6 +335,11 @@ func runOps(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "high availability enabled (job %d)\n", reply.Job.ID)
 		return nil
+	case "job-cancel":
+		if len(pos) != 1 {
+			return errors.New("job-cancel: name one job id")
+		}
+		return o.call(ctx, "POST", "/api/jobs/"+pos[0]+"/cancel", nil, "job %s: cancel requested", pos[0])
 	case "job-retry":
 		if len(pos) != 1 {
 			return errors.New("job-retry: name one job id")

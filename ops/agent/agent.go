@@ -57,6 +57,8 @@ type Agent struct {
 
 	// ops serializes management operations on the primary
 	ops sync.Mutex
+	// cancels: the running jobs' cancel functions (job-cancel)
+	cancels map[int]context.CancelFunc
 
 	http   *http.Client // calls to other agents, from this host's address
 	srv    *http.Server
@@ -140,7 +142,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		ms.Close()
 		return nil, fmt.Errorf("agent port: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
+	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, cancels: map[int]context.CancelFunc{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
 	for _, n := range st.Nodes {
 		if n.Host == st.Host {
 			p := &proc{spec: n}

@@ -341,6 +341,18 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	if out := prim.must("memsql-update-config", leaf2.ID, "--key", "cache-mb", "--value", "64", "--no-prompt"); !strings.Contains(out, "restarts") {
 		t.Errorf("update a flag: %s", out)
 	}
+	// kept across the follower's restart, and used at the node's next start
+	fol.stop()
+	fol.start()
+	if cfg := nodeConfig(t, fol.home, leaf2.ID); cfg["cache-mb"] != "64" {
+		t.Errorf("the follower's config of %s after its restart: %v", leaf2.ID, cfg)
+	}
+	prim.must("node-restart", leaf2.ID)
+	waitFor(t, "the leaf restarted with --cache-mb 64", 10*time.Second, func() bool {
+		n := nodeByRole(prim.nodes(), "leaf", h2)
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.PID))
+		return strings.Contains(string(cmdline), "--cache-mb\x0064")
+	})
 
 	// stop, start, delete
 	leaf1 := nodeByRole(after, "leaf", h1)
@@ -362,6 +374,11 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 		t.Errorf("the deleted node's data is still there: %v", err)
 	}
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM information_schema.LEAVES", "1")
+	// the follower, with no nodes left, leaves the deployment
+	fol.must("agent-unfollow")
+	if out := prim.must("agent-list"); strings.Contains(out, h2) {
+		t.Errorf("agent-list after agent-unfollow:\n%s", out)
+	}
 
 	// the journal
 	jobsOut := prim.must("job-list")
@@ -376,6 +393,29 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	if logs := prim.must("job-logs", "1"); !strings.Contains(logs, "answers SQL") {
 		t.Errorf("job-logs 1:\n%s", logs)
 	}
+}
+
+func nodeConfig(t *testing.T, home, id string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, "agent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Nodes []struct {
+			ID     string            `json:"id"`
+			Config map[string]string `json:"config"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range st.Nodes {
+		if n.ID == id {
+			return n.Config
+		}
+	}
+	return nil
 }
 
 func readRootPassword(t *testing.T, home string) string {

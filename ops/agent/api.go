@@ -70,6 +70,7 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/jobs", manage, true, a.apiJobs)
 	h("GET /api/jobs/{id}", manage, true, a.apiJob)
 	h("POST /api/jobs/{id}/retry", manage, true, a.apiJobRetry)
+	h("POST /api/jobs/{id}/cancel", manage, true, a.apiJobCancel)
 	h("POST /api/enable-high-availability", manage, true, a.apiEnableHA)
 	h("GET /api/events", manage, true, a.apiEvents)
 	h("GET /api/metrics", manage, true, a.apiMetrics)

@@ -126,7 +126,7 @@ func (a *Agent) haInput(ctx context.Context, hosts []string) (deploy.HAInput, er
 }
 
 // runHASteps runs an enable-HA job from its first unfinished step.
-func (a *Agent) runHASteps(j *jobs.Job, logf func(string, ...any)) error {
+func (a *Agent) runHASteps(ctx context.Context, j *jobs.Job, logf func(string, ...any)) error {
 	a.mu.Lock()
 	master, ok := a.st.master()
 	pw := a.st.RootPassword
@@ -139,8 +139,10 @@ func (a *Agent) runHASteps(j *jobs.Job, logf func(string, ...any)) error {
 		return err
 	}
 	defer ma.Close()
-	ctx := context.Background()
 	for i := j.NextStep(); i < len(j.Steps); i = j.NextStep() {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("before step %d/%d: %w", i+1, len(j.Steps), err)
+		}
 		var s deploy.Step
 		a.mu.Lock()
 		data := j.Steps[i].Data

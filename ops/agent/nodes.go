@@ -33,12 +33,15 @@ type JobReply struct {
 }
 
 // job runs an operation on the primary as a journaled job.
-func (a *Agent) job(kind string, args map[string]string, run func(log func(string, ...any)) error) (*jobs.Job, error) {
-	return a.stepJob(kind, args, nil, func(_ *jobs.Job, logf func(string, ...any)) error { return run(logf) })
+func (a *Agent) job(kind string, args map[string]string, run func(ctx context.Context, log func(string, ...any)) error) (*jobs.Job, error) {
+	return a.stepJob(kind, args, nil, func(ctx context.Context, _ *jobs.Job, logf func(string, ...any)) error { return run(ctx, logf) })
 }
 
+// jobFunc is a job's work; ctx ends with job-cancel.
+type jobFunc func(ctx context.Context, j *jobs.Job, logf func(string, ...any)) error
+
 // stepJob runs a new job with steps (nil: none).
-func (a *Agent) stepJob(kind string, args map[string]string, steps []jobs.Step, run func(*jobs.Job, func(string, ...any)) error) (*jobs.Job, error) {
+func (a *Agent) stepJob(kind string, args map[string]string, steps []jobs.Step, run jobFunc) (*jobs.Job, error) {
 	a.ops.Lock()
 	defer a.ops.Unlock()
 	a.mu.Lock()
@@ -51,21 +54,55 @@ func (a *Agent) stepJob(kind string, args map[string]string, steps []jobs.Step, 
 }
 
 // runJob runs a started job to its end (the caller holds a.ops).
-func (a *Agent) runJob(j *jobs.Job, run func(*jobs.Job, func(string, ...any)) error) (*jobs.Job, error) {
+func (a *Agent) runJob(j *jobs.Job, run jobFunc) (*jobs.Job, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a.mu.Lock()
+	a.cancels[j.ID] = cancel
+	a.mu.Unlock()
 	logf := func(format string, args ...any) {
 		a.mu.Lock()
 		j.Logf(time.Now(), format, args...)
 		a.mu.Unlock()
 	}
-	err := run(j, logf)
+	err := run(ctx, j, logf)
 	a.mu.Lock()
-	j.End(time.Now(), err)
+	delete(a.cancels, j.ID)
+	if err != nil && ctx.Err() != nil {
+		j.Logf(time.Now(), "stopped: %v", err)
+		j.Cancel(time.Now())
+		err = fmt.Errorf("job %d cancelled: %w", j.ID, err)
+	} else {
+		j.End(time.Now(), err)
+	}
 	a.eventf("job %d %s %s: %s", j.ID, j.Kind, formatArgs(j.Args), j.State)
 	a.saveLocked()
 	cp := *j
 	cp.Steps = append([]jobs.Step(nil), j.Steps...)
 	a.mu.Unlock()
 	return &cp, err
+}
+
+// apiJobCancel stops a running job: its work ends at the next point that
+// checks (a multi-step job at the next step; job-retry goes on from there).
+func (a *Agent) apiJobCancel(r *http.Request) (any, error) {
+	id, err := strconv.Atoi(r.PathValue("id"))
+	if err != nil {
+		return nil, badRequest("job id %q", r.PathValue("id"))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	j, ok := a.st.Jobs.Get(id)
+	if !ok {
+		return nil, notFound("no job %d", id)
+	}
+	cancel, running := a.cancels[id]
+	if !running {
+		return nil, conflict("job %d is %s: nothing to cancel", id, j.State)
+	}
+	cancel()
+	j.Logf(time.Now(), "cancel requested")
+	return map[string]bool{"cancelling": true}, nil
 }
 
 func formatArgs(args map[string]string) string {
@@ -104,8 +141,8 @@ func (a *Agent) apiDeploy(r *http.Request) (any, error) {
 	a.mu.Unlock()
 	spec := NodeSpec{ID: newNodeID(), Host: req.Host, Port: req.Port, Role: req.Role, Group: req.Group, Wanted: true, Created: time.Now()}
 	args := map[string]string{"role": req.Role, "host": req.Host, "port": strconv.Itoa(req.Port), "node": spec.ID}
-	j, err := a.job("node-deploy", args, func(logf func(string, ...any)) error {
-		return a.deploy(r.Context(), spec, logf)
+	j, err := a.job("node-deploy", args, func(ctx context.Context, logf func(string, ...any)) error {
+		return a.deploy(ctx, spec, logf)
 	})
 	if err != nil {
 		return nil, err
@@ -304,13 +341,13 @@ func (a *Agent) apiNodeAction(r *http.Request) (any, error) {
 	switch action {
 	case "start", "stop", "restart":
 	case "delete":
-		return a.job("node-delete", map[string]string{"node": id}, func(logf func(string, ...any)) error {
-			return a.deleteNode(r.Context(), spec, req.RemoveData, logf)
+		return a.job("node-delete", map[string]string{"node": id}, func(ctx context.Context, logf func(string, ...any)) error {
+			return a.deleteNode(ctx, spec, req.RemoveData, logf)
 		})
 	default:
 		return nil, notFound("no node action %q", action)
 	}
-	return a.job("node-"+action, map[string]string{"node": id}, func(logf func(string, ...any)) error {
+	return a.job("node-"+action, map[string]string{"node": id}, func(ctx context.Context, logf func(string, ...any)) error {
 		a.mu.Lock()
 		if i, ok := a.st.node(id); ok {
 			a.st.Nodes[i].Wanted = action != "stop"
@@ -318,7 +355,7 @@ func (a *Agent) apiNodeAction(r *http.Request) (any, error) {
 		}
 		a.mu.Unlock()
 		logf("%s node %s on %s", action, id, spec.Addr())
-		return a.onHost(r.Context(), spec.Host, "POST", "/api/local/nodes/"+id+"/"+action, nil, nil)
+		return a.onHost(ctx, spec.Host, "POST", "/api/local/nodes/"+id+"/"+action, nil, nil)
 	})
 }
 
@@ -371,7 +408,7 @@ func (a *Agent) apiManualControl(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	return a.job("cluster-manual-control", map[string]string{"enable": strconv.FormatBool(req.Enable)}, func(logf func(string, ...any)) error {
+	return a.job("cluster-manual-control", map[string]string{"enable": strconv.FormatBool(req.Enable)}, func(ctx context.Context, logf func(string, ...any)) error {
 		a.mu.Lock()
 		a.st.ManualControl = req.Enable
 		err := a.saveLocked()
@@ -386,7 +423,7 @@ func (a *Agent) apiManualControl(r *http.Request) (any, error) {
 			return err
 		}
 		for _, h := range followers {
-			if err := a.onHost(r.Context(), h, "POST", "/api/local/manual-control", map[string]bool{"enable": req.Enable}, nil); err != nil {
+			if err := a.onHost(ctx, h, "POST", "/api/local/manual-control", map[string]bool{"enable": req.Enable}, nil); err != nil {
 				logf("agent of %s not told now (it learns it with its next heartbeat): %v", h, err)
 			}
 		}
@@ -581,7 +618,7 @@ func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
 		return nil, notFound("no node %s (node-list shows the ids)", id)
 	}
 	var reply ConfigReply
-	j, err := a.job("node-update-config", map[string]string{"node": id, "key": req.Key}, func(logf func(string, ...any)) error {
+	j, err := a.job("node-update-config", map[string]string{"node": id, "key": req.Key}, func(ctx context.Context, logf func(string, ...any)) error {
 		flag := nodeFlags[req.Key]
 		if !flag {
 			db, err := rootDB(spec.Addr(), pw)
@@ -590,7 +627,7 @@ func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
 			}
 			defer db.Close()
 			q := fmt.Sprintf("SET GLOBAL %s = %s", req.Key, sqlValue(req.Value))
-			cctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err = db.ExecContext(cctx, q)
 			cancel()
 			if err != nil {
@@ -606,7 +643,7 @@ func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
 			spec.Config = map[string]string{}
 		}
 		spec.Config[req.Key] = req.Value
-		if err := a.onHost(r.Context(), spec.Host, "POST", "/api/local/nodes/"+id+"/config", spec.Config, nil); err != nil {
+		if err := a.onHost(ctx, spec.Host, "POST", "/api/local/nodes/"+id+"/config", spec.Config, nil); err != nil {
 			return fmt.Errorf("tell the agent of %s: %w", spec.Host, err)
 		}
 		a.mu.Lock()
@@ -620,7 +657,7 @@ func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
 		}
 		if flag && req.Restart {
 			logf("restarting node %s", id)
-			if err := a.onHost(r.Context(), spec.Host, "POST", "/api/local/nodes/"+id+"/restart", nil, nil); err != nil {
+			if err := a.onHost(ctx, spec.Host, "POST", "/api/local/nodes/"+id+"/restart", nil, nil); err != nil {
 				return err
 			}
 			reply.Restarted = true

@@ -79,8 +79,8 @@ func (job *Job) StepEnded(now time.Time, i int, err error) {
 
 // Retry runs a failed job again from its first unfinished step.
 func (job *Job) Retry(now time.Time) error {
-	if job.State != Failed || len(job.Steps) == 0 {
-		return fmt.Errorf("job %d is %s: only a failed job with steps can be retried", job.ID, job.State)
+	if (job.State != Failed && job.State != Cancelled) || len(job.Steps) == 0 {
+		return fmt.Errorf("job %d is %s: only a failed or cancelled job with steps can be retried", job.ID, job.State)
 	}
 	job.State, job.Error, job.Ended = Running, "", time.Time{}
 	job.Retries++
