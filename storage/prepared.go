@@ -216,6 +216,17 @@ func (s *Store) CommitPrepared(xid string) error {
 		return fmt.Errorf("commit prepared %s: database %s: %w", xid, holder, ErrPreparedOnReplica)
 	}
 	if p == nil {
+		// applied already (or never here): a retry whose first answer was
+		// lost, or refused because a replica did not confirm it. It is
+		// acknowledged only once the replicas have it, as the first was
+		// to be: answered at once, the coordinator would forget its
+		// decision, and a replica promoted without the outcome would
+		// roll its part back (presumed abort) while the others committed.
+		if applied := s.recentOutcome(xid); applied != nil {
+			if err := s.waitReplicas(applied); err != nil {
+				return fmt.Errorf("commit prepared %s: %w", xid, err)
+			}
+		}
 		return nil
 	}
 	t := p.t
@@ -236,10 +247,38 @@ func (s *Store) CommitPrepared(xid string) error {
 		return fmt.Errorf("commit prepared %s: %w", xid, err)
 	}
 	defer t.finish()
+	s.rememberOutcome(xid, applied)
 	if err := s.syncWait(b); err != nil {
 		return err
 	}
 	return s.waitReplicas(applied)
+}
+
+// maxOutcomes bounds the outcomes remembered for retried COMMIT PREPAREDs
+// (a coordinator retries within seconds).
+const maxOutcomes = 10000
+
+// rememberOutcome notes where the outcome of xid was applied.
+func (s *Store) rememberOutcome(xid string, applied []dbCommit) {
+	s.outcomesMu.Lock()
+	defer s.outcomesMu.Unlock()
+	if s.outcomes == nil {
+		s.outcomes = map[string][]dbCommit{}
+	}
+	if _, ok := s.outcomes[xid]; !ok {
+		s.outcomeOrder = append(s.outcomeOrder, xid)
+	}
+	s.outcomes[xid] = applied
+	for len(s.outcomeOrder) > maxOutcomes {
+		delete(s.outcomes, s.outcomeOrder[0])
+		s.outcomeOrder = s.outcomeOrder[1:]
+	}
+}
+
+func (s *Store) recentOutcome(xid string) []dbCommit {
+	s.outcomesMu.Lock()
+	defer s.outcomesMu.Unlock()
+	return s.outcomes[xid]
 }
 
 // replicaHoldingPrepared names a replica database that holds a prepared

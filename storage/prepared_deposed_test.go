@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -60,4 +61,47 @@ func TestOutcomePastDeposedPart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetriedCommitWaitsForReplicas: a COMMIT PREPARED whose replica did
+// not confirm fails; its retry must not answer OK until the replica has
+// the outcome (answered at once, the coordinator forgot its decision and
+// a replica promoted without the outcome rolled its part back).
+func TestRetriedCommitWaitsForReplicas(t *testing.T) {
+	te := newTestEngine(t, "")
+	s := te.store
+	ctx := te.session()
+	ctx.SetCurrentDatabase("")
+	for _, q := range []string{"CREATE DATABASE x", "CREATE TABLE x.t (id INT PRIMARY KEY, v INT)", "INSERT INTO x.t VALUES (1, 0)"} {
+		te.must(ctx, q)
+	}
+	confirmed := false
+	s.SetReplicaWaiter(func(db string, lsn uint64) error {
+		if !confirmed {
+			return errors.New("replica did not confirm")
+		}
+		return nil
+	})
+	tx := te.session()
+	te.must(tx, "BEGIN")
+	te.must(tx, "UPDATE x.t SET v = 1")
+	confirmed = true // the prepare record reaches the replica
+	if err := tx.Session.(*Session).PrepareSession(tx, "c/2"); err != nil {
+		t.Fatal(err)
+	}
+	confirmed = false
+	if err := s.CommitPrepared("c/2"); err == nil {
+		t.Fatal("a commit its replica did not confirm was acknowledged")
+	}
+	if err := s.CommitPrepared("c/2"); err == nil {
+		t.Fatal("its retry was acknowledged while the replica still had not confirmed")
+	}
+	confirmed = true
+	if err := s.CommitPrepared("c/2"); err != nil {
+		t.Fatalf("the retry once the replica confirmed: %v", err)
+	}
+	if err := s.CommitPrepared("never-here"); err != nil {
+		t.Fatalf("an unknown xid: %v", err)
+	}
+	te.expect(ctx, "SELECT v FROM x.t", "1")
 }

@@ -59,6 +59,11 @@ type Store struct {
 	preparedMu sync.Mutex
 	prepared   map[string]*preparedTxn // in-doubt transactions by xid
 	promoteMu  sync.RWMutex            // a promotion makes its replicated in-doubt parts prepared
+	// outcomes: where recent COMMIT PREPAREDs were applied, for their
+	// retries (CommitPrepared)
+	outcomesMu   sync.Mutex
+	outcomes     map[string][]dbCommit
+	outcomeOrder []string
 
 	replicaWait atomic.Pointer[ReplicaWaiter]
 
