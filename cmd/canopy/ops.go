@@ -36,7 +36,7 @@ Nodes:
   node-deploy --role master|aggregator|leaf --port P [--host H] [--availability-group 1|2]
   node-list [--role ROLE] [-q]                   (-q: ids only)
   node-start|node-stop|node-restart ID|--all
-  node-delete ID [--remove-data] [--no-prompt]
+  node-delete ID [--keep-data] [--no-prompt]
   node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
   enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
@@ -126,8 +126,8 @@ func runOps(args []string, stdout io.Writer) error {
 	case "node-start", "node-stop", "node-restart":
 		fs.BoolVar(&all, "all", false, "every node")
 	case "node-delete":
-		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask; with --remove-data, remove the data")
-		fs.BoolVar(&remove, "remove-data", false, "remove the node's data too")
+		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask (the node's data is removed unless --keep-data)")
+		fs.BoolVar(&remove, "keep-data", false, "keep the node's data directory on its host")
 	case "cluster-manual-control":
 		fs.BoolVar(&enable, "enable", false, "turn manual control on")
 		fs.BoolVar(&disable, "disable", false, "turn manual control off")
@@ -239,10 +239,11 @@ func runOps(args []string, stdout io.Writer) error {
 			return errors.New("node-delete: name one node id")
 		}
 		id := pos[0]
+		keep := remove
 		if !noPrompt {
-			fmt.Fprintf(stdout, "Delete node %s: remove it from the cluster and stop it", id)
-			if remove {
-				fmt.Fprint(stdout, ", and REMOVE ITS DATA")
+			fmt.Fprintf(stdout, "Delete node %s: remove it from the cluster (its partitions move to other leaves first) and stop it", id)
+			if !keep {
+				fmt.Fprint(stdout, ", then REMOVE ITS DATA DIRECTORY (--keep-data keeps it)")
 			}
 			fmt.Fprint(stdout, "? [y/N] ")
 			line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
@@ -250,7 +251,7 @@ func runOps(args []string, stdout io.Writer) error {
 				return errors.New("node-delete: not confirmed")
 			}
 		}
-		return o.call(ctx, "POST", "/api/nodes/"+id+"/delete", map[string]bool{"remove_data": remove}, "node %s deleted", id)
+		return o.call(ctx, "POST", "/api/nodes/"+id+"/delete", map[string]bool{"remove_data": !keep}, "node %s deleted", id)
 	case "cluster-manual-control":
 		if enable == disable {
 			return errors.New("cluster-manual-control: --enable or --disable")

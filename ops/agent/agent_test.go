@@ -366,7 +366,7 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	}
 	prim.must("node-start", leaf1.ID)
 	testutil.Exec(t, ma, "DROP DATABASE ops") // so that the leaf can be removed
-	prim.must("node-delete", leaf2.ID, "--no-prompt", "--remove-data")
+	prim.must("node-delete", leaf2.ID, "--no-prompt")
 	if n := nodeByRole(prim.nodes(), "leaf", h2); n.ID != "" {
 		t.Fatalf("deleted node still listed: %+v", n)
 	}
