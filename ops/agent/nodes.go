@@ -375,16 +375,21 @@ func (a *Agent) deleteNode(ctx context.Context, spec NodeSpec, removeData bool, 
 		}
 		defer ma.Close()
 		q := fmt.Sprintf("REMOVE LEAF '%s':%d", spec.Host, spec.Port)
+		table := "LEAVES"
 		if spec.Role == NodeAggregator {
 			q = fmt.Sprintf("REMOVE AGGREGATOR '%s':%d", spec.Host, spec.Port)
+			table = "AGGREGATORS"
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		_, err = ma.ExecContext(cctx, q)
-		cancel()
-		if err != nil && !strings.Contains(err.Error(), "not") {
+		defer cancel()
+		var member int
+		if err := ma.QueryRowContext(cctx, "SELECT COUNT(*) FROM information_schema."+table+" WHERE HOST = ? AND PORT = ?", spec.Host, spec.Port).Scan(&member); err != nil {
+			return fmt.Errorf("ask the master aggregator %s whether node %s is in the cluster: %w", master.Addr(), spec.ID, err)
+		}
+		if member == 0 {
+			logf("node %s is not in the cluster", spec.ID)
+		} else if _, err := ma.ExecContext(cctx, q); err != nil {
 			return fmt.Errorf("remove node %s from the cluster (%s): %w", spec.ID, q, err)
-		} else if err != nil {
-			logf("%s: %v (not in the cluster)", q, err)
 		} else {
 			logf("%s: done", q)
 		}
