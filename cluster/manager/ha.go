@@ -1096,8 +1096,11 @@ func (a *Manager) waitPosition(ctx context.Context, leaf, name string, lsn uint6
 	deadline := time.Now().Add(limit)
 	var streamChecked time.Time
 	for {
-		for _, l := range append([]string{leaf}, source...) {
-			if why := a.leafGone(l); why != "" {
+		if why := a.leafGone(leaf); why != "" {
+			return fmt.Errorf("copy of %s on %s stopped: leaf %s %s", name, leaf, meta.QuotedAddr(leaf), why)
+		}
+		for _, l := range source {
+			if why := a.sourceGone(l); why != "" {
 				return fmt.Errorf("copy of %s on %s stopped: leaf %s %s", name, leaf, meta.QuotedAddr(l), why)
 			}
 		}
@@ -1176,6 +1179,27 @@ func (a *Manager) leafGone(addr string) string {
 		return fmt.Sprintf("has not answered heartbeats for %s", failing.Round(time.Millisecond))
 	}
 	return ""
+}
+
+// sourceGone is leafGone for the leaf a copy streams from, the master of
+// the partition. The metadata may name a leaf master while the leaf is
+// still offline (a partition left without master takes the first copy
+// that comes back, before its leaf is attached): while it answers
+// heartbeats it is a source like any other. Refusing it left the two
+// leaves of a pair, each offline and master of the partitions the other
+// lacked, each attach waiting for the other, for good (nemesis seed
+// 420283188: six minutes, until the run ended).
+func (a *Manager) sourceGone(addr string) string {
+	why := a.leafGone(addr)
+	if why == "" {
+		return ""
+	}
+	if l, ok := a.State().Leaf(addr); ok && l.State == meta.LeafOffline {
+		if h := a.beats.Health(addr); h.Known && h.Failures == 0 {
+			return ""
+		}
+	}
+	return why
 }
 
 // WaitPartitionsReplicated waits (briefly) until every replica of a new
