@@ -32,6 +32,7 @@ Agents:
   agent-unfollow                                 stop following; a primary of its own again
   agent-list                                     the agents of the deployment
   agent-stop [--stop-nodes]                      stop this host's agent (its nodes keep running)
+  ui-link [PAGE]                                 a one-time login link to the web interface (PAGE: /nodes, …)
 Nodes:
   node-deploy --role master|aggregator|leaf --port P [--host H] [--availability-group 1|2]
   node-list [--role ROLE] [-q]                   (-q: ids only)
@@ -79,6 +80,7 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.DurationVar(&cfg.Retention.Raw, "metrics-retention", metrics.DefaultRetention.Raw, "the primary keeps every sample this long")
 		fs.DurationVar(&cfg.Retention.Rollups, "metrics-rollup-retention", metrics.DefaultRetention.Rollups, "the primary keeps 5-minute rollups this long")
 		fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 30*time.Second, "a node stopping gets this long after SIGTERM before SIGKILL")
+		fs.BoolVar(&cfg.OpenUI, "open-ui", false, "let anyone view the web interface (read-only) without logging in")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -144,7 +146,7 @@ func runOps(args []string, stdout io.Writer) error {
 	case "enable-high-availability":
 		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
-	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel":
+	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel", "ui-link":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
 	}
@@ -336,6 +338,19 @@ func runOps(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "high availability enabled (job %d)\n", reply.Job.ID)
 		return nil
+	case "ui-link":
+		page := "/"
+		if len(pos) > 0 {
+			page = pos[0]
+		}
+		var reply struct {
+			URL string `json:"url"`
+		}
+		if err := o.c.Call(ctx, "POST", "/api/ui/link", map[string]string{"page": page}, &reply); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, reply.URL)
+		return nil
 	case "job-cancel":
 		if len(pos) != 1 {
 			return errors.New("job-cancel: name one job id")
@@ -481,7 +496,7 @@ func opsStart(cfg agent.Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\n", a.Addr(), cfg.Home)
+	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\nweb interface (one-time login link; canopy ops ui-link makes more): %s\n", a.Addr(), cfg.Home, a.UILink("/"))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/canopydb/canopy/ops/jobs"
 	"github.com/canopydb/canopy/ops/metrics"
+	"github.com/canopydb/canopy/ops/ui"
 )
 
 // Config is how an agent starts.
@@ -40,6 +41,9 @@ type Config struct {
 	// (default 10 s); Retention: how long the primary keeps them.
 	MetricsInterval time.Duration
 	Retention       metrics.Retention
+	// OpenUI lets anyone view the web interface (read-only) without
+	// logging in.
+	OpenUI bool
 }
 
 // Agent is a running agent.
@@ -54,6 +58,7 @@ type Agent struct {
 	latest []metrics.Sample // the last samples of this host and its nodes
 
 	metrics *metrics.Store // the deployment's series (used on the primary)
+	ui      *ui.Server     // the web interface, a client of this agent's API
 
 	// ops serializes management operations on the primary
 	ops sync.Mutex
@@ -153,6 +158,13 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.ui = ui.New(func(ctx context.Context, method, path string, in, out any) error {
+		a.mu.Lock()
+		tok := a.st.Token
+		a.mu.Unlock()
+		return a.client(a.Addr(), tok).Call(ctx, method, path, in, out)
+	})
+	a.ui.Open = cfg.OpenUI
 	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
 	a.wg.Add(3)
 	go func() { defer a.wg.Done(); a.superviseLoop(ctx) }()
@@ -169,6 +181,9 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 
 // Addr is the agent's API address.
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
+
+// UILink is a one-time login link to a page of the web interface.
+func (a *Agent) UILink(page string) string { return "http://" + a.Addr() + a.ui.Link(page) }
 
 // Done is closed once the agent stopped (Close, or agent-stop).
 func (a *Agent) Done() <-chan struct{} { return a.done }

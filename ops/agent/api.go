@@ -76,6 +76,9 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/metrics", manage, true, a.apiMetrics)
 	h("POST /api/metrics/push", member, false, a.apiMetricsPush)
 	mux.Handle("GET /metrics", a.prometheusHandler())
+	h("GET /api/cluster", manage, true, a.apiCluster)
+	h("POST /api/ui/link", local, false, a.apiUILink)
+	mux.Handle("/", a.ui.Handler())
 
 	h("POST /api/agents/register", member, false, a.apiRegister)
 	h("POST /api/agents/heartbeat", member, false, a.apiHeartbeat)
@@ -183,6 +186,16 @@ func decode(r *http.Request, v any) error {
 		return badRequest("request body: %v", err)
 	}
 	return nil
+}
+
+func (a *Agent) apiUILink(r *http.Request) (any, error) {
+	var req struct {
+		Page string `json:"page"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	return map[string]string{"url": a.UILink(req.Page)}, nil
 }
 
 // remoteIP is the address a request came from.

@@ -1,0 +1,172 @@
+package agent
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// ClusterView is what the master aggregator says of the cluster: its
+// leaves and aggregators, and every database's partition map, read by
+// column name from information_schema.
+type ClusterView struct {
+	Master      string          `json:"master"`
+	Reachable   bool            `json:"reachable"`
+	Error       string          `json:"error,omitempty"`
+	Redundancy  int             `json:"redundancy"`
+	Leaves      []LeafView      `json:"leaves"`
+	Aggregators []AggView       `json:"aggregators"`
+	Partitions  []PartitionView `json:"partitions"`
+	Rebalance   []RebalanceStep `json:"rebalance,omitempty"`
+}
+
+// LeafView is a row of information_schema.LEAVES.
+type LeafView struct {
+	Host      string  `json:"host"`
+	Port      int     `json:"port"`
+	Group     int     `json:"group"`
+	PairHost  string  `json:"pair_host,omitempty"`
+	PairPort  int     `json:"pair_port,omitempty"`
+	State     string  `json:"state"`
+	LatencyMs float64 `json:"latency_ms"`
+}
+
+// AggView is a row of information_schema.AGGREGATORS.
+type AggView struct {
+	Host   string `json:"host"`
+	Port   int    `json:"port"`
+	State  string `json:"state"`
+	Master bool   `json:"master"`
+}
+
+// PartitionView is a copy of a partition (information_schema.DISTRIBUTED_PARTITIONS).
+type PartitionView struct {
+	Database string `json:"database"`
+	Ordinal  int    `json:"ordinal"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Role     string `json:"role"`
+	Locked   bool   `json:"locked"`
+}
+
+// RebalanceStep is a row of SHOW REBALANCE STATUS.
+type RebalanceStep struct {
+	Database string `json:"database"`
+	Action   string `json:"action"`
+	Ordinal  int    `json:"ordinal"`
+	Target   string `json:"target"`
+	Phase    int    `json:"phase"`
+	Status   string `json:"status"`
+}
+
+func (a *Agent) apiCluster(r *http.Request) (any, error) {
+	a.mu.Lock()
+	master, ok := a.st.master()
+	pw := a.st.RootPassword
+	a.mu.Unlock()
+	v := ClusterView{Leaves: []LeafView{}, Aggregators: []AggView{}, Partitions: []PartitionView{}}
+	if !ok {
+		v.Error = "no master aggregator deployed"
+		return v, nil
+	}
+	v.Master = master.Addr()
+	db, err := rootDB(master.Addr(), pw)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.readCluster(ctx, db, &v); err != nil {
+		v.Error = fmt.Sprintf("the master aggregator %s: %v", master.Addr(), err)
+		return v, nil
+	}
+	v.Reachable = true
+	return v, nil
+}
+
+func (a *Agent) readCluster(ctx context.Context, db *sql.DB, v *ClusterView) error {
+	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.redundancy_level").Scan(&v.Redundancy); err != nil {
+		return err
+	}
+	rows, err := db.QueryContext(ctx, "SELECT HOST, PORT, AVAILABILITY_GROUP, COALESCE(PAIR_HOST, ''), COALESCE(PAIR_PORT, 0), STATE, AVERAGE_ROUNDTRIP_LATENCY_MS FROM information_schema.LEAVES ORDER BY HOST, PORT")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var l LeafView
+		var lat sql.NullFloat64
+		if err := rows.Scan(&l.Host, &l.Port, &l.Group, &l.PairHost, &l.PairPort, &l.State, &lat); err != nil {
+			rows.Close()
+			return err
+		}
+		l.LatencyMs = lat.Float64
+		v.Leaves = append(v.Leaves, l)
+	}
+	rows.Close()
+	rows, err = db.QueryContext(ctx, "SELECT HOST, PORT, STATE, MASTER_AGGREGATOR FROM information_schema.AGGREGATORS ORDER BY MASTER_AGGREGATOR DESC, HOST, PORT")
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var g AggView
+		if err := rows.Scan(&g.Host, &g.Port, &g.State, &g.Master); err != nil {
+			rows.Close()
+			return err
+		}
+		v.Aggregators = append(v.Aggregators, g)
+	}
+	rows.Close()
+	rows, err = db.QueryContext(ctx, "SELECT DATABASE_NAME, ORDINAL, HOST, PORT, ROLE, LOCKED FROM information_schema.DISTRIBUTED_PARTITIONS ORDER BY DATABASE_NAME, ORDINAL, ROLE")
+	if err != nil {
+		return err
+	}
+	dbs := map[string]bool{}
+	for rows.Next() {
+		var p PartitionView
+		if err := rows.Scan(&p.Database, &p.Ordinal, &p.Host, &p.Port, &p.Role, &p.Locked); err != nil {
+			rows.Close()
+			return err
+		}
+		dbs[p.Database] = true
+		v.Partitions = append(v.Partitions, p)
+	}
+	rows.Close()
+	for name := range dbs {
+		rs, err := db.QueryContext(ctx, "SHOW REBALANCE STATUS ON "+quoteIdent(name))
+		if err != nil {
+			continue
+		}
+		cols, _ := rs.Columns()
+		idx := map[string]int{}
+		for i, c := range cols {
+			idx[c] = i
+		}
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		get := func(c string) string {
+			if i, ok := idx[c]; ok {
+				return vals[i].String
+			}
+			return ""
+		}
+		for rs.Next() {
+			if rs.Scan(ptrs...) != nil {
+				break
+			}
+			var s RebalanceStep
+			s.Database, s.Action, s.Status = name, get("Action"), get("Status")
+			fmt.Sscan(get("Ordinal"), &s.Ordinal)
+			fmt.Sscan(get("Phase"), &s.Phase)
+			s.Target = get("Target_Host") + ":" + get("Target_Port")
+			v.Rebalance = append(v.Rebalance, s)
+		}
+		rs.Close()
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeAPI answers the agent API calls the pages make with a fixed
+// deployment, and records the actions.
+type fakeAPI struct {
+	actions []string
+}
+
+func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) error {
+	var body string
+	switch {
+	case method == "POST":
+		b, _ := json.Marshal(in)
+		f.actions = append(f.actions, method+" "+path+" "+string(b))
+		body = `{}`
+	case path == "/api/status":
+		body = `{"host":"127.0.0.1","role":"primary","manual_control":false}`
+	case path == "/api/nodes":
+		body = `[{"id":"M1","host":"127.0.0.1","port":3306,"role":"master","state":"running","pid":11,"version":"dev","uptime":"5s"},
+			{"id":"L1","host":"127.0.0.1","port":3307,"role":"leaf","group":1,"state":"running","pid":12,"version":"dev"},
+			{"id":"L2","host":"127.0.0.2","port":3307,"role":"leaf","group":2,"state":"stopped","pid":0,"version":"dev"}]`
+	case path == "/api/cluster":
+		body = `{"master":"127.0.0.1:3306","reachable":true,"redundancy":2,
+			"leaves":[{"host":"127.0.0.1","port":3307,"group":1,"pair_host":"127.0.0.2","pair_port":3307,"state":"online"},
+			          {"host":"127.0.0.2","port":3307,"group":2,"pair_host":"127.0.0.1","pair_port":3307,"state":"offline"}],
+			"aggregators":[{"host":"127.0.0.1","port":3306,"state":"online","master":true}],
+			"partitions":[{"database":"shop","ordinal":0,"host":"127.0.0.1","port":3307,"role":"Master"},
+			              {"database":"shop","ordinal":1,"host":"127.0.0.1","port":3307,"role":"Master"},
+			              {"database":"shop","ordinal":1,"host":"127.0.0.2","port":3307,"role":"Slave","locked":true}],
+			"rebalance":[{"database":"shop","action":"COPY PARTITION","ordinal":0,"target":"127.0.0.2:3307","phase":1,"status":"running"}]}`
+	case path == "/api/agents":
+		body = `[{"host":"127.0.0.1","port":9000,"role":"primary","state":"online"},{"host":"127.0.0.2","port":9000,"role":"follower","state":"unreachable"}]`
+	case path == "/api/events":
+		body = `[{"at":"2026-12-05T10:00:00Z","text":"node L2 (leaf 127.0.0.2:3307) exited"}]`
+	case path == "/api/jobs":
+		body = `[{"id":1,"kind":"node-deploy","state":"finished","created":"2026-12-05T09:00:00Z"},{"id":2,"kind":"enable-high-availability","state":"failed","error":"disk full","created":"2026-12-05T09:10:00Z"}]`
+	case path == "/api/jobs/2":
+		body = `{"id":2,"kind":"enable-high-availability","state":"failed","steps":[{"text":"SET GLOBAL redundancy_level = 2","state":"finished"},{"text":"deploy a leaf","state":"failed"}],"log":[{"at":"2026-12-05T09:10:01Z","text":"step 2/2 failed: disk full"}]}`
+	case strings.HasPrefix(path, "/api/metrics"):
+		now := time.Now().Unix()
+		body = fmt.Sprintf(`{"points":[{"t":%d,"v":1.5},{"t":%d,"v":3},{"t":%d,"v":2}]}`, now-20, now-10, now)
+	default:
+		return fmt.Errorf("unexpected call %s %s", method, path)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal([]byte(body), out)
+}
+
+func newClient(t *testing.T) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar}
+}
+
+func get(t *testing.T, c *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestPagesNeedALogin(t *testing.T) {
+	f := &fakeAPI{}
+	s := New(f.fetch)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	c := newClient(t)
+	if code, body := get(t, c, srv.URL+"/nodes"); code != http.StatusUnauthorized || !strings.Contains(body, "ui-link") {
+		t.Fatalf("without a login: %d", code)
+	}
+	link := s.Link("/nodes")
+	if code, body := get(t, c, srv.URL+link); code != 200 || !strings.Contains(body, `data-node="L1"`) {
+		t.Fatalf("the login link: %d\n%s", code, body)
+	}
+	// one time: the link no longer works, the session does
+	if code, _ := get(t, newClient(t), srv.URL+link); code != http.StatusUnauthorized {
+		t.Errorf("a used link logged in again: %d", code)
+	}
+	if code, _ := get(t, c, srv.URL+"/databases"); code != 200 {
+		t.Errorf("the session: %d", code)
+	}
+	// an action without the form's CSRF token is refused
+	resp, err := c.PostForm(srv.URL+"/ui/nodes/L1/stop", url.Values{"csrf": {"wrong"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(f.actions) != 0 {
+		t.Errorf("a forged action: %d, actions %v", resp.StatusCode, f.actions)
+	}
+	// read-only viewing when opened
+	s.Open = true
+	if code, body := get(t, newClient(t), srv.URL+"/nodes"); code != 200 || strings.Contains(body, "<form") {
+		t.Errorf("open viewing: %d, forms shown: %v", code, strings.Contains(body, "<form"))
+	}
+}
+
+func TestEveryPage(t *testing.T) {
+	f := &fakeAPI{}
+	s := New(f.fetch)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	c := newClient(t)
+	get(t, c, srv.URL+s.Link("/"))
+	for _, p := range []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{"1/2</b> leaves online", `<b id="no-master">0</b>`, "redundancy <b>2</b>", "<svg", "Queries per second", "node L2 (leaf 127.0.0.2:3307) exited"}},
+		{"/hosts", []string{"127.0.0.2", "unreachable", "CPU 127.0.0.1", "Memory used", "<path"}},
+		{"/nodes", []string{`data-node="M1"`, `data-node="L2"`, "127.0.0.2:3307", "offline", "stopped", "data-confirm=\"Delete node L1"}},
+		{"/databases", []string{"shop", "2 partitions", "1 locked", `<td class="cell Master">M</td>`, `<td class="cell Slave">R</td>`}},
+		{"/rebalance", []string{"COPY PARTITION", "127.0.0.2:3307", "running"}},
+		{"/events", []string{"node-deploy", "enable-high-availability", "disk full", `href="/events?job=2"`}},
+		{"/events?job=2", []string{"Job 2", "SET GLOBAL redundancy_level = 2 (finished)", "step 2/2 failed"}},
+		{"/settings", []string{"Manual control is", "turn on"}},
+	} {
+		code, body := get(t, c, srv.URL+p.path)
+		if code != 200 {
+			t.Errorf("%s: %d", p.path, code)
+			continue
+		}
+		for _, w := range p.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s: no %q", p.path, w)
+			}
+		}
+	}
+	// the live refresh gets the content alone
+	req, _ := http.NewRequest("GET", srv.URL+"/nodes", nil)
+	req.Header.Set("X-Canopy-Partial", "1")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "<html") || !strings.Contains(string(b), `data-node="L1"`) {
+		t.Errorf("partial refresh: %s", b)
+	}
+	// actions reach the API
+	code, body := get(t, c, srv.URL+"/nodes")
+	i := strings.Index(body, `name="csrf" value="`)
+	if code != 200 || i < 0 {
+		t.Fatal("no csrf in the nodes page")
+	}
+	csrf := body[i+len(`name="csrf" value="`):]
+	csrf = csrf[:strings.IndexByte(csrf, '"')]
+	for _, act := range []struct{ path, want string }{
+		{"/ui/nodes/L2/start", `POST /api/nodes/L2/start null`},
+		{"/ui/nodes/L1/delete", `POST /api/nodes/L1/delete {"remove_data":true}`},
+		{"/ui/manual-control", `POST /api/manual-control {"enable":true}`},
+	} {
+		vals := url.Values{"csrf": {csrf}}
+		if strings.Contains(act.path, "delete") {
+			vals.Set("remove_data", "1")
+		}
+		if strings.Contains(act.path, "manual") {
+			vals.Set("enable", "1")
+		}
+		resp, err := c.PostForm(srv.URL+act.path, vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := f.actions[len(f.actions)-1]; got != act.want {
+			t.Errorf("%s: the API got %q, want %q", act.path, got, act.want)
+		}
+	}
+	if code, _ := get(t, c, srv.URL+"/static/ui.js"); code != 200 {
+		t.Errorf("static script: %d", code)
+	}
+}
+
+func TestChart(t *testing.T) {
+	svg := string(lineChart("Memory", "bytes", []Series{{Name: "mem", Points: []Point{{T: 0, V: 1 << 20}, {T: 60, V: 3 << 20}}}}))
+	for _, w := range []string{"<svg", "Memory", "4 MiB", "00:01:00", "mem 00:01:00: 3 MiB", "<path"} {
+		if !strings.Contains(svg, w) {
+			t.Errorf("chart has no %q:\n%s", w, svg)
+		}
+	}
+	if empty := string(lineChart("x", "", nil)); !strings.Contains(empty, "no samples yet") {
+		t.Errorf("empty chart: %s", empty)
+	}
+}
