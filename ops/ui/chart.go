@@ -58,7 +58,14 @@ func lineChart(title, unit string, series []Series) template.HTML {
 	}
 	for i := 0; i <= 4; i++ {
 		t := t0 + (t1-t0)*int64(i)/4
-		fmt.Fprintf(&b, `<text class="xlab" x="%.1f" y="%d">%s</text>`, x(t), h-bottom+16, time.Unix(t, 0).UTC().Format("15:04:05"))
+		anchor := "middle" // the outer labels stay inside the chart
+		switch i {
+		case 0:
+			anchor = "start"
+		case 4:
+			anchor = "end"
+		}
+		fmt.Fprintf(&b, `<text class="xlab" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x(t), h-bottom+16, anchor, time.Unix(t, 0).UTC().Format("15:04:05"))
 	}
 	fmt.Fprintf(&b, `<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>`, left, w-right, h-bottom, h-bottom)
 	for i, s := range series {
