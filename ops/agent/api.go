@@ -78,6 +78,7 @@ func (a *Agent) routes() http.Handler {
 	mux.Handle("GET /metrics", a.prometheusHandler())
 	h("GET /api/cluster", manage, true, a.apiCluster)
 	h("POST /api/ui/link", local, false, a.apiUILink)
+	h("POST /api/ui/mysql-login", manage, true, a.apiMySQLLogin)
 	mux.Handle("/", a.ui.Handler())
 
 	h("POST /api/agents/register", member, false, a.apiRegister)

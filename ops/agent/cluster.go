@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -169,4 +170,48 @@ func (a *Agent) readCluster(ctx context.Context, db *sql.DB, v *ClusterView) err
 		rs.Close()
 	}
 	return nil
+}
+
+// apiMySQLLogin checks a MySQL account for the web interface's login: it
+// must log in to the master aggregator and hold SUPER (or ALL) there.
+func (a *Agent) apiMySQLLogin(r *http.Request) (any, error) {
+	var req struct {
+		User     string `json:"user"`
+		Password string `json:"password"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	master, ok := a.st.master()
+	a.mu.Unlock()
+	if !ok {
+		return nil, conflict("no master aggregator to check the account with")
+	}
+	db, err := accountDB(master.Addr(), req.User, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return map[string]any{"ok": false, "why": "the master aggregator refused the login"}, nil
+	}
+	defer rows.Close()
+	super := false
+	for rows.Next() {
+		var g string
+		if rows.Scan(&g) == nil {
+			up := strings.ToUpper(g)
+			if strings.Contains(up, " ON *.*") && (strings.Contains(up, "ALL PRIVILEGES") || strings.Contains(up, "SUPER")) {
+				super = true
+			}
+		}
+	}
+	if !super {
+		return map[string]any{"ok": false, "why": "the account lacks SUPER on the cluster"}, nil
+	}
+	return map[string]any{"ok": true}, nil
 }

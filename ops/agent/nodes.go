@@ -229,9 +229,12 @@ func (a *Agent) forgetNode(id string) {
 }
 
 // rootDB opens a connection pool to a node as the deployment's root.
-func rootDB(addr, password string) (*sql.DB, error) {
+func rootDB(addr, password string) (*sql.DB, error) { return accountDB(addr, "root", password) }
+
+// accountDB opens a connection pool to a node as a MySQL account.
+func accountDB(addr, user, password string) (*sql.DB, error) {
 	c := mysql.NewConfig()
-	c.User, c.Passwd, c.Net, c.Addr = "root", password, "tcp", addr
+	c.User, c.Passwd, c.Net, c.Addr = user, password, "tcp", addr
 	c.Timeout, c.ReadTimeout, c.WriteTimeout = 5*time.Second, 5*time.Minute, time.Minute
 	c.TLSConfig = "preferred"
 	db, err := sql.Open("mysql", c.FormatDSN())

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -108,6 +109,7 @@ type apiEvent struct {
 // Model is what a page template gets.
 type Model struct {
 	Page      string
+	Query     string // the events page's filter
 	Nav       any
 	CSRF      string
 	ReadOnly  bool
@@ -127,7 +129,16 @@ type Model struct {
 	Health    Health
 	Databases []DatabaseMap
 	Hosts     []HostRow
+	// Compact: too many hosts or leaves for charts and grids: lists
+	Compact bool
 }
+
+// chartedHosts and gridLeaves: up to these, the hosts page charts every
+// host and a partition map is a grid of partitions × leaves.
+const (
+	chartedHosts = 12
+	gridLeaves   = 16
+)
 
 // NodeRow is a node with what the cluster says of it.
 type NodeRow struct {
@@ -149,20 +160,26 @@ type Health struct {
 	Redundancy    int
 }
 
-// DatabaseMap is a database's partition map: ordinals × leaves.
+// DatabaseMap is a database's partition map: ordinals × leaves (Grid),
+// or per partition its master and replicas.
 type DatabaseMap struct {
 	Name    string
+	Grid    bool
 	Leaves  []string
 	Rows    []MapRow
 	Masters map[string]int // per leaf (skew)
 	Locked  int
+	// MinMasters, MaxMasters: the skew of masters over the leaves
+	MinMasters, MaxMasters int
 }
 
 // MapRow is one partition.
 type MapRow struct {
-	Ordinal int
-	Cells   []string // per leaf: Master, Slave or ""
-	Locked  bool
+	Ordinal  int
+	Cells    []string // per leaf: Master, Slave or "" (grids only)
+	Master   string
+	Replicas []string
+	Locked   bool
 }
 
 // HostRow is a host with its agent and nodes.
@@ -210,12 +227,23 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 		}
 	case "hosts":
 		s.get(ctx, m, "/api/agents", &m.Agents)
+		// charts for every host of a small deployment; a large one lists
+		// the hosts and charts the one picked (?host=)
+		picked := q.Get("host")
+		m.Compact = len(m.Agents) > chartedHosts && picked == ""
 		for _, a := range m.Agents {
+			if picked != "" && a.Host != picked {
+				continue
+			}
 			h := HostRow{apiAgent: a}
 			for _, n := range m.Nodes {
 				if n.Host == a.Host {
 					h.Nodes = append(h.Nodes, n)
 				}
+			}
+			if m.Compact {
+				m.Hosts = append(m.Hosts, h)
+				continue
 			}
 			h.Charts = []template.HTML{
 				s.chart(ctx, "CPU "+a.Host, "%", "host/"+a.Host, "cpu_percent"),
@@ -228,10 +256,14 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 	case "databases":
 		m.Databases = databaseMaps(m.Cluster)
 	case "events":
+		m.Query = q.Get("q")
 		s.get(ctx, m, "/api/events", &m.Events)
 		reverse(m.Events)
 		s.get(ctx, m, "/api/jobs", &m.Jobs)
 		reverse(m.Jobs)
+		if m.Query != "" {
+			m.Events, m.Jobs = filterEvents(m.Events, m.Query), filterJobs(m.Jobs, m.Query)
+		}
 		if id, err := strconv.Atoi(q.Get("job")); err == nil {
 			var j apiJob
 			s.get(ctx, m, "/api/jobs/"+strconv.Itoa(id), &j)
@@ -355,19 +387,44 @@ func databaseMaps(c apiCluster) []DatabaseMap {
 	for _, l := range c.Leaves {
 		leaves = append(leaves, fmt.Sprintf("%s:%d", l.Host, l.Port))
 	}
+	copies := map[string]map[int][]string{} // db → ordinal → replicas
+	masterOf := map[string]map[int]string{}
+	for _, p := range c.Partitions {
+		if p.Role == "Master" {
+			if masterOf[p.Database] == nil {
+				masterOf[p.Database] = map[int]string{}
+			}
+			masterOf[p.Database][p.Ordinal] = fmt.Sprintf("%s:%d", p.Host, p.Port)
+		} else {
+			if copies[p.Database] == nil {
+				copies[p.Database] = map[int][]string{}
+			}
+			copies[p.Database][p.Ordinal] = append(copies[p.Database][p.Ordinal], fmt.Sprintf("%s:%d", p.Host, p.Port))
+		}
+	}
 	var out []DatabaseMap
 	for _, name := range sortedKeys(byDB) {
 		d := byDB[name]
-		d.Leaves = leaves
+		d.Leaves, d.Grid = leaves, len(leaves) <= gridLeaves
+		d.MinMasters = -1
+		for _, l := range leaves {
+			n := d.Masters[l]
+			d.MaxMasters = max(d.MaxMasters, n)
+			if d.MinMasters < 0 || n < d.MinMasters {
+				d.MinMasters = n
+			}
+		}
 		var ords []int
 		for o := range ordinals[name] {
 			ords = append(ords, o)
 		}
 		sort.Ints(ords)
 		for _, o := range ords {
-			r := MapRow{Ordinal: o, Locked: locked[name][o]}
-			for _, l := range leaves {
-				r.Cells = append(r.Cells, roles[name][cell{o, l}])
+			r := MapRow{Ordinal: o, Locked: locked[name][o], Replicas: copies[name][o], Master: masterOf[name][o]}
+			if d.Grid {
+				for _, l := range leaves {
+					r.Cells = append(r.Cells, roles[name][cell{o, l}])
+				}
 			}
 			if r.Locked {
 				d.Locked++
@@ -375,6 +432,32 @@ func databaseMaps(c apiCluster) []DatabaseMap {
 			d.Rows = append(d.Rows, r)
 		}
 		out = append(out, *d)
+	}
+	return out
+}
+
+func filterEvents(evs []apiEvent, q string) []apiEvent {
+	q = strings.ToLower(q)
+	var out []apiEvent
+	for _, e := range evs {
+		if strings.Contains(strings.ToLower(e.Text), q) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func filterJobs(js []apiJob, q string) []apiJob {
+	q = strings.ToLower(q)
+	var out []apiJob
+	for _, j := range js {
+		text := strings.ToLower(j.Kind + " " + j.State + " " + j.Error)
+		for k, v := range j.Args {
+			text += " " + strings.ToLower(k+"="+v)
+		}
+		if strings.Contains(text, q) {
+			out = append(out, j)
+		}
 	}
 	return out
 }

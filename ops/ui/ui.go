@@ -97,6 +97,34 @@ func (s *Server) login(w http.ResponseWriter, tok string) bool {
 	if !ok || time.Now().After(exp) {
 		return false
 	}
+	s.startSession(w)
+	return true
+}
+
+// mysqlLogin logs in a MySQL account that holds SUPER on the cluster (the
+// agent checks it with the master aggregator).
+func (s *Server) mysqlLogin(w http.ResponseWriter, r *http.Request) {
+	var reply struct {
+		OK  bool   `json:"ok"`
+		Why string `json:"why"`
+	}
+	err := s.fetch(r.Context(), "POST", "/api/ui/mysql-login", map[string]string{"user": r.FormValue("user"), "password": r.FormValue("password")}, &reply)
+	if err != nil || !reply.OK {
+		why := reply.Why
+		if err != nil {
+			why = err.Error()
+		}
+		s.denied(w, "Not logged in: "+why)
+		return
+	}
+	s.mu.Lock()
+	s.startSession(w)
+	s.mu.Unlock()
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// startSession sets a new session's cookie (the caller holds s.mu).
+func (s *Server) startSession(w http.ResponseWriter) {
 	if len(s.sessions) >= maxSessions {
 		for k, v := range s.sessions {
 			if time.Now().After(v.expires) {
@@ -107,7 +135,6 @@ func (s *Server) login(w http.ResponseWriter, tok string) bool {
 	id := random()
 	s.sessions[id] = session{csrf: random(), expires: time.Now().Add(sessionTTL)}
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: int(sessionTTL / time.Second)})
-	return true
 }
 
 func (s *Server) session(r *http.Request) (session, bool) {
@@ -134,6 +161,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("POST /ui/nodes/{id}/{action}", s.nodeAction)
 	mux.HandleFunc("POST /ui/manual-control", s.manualControl)
+	mux.HandleFunc("POST /ui/login", s.mysqlLogin)
 	return mux
 }
 

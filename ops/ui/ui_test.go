@@ -23,6 +23,12 @@ type fakeAPI struct {
 func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) error {
 	var body string
 	switch {
+	case path == "/api/ui/mysql-login":
+		m := in.(map[string]string)
+		body = `{"ok":false,"why":"the account lacks SUPER on the cluster"}`
+		if m["user"] == "admin" && m["password"] == "pw" {
+			body = `{"ok":true}`
+		}
 	case method == "POST":
 		b, _ := json.Marshal(in)
 		f.actions = append(f.actions, method+" "+path+" "+string(b))
@@ -200,5 +206,130 @@ func TestChart(t *testing.T) {
 	}
 	if empty := string(lineChart("x", "", nil)); !strings.Contains(empty, "no samples yet") {
 		t.Errorf("empty chart: %s", empty)
+	}
+}
+
+func TestMySQLLoginAndEventFilter(t *testing.T) {
+	f := &fakeAPI{}
+	s := New(f.fetch)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	c := newClient(t)
+	resp, err := c.PostForm(srv.URL+"/ui/login", url.Values{"user": {"reader"}, "password": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(b), "lacks SUPER") {
+		t.Fatalf("an account without SUPER: %d %s", resp.StatusCode, b)
+	}
+	resp, err = c.PostForm(srv.URL+"/ui/login", url.Values{"user": {"admin"}, "password": {"pw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, body := get(t, c, srv.URL+"/events?q=enable")
+	if code != 200 || !strings.Contains(body, "enable-high-availability") || strings.Contains(body, ">node-deploy<") {
+		t.Errorf("filtered events page after a MySQL login: %d", code)
+	}
+}
+
+// bigAPI is a generated deployment: 100 hosts, 400 nodes (a master, 3
+// child aggregators, 396 leaves), 10,000 partitions in 20 databases of
+// 500 partitions with a replica each.
+func bigAPI() Fetch {
+	type js = map[string]any
+	var nodes, leaves, aggs, parts, agents []js
+	for h := 0; h < 100; h++ {
+		host := fmt.Sprintf("10.0.%d.%d", h/250, h%250+1)
+		agents = append(agents, js{"host": host, "port": 9000, "role": "follower", "state": "online"})
+		for k := 0; k < 4; k++ {
+			role := "leaf"
+			if h == 0 && k == 0 {
+				role = "master"
+			} else if h == 0 {
+				role = "aggregator"
+			}
+			port := 3306 + k
+			nodes = append(nodes, js{"id": fmt.Sprintf("N%d-%d", h, k), "host": host, "port": port, "role": role, "state": "running", "pid": 100 + k, "group": 1 + k%2})
+			if role == "leaf" {
+				leaves = append(leaves, js{"host": host, "port": port, "group": 1 + k%2, "state": "online"})
+			} else {
+				aggs = append(aggs, js{"host": host, "port": port, "state": "online", "master": role == "master"})
+			}
+		}
+	}
+	for d := 0; d < 20; d++ {
+		for o := 0; o < 500; o++ {
+			l := leaves[(d*500+o)%len(leaves)]
+			r := leaves[(d*500+o+1)%len(leaves)]
+			parts = append(parts, js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": l["host"], "port": l["port"], "role": "Master"},
+				js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": r["host"], "port": r["port"], "role": "Slave"})
+		}
+	}
+	answers := map[string][]byte{}
+	put := func(path string, v any) { answers[path], _ = json.Marshal(v) }
+	put("/api/status", js{"host": "10.0.0.1", "role": "primary"})
+	put("/api/nodes", nodes)
+	put("/api/agents", agents)
+	put("/api/cluster", js{"master": "10.0.0.1:3306", "reachable": true, "redundancy": 2, "leaves": leaves, "aggregators": aggs, "partitions": parts})
+	put("/api/events", []js{})
+	put("/api/jobs", []js{})
+	now := time.Now().Unix()
+	var pts []js
+	for i := int64(0); i < 180; i++ {
+		pts = append(pts, js{"t": now - 1800 + 10*i, "v": float64(i % 17)})
+	}
+	put("/api/metrics", js{"points": pts})
+	return func(_ context.Context, method, path string, in, out any) error {
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		b, ok := answers[path]
+		if !ok || out == nil {
+			return nil
+		}
+		return json.Unmarshal(b, out)
+	}
+}
+
+// BenchmarkPages renders every page of a generated deployment of 100
+// hosts, 400 nodes and 10,000 partitions (the API's JSON decoded, the
+// page model built, the template executed; the agent's API calls
+// themselves are not in it).
+func BenchmarkPages(b *testing.B) {
+	s := New(bigAPI())
+	s.Open = true
+	h := s.Handler()
+	for _, p := range []string{"/", "/hosts", "/nodes", "/databases", "/rebalance", "/events", "/settings"} {
+		b.Run(strings.TrimPrefix(p, "/"), func(b *testing.B) {
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", p, nil))
+				if w.Code != 200 {
+					b.Fatalf("%s: %d", p, w.Code)
+				}
+			}
+		})
+	}
+}
+
+// TestLargeDeploymentPages: at scale the hosts page lists the hosts (a
+// host's charts on its own page) and partition maps are lists.
+func TestLargeDeploymentPages(t *testing.T) {
+	s := New(bigAPI())
+	s.Open = true
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	c := newClient(t)
+	if _, body := get(t, c, srv.URL+"/hosts"); !strings.Contains(body, `href="/hosts?host=10.0.0.5"`) || strings.Contains(body, "<svg") {
+		t.Error("hosts page of 100 hosts: not a list")
+	}
+	if _, body := get(t, c, srv.URL+"/hosts?host=10.0.0.5"); !strings.Contains(body, "<svg") || strings.Contains(body, "10.0.0.6") {
+		t.Error("one host's page: no charts, or other hosts")
+	}
+	if _, body := get(t, c, srv.URL+"/databases"); !strings.Contains(body, `class="plist"`) || strings.Contains(body, `class="pmap"`) || strings.Count(body, "<tr><td>") < 10000 {
+		t.Errorf("databases page of 10,000 partitions: not a list of every partition (%d rows, plist %v)", strings.Count(body, "<tr><td>"), strings.Contains(body, `class="plist"`))
 	}
 }
