@@ -77,6 +77,8 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/metrics/push", member, false, a.apiMetricsPush)
 	mux.Handle("GET /metrics", a.prometheusHandler())
 	h("GET /api/cluster", manage, true, a.apiCluster)
+	h("GET /api/rebalance/{db}", manage, true, a.apiExplainRebalance)
+	h("POST /api/rebalance/{db}", manage, true, a.apiRebalance)
 	h("POST /api/ui/link", local, false, a.apiUILink)
 	h("POST /api/ui/mysql-login", manage, true, a.apiMySQLLogin)
 	mux.Handle("/", a.ui.Handler())

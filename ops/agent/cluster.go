@@ -215,3 +215,88 @@ func (a *Agent) apiMySQLLogin(r *http.Request) (any, error) {
 	}
 	return map[string]any{"ok": true}, nil
 }
+
+// queryMaps runs a query and returns its rows by column name (the agent
+// never reads a command's output by column position).
+func queryMaps(ctx context.Context, db *sql.DB, q string) ([]map[string]string, error) {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var out []map[string]string
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		m := map[string]string{}
+		for i, c := range cols {
+			m[c] = vals[i].String
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (a *Agent) masterDB() (*sql.DB, string, error) {
+	a.mu.Lock()
+	master, ok := a.st.master()
+	pw := a.st.RootPassword
+	a.mu.Unlock()
+	if !ok {
+		return nil, "", conflict("no master aggregator deployed")
+	}
+	db, err := rootDB(master.Addr(), pw)
+	return db, master.Addr(), err
+}
+
+// apiExplainRebalance: EXPLAIN REBALANCE PARTITIONS ON db, as steps.
+func (a *Agent) apiExplainRebalance(r *http.Request) (any, error) {
+	name := r.PathValue("db")
+	db, _, err := a.masterDB()
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	rows, err := queryMaps(ctx, db, "EXPLAIN REBALANCE PARTITIONS ON "+quoteIdent(name))
+	if err != nil {
+		return nil, badRequest("EXPLAIN REBALANCE PARTITIONS ON %s: %v", name, err)
+	}
+	out := []RebalanceStep{}
+	for _, m := range rows {
+		s := RebalanceStep{Database: name, Action: m["Action"], Target: m["Target_Host"] + ":" + m["Target_Port"], Status: "planned"}
+		fmt.Sscan(m["Ordinal"], &s.Ordinal)
+		fmt.Sscan(m["Phase"], &s.Phase)
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// apiRebalance runs REBALANCE PARTITIONS ON db as a job, logging its
+// progress.
+func (a *Agent) apiRebalance(r *http.Request) (any, error) {
+	name := r.PathValue("db")
+	return a.job("rebalance", map[string]string{"database": name}, func(ctx context.Context, logf func(string, ...any)) error {
+		db, _, err := a.masterDB()
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		done := make(chan struct{})
+		go a.logRebalance(db, name, logf, done)
+		_, err = db.ExecContext(ctx, "REBALANCE PARTITIONS ON "+quoteIdent(name))
+		close(done)
+		return err
+	})
+}

@@ -131,6 +131,22 @@ type Model struct {
 	Hosts     []HostRow
 	// Compact: too many hosts or leaves for charts and grids: lists
 	Compact bool
+	// Plans: per database, what REBALANCE PARTITIONS would do now
+	Plans []RebalancePlan
+	// HAHosts, HAPlan: the enable-HA preview of the settings page
+	HAHosts string
+	HAPlan  []string
+}
+
+// RebalancePlan is a database's EXPLAIN REBALANCE PARTITIONS.
+type RebalancePlan struct {
+	Database string
+	Steps    []struct {
+		Action  string `json:"action"`
+		Ordinal int    `json:"ordinal"`
+		Target  string `json:"target"`
+		Phase   int    `json:"phase"`
+	}
 }
 
 // chartedHosts and gridLeaves: up to these, the hosts page charts every
@@ -255,6 +271,27 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 		}
 	case "databases":
 		m.Databases = databaseMaps(m.Cluster)
+	case "rebalance":
+		dbs := map[string]bool{}
+		for _, p := range m.Cluster.Partitions {
+			dbs[p.Database] = true
+		}
+		for _, name := range sortedKeys(dbs) {
+			p := RebalancePlan{Database: name}
+			s.get(ctx, m, "/api/rebalance/"+url.PathEscape(name), &p.Steps)
+			m.Plans = append(m.Plans, p)
+		}
+	case "settings":
+		if h := q.Get("ha_hosts"); h != "" {
+			m.HAHosts = h
+			var reply struct {
+				Plan []string `json:"plan"`
+			}
+			if err := s.fetch(ctx, "POST", "/api/enable-high-availability", map[string]any{"hosts": splitHosts(h), "plan_only": true}, &reply); err != nil {
+				m.Errors = append(m.Errors, "enable high availability: "+err.Error())
+			}
+			m.HAPlan = reply.Plan
+		}
 	case "events":
 		m.Query = q.Get("q")
 		s.get(ctx, m, "/api/events", &m.Events)
@@ -457,6 +494,16 @@ func filterJobs(js []apiJob, q string) []apiJob {
 		}
 		if strings.Contains(text, q) {
 			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func splitHosts(s string) []string {
+	var out []string
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
 		}
 	}
 	return out

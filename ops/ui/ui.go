@@ -162,6 +162,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /ui/nodes/{id}/{action}", s.nodeAction)
 	mux.HandleFunc("POST /ui/manual-control", s.manualControl)
 	mux.HandleFunc("POST /ui/login", s.mysqlLogin)
+	mux.HandleFunc("POST /ui/rebalance/{db}", s.rebalance)
+	mux.HandleFunc("POST /ui/enable-ha", s.enableHA)
 	return mux
 }
 
@@ -258,6 +260,23 @@ func (s *Server) manualControl(w http.ResponseWriter, r *http.Request) {
 	enable := r.FormValue("enable") == "1"
 	err := s.fetch(r.Context(), "POST", "/api/manual-control", map[string]bool{"enable": enable}, nil)
 	s.back(w, r, "/settings", fmt.Sprintf("manual control %s", map[bool]string{true: "on", false: "off"}[enable]), err)
+}
+
+func (s *Server) rebalance(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	db := r.PathValue("db")
+	err := s.fetch(r.Context(), "POST", "/api/rebalance/"+url.PathEscape(db), nil, nil)
+	s.back(w, r, "/rebalance", "REBALANCE PARTITIONS ON "+db, err)
+}
+
+func (s *Server) enableHA(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	err := s.fetch(r.Context(), "POST", "/api/enable-high-availability", map[string]any{"hosts": splitHosts(r.FormValue("hosts"))}, nil)
+	s.back(w, r, "/settings", "enable high availability", err)
 }
 
 // back redirects to a page with the outcome of an action in its flash.

@@ -23,6 +23,8 @@ type fakeAPI struct {
 func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) error {
 	var body string
 	switch {
+	case path == "/api/enable-high-availability" && in.(map[string]any)["plan_only"] == true:
+		body = `{"plan":["SET GLOBAL redundancy_level = 2","deploy a leaf on 127.0.0.3:3307"]}`
 	case path == "/api/ui/mysql-login":
 		m := in.(map[string]string)
 		body = `{"ok":false,"why":"the account lacks SUPER on the cluster"}`
@@ -56,6 +58,8 @@ func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) err
 		body = `[{"id":1,"kind":"node-deploy","state":"finished","created":"2026-12-05T09:00:00Z"},{"id":2,"kind":"enable-high-availability","state":"failed","error":"disk full","created":"2026-12-05T09:10:00Z"}]`
 	case path == "/api/jobs/2":
 		body = `{"id":2,"kind":"enable-high-availability","state":"failed","steps":[{"text":"SET GLOBAL redundancy_level = 2","state":"finished"},{"text":"deploy a leaf","state":"failed"}],"log":[{"at":"2026-12-05T09:10:01Z","text":"step 2/2 failed: disk full"}]}`
+	case path == "/api/rebalance/shop":
+		body = `[{"action":"COPY PARTITION","ordinal":1,"target":"127.0.0.3:3307","phase":1}]`
 	case strings.HasPrefix(path, "/api/metrics"):
 		now := time.Now().Unix()
 		body = fmt.Sprintf(`{"points":[{"t":%d,"v":1.5},{"t":%d,"v":3},{"t":%d,"v":2}]}`, now-20, now-10, now)
@@ -135,7 +139,8 @@ func TestEveryPage(t *testing.T) {
 		{"/hosts", []string{"127.0.0.2", "unreachable", "CPU 127.0.0.1", "Memory used", "<path"}},
 		{"/nodes", []string{`data-node="M1"`, `data-node="L2"`, "127.0.0.2:3307", "offline", "stopped", "data-confirm=\"Delete node L1"}},
 		{"/databases", []string{"shop", "2 partitions", "1 locked", `<td class="cell Master">M</td>`, `<td class="cell Slave">R</td>`}},
-		{"/rebalance", []string{"COPY PARTITION", "127.0.0.2:3307", "running"}},
+		{"/rebalance", []string{"COPY PARTITION", "127.0.0.2:3307", "running", "would run 1 steps", "127.0.0.3:3307", `action="/ui/rebalance/shop"`}},
+		{"/settings?ha_hosts=127.0.0.3", []string{"deploy a leaf on 127.0.0.3:3307", `action="/ui/enable-ha"`}},
 		{"/events", []string{"node-deploy", "enable-high-availability", "disk full", `href="/events?job=2"`}},
 		{"/events?job=2", []string{"Job 2", "SET GLOBAL redundancy_level = 2 (finished)", "step 2/2 failed"}},
 		{"/settings", []string{"Manual control is", "turn on"}},
@@ -175,6 +180,8 @@ func TestEveryPage(t *testing.T) {
 		{"/ui/nodes/L2/start", `POST /api/nodes/L2/start null`},
 		{"/ui/nodes/L1/delete", `POST /api/nodes/L1/delete {"remove_data":true}`},
 		{"/ui/manual-control", `POST /api/manual-control {"enable":true}`},
+		{"/ui/rebalance/shop", `POST /api/rebalance/shop null`},
+		{"/ui/enable-ha", `POST /api/enable-high-availability {"hosts":["127.0.0.3","127.0.0.4"]}`},
 	} {
 		vals := url.Values{"csrf": {csrf}}
 		if strings.Contains(act.path, "delete") {
@@ -182,6 +189,9 @@ func TestEveryPage(t *testing.T) {
 		}
 		if strings.Contains(act.path, "manual") {
 			vals.Set("enable", "1")
+		}
+		if strings.Contains(act.path, "enable-ha") {
+			vals.Set("hosts", "127.0.0.3, 127.0.0.4")
 		}
 		resp, err := c.PostForm(srv.URL+act.path, vals)
 		if err != nil {
