@@ -352,7 +352,8 @@ type Hub struct {
 	log     *slog.Logger
 	mu      sync.Mutex
 	senders map[key]*sender
-	changed chan struct{} // closed and replaced on any ack or connection change
+	running sync.WaitGroup // the senders' goroutines (Close waits for them)
+	changed chan struct{}  // closed and replaced on any ack or connection change
 	// deposed, when set, hears of a copy shipped from here whose target
 	// follows a newer term: a newer master exists (OnDeposed)
 	deposed func(db string, term uint64)
@@ -408,7 +409,11 @@ func (h *Hub) EnsureSync(db, target string, sync bool) {
 	}
 	s := &sender{hub: h, db: db, target: target, sync: sync, stop: make(chan struct{}), downSince: time.Now()}
 	h.senders[k] = s
-	go s.run()
+	h.running.Add(1)
+	go func() {
+		defer h.running.Done()
+		s.run()
+	}()
 }
 
 // SetLimit caps what the sender of db to target ships, in bytes per
@@ -446,8 +451,22 @@ func (h *Hub) Retain(keep func(db, target string) bool) {
 	h.signalLocked()
 }
 
-// Close stops every sender.
-func (h *Hub) Close() { h.Retain(func(string, string) bool { return false }) }
+// Close stops every sender and waits (up to 10 s) until they have
+// returned: the store they read may be closed next, and a sender still
+// reading it would panic (seen in CI: pebble: closed).
+func (h *Hub) Close() {
+	h.Retain(func(string, string) bool { return false })
+	done := make(chan struct{})
+	go func() {
+		h.running.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		h.log.Warn("replication senders still running 10 s after close")
+	}
+}
 
 func (h *Hub) signalLocked() {
 	close(h.changed)

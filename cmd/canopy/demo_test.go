@@ -22,7 +22,10 @@ import (
 // HTTP ports, are all free.
 func demoPorts(t *testing.T) int {
 	for attempt := 0; attempt < 50; attempt++ {
-		base := 15000 + rand.Intn(10000)
+		// below the ephemeral range (32768 up) with its offsets, where
+		// outgoing connections take ports at any moment, and apart from
+		// the ops tests' range (7000-9800)
+		base := 3000 + rand.Intn(3500)
 		ok := true
 		for i := 0; i < 6 && ok; i++ {
 			for _, p := range []int{base + i, base + i + node.InternalPortOffset, base + i + node.HTTPPortOffset} {
