@@ -56,6 +56,9 @@ type Agent struct {
 	procs  map[string]*proc // nodes of this host by id
 	events []event          // recent events, newest last
 	latest []metrics.Sample // the last samples of this host and its nodes
+	// newest: on the primary, the newest sample of every series by
+	// source and metric
+	newest map[string]metrics.Sample
 
 	metrics *metrics.Store // the deployment's series (used on the primary)
 	ui      *ui.Server     // the web interface, a client of this agent's API

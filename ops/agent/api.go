@@ -74,6 +74,7 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/enable-high-availability", manage, true, a.apiEnableHA)
 	h("GET /api/events", manage, true, a.apiEvents)
 	h("GET /api/metrics", manage, true, a.apiMetrics)
+	h("GET /api/metrics/latest", manage, true, a.apiMetricsLatest)
 	h("POST /api/metrics/push", member, false, a.apiMetricsPush)
 	mux.Handle("GET /metrics", a.prometheusHandler())
 	h("GET /api/cluster", manage, true, a.apiCluster)

@@ -69,6 +69,7 @@ func (a *Agent) monitorLoop(ctx context.Context) {
 		}
 		a.mu.Lock()
 		a.latest = samples
+		a.noteLatestLocked(samples)
 		a.mu.Unlock()
 		if role == RoleFollower {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -112,6 +113,9 @@ func (a *Agent) apiMetricsPush(r *http.Request) (any, error) {
 			kept = append(kept, s)
 		}
 	}
+	a.mu.Lock()
+	a.noteLatestLocked(kept)
+	a.mu.Unlock()
 	return map[string]int{"stored": len(kept)}, a.metrics.Add(kept)
 }
 
@@ -201,4 +205,33 @@ func (c latestCollector) Collect(ch chan<- prometheus.Metric) {
 
 func openMetrics(home string, ret metrics.Retention) (*metrics.Store, error) {
 	return metrics.Open(filepath.Join(home, "metrics"), ret)
+}
+
+// noteLatestLocked keeps the newest value of every series the primary
+// received (for the UI's tables; caller holds a.mu).
+func (a *Agent) noteLatestLocked(samples []metrics.Sample) {
+	if a.newest == nil {
+		a.newest = map[string]metrics.Sample{}
+	}
+	for _, s := range samples {
+		a.newest[s.Source+"\x00"+s.Metric] = s
+	}
+}
+
+// apiMetricsLatest: the newest sample of every series, by source.
+func (a *Agent) apiMetricsLatest(*http.Request) (any, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]map[string]float64{}
+	cut := time.Now().Add(-5 * a.cfg.MetricsInterval).Unix()
+	for _, s := range a.newest {
+		if s.T < cut {
+			continue // a source that stopped reporting shows nothing
+		}
+		if out[s.Source] == nil {
+			out[s.Source] = map[string]float64{}
+		}
+		out[s.Source][s.Metric] = s.V
+	}
+	return out, nil
 }

@@ -24,8 +24,9 @@ type apiNode struct {
 	PID      int    `json:"pid"`
 	Version  string `json:"version"`
 	Uptime   string `json:"uptime"`
-	Failures int    `json:"failures_in_a_row"`
-	Note     string `json:"note"`
+	Failures int               `json:"failures_in_a_row"`
+	Note     string            `json:"note"`
+	Config   map[string]string `json:"config"`
 }
 
 func (n apiNode) Addr() string { return fmt.Sprintf("%s:%d", n.Host, n.Port) }
@@ -156,11 +157,16 @@ const (
 	gridLeaves   = 16
 )
 
-// NodeRow is a node with what the cluster says of it.
+// NodeRow is a node with what the cluster says of it and its newest
+// metrics.
 type NodeRow struct {
 	apiNode
 	ClusterState string // SHOW LEAVES / AGGREGATORS state
 	Pair         string
+	Memory       float64 // bytes
+	Connections  float64
+	QPS          float64
+	HasMetrics   bool
 }
 
 // Health is the overview's summary.
@@ -226,6 +232,16 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 		s.get(ctx, m, "/api/nodes", &nodes)
 	}
 	m.Nodes = s.joinNodes(nodes, m.Cluster)
+	if page == "nodes" {
+		var latest map[string]map[string]float64
+		s.get(ctx, m, "/api/metrics/latest", &latest)
+		for i, n := range m.Nodes {
+			if l, ok := latest["node/"+n.ID]; ok {
+				m.Nodes[i].HasMetrics = true
+				m.Nodes[i].Memory, m.Nodes[i].Connections, m.Nodes[i].QPS = l["memory_bytes"], l["connections"], l["queries_per_second"]
+			}
+		}
+	}
 	switch page {
 	case "overview":
 		m.Health = health(m)

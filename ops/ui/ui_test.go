@@ -39,7 +39,7 @@ func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) err
 		body = `{"host":"127.0.0.1","role":"primary","manual_control":false}`
 	case path == "/api/nodes":
 		body = `[{"id":"M1","host":"127.0.0.1","port":3306,"role":"master","state":"running","pid":11,"version":"dev","uptime":"5s"},
-			{"id":"L1","host":"127.0.0.1","port":3307,"role":"leaf","group":1,"state":"running","pid":12,"version":"dev"},
+			{"id":"L1","host":"127.0.0.1","port":3307,"role":"leaf","group":1,"state":"running","pid":12,"version":"dev","config":{"cache-mb":"64"}},
 			{"id":"L2","host":"127.0.0.2","port":3307,"role":"leaf","group":2,"state":"stopped","pid":0,"version":"dev"}]`
 	case path == "/api/cluster":
 		body = `{"master":"127.0.0.1:3306","reachable":true,"redundancy":2,
@@ -58,6 +58,8 @@ func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) err
 		body = `[{"id":1,"kind":"node-deploy","state":"finished","created":"2026-12-05T09:00:00Z"},{"id":2,"kind":"enable-high-availability","state":"failed","error":"disk full","created":"2026-12-05T09:10:00Z"}]`
 	case path == "/api/jobs/2":
 		body = `{"id":2,"kind":"enable-high-availability","state":"failed","steps":[{"text":"SET GLOBAL redundancy_level = 2","state":"finished"},{"text":"deploy a leaf","state":"failed"}],"log":[{"at":"2026-12-05T09:10:01Z","text":"step 2/2 failed: disk full"}]}`
+	case path == "/api/metrics/latest":
+		body = `{"node/M1":{"memory_bytes":104857600,"connections":3,"queries_per_second":12.5}}`
 	case path == "/api/rebalance/shop":
 		body = `[{"action":"COPY PARTITION","ordinal":1,"target":"127.0.0.3:3307","phase":1}]`
 	case strings.HasPrefix(path, "/api/metrics"):
@@ -137,13 +139,13 @@ func TestEveryPage(t *testing.T) {
 	}{
 		{"/", []string{"1/2</b> leaves online", `<b id="no-master">0</b>`, "redundancy <b>2</b>", "<svg", "Queries per second", "node L2 (leaf 127.0.0.2:3307) exited"}},
 		{"/hosts", []string{"127.0.0.2", "unreachable", "CPU 127.0.0.1", "Memory used", "<path"}},
-		{"/nodes", []string{`data-node="M1"`, `data-node="L2"`, "127.0.0.2:3307", "offline", "stopped", "data-confirm=\"Delete node L1"}},
+		{"/nodes", []string{`data-node="M1"`, `data-node="L2"`, "127.0.0.2:3307", "offline", "stopped", "data-confirm=\"Delete node L1", "100 MiB", "12.5"}},
 		{"/databases", []string{"shop", "2 partitions", "1 locked", `<td class="cell Master">M</td>`, `<td class="cell Slave">R</td>`}},
 		{"/rebalance", []string{"COPY PARTITION", "127.0.0.2:3307", "running", "would run 1 steps", "127.0.0.3:3307", `action="/ui/rebalance/shop"`}},
 		{"/settings?ha_hosts=127.0.0.3", []string{"deploy a leaf on 127.0.0.3:3307", `action="/ui/enable-ha"`}},
 		{"/events", []string{"node-deploy", "enable-high-availability", "disk full", `href="/events?job=2"`}},
 		{"/events?job=2", []string{"Job 2", "SET GLOBAL redundancy_level = 2 (finished)", "step 2/2 failed"}},
-		{"/settings", []string{"Manual control is", "turn on"}},
+		{"/settings", []string{"Manual control is", "turn on", "cache-mb=64"}},
 	} {
 		code, body := get(t, c, srv.URL+p.path)
 		if code != 200 {
