@@ -15,15 +15,15 @@ import (
 // fields shown).
 
 type apiNode struct {
-	ID       string `json:"id"`
-	Host     string `json:"host"`
-	Port     int    `json:"port"`
-	Role     string `json:"role"`
-	Group    int    `json:"group"`
-	State    string `json:"state"`
-	PID      int    `json:"pid"`
-	Version  string `json:"version"`
-	Uptime   string `json:"uptime"`
+	ID       string            `json:"id"`
+	Host     string            `json:"host"`
+	Port     int               `json:"port"`
+	Role     string            `json:"role"`
+	Group    int               `json:"group"`
+	State    string            `json:"state"`
+	PID      int               `json:"pid"`
+	Version  string            `json:"version"`
+	Uptime   string            `json:"uptime"`
 	Failures int               `json:"failures_in_a_row"`
 	Note     string            `json:"note"`
 	Config   map[string]string `json:"config"`
