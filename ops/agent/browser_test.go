@@ -209,6 +209,10 @@ func TestWebInterface(t *testing.T) {
 	waitText(row, "running", 20*time.Second)
 	waitText(row, "online", 60*time.Second)
 	shot("nodes-leaf-back")
+	// the events page tells what the cluster did
+	open("/events?q=cluster")
+	waitText("#main", fmt.Sprintf("cluster: leaf %s online → offline", leaf2.Addr()), 10*time.Second)
+	shot("events-cluster")
 
 	mu.Lock()
 	defer mu.Unlock()

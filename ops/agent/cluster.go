@@ -300,3 +300,63 @@ func (a *Agent) apiRebalance(r *http.Request) (any, error) {
 		return err
 	})
 }
+
+// clusterWatch remembers the cluster as last seen, to record what it did
+// since as events: leaves changing state, partitions changing master
+// (failover, hand-over, attach).
+type clusterWatch struct {
+	leaves  map[string]string // host:port → state
+	masters map[string]string // db:ordinal → master host:port
+}
+
+// watchCluster reads the cluster and records its changes as events (the
+// primary, every metrics interval).
+func (a *Agent) watchCluster(ctx context.Context, w *clusterWatch) {
+	db, _, err := a.masterDB()
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var v ClusterView
+	if err := a.readCluster(cctx, db, &v); err != nil {
+		return
+	}
+	leaves, masters := map[string]string{}, map[string]string{}
+	for _, l := range v.Leaves {
+		leaves[fmt.Sprintf("%s:%d", l.Host, l.Port)] = l.State
+	}
+	for _, p := range v.Partitions {
+		if p.Role == "Master" {
+			masters[fmt.Sprintf("%s:%d", p.Database, p.Ordinal)] = fmt.Sprintf("%s:%d", p.Host, p.Port)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w.leaves != nil {
+		for _, k := range sortedKeys(leaves) {
+			if old, ok := w.leaves[k]; !ok {
+				a.eventf("cluster: leaf %s added (%s)", k, leaves[k])
+			} else if old != leaves[k] {
+				a.eventf("cluster: leaf %s %s → %s", k, old, leaves[k])
+			}
+		}
+		for k := range w.leaves {
+			if _, ok := leaves[k]; !ok {
+				a.eventf("cluster: leaf %s removed", k)
+			}
+		}
+		for _, k := range sortedKeys(masters) {
+			if old, ok := w.masters[k]; ok && old != masters[k] {
+				a.eventf("cluster: partition %s master %s → %s", k, old, masters[k])
+			}
+		}
+		for _, k := range sortedKeys(w.masters) {
+			if _, ok := masters[k]; !ok {
+				a.eventf("cluster: partition %s has no master (was on %s)", k, w.masters[k])
+			}
+		}
+	}
+	w.leaves, w.masters = leaves, masters
+}

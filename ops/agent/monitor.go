@@ -33,6 +33,7 @@ func (a *Agent) monitorLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.MetricsInterval)
 	defer t.Stop()
 	lastPrune := time.Time{}
+	var watch clusterWatch // the primary records what the cluster did
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,6 +84,7 @@ func (a *Agent) monitorLoop(ctx context.Context) {
 		if err := a.metrics.Add(samples); err != nil {
 			a.log.Warn("store metrics", "err", err)
 		}
+		a.watchCluster(ctx, &watch)
 		if now.Sub(lastPrune) > time.Hour {
 			if err := a.metrics.Prune(now); err != nil {
 				a.log.Warn("prune metrics", "err", err)
