@@ -215,54 +215,19 @@ func (a *Agent) logRebalance(ma *sql.DB, db string, logf func(string, ...any), d
 func rebalanceStatus(ma *sql.DB, db string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	rows, err := ma.QueryContext(ctx, "SHOW REBALANCE STATUS ON "+quoteIdent(db))
-	if err != nil {
+	rows, err := queryMaps(ctx, ma, "SHOW REBALANCE STATUS ON "+quoteIdent(db))
+	if err != nil || len(rows) == 0 {
 		return "", err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return "", err
-	}
-	status := -1
-	for i, c := range cols {
-		if strings.EqualFold(c, "Status") {
-			status = i
-		}
-	}
-	if status < 0 {
-		return "", fmt.Errorf("SHOW REBALANCE STATUS has no Status column")
 	}
 	n := map[string]int{}
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	total := 0
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return "", err
-		}
-		n[string(vals[status])]++
-		total++
+	for _, r := range rows {
+		n[r["Status"]]++
 	}
 	var parts []string
-	for _, k := range sortedKeysInt(n) {
+	for _, k := range sortedKeys(n) {
 		parts = append(parts, strconv.Itoa(n[k])+" "+k)
 	}
-	if total == 0 {
-		return "", rows.Err()
-	}
-	return fmt.Sprintf("%d steps: %s", total, strings.Join(parts, ", ")), rows.Err()
-}
-
-func sortedKeysInt(m map[string]int) []string {
-	s := map[string]string{}
-	for k := range m {
-		s[k] = ""
-	}
-	return sortedKeys(s)
+	return fmt.Sprintf("%d steps: %s", len(rows), strings.Join(parts, ", ")), nil
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
