@@ -48,6 +48,9 @@ func lineChart(title, unit string, series []Series) template.HTML {
 		t1 = t0 + 1
 	}
 	vmax = niceMaxIn(vmax, unit)
+	if unit == "%" && vmax > 100 && vmax <= 200 {
+		vmax = 100 // a busy host's 100.0x%: its axis still ends at 100%
+	}
 	x := func(t int64) float64 { return left + float64(t-t0)/float64(t1-t0)*float64(w-left-right) }
 	y := func(v float64) float64 { return float64(h-bottom) - v/vmax*float64(h-top-bottom) }
 	// axes and grid
