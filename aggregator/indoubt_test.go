@@ -243,12 +243,8 @@ func TestInDoubtAfterStall(t *testing.T) {
 // startProxiedLeafEnv is startProxiedLeaf for a node with extra
 // environment and arguments.
 func startProxiedLeafEnv(t *testing.T, c *testutil.Cluster, env []string, args ...string) *proxiedLeaf {
-	internalPort := testutil.FreePorts(t, 1)[0]
-	n := testutil.StartNodeEnv(t, env, append([]string{"--advertise-internal-port", strconv.Itoa(internalPort)}, args...)...)
-	l := &proxiedLeaf{Node: n,
-		sql:      testutil.StartProxy(t, 0, n.Addr()),
-		internal: testutil.StartProxy(t, internalPort, fmt.Sprintf("127.0.0.1:%d", n.InternalPort)),
-	}
+	n, internal := testutil.StartNodeBehindInternalProxy(t, env, args...)
+	l := &proxiedLeaf{Node: n, sql: testutil.StartProxy(t, 0, n.Addr()), internal: internal}
 	testutil.Exec(t, c.MA.DB(""), fmt.Sprintf("ADD LEAF root@'127.0.0.1':%d", l.sql.Port))
 	c.Leaves = append(c.Leaves, n)
 	return l

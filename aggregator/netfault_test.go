@@ -17,12 +17,8 @@ type proxiedLeaf struct {
 }
 
 func startProxiedLeaf(t *testing.T, c *testutil.Cluster) *proxiedLeaf {
-	internalPort := testutil.FreePorts(t, 1)[0]
-	n := testutil.StartNode(t, "--advertise-internal-port", strconv.Itoa(internalPort))
-	l := &proxiedLeaf{Node: n,
-		sql:      testutil.StartProxy(t, 0, n.Addr()),
-		internal: testutil.StartProxy(t, internalPort, fmt.Sprintf("127.0.0.1:%d", n.InternalPort)),
-	}
+	n, internal := testutil.StartNodeBehindInternalProxy(t, nil)
+	l := &proxiedLeaf{Node: n, sql: testutil.StartProxy(t, 0, n.Addr()), internal: internal}
 	testutil.Exec(t, c.MA.DB(""), fmt.Sprintf("ADD LEAF root@'127.0.0.1':%d", l.sql.Port))
 	c.Leaves = append(c.Leaves, n)
 	return l

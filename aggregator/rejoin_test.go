@@ -211,10 +211,8 @@ func TestMasterCutOffReplaced(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		c.AddLeaf(testutil.StartNode(t), 0)
 	}
-	internal := testutil.FreePorts(t, 1)[0]
-	child := testutil.StartNode(t, "--advertise-internal-port", fmt.Sprint(internal))
+	child, childInternal := testutil.StartNodeBehindInternalProxy(t, nil)
 	childSQL := testutil.StartProxy(t, 0, child.Addr())
-	childInternal := testutil.StartProxy(t, internal, fmt.Sprintf("127.0.0.1:%d", child.InternalPort))
 	testutil.Exec(t, ma.DB(""), fmt.Sprintf("ADD AGGREGATOR root@'127.0.0.1':%d", childSQL.Port))
 	c.Children = append(c.Children, child)
 	c.WaitCaughtUp(child, 10*time.Second)

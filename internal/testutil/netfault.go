@@ -3,6 +3,7 @@ package testutil
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,4 +94,25 @@ func (x *Proxy) HealClosing() error {
 	x.p.Stop()
 	x.Heal()
 	return x.p.Start()
+}
+
+// StartNodeBehindInternalProxy starts a node (with extra environment and
+// arguments) whose internal port other nodes reach through a proxy: the
+// node advertises the proxy's port, chosen before the node starts. When
+// another process, or the node itself, takes that port in between, it
+// starts another node.
+func StartNodeBehindInternalProxy(t testing.TB, env []string, extraArgs ...string) (*Node, *Proxy) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		port := FreePorts(t, 1)[0]
+		n := StartNodeEnv(t, env, append([]string{"--advertise-internal-port", strconv.Itoa(port)}, extraArgs...)...)
+		p, err := TryStartProxy(t, port, fmt.Sprintf("127.0.0.1:%d", n.InternalPort))
+		if err == nil {
+			return n, p
+		}
+		n.Kill()
+		if attempt == 5 {
+			t.Fatalf("proxy to the internal port of a node: %v", err)
+		}
+	}
 }
