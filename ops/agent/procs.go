@@ -19,13 +19,12 @@ import (
 
 // proc is a node of this host and its process.
 type proc struct {
-	spec    NodeSpec
-	sup     supervise.Proc
-	pid     int
-	child   bool          // started by this agent (else adopted after a restart)
-	exited  chan struct{} // closed when a child's process ended
-	note    string        // the supervisor's last word on it
-	started time.Time
+	spec   NodeSpec
+	sup    supervise.Proc
+	pid    int
+	child  bool          // started by this agent (else adopted after a restart)
+	exited chan struct{} // closed when a child's process ended
+	note   string        // the supervisor's last word on it
 }
 
 func (a *Agent) nodeDir(id string) string { return filepath.Join(a.cfg.Home, "nodes", id) }
@@ -65,7 +64,7 @@ func (a *Agent) startProc(p *proc) error {
 		return fmt.Errorf("start node %s: %w", p.spec.ID, err)
 	}
 	now := time.Now()
-	p.pid, p.child, p.started = cmd.Process.Pid, true, now
+	p.pid, p.child = cmd.Process.Pid, true
 	p.sup = supervise.Started(p.sup, now)
 	p.exited = make(chan struct{})
 	os.WriteFile(filepath.Join(dir, "pid"), []byte(strconv.Itoa(p.pid)), 0o600)
@@ -241,12 +240,12 @@ type NodeStatus struct {
 	PID      int    `json:"pid"`
 	Version  string `json:"version"`
 	Uptime   string `json:"uptime,omitempty"`
-	Restarts int    `json:"failures_in_a_row,omitempty"`
+	Failures int    `json:"failures_in_a_row,omitempty"` // quick exits in a row
 	Note     string `json:"note,omitempty"`
 }
 
 func (a *Agent) statusOf(p *proc) NodeStatus {
-	s := NodeStatus{NodeSpec: p.spec, PID: p.pid, Version: a.cfg.Version, Restarts: p.sup.Failures, Note: p.note}
+	s := NodeStatus{NodeSpec: p.spec, PID: p.pid, Version: a.cfg.Version, Failures: p.sup.Failures, Note: p.note}
 	switch {
 	case p.pid != 0:
 		s.State = "running"
