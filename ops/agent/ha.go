@@ -235,9 +235,9 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // apiJobRetry runs a failed multi-step job again from the step that
 // failed.
 func (a *Agent) apiJobRetry(r *http.Request) (any, error) {
-	id, err := strconv.Atoi(r.PathValue("id"))
+	id, err := jobID(r)
 	if err != nil {
-		return nil, badRequest("job id %q", r.PathValue("id"))
+		return nil, err
 	}
 	a.ops.Lock()
 	defer a.ops.Unlock()

@@ -86,9 +86,9 @@ func (a *Agent) runJob(j *jobs.Job, run jobFunc) (*jobs.Job, error) {
 // apiJobCancel stops a running job: its work ends at the next point that
 // checks (a multi-step job at the next step; job-retry goes on from there).
 func (a *Agent) apiJobCancel(r *http.Request) (any, error) {
-	id, err := strconv.Atoi(r.PathValue("id"))
+	id, err := jobID(r)
 	if err != nil {
-		return nil, badRequest("job id %q", r.PathValue("id"))
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -219,6 +219,26 @@ func (a *Agent) deploy(ctx context.Context, spec NodeSpec, logf func(string, ...
 	return nil
 }
 
+// jobID is the job id of a request's path.
+func jobID(r *http.Request) (int, error) {
+	id, err := strconv.Atoi(r.PathValue("id"))
+	if err != nil {
+		return 0, badRequest("job id %q", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+// nodeSpec is the deployment's node id.
+func (a *Agent) nodeSpec(id string) (NodeSpec, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i, ok := a.st.node(id)
+	if !ok {
+		return NodeSpec{}, notFound("no node %s (node-list shows the ids)", id)
+	}
+	return a.st.Nodes[i], nil
+}
+
 func (a *Agent) forgetNode(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -331,15 +351,9 @@ func (a *Agent) apiNodeAction(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	i, ok := a.st.node(id)
-	var spec NodeSpec
-	if ok {
-		spec = a.st.Nodes[i]
-	}
-	a.mu.Unlock()
-	if !ok {
-		return nil, notFound("no node %s (node-list shows the ids)", id)
+	spec, err := a.nodeSpec(id)
+	if err != nil {
+		return nil, err
 	}
 	switch action {
 	case "start", "stop", "restart":
@@ -453,9 +467,9 @@ func (a *Agent) apiJobs(*http.Request) (any, error) {
 }
 
 func (a *Agent) apiJob(r *http.Request) (any, error) {
-	id, err := strconv.Atoi(r.PathValue("id"))
+	id, err := jobID(r)
 	if err != nil {
-		return nil, badRequest("job id %q", r.PathValue("id"))
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -614,17 +628,13 @@ func (a *Agent) apiNodeConfig(r *http.Request) (any, error) {
 	if !configKey.MatchString(req.Key) {
 		return nil, badRequest("node-update-config: --key %q is not a flag or variable name", req.Key)
 	}
-	a.mu.Lock()
-	i, ok := a.st.node(id)
-	var spec NodeSpec
-	if ok {
-		spec = a.st.Nodes[i]
+	spec, err := a.nodeSpec(id)
+	if err != nil {
+		return nil, err
 	}
+	a.mu.Lock()
 	pw := a.st.RootPassword
 	a.mu.Unlock()
-	if !ok {
-		return nil, notFound("no node %s (node-list shows the ids)", id)
-	}
 	var reply ConfigReply
 	j, err := a.job("node-update-config", map[string]string{"node": id, "key": req.Key}, func(ctx context.Context, logf func(string, ...any)) error {
 		flag := nodeFlags[req.Key]
