@@ -249,6 +249,13 @@ func TestPartitionedDatabases(t *testing.T) {
 	if got, want := columns(t, ma, "SHOW PARTITIONS ON d3"), "Ordinal,Host,Port,Role,Locked"; got != want {
 		t.Errorf("SHOW PARTITIONS columns %s, want %s", got, want)
 	}
+	// TABLE_STATISTICS: each partition's rows, summing to the table's.
+	testutil.Exec(t, ma, "CREATE TABLE d3.t (id INT PRIMARY KEY, v VARCHAR(20))")
+	for i := 0; i < 10; i++ {
+		testutil.Exec(t, ma, fmt.Sprintf("INSERT INTO d3.t VALUES (%d, 'x'), (%d, 'y'), (%d, 'z')", 3*i, 3*i+1, 3*i+2))
+	}
+	testutil.ExpectRows(t, ma, "SELECT COUNT(DISTINCT ORDINAL), SUM(`ROWS`), MIN(DATA_LENGTH) > 0, MIN(PARTITION_TYPE) FROM information_schema.TABLE_STATISTICS WHERE DATABASE_NAME = 'd3' AND TABLE_NAME = 't'",
+		"4,30,1,Master")
 	expectErrorContains(t, ma, "CREATE DATABASE d3", "database exists")
 	testutil.Exec(t, ma, "CREATE DATABASE IF NOT EXISTS d3")
 	expectErrorContains(t, ma, "SHOW PARTITIONS ON nope", "Unknown database")

@@ -216,6 +216,18 @@ func TestRedundancy2Failover(t *testing.T) {
 	waitLeafState(t, ma, victim.Port, "offline", 5*time.Second)
 	time.Sleep(time.Second)
 	verify("after kill -9 failover")
+	// the master aggregator's event log tells what it did: the failure
+	// and a failover of each partition the victim mastered
+	mastered := 0
+	for _, cp := range copies {
+		if cp[0] == strconv.Itoa(victim.Port) {
+			mastered++
+		}
+	}
+	victimAddr := fmt.Sprintf("127.0.0.1:%d", victim.Port)
+	testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT SEVERITY, COUNT(*) FROM information_schema.MV_EVENTS WHERE EVENT_TYPE LIKE 'leaf is not answering heartbeats%%' AND DETAILS LIKE '%%leaf=%s%%' GROUP BY 1", victimAddr),
+		"WARNING,1")
+	testutil.ExpectRows(t, ma, fmt.Sprintf("SELECT COUNT(*) FROM information_schema.MV_EVENTS WHERE EVENT_TYPE = 'partition failed over' AND DETAILS LIKE '%%from=%s%%'", victimAddr), strconv.Itoa(mastered))
 
 	victim.Start()
 	waitLeafState(t, ma, victim.Port, "online", 60*time.Second)

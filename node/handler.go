@@ -243,6 +243,8 @@ func (h *handler) withRestarts(c *mysql.Conn, run func() error) error {
 		return errShutdown
 	default:
 	}
+	start := time.Now()
+	defer func() { h.n.metrics.latency.Observe(time.Since(start).Seconds()) }()
 	var err error
 	for attempt := 0; ; attempt++ {
 		h.n.metrics.statements.Inc()

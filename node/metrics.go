@@ -16,6 +16,9 @@ type metrics struct {
 	statements  prometheus.Counter
 	queryErrors prometheus.Counter
 	fastPath    prometheus.Counter
+	// client statements' time in this node, from receipt to the last row
+	// sent: what an operator reads as query latency
+	latency prometheus.Histogram
 	// commits durable here that a synchronous replica did not confirm
 	unconfirmedCommits prometheus.Counter
 }
@@ -31,6 +34,9 @@ func newMetrics(n *Node) *metrics {
 			Name: "canopy_point_selects_total", Help: "Primary-key point selects answered without the SQL engine."}),
 		unconfirmedCommits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "canopy_unconfirmed_commits_total", Help: "Commits of synchronous partitions whose replica did not confirm them (the client got an error)."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "canopy_statement_duration_seconds", Help: "Time of client statements in this node, to the last row sent.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18)}), // 50 µs to 6.5 s
 	}
 	templates := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "canopy_routed_templates_total", Help: "Statements an aggregator routed from a cached plan template."},
@@ -79,7 +85,7 @@ func newMetrics(n *Node) *metrics {
 			func(c, _ uint64) uint64 { return c }),
 		received("canopy_snapshot_bytes_received_total", "Bytes of the snapshots installed here.",
 			func(_, b uint64) uint64 { return b }))
-	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, m.unconfirmedCommits, templates, &storeCollector{n: n},
+	m.reg.MustRegister(m.statements, m.queryErrors, m.fastPath, m.latency, m.unconfirmedCommits, templates, &storeCollector{n: n},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

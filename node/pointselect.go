@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
@@ -24,6 +25,7 @@ func (h *handler) pointSelect(ctx context.Context, c *mysql.Conn, query string, 
 	if !looksLikeSelect(query) {
 		return false, nil
 	}
+	start := time.Now()
 	select {
 	case <-h.n.done:
 		return true, errShutdown // see withRestarts
@@ -94,7 +96,9 @@ func (h *handler) pointSelect(ctx context.Context, c *mysql.Conn, query string, 
 	sess.ClearWarnings()
 	sess.SetLastQueryInfoInt(sql.RowCount, -1)
 	sess.SetLastQueryInfoInt(sql.FoundRows, int64(len(res.Rows)))
-	return true, callback(res)
+	err = callback(res)
+	h.n.metrics.latency.Observe(time.Since(start).Seconds())
+	return true, err
 }
 
 func looksLikeSelect(q string) bool {

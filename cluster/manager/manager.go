@@ -95,7 +95,7 @@ func New(m *member.Member, h Host) *Manager {
 	return &Manager{
 		Member:    m,
 		host:      h,
-		log:       m.Log(),
+		log:       slog.New(m.Events().Handler(m.Log().Handler())), // what it logs is a cluster event
 		pools:     m.Pools(),
 		beats:     m.Beats(),
 		self:      m.Addr(),

@@ -26,6 +26,7 @@ import (
 	"github.com/canopydb/canopy/cluster"
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/cluster/pool"
+	"github.com/canopydb/canopy/internal/eventlog"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/storage"
 )
@@ -63,6 +64,7 @@ type Member struct {
 	wg        sync.WaitGroup
 	beats     *Heartbeats
 	changed   chan struct{} // signalled on metadata changes
+	events    *eventlog.Log // the cluster manager's events (information_schema.MV_EVENTS)
 }
 
 // Hooks are what the tiers above give a member as it starts.
@@ -90,6 +92,7 @@ func New(h Host, clusterID string, defaults *pool.Settings) *Member {
 		clusterID: clusterID,
 		stop:      make(chan struct{}),
 		changed:   make(chan struct{}, 1),
+		events:    eventlog.New(maxEvents),
 	}
 	m.beats = newHeartbeats(m)
 	return m
@@ -358,3 +361,10 @@ func VariableMillis(st *meta.State, name string) time.Duration {
 
 // Log is the aggregator's log.
 func (m *Member) Log() *slog.Logger { return m.log }
+
+// maxEvents is how many cluster events a member keeps.
+const maxEvents = 2000
+
+// Events is the member's cluster event log: what the cluster manager
+// logs at level Info and above.
+func (m *Member) Events() *eventlog.Log { return m.events }

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -85,7 +86,17 @@ const maxEvents = 1000
 
 // eventf records an event (caller holds a.mu).
 func (a *Agent) eventf(format string, args ...any) {
-	a.events = append(a.events, event{At: time.Now(), Text: fmt.Sprintf(format, args...)})
+	a.eventAt(time.Now(), fmt.Sprintf(format, args...))
+}
+
+// eventAt records an event that happened at t (a cluster event read a
+// moment later), in time order.
+func (a *Agent) eventAt(t time.Time, text string) {
+	i := len(a.events)
+	for i > 0 && a.events[i-1].At.After(t) {
+		i--
+	}
+	a.events = slices.Insert(a.events, i, event{At: t, Text: text})
 	if len(a.events) > maxEvents {
 		a.events = append([]event(nil), a.events[len(a.events)-maxEvents/2:]...)
 	}

@@ -161,8 +161,20 @@ func TestWebInterface(t *testing.T) {
 	if main := text("#main"); !strings.Contains(main, "2/2 leaves online") || !strings.Contains(main, "0 partitions without a master") {
 		t.Fatalf("overview:\n%s", main)
 	}
-	time.Sleep(3 * time.Second) // a few samples for the charts
-	open("/")
+	// the latency chart draws once two scrapes of the master aggregator
+	// saw statements in between (the agents' own queries are some)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		open("/")
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('svg.chart[aria-label^="Statement latency"] path.line').length`))
+		if err == nil && n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the latency chart has %d lines (want mean and p99): %v", n, err)
+		}
+		time.Sleep(time.Second)
+	}
 	shot("overview")
 
 	open("/hosts")
@@ -186,6 +198,11 @@ func TestWebInterface(t *testing.T) {
 	cells, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.pmap td.cell.Master").length`))
 	if err != nil || cells != masters {
 		t.Errorf("partition map: %d master cells, SHOW PARTITIONS has %d (%v)", cells, masters, err)
+	}
+	// the partitions' rows add up to the table's
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('section[data-db="web"] td.rows')].reduce((s, td) => s + (parseInt(td.textContent) || 0), 0)`))
+	if err != nil || rows != 3 {
+		t.Errorf("partition map: rows add up to %d, the table has 3 (%v)", rows, err)
 	}
 	shot("databases")
 	for _, p := range []string{"rebalance", "events", "settings"} {
@@ -212,6 +229,9 @@ func TestWebInterface(t *testing.T) {
 	// the events page tells what the cluster did
 	open("/events?q=cluster")
 	waitText("#main", fmt.Sprintf("cluster: leaf %s online → offline", leaf2.Addr()), 10*time.Second)
+	// and the master aggregator's own log of it (information_schema.MV_EVENTS)
+	waitText("#main", fmt.Sprintf("WARNING cluster: leaf is not answering heartbeats; failing it over (leaf=%s", leaf2.Addr()), 10*time.Second)
+	waitText("#main", fmt.Sprintf("cluster: leaf attached (leaf=%s)", leaf2.Addr()), 10*time.Second)
 	shot("events-cluster")
 
 	mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -50,6 +51,82 @@ type PartitionView struct {
 	Port     int    `json:"port"`
 	Role     string `json:"role"`
 	Locked   bool   `json:"locked"`
+	// with ?detail=1: the copy's rows and bytes over its tables
+	// (information_schema.TABLE_STATISTICS), its log position and, for a
+	// replica, how many log records it is behind its master (SHOW CLUSTER
+	// STATUS); nil where its leaf did not say
+	Rows     *int64 `json:"rows,omitempty"`
+	Bytes    *int64 `json:"bytes,omitempty"`
+	Position string `json:"position,omitempty"`
+	Lag      *int64 `json:"lag,omitempty"`
+}
+
+// readCopyDetail adds to each copy of v.Partitions its rows, size,
+// position and lag.
+func readCopyDetail(ctx context.Context, db *sql.DB, v *ClusterView) error {
+	type key struct {
+		db   string
+		ord  int
+		addr string
+	}
+	idx := map[key]int{}
+	for i, p := range v.Partitions {
+		idx[key{p.Database, p.Ordinal, fmt.Sprintf("%s:%d", p.Host, p.Port)}] = i
+	}
+	stats, err := queryMaps(ctx, db, "SELECT DATABASE_NAME, ORDINAL, HOST, PORT, SUM(`ROWS`) AS R, SUM(DATA_LENGTH) AS B FROM information_schema.TABLE_STATISTICS GROUP BY 1, 2, 3, 4")
+	if err != nil {
+		return fmt.Errorf("table statistics: %w", err)
+	}
+	for _, m := range stats {
+		ord, _ := strconv.Atoi(m["ORDINAL"])
+		if i, ok := idx[key{m["DATABASE_NAME"], ord, m["HOST"] + ":" + m["PORT"]}]; ok {
+			r, errR := strconv.ParseInt(m["R"], 10, 64)
+			b, errB := strconv.ParseInt(m["B"], 10, 64)
+			if errR == nil && errB == nil {
+				v.Partitions[i].Rows, v.Partitions[i].Bytes = &r, &b
+			}
+		}
+	}
+	copies, err := queryMaps(ctx, db, "SHOW CLUSTER STATUS")
+	if err != nil {
+		return fmt.Errorf("cluster status: %w", err)
+	}
+	// a copy's position is term:lsn; the lsn counts the partition's log
+	// records across terms
+	// SHOW CLUSTER STATUS names a copy by its database on the leaf, db_N
+	byName := map[string]int{}
+	for i, p := range v.Partitions {
+		byName[fmt.Sprintf("%s_%d@%s:%d", p.Database, p.Ordinal, p.Host, p.Port)] = i
+	}
+	masterLSN := map[string]int64{}
+	for _, m := range copies {
+		i, found := byName[m["Database"]+"@"+m["Host"]+":"+m["Port"]]
+		if !found {
+			continue
+		}
+		p := &v.Partitions[i]
+		p.Position = m["Position"]
+		if p.Role == "Master" {
+			masterLSN[fmt.Sprintf("%s_%d", p.Database, p.Ordinal)] = lsnOf(m["Position"])
+		}
+	}
+	for i, p := range v.Partitions {
+		if p.Role == "Master" || p.Position == "" {
+			continue
+		}
+		if m, ok := masterLSN[fmt.Sprintf("%s_%d", p.Database, p.Ordinal)]; ok {
+			lag := max(0, m-lsnOf(p.Position))
+			v.Partitions[i].Lag = &lag
+		}
+	}
+	return nil
+}
+
+// lsnOf is the log sequence number of a position "term:lsn".
+func lsnOf(pos string) int64 {
+	_, lsn, _ := strings.Cut(pos, ":")
+	n, _ := strconv.ParseInt(lsn, 10, 64)
+	return n
 }
 
 // RebalanceStep is a row of SHOW REBALANCE STATUS.
@@ -80,7 +157,7 @@ func (a *Agent) apiCluster(r *http.Request) (any, error) {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	if err := a.readCluster(ctx, db, &v); err != nil {
+	if err := a.readCluster(ctx, db, &v, r.URL.Query().Get("detail") == "1"); err != nil {
 		v.Error = fmt.Sprintf("the master aggregator %s: %v", master.Addr(), err)
 		return v, nil
 	}
@@ -88,7 +165,9 @@ func (a *Agent) apiCluster(r *http.Request) (any, error) {
 	return v, nil
 }
 
-func (a *Agent) readCluster(ctx context.Context, db *sql.DB, v *ClusterView) error {
+// readCluster fills v from the master aggregator; with detail, also every
+// copy's rows, size and replication lag, which ask every leaf.
+func (a *Agent) readCluster(ctx context.Context, db *sql.DB, v *ClusterView, detail bool) error {
 	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.redundancy_level").Scan(&v.Redundancy); err != nil {
 		return err
 	}
@@ -136,38 +215,19 @@ func (a *Agent) readCluster(ctx context.Context, db *sql.DB, v *ClusterView) err
 	}
 	rows.Close()
 	for name := range dbs {
-		rs, err := db.QueryContext(ctx, "SHOW REBALANCE STATUS ON "+quoteIdent(name))
+		steps, err := queryMaps(ctx, db, "SHOW REBALANCE STATUS ON "+quoteIdent(name))
 		if err != nil {
 			continue
 		}
-		cols, _ := rs.Columns()
-		idx := map[string]int{}
-		for i, c := range cols {
-			idx[c] = i
-		}
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		get := func(c string) string {
-			if i, ok := idx[c]; ok {
-				return vals[i].String
-			}
-			return ""
-		}
-		for rs.Next() {
-			if rs.Scan(ptrs...) != nil {
-				break
-			}
-			var s RebalanceStep
-			s.Database, s.Action, s.Status = name, get("Action"), get("Status")
-			fmt.Sscan(get("Ordinal"), &s.Ordinal)
-			fmt.Sscan(get("Phase"), &s.Phase)
-			s.Target = get("Target_Host") + ":" + get("Target_Port")
+		for _, m := range steps {
+			s := RebalanceStep{Database: name, Action: m["Action"], Status: m["Status"], Target: m["Target_Host"] + ":" + m["Target_Port"]}
+			s.Ordinal, _ = strconv.Atoi(m["Ordinal"])
+			s.Phase, _ = strconv.Atoi(m["Phase"])
 			v.Rebalance = append(v.Rebalance, s)
 		}
-		rs.Close()
+	}
+	if detail {
+		return readCopyDetail(ctx, db, v)
 	}
 	return nil
 }
@@ -302,17 +362,22 @@ func (a *Agent) apiRebalance(r *http.Request) (any, error) {
 }
 
 // clusterWatch remembers the cluster as last seen, to record what it did
-// since as events: leaves changing state, partitions changing master
-// (failover, hand-over, attach).
+// since as events: leaves coming, going and changing state (from
+// information_schema.LEAVES), and every event the master aggregator
+// logged (information_schema.MV_EVENTS: failovers, hand-overs, attaches,
+// rebalances), however quickly they followed each other.
 type clusterWatch struct {
-	leaves  map[string]string // host:port → state
-	masters map[string]string // db:ordinal → master host:port
+	leaves map[string]string // host:port → state
+	// lastEvent: per master aggregator, the ID of its last event
+	// recorded; from a master not seen before, the events since since
+	lastEvent map[string]uint64
+	since     time.Time
 }
 
 // watchCluster reads the cluster and records its changes as events (the
 // primary, every metrics interval).
 func (a *Agent) watchCluster(ctx context.Context, w *clusterWatch) {
-	db, _, err := a.masterDB()
+	db, master, err := a.masterDB()
 	if err != nil {
 		return
 	}
@@ -320,17 +385,23 @@ func (a *Agent) watchCluster(ctx context.Context, w *clusterWatch) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var v ClusterView
-	if err := a.readCluster(cctx, db, &v); err != nil {
+	if err := a.readCluster(cctx, db, &v, false); err != nil {
 		return
 	}
-	leaves, masters := map[string]string{}, map[string]string{}
+	leaves := map[string]string{}
 	for _, l := range v.Leaves {
 		leaves[fmt.Sprintf("%s:%d", l.Host, l.Port)] = l.State
 	}
-	for _, p := range v.Partitions {
-		if p.Role == "Master" {
-			masters[fmt.Sprintf("%s:%d", p.Database, p.Ordinal)] = fmt.Sprintf("%s:%d", p.Host, p.Port)
-		}
+	if w.lastEvent == nil {
+		w.lastEvent = map[string]uint64{}
+	}
+	if w.since.IsZero() {
+		w.since = time.Now().Add(-time.Minute)
+	}
+	evs, err := queryMaps(cctx, db, fmt.Sprintf("SELECT ID, EVENT_TIME, SEVERITY, EVENT_TYPE, DETAILS FROM information_schema.MV_EVENTS WHERE ID > %d AND EVENT_TIME >= '%s' ORDER BY ID",
+		w.lastEvent[master], w.since.UTC().Format("2006-01-02 15:04:05")))
+	if err != nil {
+		evs = nil // an older master aggregator: the leaves' changes still tell
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -347,16 +418,25 @@ func (a *Agent) watchCluster(ctx context.Context, w *clusterWatch) {
 				a.eventf("cluster: leaf %s removed", k)
 			}
 		}
-		for _, k := range sortedKeys(masters) {
-			if old, ok := w.masters[k]; ok && old != masters[k] {
-				a.eventf("cluster: partition %s master %s → %s", k, old, masters[k])
-			}
-		}
-		for _, k := range sortedKeys(w.masters) {
-			if _, ok := masters[k]; !ok {
-				a.eventf("cluster: partition %s has no master (was on %s)", k, w.masters[k])
-			}
-		}
 	}
-	w.leaves, w.masters = leaves, masters
+	for _, e := range evs {
+		id, err := strconv.ParseUint(e["ID"], 10, 64)
+		if err != nil {
+			continue
+		}
+		at, err := time.Parse("2006-01-02 15:04:05.999999", e["EVENT_TIME"])
+		if err != nil {
+			at = time.Now()
+		}
+		text := "cluster: " + e["EVENT_TYPE"]
+		if e["DETAILS"] != "" {
+			text += " (" + e["DETAILS"] + ")"
+		}
+		if e["SEVERITY"] != "NOTICE" {
+			text = e["SEVERITY"] + " " + text
+		}
+		a.eventAt(at, text)
+		w.lastEvent[master] = id
+	}
+	w.leaves = leaves
 }

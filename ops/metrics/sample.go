@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"syscall"
 	"time"
@@ -77,11 +78,12 @@ func (h *HostSampler) Sample(now time.Time) []Sample {
 // NodeSampler scrapes one node's /metrics and turns its counters into
 // rates.
 type NodeSampler struct {
-	source string
-	url    string
-	client *http.Client
-	prevT  time.Time
-	prev   map[string]float64
+	source   string
+	url      string
+	client   *http.Client
+	prevT    time.Time
+	prev     map[string]float64
+	prevHist map[string]Histogram
 }
 
 // NewNodeSampler scrapes the node id at url (its /metrics).
@@ -102,16 +104,19 @@ var (
 		"canopy_statement_errors_total": "errors_per_second",
 		"canopy_database_commits_total": "commits_per_second",
 	}
+	// the statement time histogram: its mean and 99th percentile over the
+	// interval since the previous sample
+	nodeLatency = "canopy_statement_duration_seconds"
 )
 
 // Sample scrapes the node; a node that does not answer is "up" 0.
 func (n *NodeSampler) Sample(ctx context.Context, now time.Time) []Sample {
 	var out []Sample
 	add := func(m string, v float64) { out = append(out, Sample{Source: n.source, Metric: m, T: now.Unix(), V: v}) }
-	vals, err := Scrape(ctx, n.client, n.url)
+	vals, hists, err := Scrape(ctx, n.client, n.url)
 	if err != nil {
 		add("up", 0)
-		n.prev = nil
+		n.prev, n.prevHist = nil, nil
 		return out
 	}
 	add("up", 1)
@@ -130,32 +135,101 @@ func (n *NodeSampler) Sample(ctx context.Context, now time.Time) []Sample {
 			add(m, (v-p)/dt)
 		}
 	}
-	n.prev, n.prevT = vals, now
+	if h, ok := hists[nodeLatency]; ok {
+		if p, had := n.prevHist[nodeLatency]; had {
+			if d, ok := h.Sub(p); ok && d.Count > 0 {
+				add("latency_ms", 1000*d.Sum/d.Count)
+				add("latency_p99_ms", 1000*d.Quantile(0.99))
+			}
+		}
+	}
+	n.prev, n.prevHist, n.prevT = vals, hists, now
 	return out
 }
 
+// Histogram is a scraped Prometheus histogram.
+type Histogram struct {
+	Count, Sum float64
+	Buckets    []Bucket // by upper bound, cumulative counts
+}
+
+// Bucket is one bucket of a histogram.
+type Bucket struct {
+	UpperBound, Count float64
+}
+
+// Sub is what was observed between an earlier scrape p and h; false when
+// the two do not line up (the node restarted, or its buckets changed).
+func (h Histogram) Sub(p Histogram) (Histogram, bool) {
+	if h.Count < p.Count || len(h.Buckets) != len(p.Buckets) {
+		return Histogram{}, false
+	}
+	d := Histogram{Count: h.Count - p.Count, Sum: h.Sum - p.Sum, Buckets: make([]Bucket, len(h.Buckets))}
+	for i, b := range h.Buckets {
+		if b.UpperBound != p.Buckets[i].UpperBound || b.Count < p.Buckets[i].Count {
+			return Histogram{}, false
+		}
+		d.Buckets[i] = Bucket{UpperBound: b.UpperBound, Count: b.Count - p.Buckets[i].Count}
+	}
+	return d, true
+}
+
+// Quantile estimates the q-quantile as Prometheus's histogram_quantile
+// does: linearly within the bucket that holds it. Past the last finite
+// bucket it answers that bucket's bound (the most that can be said).
+func (h Histogram) Quantile(q float64) float64 {
+	if h.Count == 0 || len(h.Buckets) == 0 {
+		return 0
+	}
+	rank := q * h.Count
+	lower, below := 0.0, 0.0
+	for _, b := range h.Buckets {
+		if b.Count >= rank {
+			if math.IsInf(b.UpperBound, 1) {
+				return lower
+			}
+			if b.Count == below {
+				return b.UpperBound
+			}
+			return lower + (b.UpperBound-lower)*(rank-below)/(b.Count-below)
+		}
+		lower, below = b.UpperBound, b.Count
+	}
+	return lower
+}
+
 // Scrape reads a Prometheus text endpoint: each family's value, summed
-// over its label sets (counters, gauges and untyped values).
-func Scrape(ctx context.Context, client *http.Client, url string) (map[string]float64, error) {
+// over its label sets (counters, gauges and untyped values), and its
+// histograms (of one label set: the first).
+func Scrape(ctx context.Context, client *http.Client, url string) (map[string]float64, map[string]Histogram, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+		return nil, nil, fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", url, err)
+		return nil, nil, fmt.Errorf("%s: %w", url, err)
 	}
-	out := map[string]float64{}
+	out, hists := map[string]float64{}, map[string]Histogram{}
 	for name, f := range fams {
+		if f.GetType() == dto.MetricType_HISTOGRAM && len(f.GetMetric()) > 0 {
+			ph := f.GetMetric()[0].GetHistogram()
+			h := Histogram{Count: float64(ph.GetSampleCount()), Sum: ph.GetSampleSum()}
+			for _, b := range ph.GetBucket() {
+				h.Buckets = append(h.Buckets, Bucket{UpperBound: b.GetUpperBound(), Count: float64(b.GetCumulativeCount())})
+			}
+			hists[name] = h
+			continue
+		}
 		var sum float64
 		for _, m := range f.GetMetric() {
 			switch f.GetType() {
@@ -171,5 +245,5 @@ func Scrape(ctx context.Context, client *http.Client, url string) (map[string]fl
 		}
 		out[name] = sum
 	}
-	return out, nil
+	return out, hists, nil
 }

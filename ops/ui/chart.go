@@ -59,13 +59,14 @@ func lineChart(title, unit string, series []Series) template.HTML {
 		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>`, left, w-right, y(v), y(v))
 		fmt.Fprintf(&b, `<text class="ylab" x="%d" y="%.1f">%s</text>`, left-4, y(v)+4, fmtValue(v, unit))
 	}
-	for i := 0; i <= 4; i++ {
-		t := t0 + (t1-t0)*int64(i)/4
+	ticks := min(4, t1-t0) // a span of a few seconds has fewer labels, none repeated
+	for i := int64(0); i <= ticks; i++ {
+		t := t0 + (t1-t0)*i/ticks
 		anchor := "middle" // the outer labels stay inside the chart
 		switch i {
 		case 0:
 			anchor = "start"
-		case 4:
+		case ticks:
 			anchor = "end"
 		}
 		fmt.Fprintf(&b, `<text class="xlab" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x(t), h-bottom+16, anchor, time.Unix(t, 0).UTC().Format("15:04:05"))

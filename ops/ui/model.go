@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"math"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +74,9 @@ type apiCluster struct {
 		Port     int    `json:"port"`
 		Role     string `json:"role"`
 		Locked   bool   `json:"locked"`
+		Rows     *int64 `json:"rows"`
+		Bytes    *int64 `json:"bytes"`
+		Lag      *int64 `json:"lag"`
 	} `json:"partitions"`
 	Rebalance []struct {
 		Database string `json:"database"`
@@ -185,23 +188,40 @@ type Health struct {
 // DatabaseMap is a database's partition map: ordinals × leaves (Grid),
 // or per partition its master and replicas.
 type DatabaseMap struct {
-	Name    string
-	Grid    bool
-	Leaves  []string
-	Rows    []MapRow
-	Masters map[string]int // per leaf (skew)
-	Locked  int
+	Name       string
+	Grid       bool
+	Leaves     []string
+	Partitions []MapRow
+	Masters    map[string]int // per leaf (skew)
+	Locked     int
 	// MinMasters, MaxMasters: the skew of masters over the leaves
 	MinMasters, MaxMasters int
+	// HasStats: the leaves reported rows and sizes; Rows, Bytes are the
+	// masters' totals, Skew the rows' spread over partitions (skew)
+	HasStats    bool
+	Rows, Bytes int64
+	Skew        float64
 }
 
 // MapRow is one partition.
 type MapRow struct {
 	Ordinal  int
-	Cells    []string // per leaf: Master, Slave or "" (grids only)
+	Cells    []MapCell // per leaf (grids only)
 	Master   string
 	Replicas []string
 	Locked   bool
+	// Rows, Bytes: the master copy's; MaxLag: the most log records a
+	// replica is behind; nil where unknown
+	Rows, Bytes, MaxLag *int64
+	copies              map[string]MapCell // by leaf
+}
+
+// MapCell is a partition's copy on a leaf: Role is Master, Slave or ""
+// (none); Offline when its leaf is not online; Lag for a replica.
+type MapCell struct {
+	Role    string
+	Offline bool
+	Lag     *int64
 }
 
 // HostRow is a host with its agent and nodes.
@@ -222,7 +242,11 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 	s.get(ctx, m, "/api/status", &m.Status)
 	needCluster := page != "events" && page != "settings"
 	if needCluster {
-		s.get(ctx, m, "/api/cluster", &m.Cluster)
+		path := "/api/cluster"
+		if page == "databases" {
+			path += "?detail=1" // rows, sizes, lag: asks every leaf
+		}
+		s.get(ctx, m, path, &m.Cluster)
 		if m.Cluster.Error != "" {
 			m.Errors = append(m.Errors, m.Cluster.Error)
 		}
@@ -254,6 +278,7 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 			if n.Role == "master" {
 				m.Charts = append(m.Charts,
 					s.chart(ctx, "Queries per second (master aggregator)", "q/s", "node/"+n.ID, "queries_per_second"),
+					s.chart(ctx, "Statement latency (master aggregator)", "ms", "node/"+n.ID, "latency_ms", "latency_p99_ms"),
 					s.chart(ctx, "Connections (master aggregator)", "", "node/"+n.ID, "connections"))
 			}
 		}
@@ -332,16 +357,28 @@ func reverse[T any](s []T) {
 	}
 }
 
-// chart draws the last 30 minutes of a series.
-func (s *Server) chart(ctx context.Context, title, unit, source, metric string) template.HTML {
+// chart draws the last 30 minutes of a source's series, one line per
+// metric.
+func (s *Server) chart(ctx context.Context, title, unit, source string, metrics ...string) template.HTML {
 	now := time.Now().Unix()
-	var reply struct {
-		Points []Point `json:"points"`
+	var series []Series
+	for _, metric := range metrics {
+		var reply struct {
+			Points []Point `json:"points"`
+		}
+		path := fmt.Sprintf("/api/metrics?source=%s&metric=%s&from=%d&to=%d", url.QueryEscape(source), url.QueryEscape(metric), now-1800, now)
+		s.fetch(ctx, "GET", path, nil, &reply)
+		name := metric
+		if l, ok := seriesLabels[metric]; ok {
+			name = l
+		}
+		series = append(series, Series{Name: name, Points: reply.Points})
 	}
-	path := fmt.Sprintf("/api/metrics?source=%s&metric=%s&from=%d&to=%d", url.QueryEscape(source), url.QueryEscape(metric), now-1800, now)
-	s.fetch(ctx, "GET", path, nil, &reply)
-	return lineChart(title, unit, []Series{{Name: metric, Points: reply.Points}})
+	return lineChart(title, unit, series)
 }
+
+// seriesLabels name a chart's lines where the metric's name says too much.
+var seriesLabels = map[string]string{"latency_ms": "mean", "latency_p99_ms": "p99"}
 
 func (s *Server) joinNodes(nodes []apiNode, c apiCluster) []NodeRow {
 	state := map[string]string{}
@@ -409,56 +446,42 @@ func health(m *Model) Health {
 }
 
 func databaseMaps(c apiCluster) []DatabaseMap {
-	byDB := map[string]*DatabaseMap{}
-	type cell struct {
-		o    int
-		leaf string
+	var leaves []string
+	offline := map[string]bool{}
+	for _, l := range c.Leaves {
+		addr := fmt.Sprintf("%s:%d", l.Host, l.Port)
+		leaves = append(leaves, addr)
+		offline[addr] = l.State != "online"
 	}
-	roles := map[string]map[cell]string{}
-	ordinals := map[string]map[int]bool{}
-	locked := map[string]map[int]bool{}
+	byDB := map[string]*DatabaseMap{}
+	rows := map[string]map[int]*MapRow{}
 	for _, p := range c.Partitions {
 		d := byDB[p.Database]
 		if d == nil {
-			d = &DatabaseMap{Name: p.Database, Masters: map[string]int{}}
-			byDB[p.Database] = d
-			roles[p.Database] = map[cell]string{}
-			ordinals[p.Database] = map[int]bool{}
-			locked[p.Database] = map[int]bool{}
+			d = &DatabaseMap{Name: p.Database, Masters: map[string]int{}, Leaves: leaves, Grid: len(leaves) <= gridLeaves}
+			byDB[p.Database], rows[p.Database] = d, map[int]*MapRow{}
+		}
+		r := rows[p.Database][p.Ordinal]
+		if r == nil {
+			r = &MapRow{Ordinal: p.Ordinal, copies: map[string]MapCell{}}
+			rows[p.Database][p.Ordinal] = r
 		}
 		leaf := fmt.Sprintf("%s:%d", p.Host, p.Port)
-		roles[p.Database][cell{p.Ordinal, leaf}] = p.Role
-		ordinals[p.Database][p.Ordinal] = true
-		if p.Locked {
-			locked[p.Database][p.Ordinal] = true
-		}
+		r.Locked = r.Locked || p.Locked
+		r.copies[leaf] = MapCell{Role: p.Role, Offline: offline[leaf], Lag: p.Lag}
 		if p.Role == "Master" {
+			r.Master, r.Rows, r.Bytes = leaf, p.Rows, p.Bytes
 			d.Masters[leaf]++
-		}
-	}
-	var leaves []string
-	for _, l := range c.Leaves {
-		leaves = append(leaves, fmt.Sprintf("%s:%d", l.Host, l.Port))
-	}
-	copies := map[string]map[int][]string{} // db → ordinal → replicas
-	masterOf := map[string]map[int]string{}
-	for _, p := range c.Partitions {
-		if p.Role == "Master" {
-			if masterOf[p.Database] == nil {
-				masterOf[p.Database] = map[int]string{}
-			}
-			masterOf[p.Database][p.Ordinal] = fmt.Sprintf("%s:%d", p.Host, p.Port)
 		} else {
-			if copies[p.Database] == nil {
-				copies[p.Database] = map[int][]string{}
+			r.Replicas = append(r.Replicas, leaf)
+			if p.Lag != nil && (r.MaxLag == nil || *p.Lag > *r.MaxLag) {
+				r.MaxLag = p.Lag
 			}
-			copies[p.Database][p.Ordinal] = append(copies[p.Database][p.Ordinal], fmt.Sprintf("%s:%d", p.Host, p.Port))
 		}
 	}
 	var out []DatabaseMap
 	for _, name := range sortedKeys(byDB) {
 		d := byDB[name]
-		d.Leaves, d.Grid = leaves, len(leaves) <= gridLeaves
 		d.MinMasters = -1
 		for _, l := range leaves {
 			n := d.Masters[l]
@@ -467,26 +490,50 @@ func databaseMaps(c apiCluster) []DatabaseMap {
 				d.MinMasters = n
 			}
 		}
-		var ords []int
-		for o := range ordinals[name] {
-			ords = append(ords, o)
-		}
-		sort.Ints(ords)
-		for _, o := range ords {
-			r := MapRow{Ordinal: o, Locked: locked[name][o], Replicas: copies[name][o], Master: masterOf[name][o]}
+		var perPartition []float64
+		for _, o := range sortedKeys(rows[name]) {
+			r := rows[name][o]
 			if d.Grid {
 				for _, l := range leaves {
-					r.Cells = append(r.Cells, roles[name][cell{o, l}])
+					r.Cells = append(r.Cells, r.copies[l])
 				}
 			}
 			if r.Locked {
 				d.Locked++
 			}
-			d.Rows = append(d.Rows, r)
+			if r.Rows != nil {
+				d.HasStats = true
+				d.Rows += *r.Rows
+				d.Bytes += *r.Bytes
+				perPartition = append(perPartition, float64(*r.Rows))
+			}
+			d.Partitions = append(d.Partitions, *r)
 		}
+		d.Skew = skew(perPartition)
 		out = append(out, *d)
 	}
 	return out
+}
+
+// skew is how unevenly rows spread over partitions, in percent: their
+// standard deviation over their mean (SingleStore's measure; 0 is even).
+func skew(rows []float64) float64 {
+	if len(rows) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, r := range rows {
+		sum += r
+	}
+	mean := sum / float64(len(rows))
+	if mean == 0 {
+		return 0
+	}
+	var sq float64
+	for _, r := range rows {
+		sq += (r - mean) * (r - mean)
+	}
+	return 100 * math.Sqrt(sq/float64(len(rows))) / mean
 }
 
 func filterEvents(evs []apiEvent, q string) []apiEvent {

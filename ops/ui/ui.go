@@ -5,6 +5,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -15,7 +16,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -299,15 +300,17 @@ var funcs = template.FuncMap{
 	"bytes": func(v float64) string { return fmtValue(v, "bytes") },
 	"pct":   func(v float64) string { return fmtValue(v, "%") },
 	"join":  strings.Join,
+	"deref": func(p *int64) int64 { return *p },
+	"float": func(v int64) float64 { return float64(v) },
 	"now":   time.Now,
 	"itoa":  strconv.Itoa,
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }

@@ -41,14 +41,14 @@ func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) err
 		body = `[{"id":"M1","host":"127.0.0.1","port":3306,"role":"master","state":"running","pid":11,"version":"dev","uptime":"5s"},
 			{"id":"L1","host":"127.0.0.1","port":3307,"role":"leaf","group":1,"state":"running","pid":12,"version":"dev","config":{"cache-mb":"64"}},
 			{"id":"L2","host":"127.0.0.2","port":3307,"role":"leaf","group":2,"state":"stopped","pid":0,"version":"dev"}]`
-	case path == "/api/cluster":
+	case path == "/api/cluster" || path == "/api/cluster?detail=1":
 		body = `{"master":"127.0.0.1:3306","reachable":true,"redundancy":2,
 			"leaves":[{"host":"127.0.0.1","port":3307,"group":1,"pair_host":"127.0.0.2","pair_port":3307,"state":"online"},
 			          {"host":"127.0.0.2","port":3307,"group":2,"pair_host":"127.0.0.1","pair_port":3307,"state":"offline"}],
 			"aggregators":[{"host":"127.0.0.1","port":3306,"state":"online","master":true}],
-			"partitions":[{"database":"shop","ordinal":0,"host":"127.0.0.1","port":3307,"role":"Master"},
-			              {"database":"shop","ordinal":1,"host":"127.0.0.1","port":3307,"role":"Master"},
-			              {"database":"shop","ordinal":1,"host":"127.0.0.2","port":3307,"role":"Slave","locked":true}],
+			"partitions":[{"database":"shop","ordinal":0,"host":"127.0.0.1","port":3307,"role":"Master","rows":100,"bytes":4096},
+			              {"database":"shop","ordinal":1,"host":"127.0.0.1","port":3307,"role":"Master","rows":300,"bytes":12288},
+			              {"database":"shop","ordinal":1,"host":"127.0.0.2","port":3307,"role":"Slave","locked":true,"lag":7}],
 			"rebalance":[{"database":"shop","action":"COPY PARTITION","ordinal":0,"target":"127.0.0.2:3307","phase":1,"status":"running"}]}`
 	case path == "/api/agents":
 		body = `[{"host":"127.0.0.1","port":9000,"role":"primary","state":"online"},{"host":"127.0.0.2","port":9000,"role":"follower","state":"unreachable"}]`
@@ -137,10 +137,12 @@ func TestEveryPage(t *testing.T) {
 		path string
 		want []string
 	}{
-		{"/", []string{"1/2</b> leaves online", `<b id="no-master">0</b>`, "redundancy <b>2</b>", "<svg", "Queries per second", "node L2 (leaf 127.0.0.2:3307) exited"}},
+		{"/", []string{"1/2</b> leaves online", `<b id="no-master">0</b>`, "redundancy <b>2</b>", "<svg", "Queries per second", "Statement latency", "node L2 (leaf 127.0.0.2:3307) exited"}},
 		{"/hosts", []string{"127.0.0.2", "unreachable", "CPU 127.0.0.1", "Memory used", "<path"}},
 		{"/nodes", []string{`data-node="M1"`, `data-node="L2"`, "127.0.0.2:3307", "offline", "stopped", "data-confirm=\"Delete node L1", "100 MiB", "12.5"}},
-		{"/databases", []string{"shop", "2 partitions", "1 locked", `<td class="cell Master">M</td>`, `<td class="cell Slave">R</td>`}},
+		// rows 100 and 300: mean 200, deviation 100, skew 50%
+		{"/databases", []string{"shop", "2 partitions", "1 locked", `<td class="cell Master">M</td>`, `<td class="cell Slave offline">R <b>+7</b></td>`,
+			"400 rows", "16 KiB", "row skew 50%", `<td class="num rows">300</td>`, `<td class="num lag">7</td>`}},
 		{"/rebalance", []string{"COPY PARTITION", "127.0.0.2:3307", "running", "would run 1 steps", "127.0.0.3:3307", `action="/ui/rebalance/shop"`}},
 		{"/settings?ha_hosts=127.0.0.3", []string{"deploy a leaf on 127.0.0.3:3307", `action="/ui/enable-ha"`}},
 		{"/events", []string{"node-deploy", "enable-high-availability", "disk full", `href="/events?job=2"`}},
@@ -276,8 +278,8 @@ func bigAPI() Fetch {
 		for o := 0; o < 500; o++ {
 			l := leaves[(d*500+o)%len(leaves)]
 			r := leaves[(d*500+o+1)%len(leaves)]
-			parts = append(parts, js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": l["host"], "port": l["port"], "role": "Master"},
-				js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": r["host"], "port": r["port"], "role": "Slave"})
+			parts = append(parts, js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": l["host"], "port": l["port"], "role": "Master", "rows": 1000 + o, "bytes": 65536},
+				js{"database": fmt.Sprintf("db%d", d), "ordinal": o, "host": r["host"], "port": r["port"], "role": "Slave", "rows": 1000 + o, "bytes": 65536, "lag": o % 3})
 		}
 	}
 	answers := map[string][]byte{}
