@@ -124,13 +124,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (n *Node) startHTTP() error {
-	// /metrics and /healthz are open and read-only; profiles only with
+	// /metrics and /healthz are open and read-only; /admin needs the
+	// admin token; profiles only with
 	// --pprof (they reveal memory contents and cost CPU on request)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	// changes data: the admin token (adminAllowed)
+	mux.HandleFunc("POST /admin/snapshot", n.handleSnapshot)
 	if n.cfg.PProf {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -82,6 +82,12 @@ type Config struct {
 	// PProf serves /debug/pprof on the HTTP port (off by default: it
 	// reveals memory contents and costs CPU on request).
 	PProf bool
+	// SnapshotDir is where POST /admin/snapshot writes checkpoints of the
+	// store ("": the endpoint is off).
+	SnapshotDir string
+	// AdminTokenFile holds the token the HTTP admin endpoints require
+	// ("": they are off). The Ops agent writes it beside the node.
+	AdminTokenFile string
 }
 
 // DefaultLogRetain is Config.LogRetain's default.
@@ -204,6 +210,10 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: log, store: store, done: make(chan struct{}), retainDone: make(chan struct{})}
+	if err := n.adoptSeed(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	n.metrics = newMetrics(n)
 	if n.tls, err = loadTLS(cfg); err != nil {
 		store.Close()

@@ -360,14 +360,19 @@ type DatabaseInfo struct {
 
 // DatabaseInfos lists every database with its log position.
 func (s *Store) DatabaseInfos() []DatabaseInfo {
-	dbs := s.databases()
-	out := make([]DatabaseInfo, 0, len(dbs))
+	dbs := s.databases() // before commitMu, as everywhere
 	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return databaseInfosLocked(dbs)
+}
+
+// databaseInfosLocked: called under commitMu.
+func databaseInfosLocked(dbs []*dbState) []DatabaseInfo {
+	out := make([]DatabaseInfo, 0, len(dbs))
 	for _, d := range dbs {
 		out = append(out, DatabaseInfo{Name: d.meta.Name, Commits: d.commits, Pos: d.pos, Replica: d.replica,
 			Suspect: d.suspect && !d.replica, Deposed: d.deposedBy != 0 && !d.replica})
 	}
-	s.commitMu.Unlock()
 	return out
 }
 

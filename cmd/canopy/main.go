@@ -91,6 +91,8 @@ func runNode(args []string) error {
 	fs.BoolVar(&cfg.NodeTLS, "node-tls", false, "use TLS on this node's links to other nodes, and refuse plain links on its internal port (set it on every node)")
 	fs.StringVar(&cfg.RootPasswordFile, "root-password-file", "", "file holding root's password, used when the node first starts (default: root has no password)")
 	fs.BoolVar(&cfg.PProf, "pprof", false, "serve /debug/pprof on the HTTP port")
+	fs.StringVar(&cfg.SnapshotDir, "snapshot-dir", "", "directory where POST /admin/snapshot on the HTTP port writes checkpoints of the data (default: off)")
+	fs.StringVar(&cfg.AdminTokenFile, "admin-token-file", "", "file holding the token the HTTP port's /admin endpoints require (default: they are off)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	fs.Parse(args)

@@ -41,6 +41,13 @@ Nodes:
   node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
   enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
+Snapshots and seeds:
+  snapshot-create NODE_ID                        a consistent checkpoint of the node's data on its host
+  snapshot-list, snapshot-delete ID
+  seed --source [HOST:]NODE_ID --target HOST [--port P] [--snapshot ID] [--force] [--bandwidth-mb N] [--stall-minutes N] [--detach]
+                                                 copy a node's data to a new node on HOST (checks, snapshot, transfer, verify,
+                                                 install, start, catch up); --force replaces a stopped node's data there
+  seed-list                                      seeds being received; seed-abort JOB_ID stops one and removes what it received
 Jobs and metrics:
   job-list, job-logs ID, job-cancel ID, job-retry ID   (retry: a failed multi-step job, from the step that failed)
   metrics [--source host/IP|node/ID --metric M [--since 1h] [--rollups]]   series, or one series' points
@@ -76,6 +83,8 @@ func runOps(args []string, stdout io.Writer) error {
 		cfg := agent.Config{Version: version}
 		fs.StringVar(&cfg.Bind, "bind", "127.0.0.1", "this host's IP address: the agent and its nodes listen on it")
 		fs.IntVar(&cfg.Port, "port", 9000, "the agent's HTTP port")
+		fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 5, "keep a node's newest N snapshots (0: all)")
+		fs.IntVar(&cfg.SnapshotKeepDays, "snapshot-keep-days", 7, "delete a node's snapshots older than this many days, but its newest (0: never)")
 		fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 10*time.Second, "how often the host and its nodes are sampled")
 		fs.DurationVar(&cfg.Retention.Raw, "metrics-retention", metrics.DefaultRetention.Raw, "the primary keeps every sample this long")
 		fs.DurationVar(&cfg.Retention.Rollups, "metrics-rollup-retention", metrics.DefaultRetention.Rollups, "the primary keeps 5-minute rollups this long")
@@ -107,6 +116,7 @@ func runOps(args []string, stdout io.Writer) error {
 		all, quiet, noPrompt, remove bool
 		enable, disable, stopNodes   bool
 		since                        time.Duration
+		seedReq                      agent.SeedRequest
 	)
 	switch cmd {
 	case "agent-follow":
@@ -146,7 +156,17 @@ func runOps(args []string, stdout io.Writer) error {
 	case "enable-high-availability":
 		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
-	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel", "ui-link":
+	case "seed":
+		fs.StringVar(&seedReq.Source, "source", "", "the node to copy: NODE_ID or HOST:NODE_ID")
+		fs.StringVar(&seedReq.Target, "target", "", "the host to seed")
+		fs.IntVar(&seedReq.Port, "port", 0, "the new node's port (default the source node's)")
+		fs.StringVar(&seedReq.Snapshot, "snapshot", "", "an existing snapshot of the source (default: take one now)")
+		fs.BoolVar(&seedReq.Force, "force", false, "replace the data of a stopped node on the target's port")
+		fs.Float64Var(&seedReq.BandwidthMB, "bandwidth-mb", 0, "cap the transfer at N MiB/s (0: no cap)")
+		fs.Float64Var(&seedReq.StallMinutes, "stall-minutes", 5, "fail the seed after this long without progress")
+		fs.BoolVar(&all, "detach", false, "start the seed and return (follow it with job-logs)")
+	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel", "ui-link",
+		"snapshot-create", "snapshot-list", "snapshot-delete", "seed-list", "seed-abort":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
 	}
@@ -351,9 +371,53 @@ func runOps(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintln(stdout, reply.URL)
 		return nil
-	case "job-cancel":
+	case "snapshot-create":
 		if len(pos) != 1 {
-			return errors.New("job-cancel: name one job id")
+			return errors.New("snapshot-create: name one node id")
+		}
+		var snap agent.Snapshot
+		if err := o.c.Call(ctx, "POST", "/api/snapshots", agent.SnapshotRequest{Node: pos[0]}, &snap); err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(snap)
+		}
+		fmt.Fprintf(stdout, "snapshot %s of node %s: %d databases, %d files, %d MiB; commits paused %.1f ms\n",
+			snap.ID, snap.Node, len(snap.Databases), snap.Files, snap.Bytes>>20, snap.TookMs)
+		return nil
+	case "snapshot-list":
+		var snaps []agent.Snapshot
+		if err := o.c.Call(ctx, "GET", "/api/snapshots", nil, &snaps); err != nil {
+			return err
+		}
+		return table(o, snaps, []string{"ID", "NODE", "HOST", "TAKEN", "DATABASES", "FILES", "MIB"}, func(s agent.Snapshot) []any {
+			return []any{s.ID, s.Node, s.Host, s.Taken.Format(time.RFC3339), len(s.Databases), s.Files, s.Bytes >> 20}
+		})
+	case "snapshot-delete":
+		if len(pos) != 1 {
+			return errors.New("snapshot-delete: name one snapshot id")
+		}
+		return o.call(ctx, "POST", "/api/snapshots/"+pos[0]+"/delete", nil, "snapshot %s deleted", pos[0])
+	case "seed":
+		var reply agent.JobReply
+		if err := o.c.Call(ctx, "POST", "/api/seeds", seedReq, &reply); err != nil {
+			return err
+		}
+		if all {
+			return o.call(ctx, "GET", fmt.Sprintf("/api/jobs/%d", reply.Job.ID), nil, "seed started: job %d (job-logs %d follows it, seed-abort %d stops it)", reply.Job.ID, reply.Job.ID, reply.Job.ID)
+		}
+		return o.follow(ctx, reply.Job.ID)
+	case "seed-list":
+		var seeds []agent.SeedStatus
+		if err := o.c.Call(ctx, "GET", "/api/seeds", nil, &seeds); err != nil {
+			return err
+		}
+		return table(o, seeds, []string{"ID", "SNAPSHOT", "STATE", "MIB", "OF", "MIB/S", "RESUMES", "ERROR"}, func(s agent.SeedStatus) []any {
+			return []any{s.ID, s.Snapshot, s.State, s.Done >> 20, s.Total >> 20, fmt.Sprintf("%.1f", s.Rate/(1<<20)), s.Resumes, s.Error}
+		})
+	case "seed-abort", "job-cancel":
+		if len(pos) != 1 {
+			return fmt.Errorf("%s: name one job id", cmd)
 		}
 		return o.call(ctx, "POST", "/api/jobs/"+pos[0]+"/cancel", nil, "job %s: cancel requested", pos[0])
 	case "job-retry":
@@ -390,6 +454,34 @@ func runOps(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return nil
+}
+
+// follow prints a job's log as it grows, until it ends; a failed or
+// cancelled job is an error.
+func (o *opsCmd) follow(ctx context.Context, id int) error {
+	printed := 0
+	for {
+		var j jobs.Job
+		if err := o.c.Call(ctx, "GET", fmt.Sprintf("/api/jobs/%d", id), nil, &j); err != nil {
+			return err
+		}
+		if !o.json {
+			for _, l := range j.Log[min(printed, len(j.Log)):] {
+				fmt.Fprintf(o.out, "%s %s\n", l.At.Format("15:04:05"), l.Text)
+			}
+			printed = len(j.Log)
+		}
+		if j.State.Done() {
+			if o.json {
+				o.printJSON(j)
+			}
+			if j.State != jobs.Finished {
+				return fmt.Errorf("job %d %s: %s", j.ID, j.State, j.Error)
+			}
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // waitAgent reads the credentials of the agent whose home is dir and

@@ -45,6 +45,10 @@ type Config struct {
 	// OpenUI lets anyone view the web interface (read-only) without
 	// logging in.
 	OpenUI bool
+	// SnapshotKeep, SnapshotKeepDays: a node keeps its newest
+	// SnapshotKeep snapshots, none older than SnapshotKeepDays (0: no
+	// limit); the newest always stays.
+	SnapshotKeep, SnapshotKeepDays int
 }
 
 // Agent is a running agent.
@@ -68,6 +72,10 @@ type Agent struct {
 	ops sync.Mutex
 	// cancels: the running jobs' cancel functions (job-cancel)
 	cancels map[int]context.CancelFunc
+
+	// seeds: the seeds this host is receiving, by id
+	seeds   map[string]*seedRecv
+	auditMu sync.Mutex
 
 	http   *http.Client // calls to other agents, from this host's address
 	srv    *http.Server
@@ -161,7 +169,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		ms.Close()
 		return nil, fmt.Errorf("agent port: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, cancels: map[int]context.CancelFunc{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
+	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, cancels: map[int]context.CancelFunc{}, seeds: map[string]*seedRecv{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
 	for _, n := range st.Nodes {
 		if n.Host == st.Host {
 			p := &proc{spec: n}

@@ -34,6 +34,7 @@ func (a *Agent) routes() http.Handler {
 	h := func(pattern string, acc access, forward bool, f func(*http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if !a.allowed(r, acc) {
+				a.audit(r, "", http.StatusUnauthorized)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized: this call needs the agent's token (the CLI reads it from the agent home)"})
 				return
 			}
@@ -50,8 +51,14 @@ func (a *Agent) routes() http.Handler {
 				if errors.As(err, &he) {
 					status = he.status
 				}
+				if r.Method != "GET" {
+					a.audit(r, a.credential(r), status, err.Error())
+				}
 				writeJSON(w, status, map[string]string{"error": err.Error()})
 				return
+			}
+			if r.Method != "GET" {
+				a.audit(r, a.credential(r), http.StatusOK)
 			}
 			writeJSON(w, http.StatusOK, out)
 		})
@@ -82,6 +89,11 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/rebalance/{db}", manage, true, a.apiRebalance)
 	h("POST /api/ui/link", local, false, a.apiUILink)
 	h("POST /api/ui/mysql-login", manage, true, a.apiMySQLLogin)
+	h("POST /api/snapshots", manage, true, a.apiSnapshotCreate)
+	h("GET /api/snapshots", manage, true, a.apiSnapshots)
+	h("POST /api/snapshots/{id}/delete", manage, true, a.apiSnapshotDelete)
+	h("POST /api/seeds", manage, true, a.apiSeed)
+	h("GET /api/seeds", manage, true, a.apiSeeds)
 	mux.Handle("/", a.ui.Handler())
 
 	h("POST /api/agents/register", member, false, a.apiRegister)
@@ -93,6 +105,18 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/local/nodes/{id}/config", local, false, a.apiLocalConfig)
 	h("POST /api/local/nodes/{id}/{action}", local, false, a.apiLocalAction)
 	h("POST /api/local/manual-control", local, false, a.apiLocalManualControl)
+	h("POST /api/local/snapshots", local, false, a.apiLocalSnapshotCreate)
+	h("GET /api/local/snapshots", local, false, a.apiLocalSnapshots)
+	h("POST /api/local/snapshots/{id}/delete", local, false, a.apiLocalSnapshotDelete)
+	h("POST /api/local/snapshots/{id}/grant", local, false, a.apiLocalSnapshotGrant)
+	h("GET /api/local/seed-check", local, false, a.apiLocalSeedCheck)
+	h("POST /api/local/seeds", local, false, a.apiLocalSeedPull)
+	h("GET /api/local/seeds", local, false, a.apiLocalSeeds)
+	h("GET /api/local/seeds/{id}", local, false, a.apiLocalSeedStatus)
+	h("POST /api/local/seeds/{id}/abort", local, false, a.apiLocalSeedAbort)
+	h("POST /api/local/seeds/{id}/install", local, false, a.apiLocalSeedInstall)
+	// a snapshot's files, to an agent holding a grant for it
+	mux.HandleFunc("GET /api/transfer/{id}/file", a.transferFile)
 	return mux
 }
 

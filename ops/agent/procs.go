@@ -39,9 +39,18 @@ func (a *Agent) startProc(p *proc) error {
 	if err := writeFileAtomic(pw, []byte(a.st.RootPassword), 0o600); err != nil {
 		return err
 	}
+	// the token of the node's /admin endpoints (snapshots): the agent
+	// reads it from here when it calls them
+	tokenFile := filepath.Join(dir, "admin-token")
+	if _, err := os.Stat(tokenFile); err != nil {
+		if err := writeFileAtomic(tokenFile, []byte(randomHex(32)), 0o600); err != nil {
+			return err
+		}
+	}
 	args := []string{"node", "--bind", p.spec.Host, "--port", strconv.Itoa(p.spec.Port),
 		"--http-port", strconv.Itoa(p.spec.Port + nodeHTTPOffset),
-		"--data-dir", filepath.Join(dir, "data"), "--root-password-file", pw}
+		"--data-dir", filepath.Join(dir, "data"), "--root-password-file", pw,
+		"--admin-token-file", tokenFile, "--snapshot-dir", filepath.Join(dir, "snapshots")}
 	if p.spec.Role == NodeMaster {
 		args = append(args, "--master-aggregator")
 	}
