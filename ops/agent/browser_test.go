@@ -209,6 +209,17 @@ func TestWebInterface(t *testing.T) {
 		open("/" + p)
 		shot(p)
 	}
+	// a snapshot of the leaf on host 2, taken from the UI
+	open("/snapshots")
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS(`form[action="/ui/snapshots"] select[name="node"]`), leaf2.ID),
+		chromedp.Click(chromedp.CSS(`form[action="/ui/snapshots"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText("table.snapshots", leaf2.ID+"-", 20*time.Second)
+	if list := prim.must("snapshot-list"); !strings.Contains(list, leaf2.ID+"-") {
+		t.Errorf("the UI's snapshot is not in snapshot-list:\n%s", list)
+	}
+	shot("snapshots")
 
 	// stop the leaf on host 2 from the UI: offline without a reload, then
 	// start it: online again

@@ -341,7 +341,7 @@ func (a *Agent) apiNodes(r *http.Request) (any, error) {
 	return out, nil
 }
 
-var roleOrder = map[string]int{NodeMaster: 0, NodeAggregator: 1, NodeLeaf: 2}
+var roleOrder = map[string]int{NodeMaster: 0, NodeAggregator: 1, NodeLeaf: 2, NodeStandalone: 3}
 
 func (a *Agent) apiNodeAction(r *http.Request) (any, error) {
 	id, action := r.PathValue("id"), r.PathValue("action")
@@ -385,7 +385,7 @@ func (a *Agent) deleteNode(ctx context.Context, spec NodeSpec, removeData bool, 
 	if spec.Role == NodeMaster && others > 0 {
 		return conflict("node %s is the master aggregator: delete the other %d nodes first", spec.ID, others)
 	}
-	if spec.Role != NodeMaster {
+	if spec.Role == NodeLeaf || spec.Role == NodeAggregator {
 		ma, err := rootDB(master.Addr(), pw)
 		if err != nil {
 			return err

@@ -20,10 +20,6 @@ import (
 
 const kindSeed = "seed"
 
-// NodeStandalone is a node outside the cluster: a seeded copy of another
-// node's data, serving its rows.
-const NodeStandalone = "standalone"
-
 // SeedRequest asks for a seed.
 type SeedRequest struct {
 	Source       string  `json:"source"`             // NODE_ID or HOST:NODE_ID

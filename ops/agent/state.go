@@ -21,6 +21,9 @@ const (
 	NodeMaster     = "master"
 	NodeAggregator = "aggregator"
 	NodeLeaf       = "leaf"
+	// NodeStandalone is a node outside the cluster: a seeded copy of
+	// another node's data (seed.go)
+	NodeStandalone = "standalone"
 )
 
 // NodeSpec is a node an agent deployed: what it takes to run it again.

@@ -140,7 +140,50 @@ type Model struct {
 	// HAHosts, HAPlan: the enable-HA preview of the settings page
 	HAHosts string
 	HAPlan  []string
+	// the snapshots page: every snapshot (newest first), the seeds being
+	// received, the latest seed jobs, the hosts a seed can go to
+	Snapshots []apiSnapshot
+	Seeds     []apiSeed
+	SeedJobs  []apiJob
+	HostNames []string
 }
+
+type apiSnapshot struct {
+	ID        string    `json:"id"`
+	Node      string    `json:"node"`
+	Host      string    `json:"host"`
+	NodeAddr  string    `json:"node_addr"`
+	Taken     time.Time `json:"taken"`
+	TookMs    float64   `json:"took_ms"`
+	Bytes     int64     `json:"bytes"`
+	Files     int       `json:"files"`
+	Databases []struct {
+		Name string `json:"name"`
+	} `json:"databases"`
+}
+
+type apiSeed struct {
+	ID         string  `json:"id"`
+	Snapshot   string  `json:"snapshot"`
+	State      string  `json:"state"`
+	Total      int64   `json:"total"`
+	Done       int64   `json:"done"`
+	Rate       float64 `json:"rate"`
+	ETASeconds float64 `json:"eta_seconds"`
+	Resumes    int     `json:"resumes"`
+	Error      string  `json:"error"`
+}
+
+// Percent is how much of the seed has arrived.
+func (s apiSeed) Percent() float64 {
+	if s.Total == 0 {
+		return 100
+	}
+	return 100 * float64(s.Done) / float64(s.Total)
+}
+
+// Job is the seed job's id (seeds are named seed-JOB).
+func (s apiSeed) Job() string { return strings.TrimPrefix(s.ID, "seed-") }
 
 // RebalancePlan is a database's EXPLAIN REBALANCE PARTITIONS.
 type RebalancePlan struct {
@@ -240,7 +283,7 @@ func (s *Server) get(ctx context.Context, m *Model, path string, out any) {
 func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 	m := &Model{Flash: q.Get("flash")}
 	s.get(ctx, m, "/api/status", &m.Status)
-	needCluster := page != "events" && page != "settings"
+	needCluster := page != "events" && page != "settings" && page != "snapshots"
 	if needCluster {
 		path := "/api/cluster"
 		if page == "databases" {
@@ -332,6 +375,21 @@ func (s *Server) model(ctx context.Context, page string, q url.Values) *Model {
 				m.Errors = append(m.Errors, "enable high availability: "+err.Error())
 			}
 			m.HAPlan = reply.Plan
+		}
+	case "snapshots":
+		s.get(ctx, m, "/api/snapshots", &m.Snapshots)
+		reverse(m.Snapshots)
+		s.get(ctx, m, "/api/seeds", &m.Seeds)
+		var js []apiJob
+		s.get(ctx, m, "/api/jobs", &js)
+		for i := len(js) - 1; i >= 0 && len(m.SeedJobs) < 20; i-- {
+			if js[i].Kind == "seed" {
+				m.SeedJobs = append(m.SeedJobs, js[i])
+			}
+		}
+		s.get(ctx, m, "/api/agents", &m.Agents)
+		for _, a := range m.Agents {
+			m.HostNames = append(m.HostNames, a.Host)
 		}
 	case "events":
 		m.Query = q.Get("q")

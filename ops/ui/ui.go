@@ -165,20 +165,76 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /ui/login", s.mysqlLogin)
 	mux.HandleFunc("POST /ui/rebalance/{db}", s.rebalance)
 	mux.HandleFunc("POST /ui/enable-ha", s.enableHA)
+	mux.HandleFunc("POST /ui/snapshots", s.snapshotCreate)
+	mux.HandleFunc("POST /ui/snapshots/{id}/delete", s.snapshotDelete)
+	mux.HandleFunc("POST /ui/seeds", s.seedStart)
+	mux.HandleFunc("POST /ui/seeds/{job}/abort", s.seedAbort)
 	return mux
+}
+
+func (s *Server) snapshotCreate(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	node := r.FormValue("node")
+	err := s.fetch(r.Context(), "POST", "/api/snapshots", map[string]string{"node": node}, nil)
+	s.back(w, r, "/snapshots", "snapshot of node "+node, err)
+}
+
+func (s *Server) snapshotDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	id := r.PathValue("id")
+	err := s.fetch(r.Context(), "POST", "/api/snapshots/"+url.PathEscape(id)+"/delete", nil, nil)
+	s.back(w, r, "/snapshots", "delete snapshot "+id, err)
+}
+
+func (s *Server) seedStart(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	req := map[string]any{"source": r.FormValue("source"), "target": r.FormValue("target"),
+		"snapshot": r.FormValue("snapshot"), "force": r.FormValue("force") == "1"}
+	if p, err := strconv.Atoi(r.FormValue("port")); err == nil {
+		req["port"] = p
+	}
+	if mb, err := strconv.ParseFloat(r.FormValue("bandwidth_mb"), 64); err == nil {
+		req["bandwidth_mb"] = mb
+	}
+	var reply struct {
+		Job struct {
+			ID int `json:"id"`
+		} `json:"job"`
+	}
+	err := s.fetch(r.Context(), "POST", "/api/seeds", req, &reply)
+	s.back(w, r, "/snapshots", fmt.Sprintf("seed of %s to %s (job %d)", r.FormValue("source"), r.FormValue("target"), reply.Job.ID), err)
+}
+
+func (s *Server) seedAbort(w http.ResponseWriter, r *http.Request) {
+	if !s.action(w, r) {
+		return
+	}
+	job := r.PathValue("job")
+	if _, err := strconv.Atoi(job); err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	err := s.fetch(r.Context(), "POST", "/api/jobs/"+job+"/cancel", nil, nil)
+	s.back(w, r, "/snapshots", "abort seed job "+job, err)
 }
 
 // the pages, by path
 var pages = map[string]string{
 	"/{$}": "overview", "/hosts": "hosts", "/nodes": "nodes", "/databases": "databases",
-	"/rebalance": "rebalance", "/events": "events", "/settings": "settings",
+	"/rebalance": "rebalance", "/events": "events", "/settings": "settings", "/snapshots": "snapshots",
 }
 
 // nav is the menu, in order.
 var nav = []struct{ Path, Name, Title string }{
 	{"/", "overview", "Overview"}, {"/hosts", "hosts", "Hosts"}, {"/nodes", "nodes", "Nodes"},
 	{"/databases", "databases", "Databases"}, {"/rebalance", "rebalance", "Rebalance"},
-	{"/events", "events", "Events and jobs"}, {"/settings", "settings", "Settings"},
+	{"/snapshots", "snapshots", "Snapshots and seeds"}, {"/events", "events", "Events and jobs"}, {"/settings", "settings", "Settings"},
 }
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request, name string) {

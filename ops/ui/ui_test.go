@@ -55,7 +55,12 @@ func (f *fakeAPI) fetch(_ context.Context, method, path string, in, out any) err
 	case path == "/api/events":
 		body = `[{"at":"2026-12-05T10:00:00Z","text":"node L2 (leaf 127.0.0.2:3307) exited"}]`
 	case path == "/api/jobs":
-		body = `[{"id":1,"kind":"node-deploy","state":"finished","created":"2026-12-05T09:00:00Z"},{"id":2,"kind":"enable-high-availability","state":"failed","error":"disk full","created":"2026-12-05T09:10:00Z"}]`
+		body = `[{"id":1,"kind":"node-deploy","state":"finished","created":"2026-12-05T09:00:00Z"},{"id":2,"kind":"enable-high-availability","state":"failed","error":"disk full","created":"2026-12-05T09:10:00Z"},
+			{"id":3,"kind":"seed","args":{"source":"127.0.0.1:L1","target":"127.0.0.2:3307"},"state":"running","steps":[{"text":"checks","state":"finished"},{"text":"transfer","state":"running"}]}]`
+	case path == "/api/snapshots":
+		body = `[{"id":"L1-20261205T090000Z-abcd","node":"L1","host":"127.0.0.1","node_addr":"127.0.0.1:3307","taken":"2026-12-05T09:00:00Z","took_ms":12.5,"bytes":3145728,"files":7,"databases":[{"name":"shop_0"},{"name":"shop_1"}]}]`
+	case path == "/api/seeds":
+		body = `[{"id":"seed-3","snapshot":"L1-20261205T090000Z-abcd","state":"receiving","total":3145728,"done":1048576,"rate":524288,"eta_seconds":4,"resumes":1}]`
 	case path == "/api/jobs/2":
 		body = `{"id":2,"kind":"enable-high-availability","state":"failed","steps":[{"text":"SET GLOBAL redundancy_level = 2","state":"finished"},{"text":"deploy a leaf","state":"failed"}],"log":[{"at":"2026-12-05T09:10:01Z","text":"step 2/2 failed: disk full"}]}`
 	case path == "/api/metrics/latest":
@@ -148,6 +153,8 @@ func TestEveryPage(t *testing.T) {
 		{"/events", []string{"node-deploy", "enable-high-availability", "disk full", `href="/events?job=2"`}},
 		{"/events?job=2", []string{"Job 2", "SET GLOBAL redundancy_level = 2 (finished)", "step 2/2 failed"}},
 		{"/settings", []string{"Manual control is", "turn on", "cache-mb=64"}},
+		{"/snapshots", []string{`data-snapshot="L1-20261205T090000Z-abcd"`, "3 MiB", "12.5 ms", `data-seed="seed-3"`, `value="33"`, "1 MiB of 3 MiB", "512 KiB/s",
+			`action="/ui/seeds/3/abort"`, `<a href="/events?job=3">3</a>`, "127.0.0.1:L1", `action="/ui/snapshots/L1-20261205T090000Z-abcd/delete"`, `<option>127.0.0.2</option>`}},
 	} {
 		code, body := get(t, c, srv.URL+p.path)
 		if code != 200 {
