@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,7 @@ Agents:
   agent-unfollow                                 stop following; a primary of its own again
   agent-list                                     the agents of the deployment
   agent-stop [--stop-nodes]                      stop this host's agent (its nodes keep running)
+  host-info                                      every host: free disk, each node's data and snapshots, LVM volumes
   ui-link [PAGE]                                 a one-time login link to the web interface (PAGE: /nodes, …)
 Nodes:
   node-deploy --role master|aggregator|leaf --port P [--host H] [--availability-group 1|2]
@@ -80,11 +82,31 @@ func runOps(args []string, stdout io.Writer) error {
 	o := &opsCmd{out: stdout}
 	switch cmd {
 	case "start":
-		cfg := agent.Config{Version: version}
-		fs.StringVar(&cfg.Bind, "bind", "127.0.0.1", "this host's IP address: the agent and its nodes listen on it")
-		fs.IntVar(&cfg.Port, "port", 9000, "the agent's HTTP port")
-		fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", 5, "keep a node's newest N snapshots (0: all)")
-		fs.IntVar(&cfg.SnapshotKeepDays, "snapshot-keep-days", 7, "delete a node's snapshots older than this many days, but its newest (0: never)")
+		cfg := agent.Config{Version: version, Bind: "127.0.0.1", Port: 9000, SnapshotKeep: 5, SnapshotKeepDays: 7}
+		// the configuration file first, the flags over it
+		exe, _ := os.Executable()
+		fc, file, err := agent.LoadFileConfig(agent.ConfigFilePaths(exe))
+		if err != nil {
+			return err
+		}
+		fc.Apply(&cfg)
+		if cfg.Home != "" && *home == "" {
+			*home = cfg.Home
+		}
+		var basicPassFile string
+		fs.StringVar(&cfg.Bind, "bind", cfg.Bind, "this host's IP address: the agent and its nodes listen on it")
+		fs.IntVar(&cfg.Port, "port", cfg.Port, "the agent's HTTP port")
+		fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", cfg.SnapshotKeep, "keep a node's newest N snapshots (0: all)")
+		fs.IntVar(&cfg.SnapshotKeepDays, "snapshot-keep-days", cfg.SnapshotKeepDays, "delete a node's snapshots older than this many days, but its newest (0: never)")
+		fs.DurationVar(&cfg.Resubmit, "resubmit", cmp.Or(cfg.Resubmit, time.Hour), "a follower registers with its primary again this often (and when it starts)")
+		fs.StringVar(&cfg.Security.CertFile, "tls-cert", cfg.Security.CertFile, "serve the API and web interface over TLS with this certificate (PEM); every agent of the deployment must")
+		fs.StringVar(&cfg.Security.KeyFile, "tls-key", cfg.Security.KeyFile, "the key (PEM) of --tls-cert")
+		fs.StringVar(&cfg.Security.CAFile, "tls-ca", cfg.Security.CAFile, "mutual TLS: callers must present a certificate this CA signed; other agents' certificates are checked against it")
+		fs.BoolVar(&cfg.Security.SkipVerify, "tls-skip-verify", cfg.Security.SkipVerify, "do not check other agents' certificates")
+		fs.StringVar(&cfg.Security.BasicUser, "basic-auth-user", cfg.Security.BasicUser, "require HTTP basic auth with this user too (with --basic-auth-password-file)")
+		fs.StringVar(&basicPassFile, "basic-auth-password-file", "", "file holding the basic auth password")
+		fs.StringVar(&cfg.Follow, "follow", cfg.Follow, "follow the primary at HOST:PORT as the agent starts (with --follow-secret-file)")
+		followSecretFile := fs.String("follow-secret-file", "", "file holding the deployment secret of --follow")
 		fs.DurationVar(&cfg.MetricsInterval, "metrics-interval", 10*time.Second, "how often the host and its nodes are sampled")
 		fs.DurationVar(&cfg.Retention.Raw, "metrics-retention", metrics.DefaultRetention.Raw, "the primary keeps every sample this long")
 		fs.DurationVar(&cfg.Retention.Rollups, "metrics-rollup-retention", metrics.DefaultRetention.Rollups, "the primary keeps 5-minute rollups this long")
@@ -92,6 +114,25 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.BoolVar(&cfg.OpenUI, "open-ui", false, "let anyone view the web interface (read-only) without logging in")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		for _, f := range []struct {
+			file string
+			to   *string
+		}{{basicPassFile, &cfg.Security.BasicPass}, {*followSecretFile, &cfg.FollowSecret}} {
+			if f.file == "" {
+				continue
+			}
+			b, err := os.ReadFile(f.file)
+			if err != nil {
+				return err
+			}
+			*f.to = strings.TrimSpace(string(b))
+		}
+		if cfg.Security.BasicUser != "" && cfg.Security.BasicPass == "" {
+			return errors.New("--basic-auth-user needs a password (--basic-auth-password-file, or HTTPAuthPassword in the configuration file)")
+		}
+		if file != "" {
+			fmt.Fprintf(stdout, "configuration file: %s\n", file)
 		}
 		cfg.Home = agent.Home(*home)
 		return opsStart(cfg, stdout)
@@ -166,7 +207,7 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.Float64Var(&seedReq.StallMinutes, "stall-minutes", 5, "fail the seed after this long without progress")
 		fs.BoolVar(&all, "detach", false, "start the seed and return (follow it with job-logs)")
 	case "agent-unfollow", "agent-list", "job-list", "job-logs", "job-retry", "job-cancel", "ui-link",
-		"snapshot-create", "snapshot-list", "snapshot-delete", "seed-list", "seed-abort":
+		"snapshot-create", "snapshot-list", "snapshot-delete", "seed-list", "seed-abort", "host-info":
 	default:
 		return fmt.Errorf("ops: unknown command %q\n\n%s", args[0], opsUsage)
 	}
@@ -178,7 +219,10 @@ func runOps(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o.c, o.json = agent.NewClient(creds.Addr, creds.Token), *asJSON
+	if o.c, err = agent.NewClient(creds); err != nil {
+		return err
+	}
+	o.json = *asJSON
 	ctx := context.Background()
 	switch cmd {
 	case "agent-follow":
@@ -407,6 +451,22 @@ func runOps(args []string, stdout io.Writer) error {
 			return o.call(ctx, "GET", fmt.Sprintf("/api/jobs/%d", reply.Job.ID), nil, "seed started: job %d (job-logs %d follows it, seed-abort %d stops it)", reply.Job.ID, reply.Job.ID, reply.Job.ID)
 		}
 		return o.follow(ctx, reply.Job.ID)
+	case "host-info":
+		var hosts []agent.HostFacts
+		if err := o.c.Call(ctx, "GET", "/api/hosts", nil, &hosts); err != nil {
+			return err
+		}
+		return table(o, hosts, []string{"HOST", "HOSTNAME", "FREE_MIB", "TOTAL_MIB", "NODES (DATA/SNAPSHOTS MIB)", "LVM"}, func(h agent.HostFacts) []any {
+			var nodes []string
+			for _, n := range h.Nodes {
+				nodes = append(nodes, fmt.Sprintf("%s:%d/%d", n.ID, n.DataBytes>>20, n.SnapshotsBytes>>20))
+			}
+			lvm := "no lvs"
+			if h.LVM != nil {
+				lvm = "lvs"
+			}
+			return []any{h.Host, h.Hostname, h.FreeBytes >> 20, h.TotalBytes >> 20, strings.Join(nodes, " "), lvm}
+		})
 	case "seed-list":
 		var seeds []agent.SeedStatus
 		if err := o.c.Call(ctx, "GET", "/api/seeds", nil, &seeds); err != nil {
@@ -588,7 +648,7 @@ func opsStart(cfg agent.Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "canopy ops agent on http://%s (home %s)\nweb interface (one-time login link; canopy ops ui-link makes more): %s\n", a.Addr(), cfg.Home, a.UILink("/"))
+	fmt.Fprintf(stdout, "canopy ops agent on %s://%s (home %s)\nweb interface (one-time login link; canopy ops ui-link makes more): %s\n", cfg.Security.Scheme(), a.Addr(), cfg.Home, a.UILink("/"))
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,6 +46,15 @@ type Config struct {
 	// OpenUI lets anyone view the web interface (read-only) without
 	// logging in.
 	OpenUI bool
+	// Follow, FollowSecret: a new agent follows this primary (host:port)
+	// as it starts (the configuration file's AgentsServer)
+	Follow, FollowSecret string
+	// Security: TLS, mutual TLS and basic auth of the API (security.go)
+	Security Security
+	// Resubmit: how often a follower registers with its primary again
+	// (ResubmitAgentIntervalMinutes; default 60 minutes). It registers
+	// when it starts too, and whenever the primary does not know it.
+	Resubmit time.Duration
 	// SnapshotKeep, SnapshotKeepDays: a node keeps its newest
 	// SnapshotKeep snapshots, none older than SnapshotKeepDays (0: no
 	// limit); the newest always stays.
@@ -128,6 +138,9 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.MetricsInterval == 0 {
 		cfg.MetricsInterval = 10 * time.Second
 	}
+	if cfg.Resubmit == 0 {
+		cfg.Resubmit = time.Hour
+	}
 	if cfg.Retention == (metrics.Retention{}) {
 		cfg.Retention = metrics.DefaultRetention
 	}
@@ -147,6 +160,13 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 			cfg.Home, st.Host, st.Port, st.Host, st.Port)
 	}
 	st.Host, st.Port = cfg.Bind, cfg.Port
+	st.Security = cfg.Security // for the CLI: how to reach this agent
+	// a new API token every start (seed 004): a follower registers it with
+	// its primary as it starts; the CLI reads it from the home
+	st.Token = randomHex(24)
+	if st.GrantKey == "" {
+		st.GrantKey = randomHex(32)
+	}
 	if st.Role == RolePrimary {
 		if i, ok := st.agent(st.Host); ok {
 			st.Agents[i].Port, st.Agents[i].Role, st.Agents[i].Version, st.Agents[i].LastSeen = st.Port, RolePrimary, cfg.Version, time.Now()
@@ -164,12 +184,25 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	serverTLS, err := cfg.Security.serverConfig()
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
+	httpClient, err := cfg.Security.HTTPClient(cfg.Bind)
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Bind, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		ms.Close()
 		return nil, fmt.Errorf("agent port: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, cancels: map[int]context.CancelFunc{}, seeds: map[string]*seedRecv{}, ln: ln, done: make(chan struct{}), http: fromHost(cfg.Bind), metrics: ms}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
+	a := &Agent{cfg: cfg, log: log, st: st, procs: map[string]*proc{}, cancels: map[int]context.CancelFunc{}, seeds: map[string]*seedRecv{}, ln: ln, done: make(chan struct{}), http: httpClient, metrics: ms}
 	for _, n := range st.Nodes {
 		if n.Host == st.Host {
 			p := &proc{spec: n}
@@ -198,6 +231,16 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 	}()
 	log.Info("canopy ops agent started", "addr", a.Addr(), "role", st.Role, "home", cfg.Home, "nodes", len(a.procs))
+	if cfg.Follow != "" && st.Role == RolePrimary {
+		// the configuration file names a primary: a new agent follows it
+		fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.follow(fctx, cfg.Follow, cfg.FollowSecret)
+		fcancel()
+		if err != nil {
+			a.Close(false)
+			return nil, fmt.Errorf("follow %s (AgentsServer): %w", cfg.Follow, err)
+		}
+	}
 	return a, nil
 }
 
@@ -205,7 +248,9 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) Addr() string { return a.ln.Addr().String() }
 
 // UILink is a one-time login link to a page of the web interface.
-func (a *Agent) UILink(page string) string { return "http://" + a.Addr() + a.ui.Link(page) }
+func (a *Agent) UILink(page string) string {
+	return a.cfg.Security.Scheme() + "://" + a.Addr() + a.ui.Link(page)
+}
 
 // Done is closed once the agent stopped (Close, or agent-stop).
 func (a *Agent) Done() <-chan struct{} { return a.done }
@@ -262,6 +307,7 @@ type Credentials struct {
 	Token        string
 	Secret       string
 	RootPassword string
+	Security     Security
 }
 
 // ReadCredentials reads the address and token of the agent whose home is
@@ -274,12 +320,13 @@ func ReadCredentials(dir string) (Credentials, error) {
 	if st == nil {
 		return Credentials{}, fmt.Errorf("no agent state in %s: start one with `canopy ops start --home %s`, or point --home (or CANOPY_OPS_HOME) at the agent's home", dir, dir)
 	}
-	return Credentials{Addr: net.JoinHostPort(st.Host, strconv.Itoa(st.Port)), Token: st.Token, Secret: st.Secret, RootPassword: st.RootPassword}, nil
+	return Credentials{Addr: net.JoinHostPort(st.Host, strconv.Itoa(st.Port)), Token: st.Token, Secret: st.Secret, RootPassword: st.RootPassword,
+		Security: st.Security}, nil
 }
 
 // client calls another agent from this host.
 func (a *Agent) client(addr, token string) *Client {
-	return &Client{Addr: addr, Token: token, HTTP: a.http}
+	return &Client{Addr: addr, Token: token, HTTP: a.http, Sec: a.cfg.Security}
 }
 
 // tokenOK compares a presented token with the expected one in constant

@@ -64,6 +64,9 @@ func (a *Agent) routes() http.Handler {
 		})
 	}
 	h("GET /api/status", open, false, a.apiStatus)
+	h("GET /api/hostname", open, false, a.apiHostname)
+	h("GET /api/hosts", manage, true, a.apiHostFacts)
+	h("GET /api/local/host", local, false, a.apiLocalHostFacts)
 	h("POST /api/follow", local, false, a.apiFollow)
 	h("POST /api/unfollow", local, false, a.apiUnfollow)
 	h("POST /api/stop", local, false, a.apiStop)
@@ -117,7 +120,7 @@ func (a *Agent) routes() http.Handler {
 	h("POST /api/local/seeds/{id}/install", local, false, a.apiLocalSeedInstall)
 	// a snapshot's files, to an agent holding a grant for it
 	mux.HandleFunc("GET /api/transfer/{id}/file", a.transferFile)
-	return mux
+	return a.cfg.Security.basicAuth(mux)
 }
 
 type httpError struct {
@@ -147,7 +150,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
+// bearer is the token a request presents: in X-Canopy-Token, or as a
+// bearer token.
 func bearer(r *http.Request) string {
+	if t := r.Header.Get(tokenHeader); t != "" {
+		return t
+	}
 	h := r.Header.Get("Authorization")
 	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
 		return t
@@ -189,12 +197,12 @@ func (a *Agent) forward(w http.ResponseWriter, r *http.Request, primary, secret 
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+primary+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, a.cfg.Security.Scheme()+"://"+primary+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	req.Header.Set("Authorization", "Bearer "+secret)
+	a.cfg.Security.authorize(req, secret)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := a.http.Do(req)
 	if err != nil {
@@ -284,38 +292,45 @@ func (a *Agent) apiFollow(r *http.Request) (any, error) {
 		req.Port = 9000
 	}
 	primary := net.JoinHostPort(req.Host, strconv.Itoa(req.Port))
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.follow(ctx, primary, req.Secret); err != nil {
+		return nil, err
+	}
+	return map[string]string{"primary": primary}, nil
+}
+
+// follow makes this agent a follower of primary.
+func (a *Agent) follow(ctx context.Context, primary, secret string) error {
 	a.mu.Lock()
 	switch {
 	case a.st.Role == RoleFollower:
 		cur := a.st.Primary
 		a.mu.Unlock()
-		return nil, conflict("this agent already follows %s: run agent-unfollow first", cur)
+		return conflict("this agent already follows %s: run agent-unfollow first", cur)
 	case len(a.st.Agents) > 1:
 		a.mu.Unlock()
-		return nil, conflict("this agent is the primary of %d other agents: it cannot follow another", len(a.st.Agents)-1)
+		return conflict("this agent is the primary of %d other agents: it cannot follow another", len(a.st.Agents)-1)
 	case len(a.st.Nodes) > 0:
 		a.mu.Unlock()
-		return nil, conflict("this agent manages %d nodes: delete them before it follows another primary", len(a.st.Nodes))
+		return conflict("this agent manages %d nodes: delete them before it follows another primary", len(a.st.Nodes))
 	case primary == net.JoinHostPort(a.st.Host, strconv.Itoa(a.st.Port)):
 		a.mu.Unlock()
-		return nil, badRequest("an agent cannot follow itself")
+		return badRequest("an agent cannot follow itself")
 	}
-	reg := registerRequest{Host: a.st.Host, Port: a.st.Port, Token: a.st.Token, Version: a.cfg.Version}
 	a.mu.Unlock()
-	var reply registerReply
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if err := a.client(primary, req.Secret).Call(ctx, "POST", "/api/agents/register", reg, &reply); err != nil {
-		return nil, fmt.Errorf("register with the primary %s: %w", primary, err)
+	reply, err := a.register(ctx, primary, secret)
+	if err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.st.Role, a.st.Primary, a.st.Secret = RoleFollower, primary, req.Secret
+	a.st.Role, a.st.Primary, a.st.Secret = RoleFollower, primary, secret
 	a.st.RootPassword, a.st.ManualControl = reply.RootPassword, reply.ManualControl
 	a.st.Agents, a.st.AgentTokens = nil, map[string]string{}
 	a.eventf("now following the primary %s", primary)
 	a.log.Info("following a primary", "primary", primary)
-	return map[string]string{"primary": primary}, a.saveLocked()
+	return a.saveLocked()
 }
 
 func (a *Agent) apiUnfollow(r *http.Request) (any, error) {
@@ -451,23 +466,50 @@ func (a *Agent) apiAgents(*http.Request) (any, error) {
 	return out, nil
 }
 
+// register gives the primary this agent's address, version and token.
+func (a *Agent) register(ctx context.Context, primary, secret string) (registerReply, error) {
+	a.mu.Lock()
+	reg := registerRequest{Host: a.st.Host, Port: a.st.Port, Token: a.st.Token, Version: a.cfg.Version}
+	a.mu.Unlock()
+	var reply registerReply
+	if err := a.client(primary, secret).Call(ctx, "POST", "/api/agents/register", reg, &reply); err != nil {
+		return reply, fmt.Errorf("register with the primary %s: %w", primary, err)
+	}
+	return reply, nil
+}
+
 // followLoop: a follower beats to its primary every 2 s and takes the
-// deployment's manual control from it.
+// deployment's manual control from it. It registers (its token is new at
+// every start) when it starts, every --resubmit interval, and whenever
+// the primary does not know it.
 func (a *Agent) followLoop(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	warned := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	var registered time.Time
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		a.mu.Lock()
 		role, primary, secret, host, port := a.st.Role, a.st.Primary, a.st.Secret, a.st.Host, a.st.Port
 		a.mu.Unlock()
 		if role != RoleFollower {
 			continue
+		}
+		if time.Since(registered) > a.cfg.Resubmit {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err := a.register(cctx, primary, secret)
+			cancel()
+			if err != nil {
+				a.log.Warn("registering with the primary", "err", err)
+			} else {
+				registered = time.Now()
+			}
 		}
 		var reply struct {
 			Known         bool `json:"known"`
@@ -491,7 +533,7 @@ func (a *Agent) followLoop(ctx context.Context) {
 		}
 		a.mu.Unlock()
 		if !reply.Known {
-			a.log.Warn("the primary does not know this agent (run agent-follow again)", "primary", primary)
+			registered = time.Time{} // register again at the next beat
 		}
 	}
 }

@@ -19,7 +19,10 @@ func TestJobCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close(false)
-	c := NewClient(a.Addr(), a.st.Token)
+	c, err := NewClient(Credentials{Addr: a.Addr(), Token: a.st.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
 	started := make(chan struct{})
 	done := make(chan *jobs.Job, 1)
 	go func() {

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"time"
 )
 
 // APIError is an error answer of an agent.
@@ -24,19 +22,30 @@ type Client struct {
 	Addr  string // host:port
 	Token string
 	HTTP  *http.Client
+	Sec   Security // the scheme and basic auth
 }
 
-// NewClient is a client of the agent at addr.
-func NewClient(addr, token string) *Client {
-	return &Client{Addr: addr, Token: token, HTTP: &http.Client{Timeout: 10 * time.Minute}}
+// NewClient is a client of the agent its credentials describe.
+func NewClient(c Credentials) (*Client, error) {
+	hc, err := c.Security.HTTPClient("")
+	if err != nil {
+		return nil, err
+	}
+	return &Client{Addr: c.Addr, Token: c.Token, HTTP: hc, Sec: c.Security}, nil
 }
 
-// fromHost is a client whose connections leave from the given local
-// address: an agent calls other agents from its host's address, which is
-// how they know which host calls.
-func fromHost(host string) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(host)}}
-	return &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{DialContext: d.DialContext}}
+// tokenHeader carries the API token (also accepted as a bearer token):
+// its own header, so that HTTP basic auth can take Authorization.
+const tokenHeader = "X-Canopy-Token"
+
+// authorize puts a token and the basic auth on a request.
+func (s Security) authorize(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set(tokenHeader, token)
+	}
+	if s.BasicUser != "" {
+		req.SetBasicAuth(s.BasicUser, s.BasicPass)
+	}
 }
 
 // Call sends a request (in as the JSON body, nil for none) and decodes the
@@ -50,13 +59,11 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.Addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.Sec.Scheme()+"://"+c.Addr+path, body)
 	if err != nil {
 		return err
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
+	c.Sec.authorize(req, c.Token)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -188,6 +188,14 @@ func freeBytes(dir string) (uint64, error) {
 	return fs.Bavail * uint64(fs.Bsize), nil
 }
 
+func totalBytes(dir string) (uint64, error) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, err
+	}
+	return fs.Blocks * uint64(fs.Bsize), nil
+}
+
 // pull fetches every file, each from what is already staged, retrying a
 // cut link until no byte arrived for the stall limit; then verifies them.
 func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string) error {
@@ -285,12 +293,13 @@ func (s *seedRecv) progress(n int64, start time.Time, received int64) {
 // fetch appends a file's bytes from offset have to dst; it returns how
 // many it wrote.
 func (a *Agent) fetch(ctx context.Context, client *http.Client, req SeedPull, f SnapshotFile, dst string, have int64, onBytes func(int64)) (int64, error) {
-	u := fmt.Sprintf("http://%s/api/transfer/%s/file?path=%s&offset=%d&rate=%d", req.Source, url.PathEscape(req.Snapshot), url.QueryEscape(f.Path), have, req.BandwidthBytes)
+	u := fmt.Sprintf("%s://%s/api/transfer/%s/file?path=%s&offset=%d&rate=%d", a.cfg.Security.Scheme(), req.Source, url.PathEscape(req.Snapshot),
+		url.QueryEscape(f.Path), have, req.BandwidthBytes)
 	hreq, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return 0, err
 	}
-	hreq.Header.Set("Authorization", "Bearer "+req.Grant)
+	a.cfg.Security.authorize(hreq, req.Grant) // the grant in a header, never in the URL
 	resp, err := client.Do(hreq)
 	if err != nil {
 		return 0, err

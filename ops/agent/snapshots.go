@@ -336,14 +336,14 @@ func fileSHA256(path string) (string, int64, error) {
 // hands it to the seeding agent, which can then read that snapshot's
 // files and nothing else, until the grant expires. A grant is
 // EXPIRY.MAC, the MAC an HMAC-SHA256 of the snapshot id and the expiry
-// under this agent's token: it needs no state, so it outlives a restart
-// of the agent (a cut transfer resumes across one).
+// under this agent's grant key: it needs no state, so it outlives a
+// restart of the agent (a cut transfer resumes across one).
 
 const grantLife = 24 * time.Hour
 
 func (a *Agent) grantMAC(id string, expiry int64) string {
 	a.mu.Lock()
-	key := a.st.Token
+	key := a.st.GrantKey
 	a.mu.Unlock()
 	m := hmac.New(sha256.New, []byte(key))
 	fmt.Fprintf(m, "snapshot-grant\x00%s\x00%d", id, expiry)

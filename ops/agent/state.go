@@ -58,8 +58,13 @@ func (a AgentInfo) Addr() string { return fmt.Sprintf("%s:%d", a.Host, a.Port) }
 type state struct {
 	Host  string `json:"host"`
 	Port  int    `json:"port"`
-	Token string `json:"token"` // this agent's API token
-	Role  string `json:"role"`
+	Token string `json:"token"` // this agent's API token, new at every start
+	// Security: how the API is served, for the CLI (TLS, basic auth)
+	Security Security `json:"security,omitzero"`
+	// GrantKey signs the transfer grants of this host's snapshots
+	// (snapshots.go); it stays across restarts, so a grant does too
+	GrantKey string `json:"grant_key"`
+	Role     string `json:"role"`
 	// Primary: the primary's host:port, on a follower.
 	Primary string `json:"primary,omitempty"`
 	// Secret is the deployment's secret: a follower presents it to its
