@@ -40,6 +40,7 @@ Nodes:
   node-list [--role ROLE] [-q]                   (-q: ids only)
   node-start|node-stop|node-restart ID|--all
   node-delete ID [--keep-data] [--no-prompt]
+  node-replace ID --target HOST [--port P] [--no-prompt]   a new leaf on HOST in the old one's group takes its place
   node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
   enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
@@ -196,6 +197,10 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.BoolVar(&all, "rollups", false, "5-minute rollups instead of every sample")
 	case "enable-high-availability":
 		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
+		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
+	case "node-replace":
+		fs.StringVar(&host, "target", "", "the host of the new leaf")
+		fs.IntVar(&port, "port", 0, "the new leaf's port (default the old one's)")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
 	case "seed":
 		fs.StringVar(&seedReq.Source, "source", "", "the node to copy: NODE_ID or HOST:NODE_ID")
@@ -401,6 +406,39 @@ func runOps(args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "%s %s\n", l.At.Format(time.TimeOnly), l.Text)
 		}
 		fmt.Fprintf(stdout, "high availability enabled (job %d)\n", reply.Job.ID)
+		return nil
+	case "node-replace":
+		if len(pos) != 1 {
+			return errors.New("node-replace: name one leaf's node id")
+		}
+		req := agent.ReplaceRequest{Target: host, Port: port, PlanOnly: true}
+		var plan agent.ReplaceReply
+		if err := o.c.Call(ctx, "POST", "/api/nodes/"+pos[0]+"/replace", req, &plan); err != nil {
+			return err
+		}
+		if !noPrompt {
+			fmt.Fprintf(stdout, "Replacing leaf %s:\n", pos[0])
+			for i, p := range plan.Plan {
+				fmt.Fprintf(stdout, "  %d. %s\n", i+1, p)
+			}
+			fmt.Fprint(stdout, "Go ahead (the databases stay online)? [y/N] ")
+			line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+			if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+				return errors.New("node-replace: not confirmed")
+			}
+		}
+		req.PlanOnly = false
+		var reply agent.ReplaceReply
+		if err := o.c.Call(ctx, "POST", "/api/nodes/"+pos[0]+"/replace", req, &reply); err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(reply)
+		}
+		for _, l := range reply.Job.Log {
+			fmt.Fprintf(stdout, "%s %s\n", l.At.Format(time.TimeOnly), l.Text)
+		}
+		fmt.Fprintf(stdout, "leaf %s replaced (job %d)\n", pos[0], reply.Job.ID)
 		return nil
 	case "ui-link":
 		page := "/"

@@ -75,6 +75,7 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/nodes", manage, true, a.apiNodes)
 	h("POST /api/nodes", manage, true, a.apiDeploy)
 	h("POST /api/nodes/{id}/config", manage, true, a.apiNodeConfig)
+	h("POST /api/nodes/{id}/replace", manage, true, a.apiNodeReplace)
 	h("POST /api/nodes/{id}/{action}", manage, true, a.apiNodeAction)
 	h("POST /api/manual-control", manage, true, a.apiManualControl)
 	h("GET /api/jobs", manage, true, a.apiJobs)

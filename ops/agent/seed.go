@@ -52,6 +52,9 @@ type SeedStatus struct {
 	ETASeconds float64 `json:"eta_seconds"`
 	Resumes    int     `json:"resumes"` // times a file went on from where a cut left it
 	Error      string  `json:"error,omitempty"`
+	// ReceiveSeconds, VerifySeconds: how long the two took
+	ReceiveSeconds float64 `json:"receive_seconds,omitempty"`
+	VerifySeconds  float64 `json:"verify_seconds,omitempty"`
 }
 
 type seedRecv struct {
@@ -259,9 +262,15 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 		s.st.FilesDone++
 		s.mu.Unlock()
 	}
+	verifyStart := time.Now()
 	s.mu.Lock()
-	s.st.State = "verifying"
+	s.st.State, s.st.ReceiveSeconds = "verifying", time.Since(start).Seconds()
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.st.VerifySeconds = time.Since(verifyStart).Seconds()
+		s.mu.Unlock()
+	}()
 	for _, f := range req.Files {
 		dst, _ := stagedPath(dir, f.Path)
 		sum, size, err := fileSHA256(dst)

@@ -189,7 +189,7 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 				return fmt.Errorf("transfer: %s", st.Error)
 			}
 			if st.State == "verifying" || st.State == "done" {
-				logf("received %d MiB (%d files, %d resumes after a cut) at %.1f MiB/s", st.Done>>20, st.FilesDone, st.Resumes, st.Rate/(1<<20))
+				logf("received %d MiB (%d files, %d resumes after a cut) in %.2f s, %.1f MiB/s", st.Done>>20, st.FilesDone, st.Resumes, st.ReceiveSeconds, st.Rate/(1<<20))
 				return nil
 			}
 			if time.Since(last) >= 2*time.Second {
@@ -218,7 +218,7 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 			}
 			switch st.State {
 			case "done":
-				logf("every file's SHA-256 matches the snapshot's")
+				logf("every file's SHA-256 matches the snapshot's (checked in %.2f s)", st.VerifySeconds)
 				return nil
 			case "failed":
 				return fmt.Errorf("verify: %s", st.Error)
