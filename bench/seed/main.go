@@ -79,7 +79,7 @@ func main() {
 	// snapshots as the data grows: 1/8 of it, then all of it
 	rows := *mb << 20 / rowBytes
 	type snapRow struct {
-		dataMiB     float64
+		dataMiB      float64
 		took, paused time.Duration
 	}
 	var snaps []snapRow
