@@ -59,6 +59,8 @@ type Config struct {
 	// SnapshotKeep snapshots, none older than SnapshotKeepDays (0: no
 	// limit); the newest always stays.
 	SnapshotKeep, SnapshotKeepDays int
+	// Commands replace the built-in snapshot and transfer (hooks.go)
+	Commands Commands
 }
 
 // Agent is a running agent.

@@ -26,17 +26,18 @@ import (
 
 // opsAgent is a `canopy ops start` process on a loopback host.
 type opsAgent struct {
-	t    *testing.T
-	host string
-	port int
-	home string
-	cmd  *exec.Cmd
-	log  string
+	t     *testing.T
+	host  string
+	port  int
+	home  string
+	cmd   *exec.Cmd
+	log   string
+	extra []string // more flags of ops start
 }
 
-func startAgent(t *testing.T, host, home string, port int) *opsAgent {
+func startAgent(t *testing.T, host, home string, port int, extra ...string) *opsAgent {
 	t.Helper()
-	a := &opsAgent{t: t, host: host, port: port, home: home, log: filepath.Join(home + ".log")}
+	a := &opsAgent{t: t, host: host, port: port, home: home, log: filepath.Join(home + ".log"), extra: extra}
 	a.start()
 	t.Cleanup(func() {
 		// stop the agent and every node it runs, whatever the test left
@@ -57,8 +58,8 @@ func (a *opsAgent) start() {
 		a.t.Fatal(err)
 	}
 	defer logf.Close()
-	a.cmd = exec.Command(testutil.Binary(a.t), "ops", "start", "--bind", a.host, "--port", strconv.Itoa(a.port), "--home", a.home,
-		"--metrics-interval", "1s", "--stop-timeout", "10s")
+	a.cmd = exec.Command(testutil.Binary(a.t), append([]string{"ops", "start", "--bind", a.host, "--port", strconv.Itoa(a.port), "--home", a.home,
+		"--metrics-interval", "1s", "--stop-timeout", "10s"}, a.extra...)...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)

@@ -113,6 +113,7 @@ func (a *Agent) routes() http.Handler {
 	h("GET /api/local/snapshots", local, false, a.apiLocalSnapshots)
 	h("POST /api/local/snapshots/{id}/delete", local, false, a.apiLocalSnapshotDelete)
 	h("POST /api/local/snapshots/{id}/grant", local, false, a.apiLocalSnapshotGrant)
+	h("POST /api/local/snapshots/{id}/send", local, false, a.apiLocalSnapshotSend)
 	h("GET /api/local/seed-check", local, false, a.apiLocalSeedCheck)
 	h("POST /api/local/seeds", local, false, a.apiLocalSeedPull)
 	h("GET /api/local/seeds", local, false, a.apiLocalSeeds)

@@ -29,6 +29,10 @@ type FileConfig struct {
 	SSLCertFile                  string `json:"SSLCertFile"`
 	SSLPrivateKeyFile            string `json:"SSLPrivateKeyFile"`
 	SSLCAFile                    string `json:"SSLCAFile"` // clients must present a certificate it signed (mutual TLS)
+	CreateSnapshotCommand        string `json:"CreateSnapshotCommand"`
+	SendSeedDataCommand          string `json:"SendSeedDataCommand"`
+	ReceiveSeedDataCommand       string `json:"ReceiveSeedDataCommand"`
+	PostCopyCommand              string `json:"PostCopyCommand"`
 	SnapshotKeep                 *int   `json:"SnapshotKeep"`
 	SnapshotKeepDays             *int   `json:"SnapshotKeepDays"`
 }
@@ -86,6 +90,8 @@ func (fc FileConfig) Apply(cfg *Config) {
 		cfg.Security.CertFile, cfg.Security.KeyFile = fc.SSLCertFile, fc.SSLPrivateKeyFile
 		cfg.Security.CAFile, cfg.Security.SkipVerify = fc.SSLCAFile, fc.SSLSkipVerify
 	}
+	cfg.Commands = Commands{CreateSnapshot: fc.CreateSnapshotCommand, SendSeedData: fc.SendSeedDataCommand,
+		ReceiveSeedData: fc.ReceiveSeedDataCommand, PostCopy: fc.PostCopyCommand}
 	if fc.SnapshotKeep != nil {
 		cfg.SnapshotKeep = *fc.SnapshotKeep
 	}

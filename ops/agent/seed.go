@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,6 +38,9 @@ type SeedPull struct {
 	Files          []SnapshotFile `json:"files"`
 	BandwidthBytes int64          `json:"bandwidth_bytes,omitempty"` // per second; 0: no cap
 	StallSeconds   int            `json:"stall_seconds,omitempty"`   // no progress this long fails the seed
+	// Mode "command": the ReceiveSeedDataCommand receives the files
+	// (hooks.go); "": this agent pulls them over HTTP
+	Mode string `json:"mode,omitempty"`
 }
 
 // SeedStatus is where a pull stands.
@@ -52,6 +56,8 @@ type SeedStatus struct {
 	ETASeconds float64 `json:"eta_seconds"`
 	Resumes    int     `json:"resumes"` // times a file went on from where a cut left it
 	Error      string  `json:"error,omitempty"`
+	// Port: where the receive command listens (mode "command")
+	Port int `json:"port,omitempty"`
 	// ReceiveSeconds, VerifySeconds: how long the two took
 	ReceiveSeconds float64 `json:"receive_seconds,omitempty"`
 	VerifySeconds  float64 `json:"verify_seconds,omitempty"`
@@ -146,10 +152,37 @@ func (a *Agent) apiLocalSeedPull(r *http.Request) (any, error) {
 		close(s.ended)
 		return s.status(), nil
 	}
+	port := 0
+	if req.Mode == "command" {
+		if a.cfg.Commands.ReceiveSeedData == "" {
+			cancel()
+			return nil, conflict("this agent has no ReceiveSeedDataCommand")
+		}
+		a.mu.Lock()
+		host := a.st.Host
+		a.mu.Unlock()
+		p, err := freePort(host)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		port = p
+		s.mu.Lock()
+		s.st.Port = p
+		s.mu.Unlock()
+	}
 	go func() {
 		defer close(s.ended)
 		defer cancel()
-		if err := a.pull(ctx, s, req, dir); err != nil {
+		receive := func() error { return a.pull(ctx, s, req, dir) }
+		if req.Mode == "command" {
+			receive = func() error { return a.receiveByCommand(ctx, s, dir, port) }
+		}
+		err := receive()
+		if err == nil {
+			err = a.finishSeed(ctx, s, req, dir)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return // aborted: the abort says so
 			}
@@ -262,9 +295,23 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 		s.st.FilesDone++
 		s.mu.Unlock()
 	}
+	s.mu.Lock()
+	s.st.ReceiveSeconds = time.Since(start).Seconds()
+	s.mu.Unlock()
+	return nil
+}
+
+// finishSeed runs the PostCopyCommand, then checks every file against the
+// snapshot's checksums.
+func (a *Agent) finishSeed(ctx context.Context, s *seedRecv, req SeedPull, dir string) error {
+	if cmd := a.cfg.Commands.PostCopy; cmd != "" {
+		if err := a.runHook(ctx, "PostCopyCommand", cmd, envVar("CANOPY_SEED_DIR", dir)); err != nil {
+			return err
+		}
+	}
 	verifyStart := time.Now()
 	s.mu.Lock()
-	s.st.State, s.st.ReceiveSeconds = "verifying", time.Since(start).Seconds()
+	s.st.State = "verifying"
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -283,6 +330,70 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 		}
 	}
 	return nil
+}
+
+// receiveByCommand runs the ReceiveSeedDataCommand until the sender is
+// done, counting what arrives.
+func (a *Agent) receiveByCommand(ctx context.Context, s *seedRecv, dir string, port int) error {
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			n := stagedBytes(dir)
+			s.mu.Lock()
+			s.st.Done = min(n, s.st.Total)
+			if el := time.Since(start).Seconds(); el > 0 {
+				s.st.Rate = float64(n) / el
+			}
+			s.mu.Unlock()
+		}
+	}()
+	a.mu.Lock()
+	host := a.st.Host
+	a.mu.Unlock()
+	err := a.runHook(ctx, "ReceiveSeedDataCommand", a.cfg.Commands.ReceiveSeedData, envVar("CANOPY_SEED_DIR", dir),
+		envVar("CANOPY_SEED_HOST", host), envInt("CANOPY_SEED_PORT", port))
+	close(done)
+	s.mu.Lock()
+	s.st.Done, s.st.ReceiveSeconds = min(stagedBytes(dir), s.st.Total), time.Since(start).Seconds()
+	s.mu.Unlock()
+	return err
+}
+
+// apiLocalSnapshotSend runs the SendSeedDataCommand: the snapshot's data
+// to a target's receive command. It answers when the command ends.
+func (a *Agent) apiLocalSnapshotSend(r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	var req struct {
+		Host string `json:"host"`
+		Port int    `json:"port"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if a.cfg.Commands.SendSeedData == "" {
+		return nil, conflict("this agent has no SendSeedDataCommand")
+	}
+	if net.ParseIP(req.Host) == nil || req.Port <= 0 || req.Port > 65535 {
+		return nil, badRequest("send: host (an IP address) and port")
+	}
+	dir, err := a.snapshotDir(id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
+		return nil, notFound("no snapshot %s on this host", id)
+	}
+	err = a.runHook(r.Context(), "SendSeedDataCommand", a.cfg.Commands.SendSeedData, envVar("CANOPY_SNAPSHOT_DATA", filepath.Join(dir, "data")),
+		envVar("CANOPY_TARGET_HOST", req.Host), envInt("CANOPY_SEED_PORT", req.Port))
+	return map[string]bool{"sent": err == nil}, err
 }
 
 // progress counts n more bytes staged: the rate is this pull's, the ETA
@@ -413,6 +524,8 @@ type SeedCheck struct {
 	DataBytes int64  `json:"data_bytes,omitempty"`
 	FreeBytes uint64 `json:"free_bytes"`
 	InFlight  string `json:"in_flight,omitempty"` // a seed being received here
+	// ReceiveCommand: this agent has a ReceiveSeedDataCommand
+	ReceiveCommand bool `json:"receive_command,omitempty"`
 }
 
 // apiLocalSeedCheck: GET /api/local/seed-check?port=P.
@@ -441,6 +554,7 @@ func (a *Agent) apiLocalSeedCheck(r *http.Request) (any, error) {
 	if c.DataDir != "" {
 		c.DataBytes = stagedBytes(c.DataDir)
 	}
+	c.ReceiveCommand = a.cfg.Commands.ReceiveSeedData != ""
 	free, err := freeBytes(a.cfg.Home)
 	c.FreeBytes = free
 	return c, err

@@ -158,8 +158,9 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 		return err
 	}
 	var grantReply struct {
-		Grant string         `json:"grant"`
-		Files []SnapshotFile `json:"files"`
+		Grant       string         `json:"grant"`
+		Files       []SnapshotFile `json:"files"`
+		SendCommand bool           `json:"send_command"`
 	}
 	if err := stage(func() error {
 		if err := a.onHost(ctx, src.Host, "POST", "/api/local/snapshots/"+snapID+"/grant", nil, &grantReply); err != nil {
@@ -178,10 +179,23 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 		}
 		pull := SeedPull{ID: seedID, Source: srcAgent, Snapshot: snapID, Grant: grantReply.Grant, Files: grantReply.Files,
 			BandwidthBytes: int64(req.BandwidthMB * (1 << 20)), StallSeconds: int(req.StallMinutes * 60)}
+		byCommand := check.ReceiveCommand && grantReply.SendCommand
+		if byCommand {
+			pull.Mode = "command"
+		}
 		logf("transferring %d files, %d MiB, from %s to %s%s", len(pull.Files), total>>20, src.Host, req.Target, capText(req.BandwidthMB))
 		var st SeedStatus
 		if err := a.onHost(ctx, req.Target, "POST", "/api/local/seeds", pull, &st); err != nil {
 			return err
+		}
+		sent := make(chan error, 1)
+		if byCommand {
+			// the configured pair moves the files: the target's receive
+			// command listens, the source's send command sends
+			logf("by the configured commands: SendSeedDataCommand on %s to ReceiveSeedDataCommand on %s:%d", src.Host, req.Target, st.Port)
+			go func() {
+				sent <- a.onHost(ctx, src.Host, "POST", "/api/local/snapshots/"+snapID+"/send", map[string]any{"host": req.Target, "port": st.Port}, nil)
+			}()
 		}
 		last := time.Time{}
 		for {
@@ -201,6 +215,11 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 			case <-ctx.Done():
 				abort()
 				return ctx.Err()
+			case err := <-sent:
+				if err != nil {
+					abort()
+					return fmt.Errorf("send: %w", err)
+				}
 			case <-time.After(250 * time.Millisecond):
 			}
 			if err := a.onHost(ctx, req.Target, "GET", "/api/local/seeds/"+seedID, nil, &st); err != nil && ctx.Err() == nil {

@@ -157,25 +157,13 @@ func (a *Agent) takeSnapshot(ctx context.Context, nodeID string) (Snapshot, erro
 	if !ok {
 		return Snapshot{}, notFound("no node %s on this host", nodeID)
 	}
-	token, err := os.ReadFile(filepath.Join(a.nodeDir(nodeID), "admin-token"))
-	if err != nil {
-		return Snapshot{}, conflict("node %s has no admin token yet (restart it with this agent): %v", nodeID, err)
-	}
 	id := fmt.Sprintf("%s-%s-%s", nodeID, time.Now().UTC().Format("20060102T150405Z"), randomHex(2))
-	url := fmt.Sprintf("http://%s:%d/admin/snapshot?name=%s", spec.Host, spec.Port+nodeHTTPOffset, id)
-	req, err := http.NewRequestWithContext(ctx, "POST", url, nil)
-	if err != nil {
+	if cmd := a.cfg.Commands.CreateSnapshot; cmd != "" {
+		if err := a.commandSnapshot(ctx, spec, id, cmd); err != nil {
+			return Snapshot{}, err
+		}
+	} else if err := a.nodeSnapshot(ctx, spec, id); err != nil {
 		return Snapshot{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("snapshot of node %s: %w", nodeID, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return Snapshot{}, fmt.Errorf("snapshot of node %s: %s: %s", nodeID, resp.Status, strings.TrimSpace(string(body)))
 	}
 	snap, err := a.readSnapshot(id)
 	if err != nil {
@@ -184,6 +172,59 @@ func (a *Agent) takeSnapshot(ctx context.Context, nodeID string) (Snapshot, erro
 	a.log.Info("snapshot taken", "snapshot", id, "node", nodeID, "bytes", snap.Bytes, "commits_paused_ms", snap.TookMs)
 	a.pruneSnapshots(nodeID)
 	return snap, nil
+}
+
+// nodeSnapshot asks the node for a checkpoint of its store.
+func (a *Agent) nodeSnapshot(ctx context.Context, spec NodeSpec, id string) error {
+	token, err := os.ReadFile(filepath.Join(a.nodeDir(spec.ID), "admin-token"))
+	if err != nil {
+		return conflict("node %s has no admin token yet (restart it with this agent): %v", spec.ID, err)
+	}
+	url := fmt.Sprintf("http://%s:%d/admin/snapshot?name=%s", spec.Host, spec.Port+nodeHTTPOffset, id)
+	req, err := http.NewRequestWithContext(ctx, "POST", url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("snapshot of node %s: %w", spec.ID, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("snapshot of node %s: %s: %s", spec.ID, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// commandSnapshot runs the CreateSnapshotCommand, which fills the
+// snapshot's data directory; the agent writes the manifest (no
+// positions: the node was not asked).
+func (a *Agent) commandSnapshot(ctx context.Context, spec NodeSpec, id, command string) error {
+	dir, err := a.snapshotDir(id)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	start := time.Now()
+	err = a.runHook(ctx, "CreateSnapshotCommand", command, envVar("CANOPY_NODE_ID", spec.ID),
+		envVar("CANOPY_DATA_DIR", filepath.Join(a.nodeDir(spec.ID), "data")), envVar("CANOPY_SNAPSHOT_DIR", dir),
+		envVar("CANOPY_SNAPSHOT_ID", id))
+	if err == nil {
+		if info, serr := os.Stat(filepath.Join(dir, "data")); serr != nil || !info.IsDir() {
+			err = fmt.Errorf("CreateSnapshotCommand left no directory %s", filepath.Join(dir, "data"))
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	m, _ := json.Marshal(map[string]any{"name": id, "node": spec.Addr(), "taken": start.UTC(),
+		"took_ms": float64(time.Since(start).Microseconds()) / 1000, "databases": []SnapshotDatabase{}, "command": true})
+	return writeFileAtomic(filepath.Join(dir, "manifest.json"), m, 0o600)
 }
 
 // readSnapshot reads a snapshot's manifest and sizes its files.
@@ -358,7 +399,8 @@ func (a *Agent) apiLocalSnapshotGrant(r *http.Request) (any, error) {
 		return nil, err
 	}
 	expiry := time.Now().Add(grantLife).Unix()
-	return map[string]any{"grant": fmt.Sprintf("%d.%s", expiry, a.grantMAC(id, expiry)), "files": files}, nil
+	return map[string]any{"grant": fmt.Sprintf("%d.%s", expiry, a.grantMAC(id, expiry)), "files": files,
+		"send_command": a.cfg.Commands.SendSeedData != ""}, nil
 }
 
 // granted checks a transfer call's grant for the snapshot.
