@@ -99,6 +99,7 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.IntVar(&cfg.Port, "port", cfg.Port, "the agent's HTTP port")
 		fs.IntVar(&cfg.SnapshotKeep, "snapshot-keep", cfg.SnapshotKeep, "keep a node's newest N snapshots (0: all)")
 		fs.IntVar(&cfg.SnapshotKeepDays, "snapshot-keep-days", cfg.SnapshotKeepDays, "delete a node's snapshots older than this many days, but its newest (0: never)")
+		fs.StringVar(&cfg.SnapshotDaily, "snapshot-daily", cfg.SnapshotDaily, "snapshot every node of this host each day at HH:MM UTC")
 		fs.DurationVar(&cfg.Resubmit, "resubmit", cmp.Or(cfg.Resubmit, time.Hour), "a follower registers with its primary again this often (and when it starts)")
 		fs.StringVar(&cfg.Security.CertFile, "tls-cert", cfg.Security.CertFile, "serve the API and web interface over TLS with this certificate (PEM); every agent of the deployment must")
 		fs.StringVar(&cfg.Security.KeyFile, "tls-key", cfg.Security.KeyFile, "the key (PEM) of --tls-cert")

@@ -59,6 +59,9 @@ type Config struct {
 	// SnapshotKeep snapshots, none older than SnapshotKeepDays (0: no
 	// limit); the newest always stays.
 	SnapshotKeep, SnapshotKeepDays int
+	// SnapshotDaily: every node of the host is snapshotted each day at
+	// this time, HH:MM UTC ("": no schedule)
+	SnapshotDaily string
 	// Commands replace the built-in snapshot and transfer (hooks.go)
 	Commands Commands
 }
@@ -142,6 +145,9 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	}
 	if cfg.Resubmit == 0 {
 		cfg.Resubmit = time.Hour
+	}
+	if _, err := time.Parse("15:04", cfg.SnapshotDaily); cfg.SnapshotDaily != "" && err != nil {
+		return nil, fmt.Errorf("--snapshot-daily %q: HH:MM (UTC)", cfg.SnapshotDaily)
 	}
 	if cfg.Retention == (metrics.Retention{}) {
 		cfg.Retention = metrics.DefaultRetention
@@ -227,6 +233,14 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	go func() { defer a.wg.Done(); a.superviseLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.followLoop(ctx) }()
 	go func() { defer a.wg.Done(); a.monitorLoop(ctx) }()
+	if cfg.SnapshotDaily != "" {
+		at, _ := time.Parse("15:04", cfg.SnapshotDaily) // checked above
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.dailySnapshots(ctx, time.Duration(at.Hour())*time.Hour+time.Duration(at.Minute())*time.Minute)
+		}()
+	}
 	go func() {
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("agent API", "err", err)

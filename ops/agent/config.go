@@ -35,6 +35,7 @@ type FileConfig struct {
 	PostCopyCommand              string `json:"PostCopyCommand"`
 	SnapshotKeep                 *int   `json:"SnapshotKeep"`
 	SnapshotKeepDays             *int   `json:"SnapshotKeepDays"`
+	SnapshotDaily                string `json:"SnapshotDaily"` // HH:MM UTC
 }
 
 // ConfigFilePaths are where the configuration file is looked for, in
@@ -92,6 +93,9 @@ func (fc FileConfig) Apply(cfg *Config) {
 	}
 	cfg.Commands = Commands{CreateSnapshot: fc.CreateSnapshotCommand, SendSeedData: fc.SendSeedDataCommand,
 		ReceiveSeedData: fc.ReceiveSeedDataCommand, PostCopy: fc.PostCopyCommand}
+	if fc.SnapshotDaily != "" {
+		cfg.SnapshotDaily = fc.SnapshotDaily
+	}
 	if fc.SnapshotKeep != nil {
 		cfg.SnapshotKeep = *fc.SnapshotKeep
 	}

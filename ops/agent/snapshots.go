@@ -480,3 +480,46 @@ func (a *Agent) transferFile(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// nextDaily is the next time of day at (hours and minutes since
+// midnight, UTC) strictly after now.
+func nextDaily(now time.Time, at time.Duration) time.Time {
+	now = now.UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	next := day.Add(at)
+	if !next.After(now) {
+		next = day.AddDate(0, 0, 1).Add(at)
+	}
+	return next
+}
+
+// dailySnapshots takes a snapshot of every running node of this host each
+// day at the configured time (--snapshot-daily), pruned as always.
+func (a *Agent) dailySnapshots(ctx context.Context, at time.Duration) {
+	for {
+		next := nextDaily(time.Now(), at)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		a.mu.Lock()
+		var ids []string
+		for id, p := range a.procs {
+			if p.pid != 0 {
+				ids = append(ids, id)
+			}
+		}
+		a.mu.Unlock()
+		for _, id := range ids {
+			if snap, err := a.takeSnapshot(ctx, id); err != nil {
+				a.log.Warn("daily snapshot", "node", id, "err", err)
+				a.mu.Lock()
+				a.eventf("daily snapshot of node %s failed: %v", id, err)
+				a.mu.Unlock()
+			} else {
+				a.log.Info("daily snapshot", "node", id, "snapshot", snap.ID)
+			}
+		}
+	}
+}
