@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -237,13 +238,21 @@ func totalBytes(dir string) (uint64, error) {
 func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string) error {
 	client := &http.Client{Transport: a.http.Transport} // no overall timeout: the stall limit is the bound
 	start := time.Now()
-	lastProgress := time.Now()
-	var received int64 // this pull's bytes, for the rate and the cap
+	var received atomic.Int64     // this pull's bytes, for the rate
+	var lastProgress atomic.Int64 // unix nanoseconds
+	lastProgress.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	s.st.Done = min(stagedBytes(dir), s.st.Total) // what an earlier pull left
 	s.mu.Unlock()
 	stall := time.Duration(req.StallSeconds) * time.Second
-	for _, f := range req.Files {
+	// several files at once (one stream is far below the disk), the cap
+	// shared among them
+	workers := min(pullStreams, max(1, len(req.Files)))
+	perStream := req.BandwidthBytes / int64(workers)
+	if req.BandwidthBytes > 0 && perStream == 0 {
+		perStream = 1
+	}
+	pullFile := func(f SnapshotFile) error {
 		dst, _ := stagedPath(dir, f.Path)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return err
@@ -263,25 +272,24 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 						return err
 					}
 				}
-				break
+				return nil
 			}
 			if have > 0 {
 				s.mu.Lock()
 				s.st.Resumes++
 				s.mu.Unlock()
 			}
-			n, err := a.fetch(ctx, client, req, f, dst, have, func(n int64) {
-				received += n
-				lastProgress = time.Now()
-				s.progress(n, start, received)
+			n, err := a.fetch(ctx, client, req, f, dst, have, perStream, func(n int64) {
+				lastProgress.Store(time.Now().UnixNano())
+				s.progress(n, start, received.Add(n))
 			})
 			if err == nil && have+n == f.Size {
-				break
+				return nil
 			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if time.Since(lastProgress) > stall {
+			if time.Since(time.Unix(0, lastProgress.Load())) > stall {
 				return fmt.Errorf("no progress for %s (last error: %v)", stall, err)
 			}
 			a.log.Info("seed transfer cut; resuming", "seed", req.ID, "file", f.Path, "at", have+n, "err", err)
@@ -291,15 +299,57 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 			case <-time.After(time.Second):
 			}
 		}
-		s.mu.Lock()
-		s.st.FilesDone++
-		s.mu.Unlock()
+	}
+	files := make(chan SnapshotFile)
+	errs := make(chan error, workers)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	for range workers {
+		go func() {
+			for f := range files {
+				if err := pullFile(f); err != nil {
+					errs <- err
+					stop()
+					for range files { // drain: the feeder ends
+					}
+					return
+				}
+				s.mu.Lock()
+				s.st.FilesDone++
+				s.mu.Unlock()
+			}
+			errs <- nil
+		}()
+	}
+feed:
+	for _, f := range req.Files {
+		select {
+		case files <- f:
+		case <-wctx.Done():
+			break feed
+		}
+	}
+	close(files)
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	s.st.ReceiveSeconds = time.Since(start).Seconds()
 	s.mu.Unlock()
 	return nil
 }
+
+// pullStreams is how many files a seed pulls at once.
+const pullStreams = 4
 
 // finishSeed runs the PostCopyCommand, then checks every file against the
 // snapshot's checksums.
@@ -412,9 +462,9 @@ func (s *seedRecv) progress(n int64, start time.Time, received int64) {
 
 // fetch appends a file's bytes from offset have to dst; it returns how
 // many it wrote.
-func (a *Agent) fetch(ctx context.Context, client *http.Client, req SeedPull, f SnapshotFile, dst string, have int64, onBytes func(int64)) (int64, error) {
+func (a *Agent) fetch(ctx context.Context, client *http.Client, req SeedPull, f SnapshotFile, dst string, have, rate int64, onBytes func(int64)) (int64, error) {
 	u := fmt.Sprintf("%s://%s/api/transfer/%s/file?path=%s&offset=%d&rate=%d", a.cfg.Security.Scheme(), req.Source, url.PathEscape(req.Snapshot),
-		url.QueryEscape(f.Path), have, req.BandwidthBytes)
+		url.QueryEscape(f.Path), have, rate)
 	hreq, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return 0, err
