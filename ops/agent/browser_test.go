@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/ops/agent"
 )
 
 // screenshotDir is where the browser test saves a PNG of every page
@@ -220,6 +221,20 @@ func TestWebInterface(t *testing.T) {
 		t.Errorf("the UI's snapshot is not in snapshot-list:\n%s", list)
 	}
 	shot("snapshots")
+	// and a seed of that leaf to host 1, started from the UI
+	seedPort := freeBase(t, h1)
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS(`form[action="/ui/seeds"] select[name="source"]`), leaf2.ID),
+		chromedp.SetValue(chromedp.CSS(`form[action="/ui/seeds"] select[name="target"]`), h1),
+		chromedp.SetValue(chromedp.CSS(`form[action="/ui/seeds"] input[name="port"]`), strconv.Itoa(seedPort)),
+		chromedp.Click(chromedp.CSS(`form[action="/ui/seeds"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	waitText("table.jobs", "finished", 60*time.Second)
+	if n := nodeByRole(prim.nodes(), agent.NodeStandalone, h1); n.Port != seedPort || n.State != "running" {
+		t.Errorf("the UI's seed made no running node on %s:%d: %+v", h1, seedPort, n)
+	}
+	shot("snapshots-seeded")
 
 	// stop the leaf on host 2 from the UI: offline without a reload, then
 	// start it: online again

@@ -207,8 +207,12 @@ func (s *Server) seedStart(w http.ResponseWriter, r *http.Request) {
 			ID int `json:"id"`
 		} `json:"job"`
 	}
-	err := s.fetch(r.Context(), "POST", "/api/seeds", req, &reply)
-	s.back(w, r, "/snapshots", fmt.Sprintf("seed of %s to %s (job %d)", r.FormValue("source"), r.FormValue("target"), reply.Job.ID), err)
+	if err := s.fetch(r.Context(), "POST", "/api/seeds", req, &reply); err != nil {
+		s.back(w, r, "/snapshots", fmt.Sprintf("seed of %s to %s", r.FormValue("source"), r.FormValue("target")), err)
+		return
+	}
+	// the seed runs on: its job shows how far it is
+	http.Redirect(w, r, "/snapshots?flash="+url.QueryEscape(fmt.Sprintf("seed of %s to %s started: job %d", r.FormValue("source"), r.FormValue("target"), reply.Job.ID)), http.StatusSeeOther)
 }
 
 func (s *Server) seedAbort(w http.ResponseWriter, r *http.Request) {
