@@ -97,6 +97,11 @@ type Aggregator struct {
 	started   time.Time     // makes this run's transaction ids unique
 	xidSeq    atomic.Uint64 // distributed transactions coordinated
 	inflight  sync.Map      // xid → struct{}: commits between prepare and decision
+	// commitGate: a distributed commit holds it for reading from its
+	// decision to its last COMMIT PREPARED; a backup's cut holds it for
+	// writing (backup.go)
+	commitGate commitGate
+	backups    backupRuns
 	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
 	shuffled  struct{ broadcast, repartition atomic.Uint64 }
 	ddlJobs   ddlLocks // schema changes running on this master (ddljob.go)

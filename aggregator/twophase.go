@@ -106,6 +106,9 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Se
 			"Distributed transaction rolled back on all leaves: %s could not prepare it: %v", a.partName(leaves[i]), leafError(leaves[i], err))
 	}
 	failpoint.Hit("coordinator-after-prepare")
+	// from the decision to the last delivery, no backup takes its cut
+	a.commitGate.RLock()
+	defer a.commitGate.RUnlock()
 	if err := a.store.SaveDecision(xid, leaves); err != nil {
 		parallel(leaves, func(l string) error {
 			if l == a.self && local != nil {
@@ -117,7 +120,13 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Se
 		return mysql.NewSQLError(1180, "HY000", "Distributed transaction rolled back: recording the commit decision failed: %v", err)
 	}
 	failpoint.Hit("coordinator-after-decision")
+	stagger := failpoint.Enabled("commit-delivery-stagger")
 	errs = parallel(leaves, func(l string) error {
+		if stagger && l != leaves[0] {
+			// a fault test's long window in which the transaction is
+			// committed on one participant and not yet on the others
+			time.Sleep(200 * time.Millisecond)
+		}
 		if l == a.self && local != nil {
 			return a.CommitPrepared(xid)
 		}
@@ -310,10 +319,12 @@ func (a *Aggregator) resolveInDoubt() {
 		if _, busy := a.inflight.Load(xid); busy {
 			continue
 		}
+		a.commitGate.RLock()
 		if done, _ := a.deliverCommit(xid, leaves); done {
 			a.log.Info("distributed commit completed after an interruption", "xid", xid)
 			a.store.ForgetDecision(xid)
 		}
+		a.commitGate.RUnlock()
 	}
 	mine := a.self + "/"
 	// every node that can hold a part: the leaves, and the aggregators

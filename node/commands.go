@@ -111,6 +111,24 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		if agg == nil {
 			return okResult(n.bootstrap(cmd))
 		}
+	case sqlcmd.BackupSnapshot:
+		return n.backupSnapshot(cmd)
+	case sqlcmd.BackupWrite:
+		return n.backupWrite(cmd)
+	case sqlcmd.BackupRelease:
+		n.releaseBackup(cmd.Tag)
+		return &sqltypes.Result{}, nil
+	case sqlcmd.RestorePartition:
+		return n.restorePartition(ctx, c, cmd)
+	case sqlcmd.CommitGate:
+		if agg == nil {
+			return nil, errNotAggregator
+		}
+		if cmd.Close {
+			return okResult(agg.CloseCommitGate(time.Duration(cmd.Millis) * time.Millisecond))
+		}
+		agg.OpenCommitGate()
+		return &sqltypes.Result{}, nil
 	}
 	if agg == nil {
 		return nil, errNotAggregator
@@ -139,6 +157,13 @@ func (n *Node) clusterCommand(ctx context.Context, c *mysql.Conn, query string, 
 		return mgr.Command(ctx, c, cmd)
 	case sqlcmd.RaftMembers, sqlcmd.SetAsMaster:
 		return mgr.Command(ctx, c, cmd)
+	case sqlcmd.Backup, sqlcmd.Restore, sqlcmd.ShowBackupStatus:
+		// the master aggregator runs backups (it knows every partition
+		// and closes every aggregator's commit gate)
+		if !agg.IsMaster() {
+			return agg.Forward(ctx, c, query)
+		}
+		return agg.BackupCommand(ctx, c, cmd)
 	}
 	return agg.Command(c, cmd)
 }

@@ -171,6 +171,7 @@ type Node struct {
 	retainDone chan struct{}
 	metrics    *metrics
 	done       chan struct{}
+	backups    backupHolds // storage snapshots a backup holds (backup.go)
 
 	// partition replication (partitions.go)
 	hub         *replication.Hub

@@ -38,6 +38,10 @@ func AccessOf(c Command) Access {
 			return AccessProcess
 		}
 		return AccessSuper
+	case Backup, Restore:
+		return AccessSuper
+	case ShowBackupStatus:
+		return AccessProcess
 	case BootstrapAggregator, AddLeaf, RemoveLeaf, AddAggregator, RemoveAggregator, SetAsMaster,
 		PromoteAggregator, SetClusterVariable, PartitionCommand, AttachLeaf, DetachLeaf:
 		return AccessSuper

@@ -299,6 +299,10 @@ func Parse(stmt string) Command {
 		return c
 	}
 	p.pos = 0
+	if c := parseBackup(p); c != nil {
+		return c
+	}
+	p.pos = 0
 	if c := parseAccountStatement(stmt, p); c != nil {
 		return c
 	}

@@ -100,7 +100,54 @@ type Snapshot struct {
 	snap    *pebble.Snapshot
 	it      *pebble.Iterator
 	prefix  []byte
+	// noPrepared: a backup's snapshot leaves out the in-doubt parts of
+	// distributed transactions (their decision had not been taken at the
+	// cut, so they are rolled back by it)
+	noPrepared bool
 }
+
+// OpenBackupSnapshots snapshots master databases for a backup, all at the
+// same instant (one commit touching several of them is in all or none):
+// what each holds committed, without its in-doubt transactions. Each
+// snapshot is closed on its own.
+func (s *Store) OpenBackupSnapshots(names []string) ([]*Snapshot, error) {
+	dbs := make([]*dbState, len(names))
+	for i, name := range names {
+		if dbs[i] = s.database(name); dbs[i] == nil {
+			return nil, sql.ErrDatabaseNotFound.New(name)
+		}
+	}
+	out := make([]*Snapshot, len(names))
+	s.commitMu.Lock()
+	for i, d := range dbs {
+		if d.replica {
+			s.commitMu.Unlock()
+			return nil, fmt.Errorf("backup of %s: %w", names[i], ErrNotMaster)
+		}
+		// one pebble snapshot each (they close one by one), taken while
+		// no commit can come between them
+		out[i] = &Snapshot{Pos: d.pos, Commits: d.commits, snap: s.db.NewSnapshot(), prefix: d.prefix, noPrepared: true}
+	}
+	s.commitMu.Unlock()
+	for i, sn := range out {
+		it, err := sn.snap.NewIter(&pebble.IterOptions{LowerBound: sn.prefix, UpperBound: prefixEnd(sn.prefix)})
+		if err != nil {
+			for _, o := range out {
+				if o.it != nil {
+					o.it.Close()
+				}
+				o.snap.Close()
+			}
+			return nil, fmt.Errorf("backup of %s: %w", names[i], err)
+		}
+		sn.it = it
+		it.First()
+	}
+	return out, nil
+}
+
+// ErrNotMaster: a backup is taken of master copies only.
+var ErrNotMaster = errors.New("this copy is a replica, not the partition's master")
 
 // OpenSnapshot takes a snapshot of name at its current position.
 func (s *Store) OpenSnapshot(name string) (*Snapshot, error) {
@@ -131,7 +178,7 @@ func (sn *Snapshot) Next(maxBytes int) ([]byte, error) {
 	var out []byte
 	for ; sn.it.Valid() && len(out) < maxBytes; sn.it.Next() {
 		k := sn.it.Key()[len(sn.prefix):]
-		if snapshotSkips(k) {
+		if snapshotSkips(k) || sn.noPrepared && len(k) > 1 && k[0] == secState && k[1] == 'x' {
 			continue
 		}
 		v := sn.it.Value()

@@ -1,0 +1,261 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dolthub/vitess/go/mysql"
+	"github.com/dolthub/vitess/go/sqltypes"
+	querypb "github.com/dolthub/vitess/go/vt/proto/query"
+
+	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
+)
+
+// A leaf's part of BACKUP and RESTORE DATABASE (the master aggregator
+// runs them: aggregator/backup.go). BACKUP SNAPSHOT takes storage
+// snapshots of the leaf's master partitions at one instant, while the
+// aggregators' commit gates are closed; BACKUP WRITE then writes them,
+// at leisure, one file per partition: a JSON header line, then the
+// snapshot's chunks (keys and values, uvarint-framed), then a zero.
+
+// backupFileHeader is the first line of a partition's backup file.
+type backupFileHeader struct {
+	Format   int    `json:"format"`
+	Database string `json:"database"`
+	Term     uint64 `json:"term"`
+	LSN      uint64 `json:"lsn"`
+	Commits  uint64 `json:"commits"`
+}
+
+type heldBackup struct {
+	names []string
+	snaps []*storage.Snapshot
+	timer *time.Timer // releases them if nobody writes them
+}
+
+type backupHolds struct {
+	mu    sync.Mutex
+	byTag map[string]*heldBackup
+}
+
+// backupHoldLimit: snapshots held longer than this are let go (the
+// master aggregator that asked for them is gone).
+const backupHoldLimit = 10 * time.Minute
+
+func (n *Node) backupSnapshot(cmd sqlcmd.BackupSnapshot) (*sqltypes.Result, error) {
+	snaps, err := n.store.OpenBackupSnapshots(cmd.Databases)
+	if err != nil {
+		return nil, err
+	}
+	h := &heldBackup{names: cmd.Databases, snaps: snaps}
+	n.backups.mu.Lock()
+	if n.backups.byTag == nil {
+		n.backups.byTag = map[string]*heldBackup{}
+	}
+	if old := n.backups.byTag[cmd.Tag]; old != nil {
+		n.backups.mu.Unlock()
+		for _, s := range snaps {
+			s.Close()
+		}
+		return nil, fmt.Errorf("backup %s is held here already", cmd.Tag)
+	}
+	n.backups.byTag[cmd.Tag] = h
+	h.timer = time.AfterFunc(backupHoldLimit, func() { n.releaseBackup(cmd.Tag) })
+	n.backups.mu.Unlock()
+	res := &sqltypes.Result{Fields: []*querypb.Field{varcharField("Database"), intField("Term"), intField("LSN"), intField("Commits")}}
+	for i, s := range snaps {
+		res.Rows = append(res.Rows, []sqltypes.Value{strValue(cmd.Databases[i]), uintValue(s.Pos.Term), uintValue(s.Pos.LSN), uintValue(s.Commits)})
+	}
+	return res, nil
+}
+
+func (n *Node) takeBackup(tag string) *heldBackup {
+	n.backups.mu.Lock()
+	defer n.backups.mu.Unlock()
+	h := n.backups.byTag[tag]
+	delete(n.backups.byTag, tag)
+	if h != nil {
+		h.timer.Stop()
+	}
+	return h
+}
+
+func (n *Node) releaseBackup(tag string) {
+	if h := n.takeBackup(tag); h != nil {
+		for _, s := range h.snaps {
+			s.Close()
+		}
+	}
+}
+
+// backupWrite writes the snapshots held under a tag into dir.
+func (n *Node) backupWrite(cmd sqlcmd.BackupWrite) (*sqltypes.Result, error) {
+	h := n.takeBackup(cmd.Tag)
+	if h == nil {
+		return nil, fmt.Errorf("no backup %s is held here", cmd.Tag)
+	}
+	defer func() {
+		for _, s := range h.snaps {
+			s.Close()
+		}
+	}()
+	if !filepath.IsAbs(cmd.Dir) || filepath.Clean(cmd.Dir) != cmd.Dir {
+		return nil, mysql.NewSQLError(1105, "HY000", "backup path %q: an absolute, clean path", cmd.Dir)
+	}
+	if err := os.MkdirAll(cmd.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	res := &sqltypes.Result{Fields: []*querypb.Field{varcharField("Database"), intField("Bytes")}}
+	for i, s := range h.snaps {
+		name := h.names[i]
+		if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
+			return nil, fmt.Errorf("backup of %q: not a database name", name)
+		}
+		size, err := writeBackupFile(filepath.Join(cmd.Dir, name+".snap"), name, s)
+		if err != nil {
+			return nil, fmt.Errorf("backup of %s: %w", name, err)
+		}
+		res.Rows = append(res.Rows, []sqltypes.Value{strValue(name), intValue(size)})
+	}
+	return res, nil
+}
+
+func writeBackupFile(path, name string, s *storage.Snapshot) (int64, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp)
+	w := bufio.NewWriterSize(f, 1<<20)
+	hdr, _ := json.Marshal(backupFileHeader{Format: 1, Database: name, Term: s.Pos.Term, LSN: s.Pos.LSN, Commits: s.Commits})
+	w.Write(append(hdr, '\n'))
+	var lenBuf [binary.MaxVarintLen64]byte
+	for {
+		chunk, err := s.Next(1 << 20)
+		if err != nil {
+			f.Close()
+			return 0, err
+		}
+		w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(chunk)))])
+		if len(chunk) == 0 {
+			break
+		}
+		w.Write(chunk)
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, err
+	}
+	info, _ := f.Stat()
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return info.Size(), os.Rename(tmp, path)
+}
+
+// restorePartition loads a partition's backup file into this leaf's
+// master copy of it, which must hold no rows: the file is installed as a
+// scratch copy (the way a replica is provisioned), then its tables' rows
+// are inserted into the partition by ordinary commits, so that the
+// partition's replicas and log get them as any write.
+func (n *Node) restorePartition(ctx context.Context, c *mysql.Conn, cmd sqlcmd.RestorePartition) (*sqltypes.Result, error) {
+	// the statements run in the calling link's session: the aggregator's,
+	// which writes partitions
+	run := func(q string) ([][]sqltypes.Value, error) {
+		var rows [][]sqltypes.Value
+		err := n.RunLocal(ctx, c, q, func(res *sqltypes.Result, _ bool) error {
+			if res != nil {
+				rows = append(rows, res.Rows...)
+			}
+			return nil
+		})
+		return rows, err
+	}
+	if !n.store.HasDatabase(cmd.Database) || n.store.IsReplica(cmd.Database) {
+		return nil, fmt.Errorf("restore into %s: no master copy of it here", cmd.Database)
+	}
+	f, err := os.Open(cmd.File)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s: %w", cmd.Database, err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	line, err := r.ReadBytes('\n')
+	var hdr backupFileHeader
+	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != 1 {
+		return nil, fmt.Errorf("restore %s: %s is not a partition backup", cmd.Database, cmd.File)
+	}
+	scratch := "__restore_" + cmd.Database
+	if n.store.HasDatabase(scratch) {
+		if err := n.store.DropDatabase(scratch); err != nil {
+			return nil, err
+		}
+	}
+	defer n.store.DropDatabase(scratch)
+	if _, err := n.store.EnsureReplica(scratch); err != nil {
+		return nil, err
+	}
+	if err := n.store.BeginSnapshot(scratch); err != nil {
+		return nil, err
+	}
+	for {
+		size, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, fmt.Errorf("restore %s: %s is cut short: %w", cmd.Database, cmd.File, err)
+		}
+		if size == 0 {
+			break
+		}
+		if size > 64<<20 {
+			return nil, fmt.Errorf("restore %s: a chunk of %d bytes in %s", cmd.Database, size, cmd.File)
+		}
+		chunk := make([]byte, size)
+		if _, err := io.ReadFull(r, chunk); err != nil {
+			return nil, fmt.Errorf("restore %s: %s is cut short: %w", cmd.Database, cmd.File, err)
+		}
+		if err := n.store.ApplySnapshotChunk(scratch, chunk); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.store.FinishSnapshot(scratch, storage.Position{Term: hdr.Term, LSN: hdr.LSN}, hdr.Commits); err != nil {
+		return nil, err
+	}
+	tables, err := run("SHOW TABLES FROM " + quoteName(scratch))
+	if err != nil {
+		return nil, err
+	}
+	var rows int64
+	for _, t := range tables {
+		name := t[0].ToString()
+		if _, err := run(fmt.Sprintf("INSERT INTO %s.%s SELECT * FROM %s.%s", quoteName(cmd.Database), quoteName(name),
+			quoteName(scratch), quoteName(name))); err != nil {
+			return nil, fmt.Errorf("restore %s.%s: %w", cmd.Database, name, err)
+		}
+		got, err := run(fmt.Sprintf("SELECT COUNT(*) FROM %s.%s", quoteName(cmd.Database), quoteName(name)))
+		if err == nil && len(got) == 1 {
+			var k int64
+			fmt.Sscan(got[0][0].ToString(), &k)
+			rows += k
+		}
+	}
+	res := &sqltypes.Result{Fields: []*querypb.Field{varcharField("Database"), intField("Rows")}}
+	res.Rows = [][]sqltypes.Value{{strValue(cmd.Database), intValue(rows)}}
+	return res, nil
+}
+
+func quoteName(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
