@@ -102,9 +102,9 @@ type Aggregator struct {
 	// writing (backup.go)
 	commitGate commitGate
 	backups    backupRuns
-	rowCounts sync.Map      // "db.table" → rowCount, for choosing join strategies
-	shuffled  struct{ broadcast, repartition atomic.Uint64 }
-	ddlJobs   ddlLocks // schema changes running on this master (ddljob.go)
+	rowCounts  sync.Map // "db.table" → rowCount, for choosing join strategies
+	shuffled   struct{ broadcast, repartition atomic.Uint64 }
+	ddlJobs    ddlLocks // schema changes running on this master (ddljob.go)
 }
 
 // Gathered counts the rows and value bytes partitions sent this
