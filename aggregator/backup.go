@@ -45,16 +45,15 @@ import (
 
 // backupManifest is path/manifest.json.
 type backupManifest struct {
-	Format     int                        `json:"format"`
-	Database   string                     `json:"database"`
-	Partitions int                        `json:"partitions"`
-	Sync       bool                       `json:"sync"`
-	Tables     []backupTable              `json:"tables"`
-	Positions  map[string]backupPosition  `json:"positions"` // by partition database
-	Files      map[string]int64           `json:"files"`     // bytes, by partition database
-	Taken      time.Time                  `json:"taken"`
-	CutMs      float64                    `json:"cut_ms"` // commits waited this long
-	Extra      map[string]json.RawMessage `json:"extra,omitempty"`
+	Format     int                       `json:"format"`
+	Database   string                    `json:"database"`
+	Partitions int                       `json:"partitions"`
+	Sync       bool                      `json:"sync"`
+	Tables     []backupTable             `json:"tables"`
+	Positions  map[string]backupPosition `json:"positions"` // by partition database
+	Files      map[string]int64          `json:"files"`     // bytes, by partition database
+	Taken      time.Time                 `json:"taken"`
+	CutMs      float64                   `json:"cut_ms"` // commits waited this long
 }
 
 type backupTable struct {
@@ -95,8 +94,11 @@ type commitGate struct {
 }
 
 // gateWait bounds the wait for distributed commits in flight when the
-// gate closes.
-const gateWait = 10 * time.Second
+// gate closes; gateLimit is how long a backup keeps it closed at most.
+const (
+	gateWait  = 10 * time.Second
+	gateLimit = 30 * time.Second
+)
 
 // CloseCommitGate waits for the distributed commits past their decision to
 // finish and keeps new ones from deciding, for at most limit. It refuses
@@ -239,7 +241,19 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 	if err := os.MkdirAll(cmd.Path, 0o700); err != nil {
 		return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
 	}
-	// the definitions first: no schema change comes between them and the cut
+	// the definitions first; the tables' schema changes wait until the cut
+	// is taken (a table created meanwhile is not in the backup)
+	var tableNames []string
+	for _, t := range d.Tables {
+		tableNames = append(tableNames, t.Name)
+	}
+	if len(tableNames) > 0 {
+		unlock, err := a.ddlGate(ctx, d.Name, tableNames, false)
+		if err != nil {
+			return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
+		}
+		defer unlock()
+	}
 	m := backupManifest{Format: 1, Database: d.Name, Partitions: len(d.Partitions), Sync: d.Sync,
 		Positions: map[string]backupPosition{}, Files: map[string]int64{}}
 	var names []string
@@ -263,13 +277,18 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 	}
 
 	tag := fmt.Sprintf("backup-%x", time.Now().UnixNano())
+	// the gates open by themselves after gateLimit: a cut that takes
+	// longer is no cut (snapshots taken after they opened), so the
+	// snapshots must all be taken well before
+	cutCtx, cutCancel := context.WithTimeout(ctx, gateLimit-5*time.Second)
+	defer cutCancel()
 	leaves := make([]string, 0, len(byLeaf))
 	for l := range byLeaf {
 		leaves = append(leaves, l)
 	}
 	sort.Strings(leaves)
 	cutStart := time.Now()
-	opened, err := a.closeGates(ctx)
+	opened, err := a.closeGates(cutCtx)
 	if err != nil {
 		return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
 	}
@@ -283,7 +302,7 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 		for _, n := range byLeaf[leaf] {
 			q += " " + sqlString(n)
 		}
-		res, err := lp.Exec(ctx, q, len(byLeaf[leaf]))
+		res, err := lp.Exec(cutCtx, q, len(byLeaf[leaf]))
 		if err != nil {
 			return leafError(leaf, err)
 		}
@@ -298,8 +317,12 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 		}
 		return nil
 	})
+	tooLong := time.Since(cutStart) >= gateLimit-5*time.Second
 	opened()
 	m.CutMs = float64(time.Since(cutStart).Microseconds()) / 1000
+	if tooLong {
+		errs = append(errs, fmt.Errorf("the cut took %.0f ms, longer than the commit gates stay closed: try again", m.CutMs))
+	}
 	release := func() {
 		parallel(leaves, func(leaf string) error {
 			if lp, err := a.LeafPool(leaf); err == nil {
@@ -335,10 +358,13 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 		return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
 	}
 	m.Taken = cutStart.UTC()
+	var total int64
 	for _, n := range m.Files {
-		r.Bytes += n
+		total += n
 	}
-	r.Partitions = len(d.Partitions)
+	a.backups.mu.Lock()
+	r.Bytes, r.Partitions = total, len(d.Partitions)
+	a.backups.mu.Unlock()
 	b, _ := json.MarshalIndent(m, "", "  ")
 	tmp := filepath.Join(cmd.Path, "manifest.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -351,7 +377,7 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 // closeGates closes every aggregator's commit gate (a cut's moment: at
 // most 30 s); the function it returns opens them.
 func (a *Aggregator) closeGates(ctx context.Context) (func(), error) {
-	const limit = 30 * time.Second
+	const limit = gateLimit
 	var closed []string
 	open := func() {
 		for _, addr := range closed {
@@ -453,10 +479,13 @@ func (a *Aggregator) restore(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rest
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("RESTORE DATABASE %s: %w (drop the database and restore again)", cmd.Database, err)
 	}
-	r.Partitions = len(d.Partitions)
+	var total int64
 	for _, n := range m.Files {
-		r.Bytes += n
+		total += n
 	}
+	a.backups.mu.Lock()
+	r.Bytes, r.Partitions = total, len(d.Partitions)
+	a.backups.mu.Unlock()
 	return nil
 }
 

@@ -98,6 +98,19 @@ func (n *Node) releaseBackup(tag string) {
 	}
 }
 
+// releaseBackups lets every held backup go (the node is stopping).
+func (n *Node) releaseBackups() {
+	n.backups.mu.Lock()
+	var tags []string
+	for t := range n.backups.byTag {
+		tags = append(tags, t)
+	}
+	n.backups.mu.Unlock()
+	for _, t := range tags {
+		n.releaseBackup(t)
+	}
+}
+
 // backupWrite writes the snapshots held under a tag into dir.
 func (n *Node) backupWrite(cmd sqlcmd.BackupWrite) (*sqltypes.Result, error) {
 	h := n.takeBackup(cmd.Tag)
@@ -242,6 +255,14 @@ func (n *Node) restorePartition(ctx context.Context, c *mysql.Conn, cmd sqlcmd.R
 	var rows int64
 	for _, t := range tables {
 		name := t[0].ToString()
+		// a restore fills empty tables only: it never mixes rows
+		had, err := run(fmt.Sprintf("SELECT COUNT(*) FROM %s.%s", quoteName(cmd.Database), quoteName(name)))
+		if err != nil {
+			return nil, fmt.Errorf("restore %s.%s: %w", cmd.Database, name, err)
+		}
+		if len(had) != 1 || had[0][0].ToString() != "0" {
+			return nil, fmt.Errorf("restore %s.%s: the table holds rows already", cmd.Database, name)
+		}
 		if _, err := run(fmt.Sprintf("INSERT INTO %s.%s SELECT * FROM %s.%s", quoteName(cmd.Database), quoteName(name),
 			quoteName(scratch), quoteName(name))); err != nil {
 			return nil, fmt.Errorf("restore %s.%s: %w", cmd.Database, name, err)

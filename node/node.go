@@ -344,6 +344,7 @@ func (n *Node) Close() error {
 	}
 	n.hub.Close()
 	n.mux.Close()
+	n.releaseBackups() // their storage snapshots go before the store
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	n.http.Shutdown(shutdownCtx)
 	cancel()

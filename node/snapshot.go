@@ -131,11 +131,27 @@ func (n *Node) snapshot(name string) (*SnapshotManifest, error) {
 // own: what said who the other node was (its cluster membership, its
 // master aggregator, the replicas it shipped to) is forgotten, so the
 // seeded node starts outside any cluster and ships to no one; the rows
-// stay. A leaf seeded so is added to the cluster like a new one.
+// stay. A leaf's partitions become replicas at their positions: added to
+// the cluster, the leaf's copies catch up from there (node-replace).
 func (n *Node) adoptSeed() error {
 	marker := filepath.Join(n.cfg.DataDir, SeededMarker)
 	if _, err := os.Stat(marker); err != nil {
 		return nil
+	}
+	m, err := n.membership()
+	if err != nil {
+		return fmt.Errorf("adopt seeded data: %w", err)
+	}
+	if m.Role == "leaf" {
+		// a leaf's partitions: copies to be caught up by the cluster,
+		// never masters by themselves
+		for _, d := range n.store.DatabaseInfos() {
+			if !d.Replica {
+				if err := n.store.MarkReplica(d.Name); err != nil {
+					return fmt.Errorf("adopt seeded data: %w", err)
+				}
+			}
+		}
 	}
 	for _, k := range []string{membershipKey, masterKey, replicationKey} {
 		if err := n.store.SetLocal(k, nil); err != nil {

@@ -416,3 +416,26 @@ func (s *Store) Demote(ctx context.Context, name string) (Position, error) {
 	d.syncReadFence()
 	return d.pos, nil
 }
+
+// MarkReplica makes a master database a replica as it is, at its
+// position: a copy seeded from another node's snapshot is never a master
+// by itself; the cluster's replication takes it from there (catching up
+// from its position when the master's log still has it). Its in-doubt
+// parts stay, as a replica's replicated prepare records do.
+func (s *Store) MarkReplica(name string) error {
+	d := s.database(name)
+	if d == nil {
+		return sql.ErrDatabaseNotFound.New(name)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	if d.replica {
+		return nil
+	}
+	if err := s.db.Set(join(d.prefix, stateReplica), []byte{1}, pebble.Sync); err != nil {
+		return fmt.Errorf("mark %s a replica: %w", name, err)
+	}
+	d.replica, d.visible, d.suspect, d.deposedBy = true, d.pos, false, 0
+	d.syncReadFence()
+	return nil
+}

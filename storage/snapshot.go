@@ -124,6 +124,8 @@ func (s *Store) OpenBackupSnapshots(names []string) ([]*Snapshot, error) {
 			s.commitMu.Unlock()
 			return nil, fmt.Errorf("backup of %s: %w", names[i], ErrNotMaster)
 		}
+	}
+	for i, d := range dbs {
 		// one pebble snapshot each (they close one by one), taken while
 		// no commit can come between them
 		out[i] = &Snapshot{Pos: d.pos, Commits: d.commits, snap: s.db.NewSnapshot(), prefix: d.prefix, noPrepared: true}

@@ -40,7 +40,8 @@ Nodes:
   node-list [--role ROLE] [-q]                   (-q: ids only)
   node-start|node-stop|node-restart ID|--all
   node-delete ID [--keep-data] [--no-prompt]
-  node-replace ID --target HOST [--port P] [--no-prompt]   a new leaf on HOST in the old one's group takes its place
+  node-replace ID --target HOST [--port P] [--seed] [--no-prompt]   a new leaf on HOST in the old one's group takes its place
+                                                 (--seed: started from its pair's snapshot, its copies catch up from there)
   node-update-config ID --key K --value V [--restart]   a canopy node flag (at the next start) or a global variable (now)
   cluster-manual-control --enable|--disable      no automatic restarts while enabled
   enable-high-availability --hosts H1,H2,… [--no-prompt]   redundancy 2: group-2 leaves on those hosts, every database rebalanced
@@ -204,6 +205,7 @@ func runOps(args []string, stdout io.Writer) error {
 		fs.StringVar(&host, "hosts", "", "comma-separated hosts for the group-2 leaves, one per group-1 leaf")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
 	case "node-replace":
+		fs.BoolVar(&seedReq.Force, "seed", false, "start the new leaf from a snapshot of the old leaf's pair: its copies catch up from there")
 		fs.StringVar(&host, "target", "", "the host of the new leaf")
 		fs.IntVar(&port, "port", 0, "the new leaf's port (default the old one's)")
 		fs.BoolVar(&noPrompt, "no-prompt", false, "do not ask")
@@ -416,7 +418,7 @@ func runOps(args []string, stdout io.Writer) error {
 		if len(pos) != 1 {
 			return errors.New("node-replace: name one leaf's node id")
 		}
-		req := agent.ReplaceRequest{Target: host, Port: port, PlanOnly: true}
+		req := agent.ReplaceRequest{Target: host, Port: port, PlanOnly: true, Seed: seedReq.Force}
 		var plan agent.ReplaceReply
 		if err := o.c.Call(ctx, "POST", "/api/nodes/"+pos[0]+"/replace", req, &plan); err != nil {
 			return err

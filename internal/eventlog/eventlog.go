@@ -33,8 +33,8 @@ type Log struct {
 
 // New keeps the latest max events. Event IDs start at the log's creation
 // time in microseconds, so they keep increasing across restarts of the
-// node: a reader that remembers the last ID it saw misses nothing and
-// reads nothing twice.
+// node: a reader that remembers the last ID it saw reads nothing twice,
+// and misses nothing while fewer than max events come between its reads.
 func New(max int) *Log {
 	return &Log{max: max, next: uint64(time.Now().UnixMicro())}
 }

@@ -95,6 +95,7 @@ type Agent struct {
 	http   *http.Client // calls to other agents, from this host's address
 	srv    *http.Server
 	ln     net.Listener
+	ctx    context.Context // ends when the agent stops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	done   chan struct{}
@@ -159,6 +160,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	fresh := st == nil // a new home: the configuration's AgentsServer applies
 	if st == nil {
 		st = &state{Role: RolePrimary, Token: randomHex(24), Secret: randomHex(24), RootPassword: randomHex(16),
 			Jobs: &jobs.Journal{}, AgentTokens: map[string]string{}}
@@ -220,7 +222,7 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+	a.ctx, a.cancel = ctx, cancel
 	a.ui = ui.New(func(ctx context.Context, method, path string, in, out any) error {
 		a.mu.Lock()
 		tok := a.st.Token
@@ -247,8 +249,10 @@ func Start(cfg Config, log *slog.Logger) (*Agent, error) {
 		}
 	}()
 	log.Info("canopy ops agent started", "addr", a.Addr(), "role", st.Role, "home", cfg.Home, "nodes", len(a.procs))
-	if cfg.Follow != "" && st.Role == RolePrimary {
+	if cfg.Follow != "" && fresh && cfg.Follow != a.Addr() {
 		// the configuration file names a primary: a new agent follows it
+		// (once: an agent that unfollowed stays a primary, and the
+		// primary itself may share the file)
 		fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
 		err := a.follow(fctx, cfg.Follow, cfg.FollowSecret)
 		fcancel()

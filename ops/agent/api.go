@@ -18,7 +18,7 @@ import (
 type access int
 
 const (
-	// open: /api/status only
+	// open: /api/status and /api/hostname (and /metrics, served apart)
 	open access = iota
 	// local: this agent's token (its CLI, or its primary calling it)
 	local

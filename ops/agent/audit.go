@@ -9,8 +9,9 @@ import (
 )
 
 // The audit log (HOME/audit.log, JSON lines, mode 0600): every call that
-// changes something (every POST), every call refused for its credential,
-// and every read of a snapshot's files: when, from where, with which
+// changes something (every POST), every call refused for its token (one
+// refused by basic auth is not: it never reaches the API), and every read
+// of a snapshot's files: when, from where, with which
 // credential, what, and the result.
 
 // AuditEntry is a line of the audit log.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/canopydb/canopy/ops/jobs"
@@ -27,6 +28,10 @@ type ReplaceRequest struct {
 	Target   string `json:"target"`
 	Port     int    `json:"port,omitempty"` // default: the old leaf's
 	PlanOnly bool   `json:"plan_only,omitempty"`
+	// Seed: the new leaf starts from a snapshot of the old leaf's pair
+	// (seed 004's seeding), so that its copies catch up from the
+	// snapshot's positions instead of being copied whole
+	Seed bool `json:"seed,omitempty"`
 }
 
 // ReplaceReply is the plan, and the job that ran it.
@@ -96,11 +101,33 @@ func (a *Agent) apiNodeReplace(r *http.Request) (any, error) {
 	if masterless > 0 {
 		return nil, conflict("%d partitions have no master now: wait for the failover to finish (SHOW PARTITIONS), then replace the leaf", masterless)
 	}
+	var pair NodeSpec
+	if req.Seed {
+		var ph string
+		var pp int
+		if err := ma.QueryRowContext(ctx, "SELECT COALESCE(PAIR_HOST, ''), COALESCE(PAIR_PORT, 0) FROM information_schema.LEAVES WHERE HOST = ? AND PORT = ?", old.Host, old.Port).Scan(&ph, &pp); err != nil {
+			return nil, err
+		}
+		a.mu.Lock()
+		for _, n := range a.st.Nodes {
+			if n.Host == ph && n.Port == pp {
+				pair = n
+			}
+		}
+		a.mu.Unlock()
+		if pair.ID == "" {
+			return nil, conflict("--seed: leaf %s has no pair this deployment runs (the pair holds its partitions' copies): replace it without --seed", old.Addr())
+		}
+	}
 	spec := NodeSpec{ID: newNodeID(), Host: req.Target, Port: req.Port, Role: NodeLeaf, Group: old.Group, Wanted: true, Created: time.Now()}
+	deployStep := fmt.Sprintf("deploy leaf %s on %s in availability group %d", spec.ID, spec.Addr(), spec.Group)
+	if req.Seed {
+		deployStep = fmt.Sprintf("seed %s from a snapshot of the pair %s (node %s), then ADD LEAF it into availability group %d", spec.Addr(), pair.Addr(), pair.ID, spec.Group)
+	}
 	plan := []string{
 		fmt.Sprintf("REMOVE LEAF '%s':%d (the leaf is %s)", old.Host, old.Port, state),
 		fmt.Sprintf("stop node %s on %s and remove its data", old.ID, old.Host),
-		fmt.Sprintf("deploy leaf %s on %s in availability group %d", spec.ID, spec.Addr(), spec.Group),
+		deployStep,
 		"REBALANCE PARTITIONS on every database",
 		fmt.Sprintf("check: SHOW LEAVES lists %s, not %s; every partition has a master and %d copies", spec.Addr(), old.Addr(), redundancy),
 	}
@@ -113,7 +140,7 @@ func (a *Agent) apiNodeReplace(r *http.Request) (any, error) {
 	}
 	args := map[string]string{"node": old.ID, "from": old.Addr(), "to": spec.Addr(), "new_node": spec.ID}
 	j, err := a.stepJob(kindReplace, args, steps, func(ctx context.Context, j *jobs.Job, logf func(string, ...any)) error {
-		return a.runReplace(ctx, j, old, spec, redundancy, logf)
+		return a.runReplace(ctx, j, old, spec, pair, redundancy, logf)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w (job %d: job-logs %d)", err, j.ID, j.ID)
@@ -121,7 +148,8 @@ func (a *Agent) apiNodeReplace(r *http.Request) (any, error) {
 	return ReplaceReply{Plan: plan, Job: j}, nil
 }
 
-func (a *Agent) runReplace(ctx context.Context, j *jobs.Job, old, spec NodeSpec, redundancy int, logf func(string, ...any)) error {
+// runReplace runs the steps; pair is the seed's source ("": no seed).
+func (a *Agent) runReplace(ctx context.Context, j *jobs.Job, old, spec, pair NodeSpec, redundancy int, logf func(string, ...any)) error {
 	ma, err := a.masterRoot()
 	if err != nil {
 		return err
@@ -142,7 +170,12 @@ func (a *Agent) runReplace(ctx context.Context, j *jobs.Job, old, spec NodeSpec,
 			a.forgetNode(old.ID)
 			return nil
 		},
-		func() error { return a.deploy(ctx, spec, logf) },
+		func() error {
+			if pair.ID == "" {
+				return a.deploy(ctx, spec, logf)
+			}
+			return a.seedLeaf(ctx, ma, pair, spec, logf)
+		},
 		func() error {
 			rows, err := queryMaps(ctx, ma, "SELECT DISTINCT DATABASE_NAME FROM information_schema.DISTRIBUTED_PARTITIONS")
 			if err != nil {
@@ -205,4 +238,54 @@ func (a *Agent) runReplace(ctx context.Context, j *jobs.Job, old, spec NodeSpec,
 func (a *Agent) masterRoot() (*sql.DB, error) {
 	db, _, err := a.masterDB()
 	return db, err
+}
+
+// seedLeaf seeds the new leaf from a snapshot of pair and adds it to the
+// cluster: its partitions arrive as replicas at the snapshot's positions
+// (node.adoptSeed), and the rebalance after it catches them up.
+func (a *Agent) seedLeaf(ctx context.Context, ma *sql.DB, pair, spec NodeSpec, logf func(string, ...any)) error {
+	seed := a.startSeed(pair, SeedRequest{Source: pair.ID, Target: spec.Host, Port: spec.Port, StallMinutes: 5, LeafGroup: spec.Group})
+	logf("seed job %d: %s to %s:%d", seed.ID, pair.Addr(), spec.Host, spec.Port)
+	for {
+		a.mu.Lock()
+		j, _ := a.st.Jobs.Get(seed.ID)
+		state, jerr := j.State, j.Error
+		a.mu.Unlock()
+		if state.Done() {
+			if state != jobs.Finished {
+				return fmt.Errorf("seed job %d %s: %s (job-logs %d)", seed.ID, state, jerr, seed.ID)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			a.mu.Lock()
+			if cancel, ok := a.cancels[seed.ID]; ok {
+				cancel() // the seed cleans up after itself
+			}
+			a.mu.Unlock()
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	var node NodeSpec
+	a.mu.Lock()
+	for _, n := range a.st.Nodes {
+		if n.Host == spec.Host && n.Port == spec.Port {
+			node = n
+		}
+	}
+	pw := a.st.RootPassword
+	a.mu.Unlock()
+	if node.ID == "" {
+		return fmt.Errorf("the seeded node on %s is not in the deployment", spec.Addr())
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	q := fmt.Sprintf("ADD LEAF root:'%s'@'%s':%d INTO GROUP %d", pw, node.Host, node.Port, spec.Group)
+	if _, err := ma.ExecContext(cctx, q); err != nil {
+		return fmt.Errorf("join the seeded leaf %s: %w", node.Addr(), err)
+	}
+	logf("joined the cluster: %s (node %s)", strings.Replace(q, pw, "…", 1), node.ID)
+	return nil
 }

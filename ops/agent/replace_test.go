@@ -1,8 +1,10 @@
 package agent_test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/canopydb/canopy/internal/testutil"
+	"github.com/canopydb/canopy/ops/metrics"
 )
 
 // TestNodeReplace: a leaf of a redundancy-2 cluster loses its data
@@ -21,7 +24,14 @@ import (
 // new host and not the old one, every partition has two copies again,
 // and no acknowledged (synchronous) write is missing, even once the old
 // leaf's pair dies too and the new leaf's copies take over.
-func TestNodeReplace(t *testing.T) {
+func TestNodeReplace(t *testing.T) { testNodeReplace(t, false) }
+
+// TestNodeReplaceSeeded: the same with --seed: the new leaf starts from a
+// snapshot of the old leaf's pair, and its copies catch up from the
+// snapshot's positions; none is provisioned whole.
+func TestNodeReplaceSeeded(t *testing.T) { testNodeReplace(t, true) }
+
+func testNodeReplace(t *testing.T, seed bool) {
 	if testing.Short() {
 		t.Skip("starts four agents and a cluster")
 	}
@@ -96,7 +106,11 @@ func TestNodeReplace(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	out, err := prim.cli("node-replace", old.ID, "--target", hosts[3], "--no-prompt")
+	args := []string{"node-replace", old.ID, "--target", hosts[3], "--no-prompt"}
+	if seed {
+		args = append(args, "--seed")
+	}
+	out, err := prim.cli(args...)
 	if err != nil {
 		var js []string
 		for _, l := range strings.Split(prim.must("job-list"), "\n") {
@@ -134,6 +148,21 @@ func TestNodeReplace(t *testing.T) {
 		t.Errorf("%d of %d acknowledged writes missing", missing, len(acked))
 	}
 	t.Logf("%d acknowledged writes, all present", len(acked))
+	if seed {
+		if !strings.Contains(out, "seed job") {
+			t.Errorf("node-replace --seed did not seed:\n%s", out)
+		}
+		// every copy on the new leaf came from the seed and caught up
+		// from its position: no snapshot was shipped to it
+		nl := nodeByRole(prim.nodes(), "leaf", hosts[3])
+		vals, _, err := metrics.Scrape(context.Background(), http.DefaultClient, fmt.Sprintf("http://%s:%d/metrics", nl.Host, nl.Port+20000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := vals["canopy_snapshots_received_total"]; n != 0 {
+			t.Errorf("the seeded leaf was sent %v whole snapshots", n)
+		}
+	}
 	for _, n := range prim.nodes() {
 		if n.ID == old.ID {
 			t.Errorf("node-list still has the old leaf %s", old.ID)

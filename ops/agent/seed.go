@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,9 @@ func (s *seedRecv) status() SeedStatus {
 
 func (a *Agent) seedDir(id string) string { return filepath.Join(a.cfg.Home, "seeds", id) }
 
+// nodeIDPattern: ids newNodeID makes.
+var nodeIDPattern = regexp.MustCompile(`^[A-F0-9]{10}$`)
+
 // seedID: the primary names seeds seed-JOBID.
 func validSeedID(id string) bool {
 	if !strings.HasPrefix(id, "seed-") || len(id) > 32 {
@@ -138,34 +142,34 @@ func (a *Agent) apiLocalSeedPull(r *http.Request) (any, error) {
 			return st, nil
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// the seed ends with the agent (Close cancels it)
+	ctx, cancel := context.WithCancel(a.ctx)
 	s := &seedRecv{st: SeedStatus{ID: req.ID, Snapshot: req.Snapshot, State: "receiving", Total: total, Files: len(req.Files)},
 		cancel: cancel, ended: make(chan struct{})}
 	a.seeds[req.ID] = s
+	host := a.st.Host
 	a.mu.Unlock()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// a seed that cannot start has failed (and holds the host no more)
+	failEarly := func(err error) (any, error) {
 		cancel()
+		s.fail(err)
+		close(s.ended)
 		return nil, err
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return failEarly(err)
+	}
 	if free, err := freeBytes(a.cfg.Home); err == nil && free < uint64(total-stagedBytes(dir)) {
-		cancel()
-		s.fail(fmt.Errorf("not enough free disk in %s: %d MiB free, the seed needs %d MiB more", a.cfg.Home, free>>20, (total-stagedBytes(dir))>>20))
-		close(s.ended)
-		return s.status(), nil
+		return failEarly(conflict("not enough free disk in %s: %d MiB free, the seed needs %d MiB more", a.cfg.Home, free>>20, (total-stagedBytes(dir))>>20))
 	}
 	port := 0
 	if req.Mode == "command" {
 		if a.cfg.Commands.ReceiveSeedData == "" {
-			cancel()
-			return nil, conflict("this agent has no ReceiveSeedDataCommand")
+			return failEarly(conflict("this agent has no ReceiveSeedDataCommand"))
 		}
-		a.mu.Lock()
-		host := a.st.Host
-		a.mu.Unlock()
 		p, err := freePort(host)
 		if err != nil {
-			cancel()
-			return nil, err
+			return failEarly(err)
 		}
 		port = p
 		s.mu.Lock()
@@ -188,8 +192,8 @@ func (a *Agent) apiLocalSeedPull(r *http.Request) (any, error) {
 				return // aborted: the abort says so
 			}
 			a.log.Warn("seed failed", "seed", req.ID, "err", err)
-			s.fail(err)
 			os.RemoveAll(a.seedDir(req.ID)) // a failed seed cleans up; a cut one resumes within the stall limit
+			s.fail(err)
 			return
 		}
 		s.mu.Lock()
@@ -252,7 +256,10 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 	if req.BandwidthBytes > 0 && perStream == 0 {
 		perStream = 1
 	}
+	wctx, stop := context.WithCancel(ctx) // one file failing stops the others
+	defer stop()
 	pullFile := func(f SnapshotFile) error {
+		ctx := wctx
 		dst, _ := stagedPath(dir, f.Path)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return err
@@ -302,8 +309,6 @@ func (a *Agent) pull(ctx context.Context, s *seedRecv, req SeedPull, dir string)
 	}
 	files := make(chan SnapshotFile)
 	errs := make(chan error, workers)
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
 	for range workers {
 		go func() {
 			for f := range files {
@@ -625,8 +630,14 @@ func (a *Agent) apiLocalSeedInstall(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	if !nodeIDPattern.MatchString(req.Spec.ID) {
+		return nil, badRequest("install seed %s: node id %q", id, req.Spec.ID)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if req.Spec.Host != a.st.Host {
+		return nil, badRequest("install seed %s: node %s is for host %s, not this one (%s)", id, req.Spec.ID, req.Spec.Host, a.st.Host)
+	}
 	s, ok := a.seeds[id]
 	if !ok || s.status().State != "done" {
 		return nil, conflict("seed %s is not received and verified here", id)
@@ -669,7 +680,7 @@ func (a *Agent) apiLocalSeedInstall(r *http.Request) (any, error) {
 	if err := os.WriteFile(filepath.Join(data, seededMarker), []byte(id), 0o600); err != nil {
 		return nil, err
 	}
-	os.RemoveAll(old)
+	go os.RemoveAll(old) // a whole data directory: not under the agent's lock
 	os.RemoveAll(a.seedDir(id))
 	delete(a.seeds, id)
 	p := existing

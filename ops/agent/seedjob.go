@@ -29,6 +29,9 @@ type SeedRequest struct {
 	Force        bool    `json:"force,omitempty"`    // replace a stopped node's data there
 	BandwidthMB  float64 `json:"bandwidth_mb,omitempty"`
 	StallMinutes float64 `json:"stall_minutes,omitempty"` // default 5
+	// LeafGroup (node-replace): the seeded node is a leaf of this
+	// availability group, to be added to the cluster; 0: a standalone node
+	LeafGroup int `json:"leaf_group,omitempty"`
 }
 
 var seedSteps = []string{"checks", "snapshot", "transfer", "verify", "install", "start", "catch up"}
@@ -66,6 +69,11 @@ func (a *Agent) apiSeed(r *http.Request) (any, error) {
 	if req.StallMinutes <= 0 {
 		req.StallMinutes = 5
 	}
+	return JobReply{Job: a.startSeed(src, req)}, nil
+}
+
+// startSeed starts a seed job and returns a copy of it as it starts.
+func (a *Agent) startSeed(src NodeSpec, req SeedRequest) *jobs.Job {
 	var steps []jobs.Step
 	for _, s := range seedSteps {
 		steps = append(steps, jobs.Step{Text: s, State: jobs.Queued})
@@ -84,7 +92,7 @@ func (a *Agent) apiSeed(r *http.Request) (any, error) {
 	go a.runJob(j, func(ctx context.Context, j *jobs.Job, logf func(string, ...any)) error {
 		return a.runSeed(ctx, j, src, req, logf)
 	})
-	return JobReply{Job: &cp}, nil
+	return &cp
 }
 
 // runSeed runs the stages in order.
@@ -253,6 +261,9 @@ func (a *Agent) runSeed(ctx context.Context, j *jobs.Job, src NodeSpec, req Seed
 		return err
 	}
 	spec := NodeSpec{ID: newNodeID(), Host: req.Target, Port: req.Port, Role: NodeStandalone, Wanted: true, Created: time.Now()}
+	if req.LeafGroup != 0 {
+		spec.Role, spec.Group = NodeLeaf, req.LeafGroup
+	}
 	if check.Stopped != "" {
 		if s, err := a.nodeSpec(check.Stopped); err == nil {
 			spec = s
@@ -353,7 +364,8 @@ func (a *Agent) apiSeeds(r *http.Request) (any, error) {
 	for _, host := range a.agentHosts() {
 		var list []SeedStatus
 		if err := a.onHost(r.Context(), host, "GET", "/api/local/seeds", nil, &list); err != nil {
-			return nil, fmt.Errorf("seeds of %s: %w", host, err)
+			a.log.Warn("seeds of a host", "host", host, "err", err) // the others' still count
+			continue
 		}
 		out = append(out, list...)
 	}

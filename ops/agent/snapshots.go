@@ -102,7 +102,8 @@ func (a *Agent) apiSnapshots(r *http.Request) (any, error) {
 	for _, host := range a.agentHosts() {
 		var list []Snapshot
 		if err := a.onHost(r.Context(), host, "GET", "/api/local/snapshots", nil, &list); err != nil {
-			return nil, fmt.Errorf("snapshots of %s: %w", host, err)
+			a.log.Warn("snapshots of a host", "host", host, "err", err) // the others' still count
+			continue
 		}
 		out = append(out, list...)
 	}
