@@ -208,7 +208,10 @@ func (a *Manager) pushReplication() {
 	a.ha.copyMu.Unlock()
 	for _, l := range st.Leaves {
 		addr := l.Addr()
-		if (l.State != meta.LeafOnline && l.State != meta.LeafAttaching) || a.beats.Down(addr) {
+		// an offline leaf that answers heartbeats is told too: a copy may
+		// stream from its masters (sourceGone), and none would flow if it
+		// were not (an attach of its pair then waited for it for ever)
+		if l.State == meta.LeafDetached || (l.State == meta.LeafOffline && len(want[addr]) == 0) || a.beats.Down(addr) {
 			delete(a.ha.sent, addr)
 			continue
 		}
@@ -1094,7 +1097,7 @@ func (a *Manager) syncConfigured(master, db, target string) bool {
 // rebalance should say so at once, not after the limit.
 func (a *Manager) waitPosition(ctx context.Context, leaf, name string, lsn uint64, limit time.Duration, source ...string) error {
 	deadline := time.Now().Add(limit)
-	var streamChecked time.Time
+	var streamChecked, notMasterSince time.Time
 	for {
 		if why := a.leafGone(leaf); why != "" {
 			return fmt.Errorf("copy of %s on %s stopped: leaf %s %s", name, leaf, meta.QuotedAddr(leaf), why)
@@ -1109,6 +1112,20 @@ func (a *Manager) waitPosition(ctx context.Context, leaf, name string, lsn uint6
 			streamChecked = time.Now()
 			if why := a.streamDown(source[0], name, leaf); why != "" {
 				return fmt.Errorf("copy of %s on %s stopped: %s", name, leaf, why)
+			}
+			// a source whose copy is no master ships nothing: a failover
+			// named it while it was paused, and it is not promoted until
+			// its own attach, which waits for this one to end (the attach
+			// lock); waiting on would hold both leaves out for the limit
+			if copies, _, err := a.leafCopies(source[0]); err == nil && copies[name].Replica {
+				if notMasterSince.IsZero() {
+					notMasterSince = time.Now()
+				} else if d := time.Since(notMasterSince); d >= member.VariableMillis(a.State(), "leaf_failure_timeout_ms") {
+					return fmt.Errorf("copy of %s on %s stopped: its copy on %s is not the master (not promoted yet) after %s", name, leaf,
+						meta.QuotedAddr(source[0]), d.Round(time.Millisecond))
+				}
+			} else {
+				notMasterSince = time.Time{}
 			}
 		}
 		_, pos, err := a.leafCopies(leaf)
