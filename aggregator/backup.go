@@ -18,6 +18,7 @@ import (
 
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/sqlcmd"
+	"github.com/canopydb/canopy/storage"
 )
 
 // BACKUP DATABASE db TO 'path' and RESTORE DATABASE db FROM 'path', run by
@@ -36,7 +37,8 @@ import (
 // rolls it back, as presumed abort would). The master aggregator writes
 // manifest.json: the database, its partition count and replication mode,
 // each table's definition as SHOW CREATE TABLE gives it (shard key
-// included), each partition's position.
+// included), each partition's position. The reference tables' rows are
+// this aggregator's copy of the database, snapshotted within the cut.
 //
 // A restore creates the database (same partition count, on the cluster's
 // leaves now, whatever their number), its tables, then has each
@@ -51,14 +53,18 @@ type backupManifest struct {
 	Sync       bool                      `json:"sync"`
 	Tables     []backupTable             `json:"tables"`
 	Positions  map[string]backupPosition `json:"positions"` // by partition database
-	Files      map[string]int64          `json:"files"`     // bytes, by partition database
-	Taken      time.Time                 `json:"taken"`
-	CutMs      float64                   `json:"cut_ms"` // commits waited this long
+	Files      map[string]int64          `json:"files"`     // bytes, by file (partition database)
+	// ReferenceFile: the reference tables' rows, the master aggregator's
+	// copy of the database at the cut ("" for none)
+	ReferenceFile string    `json:"reference_file,omitempty"`
+	Taken         time.Time `json:"taken"`
+	CutMs         float64   `json:"cut_ms"` // commits waited this long
 }
 
 type backupTable struct {
-	Name string `json:"name"`
-	DDL  string `json:"ddl"`
+	Name      string `json:"name"`
+	DDL       string `json:"ddl"`
+	Reference bool   `json:"reference,omitempty"`
 }
 
 type backupPosition struct {
@@ -223,10 +229,9 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 	if d == nil {
 		return mysql.NewSQLError(1049, "42000", "Unknown database '%s'", cmd.Database)
 	}
+	hasReference := false
 	for _, t := range d.Tables {
-		if t.Reference {
-			return mysql.NewSQLError(1235, "42000", "BACKUP DATABASE %s: reference tables (%s) are not backed up yet", d.Name, t.Name)
-		}
+		hasReference = hasReference || t.Reference
 	}
 	byLeaf := map[string][]string{}
 	for _, p := range d.Partitions {
@@ -273,7 +278,8 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 				autoInc = max + 1
 			}
 		}
-		m.Tables = append(m.Tables, backupTable{Name: t.Name, DDL: sqlcmd.ShowCreateTable(res.Rows[0][1].ToString(), t.Reference, t.ShardKey, autoInc)})
+		m.Tables = append(m.Tables, backupTable{Name: t.Name, DDL: sqlcmd.ShowCreateTable(res.Rows[0][1].ToString(), t.Reference, t.ShardKey, autoInc),
+			Reference: t.Reference})
 	}
 
 	tag := fmt.Sprintf("backup-%x", time.Now().UnixNano())
@@ -291,6 +297,18 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 	opened, err := a.closeGates(cutCtx)
 	if err != nil {
 		return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
+	}
+	// the reference tables live in this aggregator's copy of the database
+	// (the others replicate it): its snapshot is part of the cut
+	var refSnap *storage.Snapshot
+	if hasReference {
+		snaps, err := a.store.OpenBackupSnapshots([]string{d.Name})
+		if err != nil {
+			opened()
+			return fmt.Errorf("BACKUP DATABASE %s: the reference tables: %w", d.Name, err)
+		}
+		refSnap = snaps[0]
+		defer refSnap.Close()
 	}
 	var mu sync.Mutex
 	errs := parallel(leaves, func(leaf string) error {
@@ -356,6 +374,14 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 	if err := errors.Join(errs...); err != nil {
 		release()
 		return fmt.Errorf("BACKUP DATABASE %s: %w", d.Name, err)
+	}
+	if refSnap != nil {
+		m.ReferenceFile = d.Name + ".reference.snap"
+		n, err := storage.WriteBackupFile(filepath.Join(cmd.Path, m.ReferenceFile), d.Name, refSnap)
+		if err != nil {
+			return fmt.Errorf("BACKUP DATABASE %s: the reference tables: %w", d.Name, err)
+		}
+		m.Files[m.ReferenceFile] = n
 	}
 	m.Taken = cutStart.UTC()
 	var total int64
@@ -463,6 +489,11 @@ func (a *Aggregator) restore(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rest
 		ordinals = append(ordinals, key)
 		masterOf[key] = p.Master
 	}
+	if m.ReferenceFile != "" {
+		if err := a.restoreReference(ctx, c, cmd, m); err != nil {
+			return fmt.Errorf("RESTORE DATABASE %s: the reference tables: %w (drop the database and restore again)", cmd.Database, err)
+		}
+	}
 	errs := parallel(ordinals, func(key string) error {
 		var o int
 		fmt.Sscan(key, &o)
@@ -489,12 +520,37 @@ func (a *Aggregator) restore(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rest
 	return nil
 }
 
-// qualifyCreateTable makes "CREATE TABLE `t` …" create db.t.
-func qualifyCreateTable(ddl, db string) (string, bool) {
-	for _, prefix := range []string{"CREATE TABLE ", "CREATE REFERENCE TABLE "} {
-		if rest, ok := strings.CutPrefix(ddl, prefix); ok {
-			return prefix + quoteIdent(db) + "." + rest, true
+// restoreReference loads the reference tables' rows: the backup's copy of
+// the database is installed here as a scratch copy, and its reference
+// tables' rows are inserted as reference writes (this aggregator's copy,
+// replicated to every node).
+func (a *Aggregator) restoreReference(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Restore, m backupManifest) error {
+	scratch := "__restore_ref_" + cmd.Database
+	defer a.store.DropDatabase(scratch)
+	if _, err := a.store.InstallBackupFile(filepath.Join(cmd.Path, m.ReferenceFile), scratch); err != nil {
+		return err
+	}
+	discard := func(*sqltypes.Result, bool) error { return nil }
+	for _, t := range m.Tables {
+		if !t.Reference {
+			continue
+		}
+		q := fmt.Sprintf("INSERT INTO %s.%s SELECT * FROM %s.%s", quoteIdent(cmd.Database), quoteIdent(t.Name), quoteIdent(scratch), quoteIdent(t.Name))
+		if err := a.host.RunLocal(ctx, c, q, discard); err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
 		}
 	}
-	return "", false
+	a.waitReplicated(cmd.Database)
+	return nil
+}
+
+// qualifyCreateTable makes "CREATE [/*!90618 REFERENCE */] TABLE `t` …"
+// (SHOW CREATE TABLE's form) create db.t.
+func qualifyCreateTable(ddl, db string) (string, bool) {
+	i := strings.Index(ddl, "TABLE ")
+	if !strings.HasPrefix(ddl, "CREATE ") || i < 0 {
+		return "", false
+	}
+	i += len("TABLE ")
+	return ddl[:i] + quoteIdent(db) + "." + ddl[i:], true
 }

@@ -40,6 +40,8 @@ func TestBackupRestore(t *testing.T) {
 	}
 	testutil.Exec(t, bank, "INSERT INTO accounts VALUES "+strings.Join(rows, ","))
 	testutil.Exec(t, bank, "INSERT INTO notes (body) VALUES ('a'), ('b'), ('c')")
+	testutil.Exec(t, bank, "CREATE REFERENCE TABLE branches (id INT PRIMARY KEY, city VARCHAR(20))")
+	testutil.Exec(t, bank, "INSERT INTO branches VALUES (1, 'Oslo'), (2, 'Lima')")
 	want := bankAccounts * bankStart
 
 	var committed atomic.Int64
@@ -95,6 +97,10 @@ func TestBackupRestore(t *testing.T) {
 	}
 	testutil.ExpectRows(t, b2, "SELECT COUNT(*) FROM accounts", fmt.Sprint(bankAccounts))
 	testutil.ExpectRows(t, b2, "SELECT body FROM notes ORDER BY id", "a", "b", "c")
+	// the reference table, on every node: the child aggregator reads its own copy
+	testutil.ExpectRows(t, b2, "SELECT city FROM branches ORDER BY id", "Oslo", "Lima")
+	c.WaitCaughtUp(c.Children[0], 10*time.Second)
+	testutil.ExpectRows(t, c.Children[0].DB("bank2"), "SELECT city FROM branches ORDER BY id", "Oslo", "Lima")
 	testutil.ExpectRows(t, ma, "SELECT COUNT(*) FROM information_schema.DISTRIBUTED_PARTITIONS WHERE DATABASE_NAME = 'bank2' AND ROLE = 'Master'", "6")
 	// it takes writes: AUTO_INCREMENT goes on above the restored rows
 	testutil.Exec(t, b2, "INSERT INTO notes (body) VALUES ('d')")
@@ -114,6 +120,7 @@ func TestBackupRestore(t *testing.T) {
 	if got := bankTotal(t, c2.MA.DB("bank")); got != want {
 		t.Errorf("total restored on a one-leaf cluster %d, want %d", got, want)
 	}
+	testutil.ExpectRows(t, c2.MA.DB("bank"), "SELECT COUNT(*) FROM branches", "2")
 	status := testutil.Rows(t, ma, "SHOW BACKUP STATUS")
 	if len(status) < 2 || !strings.HasPrefix(status[0], "BACKUP,bank,"+dir+",success") || !strings.Contains(strings.Join(status, "\n"), "RESTORE,bank2,"+dir+",success") {
 		t.Errorf("SHOW BACKUP STATUS:\n%s", strings.Join(status, "\n"))

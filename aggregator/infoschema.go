@@ -32,6 +32,10 @@ type clusterTable struct {
 	name   string
 	schema sql.Schema
 	rows   func(a *Aggregator, ctx *sql.Context) [][]sqltypes.Value
+	// process: rows only for PROCESS or SUPER (every database's tables
+	// and sizes, the cluster's events), as SHOW CLUSTER STATUS; others see
+	// none, as MySQL's information_schema hides what a user may not see
+	process bool
 }
 
 func col(table, name string, t sql.Type) *sql.Column {
@@ -43,12 +47,12 @@ var clusterTables = map[string]clusterTable{
 		col("LEAVES", "HOST", types.LongText), col("LEAVES", "PORT", types.Int64), col("LEAVES", "AVAILABILITY_GROUP", types.Int64),
 		col("LEAVES", "PAIR_HOST", types.LongText), col("LEAVES", "PAIR_PORT", types.Int64), col("LEAVES", "STATE", types.LongText),
 		col("LEAVES", "OPENED_CONNECTIONS", types.Int64), col("LEAVES", "AVERAGE_ROUNDTRIP_LATENCY_MS", types.Float64),
-	}, func(a *Aggregator, _ *sql.Context) [][]sqltypes.Value { return a.leafRows() }},
+	}, func(a *Aggregator, _ *sql.Context) [][]sqltypes.Value { return a.leafRows() }, false},
 	"aggregators": {"AGGREGATORS", sql.Schema{
 		col("AGGREGATORS", "HOST", types.LongText), col("AGGREGATORS", "PORT", types.Int64), col("AGGREGATORS", "STATE", types.LongText),
 		col("AGGREGATORS", "OPENED_CONNECTIONS", types.Int64), col("AGGREGATORS", "AVERAGE_ROUNDTRIP_LATENCY_MS", types.Float64),
 		col("AGGREGATORS", "MASTER_AGGREGATOR", types.Int64),
-	}, func(a *Aggregator, _ *sql.Context) [][]sqltypes.Value { return a.aggregatorRows() }},
+	}, func(a *Aggregator, _ *sql.Context) [][]sqltypes.Value { return a.aggregatorRows() }, false},
 	"distributed_partitions": {"DISTRIBUTED_PARTITIONS", sql.Schema{
 		col("DISTRIBUTED_PARTITIONS", "DATABASE_NAME", types.LongText), col("DISTRIBUTED_PARTITIONS", "ORDINAL", types.Int64),
 		col("DISTRIBUTED_PARTITIONS", "HOST", types.LongText), col("DISTRIBUTED_PARTITIONS", "PORT", types.Int64),
@@ -65,13 +69,13 @@ var clusterTables = map[string]clusterTable{
 			}
 		}
 		return out
-	}},
+	}, false},
 	"table_statistics": {"TABLE_STATISTICS", sql.Schema{
 		col("TABLE_STATISTICS", "DATABASE_NAME", types.LongText), col("TABLE_STATISTICS", "TABLE_NAME", types.LongText),
 		col("TABLE_STATISTICS", "ORDINAL", types.Int64), col("TABLE_STATISTICS", "HOST", types.LongText),
 		col("TABLE_STATISTICS", "PORT", types.Int64), col("TABLE_STATISTICS", "PARTITION_TYPE", types.LongText),
 		col("TABLE_STATISTICS", "ROWS", types.Int64), col("TABLE_STATISTICS", "DATA_LENGTH", types.Int64),
-	}, (*Aggregator).tableStatistics},
+	}, (*Aggregator).tableStatistics, true},
 	"mv_events": {"MV_EVENTS", sql.Schema{
 		col("MV_EVENTS", "ID", types.Int64), col("MV_EVENTS", "ORIGIN_NODE", types.LongText),
 		col("MV_EVENTS", "EVENT_TIME", types.DatetimeMaxPrecision), col("MV_EVENTS", "SEVERITY", types.LongText),
@@ -85,7 +89,7 @@ var clusterTables = map[string]clusterTable{
 				str(e.Severity), str(e.Type), str(e.Details)})
 		}
 		return out
-	}},
+	}, true},
 }
 
 // tableStatistics is information_schema.TABLE_STATISTICS: every sharded
@@ -197,6 +201,9 @@ func (t *virtualTable) Partitions(*sql.Context) (sql.PartitionIter, error) {
 
 func (t *virtualTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIter, error) {
 	var rows []sql.Row
+	if t.def.process && !t.a.mayProcess(ctx) {
+		return &sliceIter{}, nil
+	}
 	for _, vals := range t.def.rows(t.a, ctx) {
 		row, err := fromSQL(ctx, t.def.schema, vals)
 		if err != nil {
@@ -221,3 +228,14 @@ func (s *sliceIter) Next(*sql.Context) (sql.Row, error) {
 }
 
 func (s *sliceIter) Close(*sql.Context) error { return nil }
+
+// mayProcess reports whether the session's user holds PROCESS or SUPER.
+func (a *Aggregator) mayProcess(ctx *sql.Context) bool {
+	db := a.host.Engine().Analyzer.Catalog.MySQLDb
+	for _, p := range []sql.PrivilegeType{sql.PrivilegeType_Process, sql.PrivilegeType_Super} {
+		if db.UserHasPrivileges(ctx, sql.NewPrivilegedOperation(sql.PrivilegeCheckSubject{}, p)) {
+			return true
+		}
+	}
+	return false
+}

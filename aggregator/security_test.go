@@ -100,10 +100,15 @@ func TestUsersAndPrivileges(t *testing.T) {
 		expectErr(t, app, 1142, "CREATE TABLE u (id INT PRIMARY KEY)")      // sharded CREATE TABLE
 		expectErr(t, app, 1044, "CREATE DATABASE other PARTITIONS 2")       // cluster DDL
 		expectErr(t, app, 1044, "DROP DATABASE shop")
-		expectErr(t, app, 1227, "SET GLOBAL redundancy_level = 2") // cluster variable
-		expectErr(t, app, 1227, "REBALANCE PARTITIONS ON shop")    // cluster statement
-		expectErr(t, app, 1227, "ADD LEAF root@'127.0.0.1':1")     // cluster statement
-		expectErr(t, app, 1227, "SHOW LEAVES")                     // cluster state
+		expectErr(t, app, 1227, "SET GLOBAL redundancy_level = 2")  // cluster variable
+		expectErr(t, app, 1227, "REBALANCE PARTITIONS ON shop")     // cluster statement
+		expectErr(t, app, 1227, "ADD LEAF root@'127.0.0.1':1")      // cluster statement
+		expectErr(t, app, 1227, "SHOW LEAVES")                      // cluster state
+		expectErr(t, app, 1227, "BACKUP DATABASE shop TO '/tmp/x'") // backups
+		expectErr(t, app, 1227, "SHOW BACKUP STATUS")
+		// every database's sizes and the cluster's events: PROCESS only
+		testutil.ExpectRows(t, app, "SELECT COUNT(*) FROM information_schema.TABLE_STATISTICS", "0")
+		testutil.ExpectRows(t, app, "SELECT COUNT(*) FROM information_schema.MV_EVENTS", "0")
 		expectErr(t, app, 1227, "CANOPY DROP PARTITION 'shop_0'")  // node-internal
 		expectErr(t, root, 1227, "CANOPY DROP PARTITION 'shop_0'") // even for root
 		expectErr(t, root, 1227, "CANOPY REPLICATE '[]'")          // even for root

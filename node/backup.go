@@ -1,12 +1,8 @@
 package node
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,17 +21,7 @@ import (
 // runs them: aggregator/backup.go). BACKUP SNAPSHOT takes storage
 // snapshots of the leaf's master partitions at one instant, while the
 // aggregators' commit gates are closed; BACKUP WRITE then writes them,
-// at leisure, one file per partition: a JSON header line, then the
-// snapshot's chunks (keys and values, uvarint-framed), then a zero.
-
-// backupFileHeader is the first line of a partition's backup file.
-type backupFileHeader struct {
-	Format   int    `json:"format"`
-	Database string `json:"database"`
-	Term     uint64 `json:"term"`
-	LSN      uint64 `json:"lsn"`
-	Commits  uint64 `json:"commits"`
-}
+// at leisure, one file per partition (storage.WriteBackupFile).
 
 type heldBackup struct {
 	names []string
@@ -134,51 +120,13 @@ func (n *Node) backupWrite(cmd sqlcmd.BackupWrite) (*sqltypes.Result, error) {
 		if strings.ContainsAny(name, `/\`) || name == "." || name == ".." {
 			return nil, fmt.Errorf("backup of %q: not a database name", name)
 		}
-		size, err := writeBackupFile(filepath.Join(cmd.Dir, name+".snap"), name, s)
+		size, err := storage.WriteBackupFile(filepath.Join(cmd.Dir, name+".snap"), name, s)
 		if err != nil {
 			return nil, fmt.Errorf("backup of %s: %w", name, err)
 		}
 		res.Rows = append(res.Rows, []sqltypes.Value{strValue(name), intValue(size)})
 	}
 	return res, nil
-}
-
-func writeBackupFile(path, name string, s *storage.Snapshot) (int64, error) {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	defer os.Remove(tmp)
-	w := bufio.NewWriterSize(f, 1<<20)
-	hdr, _ := json.Marshal(backupFileHeader{Format: 1, Database: name, Term: s.Pos.Term, LSN: s.Pos.LSN, Commits: s.Commits})
-	w.Write(append(hdr, '\n'))
-	var lenBuf [binary.MaxVarintLen64]byte
-	for {
-		chunk, err := s.Next(1 << 20)
-		if err != nil {
-			f.Close()
-			return 0, err
-		}
-		w.Write(lenBuf[:binary.PutUvarint(lenBuf[:], uint64(len(chunk)))])
-		if len(chunk) == 0 {
-			break
-		}
-		w.Write(chunk)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return 0, err
-	}
-	info, _ := f.Stat()
-	if err := f.Close(); err != nil {
-		return 0, err
-	}
-	return info.Size(), os.Rename(tmp, path)
 }
 
 // restorePartition loads a partition's backup file into this leaf's
@@ -202,51 +150,10 @@ func (n *Node) restorePartition(ctx context.Context, c *mysql.Conn, cmd sqlcmd.R
 	if !n.store.HasDatabase(cmd.Database) || n.store.IsReplica(cmd.Database) {
 		return nil, fmt.Errorf("restore into %s: no master copy of it here", cmd.Database)
 	}
-	f, err := os.Open(cmd.File)
-	if err != nil {
-		return nil, fmt.Errorf("restore %s: %w", cmd.Database, err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
-	line, err := r.ReadBytes('\n')
-	var hdr backupFileHeader
-	if err != nil || json.Unmarshal(line, &hdr) != nil || hdr.Format != 1 {
-		return nil, fmt.Errorf("restore %s: %s is not a partition backup", cmd.Database, cmd.File)
-	}
 	scratch := "__restore_" + cmd.Database
-	if n.store.HasDatabase(scratch) {
-		if err := n.store.DropDatabase(scratch); err != nil {
-			return nil, err
-		}
-	}
 	defer n.store.DropDatabase(scratch)
-	if _, err := n.store.EnsureReplica(scratch); err != nil {
-		return nil, err
-	}
-	if err := n.store.BeginSnapshot(scratch); err != nil {
-		return nil, err
-	}
-	for {
-		size, err := binary.ReadUvarint(r)
-		if err != nil {
-			return nil, fmt.Errorf("restore %s: %s is cut short: %w", cmd.Database, cmd.File, err)
-		}
-		if size == 0 {
-			break
-		}
-		if size > 64<<20 {
-			return nil, fmt.Errorf("restore %s: a chunk of %d bytes in %s", cmd.Database, size, cmd.File)
-		}
-		chunk := make([]byte, size)
-		if _, err := io.ReadFull(r, chunk); err != nil {
-			return nil, fmt.Errorf("restore %s: %s is cut short: %w", cmd.Database, cmd.File, err)
-		}
-		if err := n.store.ApplySnapshotChunk(scratch, chunk); err != nil {
-			return nil, err
-		}
-	}
-	if err := n.store.FinishSnapshot(scratch, storage.Position{Term: hdr.Term, LSN: hdr.LSN}, hdr.Commits); err != nil {
-		return nil, err
+	if _, err := n.store.InstallBackupFile(cmd.File, scratch); err != nil {
+		return nil, fmt.Errorf("restore %s: %w", cmd.Database, err)
 	}
 	tables, err := run("SHOW TABLES FROM " + quoteName(scratch))
 	if err != nil {
