@@ -245,7 +245,21 @@ func runOps(args []string, stdout io.Writer) error {
 	case "agent-unfollow":
 		return o.call(ctx, "POST", "/api/unfollow", nil, "no longer following: this agent is a primary of its own")
 	case "agent-stop":
-		return o.call(ctx, "POST", "/api/stop", map[string]bool{"stop_nodes": stopNodes}, "agent stopping")
+		if err := o.call(ctx, "POST", "/api/stop", map[string]bool{"stop_nodes": stopNodes}, "agent stopping"); err != nil {
+			return err
+		}
+		// the agent answers, then stops (its nodes first, with
+		// --stop-nodes): return once it has, so that a script can rely on it
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			c, err := net.DialTimeout("tcp", creds.Addr, time.Second)
+			if err != nil {
+				return nil
+			}
+			c.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+		return fmt.Errorf("agent-stop: the agent at %s still answers after 2 minutes", creds.Addr)
 	case "agent-list":
 		var rows []agent.AgentRow
 		if err := o.c.Call(ctx, "GET", "/api/agents", nil, &rows); err != nil {

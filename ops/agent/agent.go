@@ -284,9 +284,6 @@ func (a *Agent) Close(stopNodes bool) error {
 	default:
 	}
 	a.cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	a.srv.Shutdown(ctx)
-	cancel()
 	a.wg.Wait()
 	if stopNodes {
 		a.mu.Lock()
@@ -302,6 +299,11 @@ func (a *Agent) Close(stopNodes bool) error {
 		}
 		wg.Wait()
 	}
+	// the port closes last: a caller waiting for it to close (agent-stop)
+	// knows the nodes have stopped
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	a.srv.Shutdown(ctx)
+	cancel()
 	a.mu.Lock()
 	err := a.st.save(a.cfg.Home)
 	a.mu.Unlock()

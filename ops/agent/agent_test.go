@@ -395,6 +395,25 @@ func TestAgentsDeployAndSupervise(t *testing.T) {
 	if logs := prim.must("job-logs", "1"); !strings.Contains(logs, "answers SQL") {
 		t.Errorf("job-logs 1:\n%s", logs)
 	}
+
+	// agent-stop --stop-nodes returns once the agent and its nodes are gone
+	var pids []int
+	for _, n := range prim.nodes() {
+		if n.Host == h1 && n.PID > 0 {
+			pids = append(pids, n.PID)
+		}
+	}
+	prim.must("agent-stop", "--stop-nodes")
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); err == nil {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(b), ") Z ") {
+				t.Errorf("node process %d still runs after agent-stop --stop-nodes returned", pid)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		t.Error("the primary ran no node to stop")
+	}
 }
 
 func nodeConfig(t *testing.T, home, id string) map[string]string {
