@@ -5,6 +5,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/tidwall/btree"
@@ -355,11 +356,20 @@ func (t *Table) RowCount(*sql.Context) (uint64, bool, error) {
 // on disk yet; they count at the schema's width, so a fresh table does
 // not read as empty.
 func (t *Table) DataLength(*sql.Context) (uint64, error) {
-	rowWidth := uint64(16 + 8*len(t.ts.rows.Cols))
-	rows := uint64(t.ts.counters.rowCount())
-	n, err := t.ts.db.s.db.EstimateDiskUsage(t.ts.data, prefixEnd(t.ts.data))
-	if err != nil || n == 0 {
-		return rows * rowWidth, nil
+	c := t.ts.counters
+	rows := uint64(c.rowCount())
+	now := time.Now().UnixNano()
+	n := c.diskBytes.Load()
+	if now-c.diskAt.Load() >= int64(time.Second) {
+		var err error
+		if n, err = t.ts.db.s.db.EstimateDiskUsage(t.ts.data, prefixEnd(t.ts.data)); err != nil {
+			n = 0
+		}
+		c.diskBytes.Store(n)
+		c.diskAt.Store(now)
+	}
+	if n == 0 {
+		return rows * uint64(16+8*len(t.ts.rows.Cols)), nil
 	}
 	return n, nil
 }

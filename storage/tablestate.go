@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dolthub/go-mysql-server/sql"
@@ -175,6 +176,12 @@ type tableCounters struct {
 	rows    int64
 	autoinc uint64
 	rowid   uint64
+
+	// diskBytes is pebble's estimate of the table's bytes on disk as of
+	// diskAt (unix ns): the planner asks for it on every index scan it
+	// costs, so it is measured at most once a second
+	diskBytes atomic.Uint64
+	diskAt    atomic.Int64
 }
 
 func (c *tableCounters) encodeWith(delta int64) []byte {
