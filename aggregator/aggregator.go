@@ -250,7 +250,20 @@ func (a *Aggregator) WaitTarget(ctx context.Context, db, target string) error {
 	if !ok {
 		return nil
 	}
-	return a.hub.WaitTargets(ctx, db, []string{target}, pos.LSN)
+	for {
+		err := a.hub.WaitTargets(ctx, db, []string{target}, pos.LSN)
+		if !errors.Is(err, replication.ErrFenced) {
+			return err
+		}
+		// the target is an aggregator whose copy was the master's a
+		// moment ago: it refused the stream once, before it followed; the
+		// sender connects again (and is fenced no more) within the wait
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // ownCopies makes this aggregator's copies of the distributed databases
