@@ -195,6 +195,17 @@ func (a *Aggregator) runBackupJob(kind, db, path string, run func(*backupRun) er
 	return &sqltypes.Result{RowsAffected: uint64(r.Partitions)}, nil
 }
 
+// finished records what a run moved: the backup's files and partitions.
+func (b *backupRuns) finished(r *backupRun, m backupManifest, partitions int) {
+	var total int64
+	for _, n := range m.Files {
+		total += n
+	}
+	b.mu.Lock()
+	r.Bytes, r.Partitions = total, partitions
+	b.mu.Unlock()
+}
+
 func (b *backupRuns) status() *sqltypes.Result {
 	res := &sqltypes.Result{Fields: []*querypb.Field{
 		{Name: "Kind", Type: querypb.Type_VARCHAR}, {Name: "Database", Type: querypb.Type_VARCHAR}, {Name: "Path", Type: querypb.Type_VARCHAR},
@@ -384,13 +395,7 @@ func (a *Aggregator) backup(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Backu
 		m.Files[m.ReferenceFile] = n
 	}
 	m.Taken = cutStart.UTC()
-	var total int64
-	for _, n := range m.Files {
-		total += n
-	}
-	a.backups.mu.Lock()
-	r.Bytes, r.Partitions = total, len(d.Partitions)
-	a.backups.mu.Unlock()
+	a.backups.finished(r, m, len(d.Partitions))
 	b, _ := json.MarshalIndent(m, "", "  ")
 	tmp := filepath.Join(cmd.Path, "manifest.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -510,13 +515,7 @@ func (a *Aggregator) restore(ctx context.Context, c *mysql.Conn, cmd sqlcmd.Rest
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("RESTORE DATABASE %s: %w (drop the database and restore again)", cmd.Database, err)
 	}
-	var total int64
-	for _, n := range m.Files {
-		total += n
-	}
-	a.backups.mu.Lock()
-	r.Bytes, r.Partitions = total, len(d.Partitions)
-	a.backups.mu.Unlock()
+	a.backups.finished(r, m, len(d.Partitions))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -68,7 +69,8 @@ func (a *Agent) apiLocalHostFacts(r *http.Request) (any, error) {
 	a.mu.Unlock()
 	f.FreeBytes, _ = freeBytes(a.cfg.Home)
 	f.TotalBytes, _ = totalBytes(a.cfg.Home)
-	for _, id := range sortedKeys(toSet(ids)) {
+	sort.Strings(ids)
+	for _, id := range ids {
 		f.Nodes = append(f.Nodes, NodeDisk{ID: id, DataBytes: stagedBytes(filepath.Join(a.nodeDir(id), "data")),
 			SnapshotsBytes: stagedBytes(filepath.Join(a.nodeDir(id), "snapshots"))})
 	}
@@ -102,12 +104,4 @@ func (a *Agent) apiHostFacts(r *http.Request) (any, error) {
 		out = append(out, f)
 	}
 	return out, nil
-}
-
-func toSet(ids []string) map[string]bool {
-	m := map[string]bool{}
-	for _, id := range ids {
-		m[id] = true
-	}
-	return m
 }
