@@ -532,7 +532,7 @@ func TestShardedAndReferenceTables(t *testing.T) {
 			t.Errorf("EXPLAIN of an aggregate:\n%s", gather)
 		}
 		sub := strings.Join(testutil.Rows(t, ma, "EXPLAIN SELECT id FROM t WHERE n IN (SELECT id FROM t WHERE v = 'v3')"), "\n")
-		if strings.Count(sub, "Partition SQL:") != 2 || !strings.Contains(sub, "WHERE (`v` = 'v3')") {
+		if strings.Count(sub, "Leaf SQL:") != 2 || !strings.Contains(sub, "WHERE (`v` = 'v3')") {
 			t.Errorf("EXPLAIN with a subquery shows each sharded scan:\n%s", sub)
 		}
 	})

@@ -266,12 +266,8 @@ var (
 // ProjectedExprs gives GMS the column ids of the join the query replaced.
 func (q *remoteQuery) ProjectedExprs() []sql.Expression { return projectIds(q.schema, q.ids) }
 
-func (q *remoteQuery) partitionSQL(p int) string {
-	return q.build(meta.PartitionName(q.db.Name, p))
-}
-
 func (q *remoteQuery) RowIter(ctx *sql.Context, _ sql.Row) (sql.RowIter, error) {
-	return q.a.gather(ctx, q.db.Name, q.partitionSQL, q.schema)
+	return q.a.gather(ctx, q.db.Name, q.build, q.schema)
 }
 
 func (q *remoteQuery) Resolved() bool       { return true }
@@ -286,9 +282,9 @@ func (q *remoteQuery) WithChildren(children ...sql.Node) (sql.Node, error) {
 }
 
 func (q *remoteQuery) explain() []string {
-	return []string{"Partition SQL (" + q.label + "): " + q.build(q.db.Name+"_<N>")}
+	return []string{"Leaf SQL (" + q.label + "): " + q.build(leafPartitions(q.db.Name))}
 }
 
 func (q *remoteQuery) String() string {
-	return q.label + "(every partition: " + q.build(q.db.Name+"_<N>") + ")"
+	return q.label + "(every leaf: " + q.build(leafPartitions(q.db.Name)) + ")"
 }

@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/types"
+	"github.com/dolthub/vitess/go/mysql"
 	"github.com/dolthub/vitess/go/sqltypes"
 
 	"github.com/canopydb/canopy/aggregator/planner"
@@ -158,8 +160,9 @@ func (t *DistTable) withFilters(ctx *sql.Context, name string, conds []sql.Expre
 	return &nt, true
 }
 
-// scanSQL is what each partition runs for this scan.
-func (t *DistTable) scanSQL(p int) string {
+// scanSQL is what a leaf runs for this scan over its partitions of it,
+// database.
+func (t *DistTable) scanSQL(database string) string {
 	cols := "*"
 	if t.proj != nil {
 		q := make([]string, len(t.proj))
@@ -172,7 +175,7 @@ func (t *DistTable) scanSQL(p int) string {
 	if t.distinct {
 		distinct = "DISTINCT "
 	}
-	s := fmt.Sprintf("SELECT %s%s FROM %s.%s", distinct, cols, quoteIdent(meta.PartitionName(t.db.Name, p)), quoteIdent(t.Name()))
+	s := fmt.Sprintf("SELECT %s%s FROM %s.%s", distinct, cols, quoteIdent(database), quoteIdent(t.Name()))
 	if t.where != "" {
 		s += " WHERE " + t.where
 	}
@@ -180,12 +183,16 @@ func (t *DistTable) scanSQL(p int) string {
 }
 
 func (t *DistTable) explain() []string {
-	label := "Partition SQL: "
+	label := "Leaf SQL: "
 	if t.merge != nil {
-		label = "Partition SQL (sorted streams merged in order): "
+		label = "Leaf SQL (sorted streams merged in order): "
 	}
-	return []string{label + strings.Replace(t.scanSQL(0), quoteIdent(meta.PartitionName(t.db.Name, 0)), quoteIdent(t.db.Name+"_<N>"), 1)}
+	return []string{label + t.scanSQL(leafPartitions(t.db.Name))}
 }
+
+// leafPartitions is how EXPLAIN writes the database a leaf's statement
+// names: all of that leaf's partitions of db (meta.PartitionSetName).
+func leafPartitions(db string) string { return db + "#<leaf's partitions>" }
 
 type allPartitions struct{}
 
@@ -215,46 +222,70 @@ func (t *DistTable) PartitionRows(ctx *sql.Context, _ sql.Partition) (sql.RowIte
 }
 
 // gather runs a query on every partition of a database in parallel and
-// streams the rows back; sqlFor gives a partition's query.
-func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(int) string, schema sql.Schema) (sql.RowIter, error) {
-	st := a.State()
-	d := st.Database(db)
+// streams the rows back; sqlFor gives the query for a database name,
+// which stands for all of a leaf's partitions at once
+// (meta.PartitionSetName): each leaf parses, plans and runs one
+// statement over its partitions (storage.UnionDatabase).
+func (a *Aggregator) gather(ctx *sql.Context, db string, sqlFor func(database string) string, schema sql.Schema) (sql.RowIter, error) {
+	d := a.State().Database(db)
 	if d == nil {
 		return nil, sql.ErrDatabaseNotFound.New(db)
 	}
-	inTxn := a.inTransaction(ctx.Session.ID())
-	var jobs []gatherJob
-	if inTxn {
-		byLeaf := map[string][]int{}
-		for _, p := range d.Partitions {
-			if p.Master == "" {
-				return nil, errNoMaster(d.Name, p.Ordinal)
-			}
-			byLeaf[p.Master] = append(byLeaf[p.Master], p.Ordinal)
-		}
-		for leaf, parts := range byLeaf {
-			jobs = append(jobs, gatherJob{leaf, parts})
-		}
-	} else {
-		for _, p := range d.Partitions {
-			if p.Master == "" {
-				return nil, errNoMaster(d.Name, p.Ordinal)
-			}
-			jobs = append(jobs, gatherJob{p.Master, []int{p.Ordinal}})
-		}
+	jobs, err := leafJobs(d, sqlFor)
+	if err != nil {
+		return nil, err
 	}
-	return a.runGather(ctx, jobs, inTxn, sqlFor, schema), nil
+	return a.runGather(ctx, jobs, a.inTransaction(ctx.Session.ID()), schema), nil
 }
 
-// gatherJob is the queries one connection to a leaf runs in turn.
+// leafJobs is one job per leaf that masters partitions of d, its query
+// over all of them.
+func leafJobs(d *meta.Database, sqlFor func(database string) string) ([]gatherJob, error) {
+	byLeaf := map[string][]int{}
+	var leaves []string
+	for _, p := range d.Partitions {
+		if p.Master == "" {
+			return nil, errNoMaster(d.Name, p.Ordinal)
+		}
+		if byLeaf[p.Master] == nil {
+			leaves = append(leaves, p.Master)
+		}
+		byLeaf[p.Master] = append(byLeaf[p.Master], p.Ordinal)
+	}
+	jobs := make([]gatherJob, 0, len(leaves))
+	for _, leaf := range leaves {
+		parts := byLeaf[leaf]
+		j := gatherJob{leaf: leaf, query: sqlFor(meta.PartitionSetName(d.Name, parts))}
+		if len(parts) > 1 {
+			for _, p := range parts {
+				j.split = append(j.split, sqlFor(meta.PartitionName(d.Name, p)))
+			}
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// gatherJob is the query one leaf runs.
 type gatherJob struct {
 	leaf  string
-	parts []int // arguments of sqlFor
+	query string
+	// split: the query partition by partition, run instead when the
+	// leaf refuses query because its partitions' tables differ (a
+	// schema change is running)
+	split []string
+}
+
+// shapesDiffer reports a leaf's refusal of a query over several
+// partitions whose tables differ (storage.UnionDatabase).
+func shapesDiffer(err error) bool {
+	var se *mysql.SQLError
+	return errors.As(err, &se) && se.Num == 1412
 }
 
 // runGather runs the jobs in parallel and streams their rows back; in a
 // client transaction it uses the transaction's connections.
-func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, sqlFor func(int) string, schema sql.Schema) sql.RowIter {
+func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, schema sql.Schema) sql.RowIter {
 	it := &gatherIter{a: a, rows: make(chan sql.Row, 256), done: make(chan struct{})}
 	connID := ctx.Session.ID()
 	settings := a.settingsFor(connID).internal
@@ -279,16 +310,16 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 				it.fail(leafError(j.leaf, err))
 				return
 			}
-			for _, p := range j.parts {
-				select {
-				case <-it.done:
-					return
-				default:
+			sent, err := it.stream(ctx, c, settings, j.query, schema, it.rows, inTxn)
+			if err != nil && sent == 0 && j.split != nil && shapesDiffer(err) && !c.IsClosed() {
+				for _, q := range j.split {
+					if _, err = it.stream(ctx, c, settings, q, schema, it.rows, inTxn); err != nil {
+						break
+					}
 				}
-				if err := it.stream(ctx, c, settings, sqlFor(p), schema, it.rows, inTxn); err != nil {
-					it.fail(leafError(j.leaf, err))
-					return
-				}
+			}
+			if err != nil {
+				it.fail(leafError(j.leaf, err))
 			}
 		}(j)
 	}
@@ -332,20 +363,20 @@ func (g *gatherIter) failed() error {
 // reader goes away mid-result, a connection of a client transaction (txn)
 // reads the rest of the result, since closing it would end the
 // transaction; any other connection is closed.
-func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, settings *pool.Settings, query string, schema sql.Schema, out chan<- sql.Row, txn bool) error {
+func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, settings *pool.Settings, query string, schema sql.Schema, out chan<- sql.Row, txn bool) (sent int, _ error) {
 	if err := c.StreamWith(settings, query); err != nil {
-		return err
+		return 0, err
 	}
-	for {
+	for ; ; sent++ {
 		vals, err := c.FetchNext()
 		if err != nil {
 			// a leaf that fails mid-result closes the connection
 			c.CloseResult()
-			return c.Check(err)
+			return sent, c.Check(err)
 		}
 		if vals == nil {
 			c.CloseResult()
-			return nil
+			return sent, nil
 		}
 		size := 0
 		for _, v := range vals {
@@ -363,16 +394,16 @@ func (g *gatherIter) stream(ctx *sql.Context, c *pool.Conn, settings *pool.Setti
 		}
 		if !txn {
 			c.Close()
-			return convErr
+			return sent, convErr
 		}
 		for vals != nil && err == nil {
 			vals, err = c.FetchNext()
 		}
 		c.CloseResult()
 		if err != nil {
-			return c.Check(err)
+			return sent, c.Check(err)
 		}
-		return convErr
+		return sent, convErr
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/dolthub/go-mysql-server/sql/expression"
 	"github.com/dolthub/go-mysql-server/sql/plan"
 	"github.com/dolthub/go-mysql-server/sql/transform"
+
+	"github.com/canopydb/canopy/cluster/pool"
 )
 
 // SortRuleID names PushSort among the analyzer's rules; it runs after
@@ -88,35 +90,77 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 	m := &mergeIter{g: g, sorter: &expression.Sorter{SortFields: t.merge, Rows: make([]sql.Row, 2), Ctx: ctx}}
 	schema := t.Schema()
 	settings := a.settingsFor(ctx.Session.ID()).internal
-	for _, p := range d.Partitions {
-		if p.Master == "" {
-			return nil, errNoMaster(d.Name, p.Ordinal)
-		}
+	jobs, err := leafJobs(d, t.scanSQL)
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range d.Partitions {
+	for _, j := range jobs {
 		ch := make(chan sql.Row, 64)
 		m.streams = append(m.streams, ch)
 		g.wg.Add(1)
-		go func(leaf string, part int) {
+		go func(j gatherJob) {
 			defer g.wg.Done()
 			defer close(ch)
-			lp, err := a.LeafPool(leaf)
+			lp, err := a.LeafPool(j.leaf)
 			if err != nil {
-				g.fail(leafError(leaf, err))
+				g.fail(leafError(j.leaf, err))
 				return
 			}
 			c, err := lp.Acquire(ctx)
 			if err != nil {
-				g.fail(leafError(leaf, err))
+				g.fail(leafError(j.leaf, err))
 				return
 			}
 			defer c.Release()
-			if err := g.stream(ctx, c, settings, t.scanSQL(part), schema, ch, false); err != nil {
-				g.fail(leafError(leaf, err))
+			sent, err := g.stream(ctx, c, settings, j.query, schema, ch, false)
+			if err != nil && sent == 0 && j.split != nil && shapesDiffer(err) {
+				err = a.mergeSplit(ctx, g, lp, j, settings, t, ch)
 			}
-		}(p.Master, p.Ordinal)
+			if err != nil {
+				g.fail(leafError(j.leaf, err))
+			}
+		}(j)
 	}
 	return m, nil
+}
+
+// mergeSplit runs a leaf's query partition by partition (its partitions'
+// tables differ: see gatherJob.split), each on a connection of its own,
+// and merges their sorted streams into out.
+func (a *Aggregator) mergeSplit(ctx *sql.Context, g *gatherIter, lp *pool.Pool, j gatherJob, settings *pool.Settings, t *DistTable, out chan<- sql.Row) error {
+	sub := &mergeIter{g: g, sorter: &expression.Sorter{SortFields: t.merge, Rows: make([]sql.Row, 2), Ctx: ctx}}
+	schema := t.Schema()
+	for _, q := range j.split {
+		sc := make(chan sql.Row, 64)
+		sub.streams = append(sub.streams, sc)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			defer close(sc)
+			c, err := lp.Acquire(ctx)
+			if err == nil {
+				defer c.Release()
+				_, err = g.stream(ctx, c, settings, q, schema, sc, false)
+			}
+			if err != nil {
+				g.fail(leafError(j.leaf, err))
+			}
+		}()
+	}
+	for {
+		row, err := sub.Next(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case out <- row:
+		case <-g.done:
+			return nil
+		}
+	}
 }
 
 // mergeIter interleaves sorted partition streams: a heap holds the next

@@ -247,12 +247,12 @@ type partialScan struct {
 
 var _ sql.ExecSourceRel = (*partialScan)(nil)
 
-// partitionSQL is what partition p runs.
-func (p *partialScan) partitionSQL(part int) string {
+// leafSQL is what a leaf runs over its partitions, database.
+func (p *partialScan) leafSQL(database string) string {
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	b.WriteString(strings.Join(p.cols, ", "))
-	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(meta.PartitionName(p.db.Name, part)), quoteIdent(p.table))
+	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(database), quoteIdent(p.table))
 	if p.where != "" {
 		b.WriteString(" WHERE " + p.where)
 	}
@@ -263,7 +263,7 @@ func (p *partialScan) partitionSQL(part int) string {
 }
 
 func (p *partialScan) RowIter(ctx *sql.Context, _ sql.Row) (sql.RowIter, error) {
-	return p.a.gather(ctx, p.db.Name, p.partitionSQL, p.schema)
+	return p.a.gather(ctx, p.db.Name, p.leafSQL, p.schema)
 }
 
 func (p *partialScan) Resolved() bool       { return true }
@@ -278,15 +278,11 @@ func (p *partialScan) WithChildren(children ...sql.Node) (sql.Node, error) {
 }
 
 func (p *partialScan) String() string {
-	return "PartialAggregate(every partition: " + p.anyPartitionSQL() + ")"
-}
-
-func (p *partialScan) anyPartitionSQL() string {
-	return strings.Replace(p.partitionSQL(0), quoteIdent(meta.PartitionName(p.db.Name, 0)), quoteIdent(p.db.Name+"_<N>"), 1)
+	return "PartialAggregate(every leaf: " + p.leafSQL(leafPartitions(p.db.Name)) + ")"
 }
 
 func (p *partialScan) explain() []string {
-	return []string{"Partition SQL (partial aggregate): " + p.anyPartitionSQL()}
+	return []string{"Leaf SQL (partial aggregate): " + p.leafSQL(leafPartitions(p.db.Name))}
 }
 
 type mergeKind int

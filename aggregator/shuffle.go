@@ -254,21 +254,21 @@ func (j *shuffleJoin) repartitionSQL(lTable, rTable string) string {
 }
 
 func (j *shuffleJoin) explain() []string {
-	sideDB := func(s *joinSide) string { return s.dist.db.Name + "_<N>" }
+	sideDB := func(s *joinSide) string { return leafPartitions(s.dist.db.Name) }
 	scratch := func(s *joinSide) string { return quoteIdent(ScratchDB) + ".<" + s.name + ">" }
 	if j.strategy == planner.Repartition {
 		return []string{
 			fmt.Sprintf("RepartitionJoin (%v): both sides sent to the leaf their join key hashes to", j.shape),
-			"  Partition SQL (left side): " + sideSQL(j.l, sideDB(j.l)),
-			"  Partition SQL (right side): " + sideSQL(j.r, sideDB(j.r)),
+			"  Leaf SQL (left side): " + sideSQL(j.l, sideDB(j.l)),
+			"  Leaf SQL (right side): " + sideSQL(j.r, sideDB(j.r)),
 			"  Leaf SQL: " + j.repartitionSQL(scratch(j.l), scratch(j.r)),
 		}
 	}
 	copied, kept := j.copied()
 	return []string{
 		fmt.Sprintf("BroadcastJoin (%v): %s copied to every leaf", j.shape, copied.name),
-		"  Partition SQL (copied side): " + sideSQL(copied, sideDB(copied)),
-		"  Partition SQL: " + j.broadcastSQL(sideDB(kept), scratch(copied)),
+		"  Leaf SQL (copied side): " + sideSQL(copied, sideDB(copied)),
+		"  Leaf SQL: " + j.broadcastSQL(sideDB(kept), scratch(copied)),
 	}
 }
 
@@ -311,8 +311,8 @@ func (j *shuffleJoin) RowIter(ctx *sql.Context, _ sql.Row) (sql.RowIter, error) 
 		err = a.shipSide(ctx, copied, leaves, name, key, nil)
 		if err == nil {
 			copyTable := quoteIdent(ScratchDB) + "." + quoteIdent(name)
-			it, err = a.gather(ctx, kept.dist.db.Name, func(p int) string {
-				return j.broadcastSQL(meta.PartitionName(kept.dist.db.Name, p), copyTable)
+			it, err = a.gather(ctx, kept.dist.db.Name, func(database string) string {
+				return j.broadcastSQL(database, copyTable)
 			}, j.schema)
 		}
 	case planner.Repartition:
@@ -334,12 +334,12 @@ func (j *shuffleJoin) RowIter(ctx *sql.Context, _ sql.Row) (sql.RowIter, error) 
 			err = a.shipSide(ctx, j.r, leaves, tables[1], rKey, route(false))
 		}
 		if err == nil {
+			q := j.repartitionSQL(quoteIdent(ScratchDB)+"."+quoteIdent(tables[0]), quoteIdent(ScratchDB)+"."+quoteIdent(tables[1]))
 			jobs := make([]gatherJob, len(leaves))
 			for i, leaf := range leaves {
-				jobs[i] = gatherJob{leaf: leaf, parts: []int{i}}
+				jobs[i] = gatherJob{leaf: leaf, query: q}
 			}
-			q := j.repartitionSQL(quoteIdent(ScratchDB)+"."+quoteIdent(tables[0]), quoteIdent(ScratchDB)+"."+quoteIdent(tables[1]))
-			it = a.runGather(ctx, jobs, false, func(int) string { return q }, j.schema)
+			it = a.runGather(ctx, jobs, false, j.schema)
 		}
 	}
 	if err != nil {
@@ -387,7 +387,7 @@ func (a *Aggregator) shipSide(ctx *sql.Context, s *joinSide, leaves []string, ta
 	}
 	defer sh.release()
 	db := s.dist.db.Name
-	rows, err := a.gather(ctx, db, func(p int) string { return sideSQL(s, meta.PartitionName(db, p)) }, s.schema)
+	rows, err := a.gather(ctx, db, func(database string) string { return sideSQL(s, database) }, s.schema)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/cluster/pool"
 	"github.com/canopydb/canopy/internal/failpoint"
+	"github.com/canopydb/canopy/sqlcmd"
 	"github.com/canopydb/canopy/storage"
 )
 
@@ -74,11 +75,19 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Se
 	a.inflight.Store(xid, struct{}{})
 	defer a.inflight.Delete(xid)
 
+	// A part that wrote nothing ends at its prepare (sqlcmd.PrepareTxn)
+	// and takes no part in what follows; when none wrote, the commit is
+	// over (a read-only transaction pays one round, no decision).
+	wrote := make([]bool, len(leaves))
 	errs := parallel(leaves, func(l string) error {
+		i := indexOf(leaves, l)
 		if l == a.self && local != nil {
-			return local.PrepareSession(sql.NewEmptyContext(), xid)
+			var err error
+			wrote[i], err = local.PrepareSession(sql.NewEmptyContext(), xid)
+			return err
 		}
-		_, err := conns[l].Exec("CANOPY PREPARE '"+xid+"'", 0)
+		res, err := conns[l].Exec("CANOPY PREPARE '"+xid+"'", 0)
+		wrote[i] = err == nil && res.RowsAffected != sqlcmd.PreparedNothing
 		return err
 	})
 	for i, err := range errs {
@@ -88,7 +97,11 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Se
 		// roll back what prepared, and what did not (an unprepared local
 		// part is rolled back by the caller, in the client's session)
 		parallel(leaves, func(l string) error {
-			prepared := errs[indexOf(leaves, l)] == nil
+			j := indexOf(leaves, l)
+			prepared := errs[j] == nil
+			if prepared && !wrote[j] {
+				return nil // over already
+			}
 			switch {
 			case l == a.self && local != nil:
 				if prepared {
@@ -105,6 +118,16 @@ func (a *Aggregator) commitLeaves(conns map[string]*pool.Conn, local *storage.Se
 		return mysql.NewSQLError(1180, "HY000",
 			"Distributed transaction rolled back on all leaves: %s could not prepare it: %v", a.partName(leaves[i]), leafError(leaves[i], err))
 	}
+	var writers []string
+	for i, l := range leaves {
+		if wrote[i] {
+			writers = append(writers, l)
+		}
+	}
+	if len(writers) == 0 {
+		return nil
+	}
+	leaves = writers
 	failpoint.Hit("coordinator-after-prepare")
 	// from the decision to the last delivery, no backup takes its cut
 	a.commitGate.RLock()

@@ -60,7 +60,8 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 		if sess == nil {
 			return nil, fmt.Errorf("prepare %s: no session", cmd.XID)
 		}
-		if err := sess.PrepareSession(sql.NewContext(ctx, sql.WithSession(sess)), cmd.XID); err != nil {
+		prepared, err := sess.PrepareSession(sql.NewContext(ctx, sql.WithSession(sess)), cmd.XID)
+		if err != nil {
 			return nil, err
 		}
 		if agg != nil {
@@ -68,6 +69,10 @@ func (n *Node) execCommand(ctx context.Context, c *mysql.Conn, query string, cmd
 			agg.SessionPrepared(c.ConnectionID)
 		}
 		failpoint.Hit("leaf-after-prepare")
+		if !prepared {
+			// nothing written: the part is over (sqlcmd.PrepareTxn)
+			return &sqltypes.Result{RowsAffected: sqlcmd.PreparedNothing}, nil
+		}
 		return &sqltypes.Result{}, nil
 	case sqlcmd.CommitPrepared:
 		if n.store.IsPrepared(cmd.XID) {

@@ -56,7 +56,9 @@ func (n *Node) truncateLogs(truncated map[string]uint64) {
 		if floor <= 1 || floor-1 <= truncated[info.Name] {
 			continue
 		}
-		if err := n.store.TruncateLog(info.Name, floor-1); err != nil {
+		// from the last cut on: range deletions that all start at 0 pile
+		// up over each other until a compaction drops them
+		if err := n.store.TruncateLog(info.Name, truncated[info.Name], floor-1); err != nil {
 			n.log.Warn("truncating a log", "database", info.Name, "err", err)
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/canopydb/canopy/aggregator"
+	"github.com/canopydb/canopy/cluster/meta"
 	"github.com/canopydb/canopy/internal/gmsfix"
 	"github.com/canopydb/canopy/internal/mux"
 	"github.com/canopydb/canopy/internal/privilege"
@@ -235,7 +236,9 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 	gmsfix.InstallFunctions()
 	privilege.Install()
 	gmsfix.Install(analyzer.Rule{Id: aggregator.BulkLoadRuleID, Apply: aggregator.BulkLoad})
-	a := analyzer.NewBuilder(aggregator.NewProvider(storage.NewProvider(store), n.aggregator)).
+	sp := storage.NewProvider(store)
+	sp.Union = meta.PartitionSetOf
+	a := analyzer.NewBuilder(aggregator.NewProvider(sp, n.aggregator)).
 		AddPostAnalyzeRule(gmsfix.HashKeysRuleID, gmsfix.ComparableHashKeys).
 		AddPostAnalyzeRule(gmsfix.ExactSumsRuleID, gmsfix.ExactSums). // before PushAggregates, which splits its aggregates
 		AddPostAnalyzeRule(gmsfix.SchemaIsDatabaseRuleID, gmsfix.SchemaIsDatabase).
@@ -248,7 +251,10 @@ func Start(cfg Config, log *slog.Logger) (*Node, error) {
 		AddPostValidationRule(aggregator.AggregateRuleID, aggregator.PushAggregates).
 		AddPostValidationRule(aggregator.TopNRuleID, aggregator.PushTopN).
 		AddPostValidationRule(aggregator.SortRuleID, aggregator.PushSort).
-		AddPostValidationRule(aggregator.RescanRuleID, aggregator.CacheRescans).Build()
+		AddPostValidationRule(aggregator.RescanRuleID, aggregator.CacheRescans).
+		// last: the aggregator's rules print expressions for the leaves
+		AddPostValidationRule(gmsfix.IntegerModRuleID, gmsfix.IntegerMod).Build()
+	a.ExecBuilder = gmsfix.NewExecBuilder()
 	a.Catalog.InfoSchema = aggregator.NewInfoSchema(a.Catalog.InfoSchema, n.aggregator)
 	n.engine = sqle.New(a, &sqle.Config{})
 	n.engine.ProcessList = &processList{ProcessList: n.engine.ProcessList, n: n}

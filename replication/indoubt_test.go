@@ -55,7 +55,8 @@ func TestPromotionLoadsInDoubtFirst(t *testing.T) {
 			ctx := sql.NewContext(context.Background(), sql.WithSession(sess))
 			ctx.SetCurrentDatabase("p")
 			if len(q) > 8 && q[:8] == "PREPARE " {
-				return sess.PrepareSession(ctx, q[8:])
+				_, err := sess.PrepareSession(ctx, q[8:])
+				return err
 			}
 			sess.CommandBegin()
 			defer sess.CommandEnd()

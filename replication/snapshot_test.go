@@ -129,7 +129,7 @@ func TestSnapshotProvisioning(t *testing.T) {
 	exec("CREATE TABLE r2 (k INT PRIMARY KEY)")
 	exec("INSERT INTO r2 VALUES (1), (2)")
 	pos, _ = src.store.Position("ref")
-	if err := src.store.TruncateLog("ref", pos.LSN-3); err != nil {
+	if err := src.store.TruncateLog("ref", 0, pos.LSN-3); err != nil {
 		t.Fatal(err)
 	}
 	if first, _ := src.store.FirstLogLSN("ref"); first != pos.LSN-2 {

@@ -102,6 +102,8 @@ type (
 	DropCopy struct{ Database string }
 	// PrepareTxn is CANOPY PREPARE 'xid': the first phase of a distributed
 	// commit; the connection's transaction becomes durable and in doubt.
+	// Its OK reports PreparedNothing affected rows when the part wrote
+	// nothing and is over: it takes no part in the second phase.
 	PrepareTxn struct{ XID string }
 	// CommitPrepared is CANOPY COMMIT PREPARED 'xid'.
 	CommitPrepared struct{ XID string }
@@ -658,3 +660,8 @@ func (p *parser) userAtHost() (user, password, host string, port int, ok bool) {
 	}
 	return
 }
+
+// PreparedNothing is the affected-rows count of CANOPY PREPARE's OK when
+// the transaction's part wrote nothing (see PrepareTxn). A node that
+// predates it answers 0, which reads as prepared: the safe side.
+const PreparedNothing = 1

@@ -498,7 +498,9 @@ func (s *Store) Decisions() (map[string][]string, error) {
 
 // PrepareSession prepares the session's open transaction as xid and ends
 // it for the session: the connection is free, the transaction in doubt.
-func (s *Session) PrepareSession(ctx *sql.Context, xid string) error {
+// prepared is false when the transaction wrote nothing: it is simply
+// over, and nothing is in doubt.
+func (s *Session) PrepareSession(ctx *sql.Context, xid string) (prepared bool, _ error) {
 	t := s.txn
 	if t == nil {
 		if tx, ok := s.GetTransaction().(*Txn); ok {
@@ -506,13 +508,14 @@ func (s *Session) PrepareSession(ctx *sql.Context, xid string) error {
 		}
 	}
 	if t == nil {
-		return nil
+		return false, nil
 	}
+	prepared = !t.empty()
 	if err := s.store.Prepare(t, xid); err != nil {
-		return err
+		return false, err
 	}
 	s.txn = nil
 	s.SetTransaction(nil)
 	s.SetIgnoreAutoCommit(false)
-	return nil
+	return prepared, nil
 }

@@ -29,7 +29,7 @@ func TestOutcomePastDeposedPart(t *testing.T) {
 			te.must(tx, "BEGIN")
 			te.must(tx, "UPDATE x.t SET v = v + 1")
 			te.must(tx, "UPDATE y.t SET v = v + 1")
-			if err := tx.Session.(*Session).PrepareSession(tx, "c/1"); err != nil {
+			if _, err := tx.Session.(*Session).PrepareSession(tx, "c/1"); err != nil {
 				t.Fatal(err)
 			}
 			pos, _ := s.Position("x")
@@ -86,7 +86,7 @@ func TestRetriedCommitWaitsForReplicas(t *testing.T) {
 	te.must(tx, "BEGIN")
 	te.must(tx, "UPDATE x.t SET v = 1")
 	confirmed = true // the prepare record reaches the replica
-	if err := tx.Session.(*Session).PrepareSession(tx, "c/2"); err != nil {
+	if _, err := tx.Session.(*Session).PrepareSession(tx, "c/2"); err != nil {
 		t.Fatal(err)
 	}
 	confirmed = false

@@ -10,6 +10,10 @@ import (
 // Provider is the GMS database provider of a node's store.
 type Provider struct {
 	s *Store
+	// Union splits a name that stands for several partitions of a
+	// distributed database into the database and the partitions' names
+	// (see UnionDatabase); nil on a node that is no leaf.
+	Union func(name string) (db string, partitions []string, ok bool)
 }
 
 var (
@@ -35,7 +39,27 @@ func (p *Provider) Database(ctx *sql.Context, name string) (sql.Database, error)
 	if strings.EqualFold(name, "mysql") {
 		return nil, errNoMySQLDB
 	}
+	if p.Union != nil {
+		if db, parts, ok := p.Union(name); ok {
+			return p.union(name, db, parts)
+		}
+	}
 	return nil, sql.ErrDatabaseNotFound.New(name)
+}
+
+func (p *Provider) union(name, db string, parts []string) (sql.Database, error) {
+	u := &UnionDatabase{name: name}
+	for _, part := range parts {
+		d := p.s.database(part)
+		if d == nil {
+			return nil, sql.ErrDatabaseNotFound.New(part)
+		}
+		u.parts = append(u.parts, &Database{s: p.s, d: d, guarded: true})
+	}
+	if d := p.s.database(db); d != nil {
+		u.copy = &Database{s: p.s, d: d, guarded: true}
+	}
+	return u, nil
 }
 
 func (p *Provider) HasDatabase(ctx *sql.Context, name string) bool {

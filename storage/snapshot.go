@@ -82,15 +82,15 @@ func (s *Store) LogBase(name string) (Position, bool) {
 	return p, err == nil
 }
 
-// TruncateLog deletes name's log records with LSN up to and including
-// upTo. Deleting is idempotent and the records are redundant with the
+// TruncateLog deletes name's log records with LSN from from up to and
+// including upTo (from: where the last truncation ended, 0 for all). Deleting is idempotent and the records are redundant with the
 // data, so it need not be synced.
-func (s *Store) TruncateLog(name string, upTo uint64) error {
+func (s *Store) TruncateLog(name string, from, upTo uint64) error {
 	d := s.database(name)
 	if d == nil {
 		return sql.ErrDatabaseNotFound.New(name)
 	}
-	return s.db.DeleteRange(join(d.prefix, logSuffix(0)), join(d.prefix, logSuffix(upTo+1)), pebble.NoSync)
+	return s.db.DeleteRange(join(d.prefix, logSuffix(from)), join(d.prefix, logSuffix(upTo+1)), pebble.NoSync)
 }
 
 // Snapshot reads a database as of one position, in chunks.

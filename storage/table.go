@@ -289,6 +289,11 @@ type lookupIter struct {
 
 	cur    int
 	inSpan bool
+
+	// keepKey: key holds the returned row's index key after the
+	// table's prefix (a union merges partitions by it)
+	keepKey bool
+	key     []byte
 }
 
 func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
@@ -306,6 +311,9 @@ func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
 				}
 				if !ok {
 					continue
+				}
+				if l.keepKey {
+					l.key = append(l.key[:0], sp.lo[len(l.base):]...)
 				}
 				return l.dec.decode(v)
 			}
@@ -326,6 +334,9 @@ func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
 		}
 		if !ok {
 			continue
+		}
+		if l.keepKey {
+			l.key = append(l.key[:0], l.it.key[len(l.base):]...)
 		}
 		if l.idx.primary() {
 			return l.dec.decode(l.it.val)

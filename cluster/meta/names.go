@@ -47,6 +47,9 @@ func DatabaseNameConflict(name string, existing []string) string {
 	if ReservedDatabases[lower] || strings.HasPrefix(lower, "canopy_") {
 		return fmt.Sprintf("the name '%s' is reserved", name)
 	}
+	if strings.Contains(name, partitionSetMark) {
+		return fmt.Sprintf("'%s' is the form of a set of partitions of a database", name)
+	}
 	if db, n, ok := PartitionOf(lower); ok {
 		for _, e := range existing {
 			if strings.EqualFold(e, db) {
@@ -60,4 +63,45 @@ func DatabaseNameConflict(name string, existing []string) string {
 		}
 	}
 	return ""
+}
+
+// partitionSetMark separates a database's name from the ordinals of a
+// partition set name (PartitionSetName); no database may contain it.
+const partitionSetMark = "#"
+
+// PartitionSetName names several partitions of db on one leaf at once,
+// db#0,4,8: a leaf runs a statement that names it once over all of them
+// (storage.UnionDatabase). One partition is just its own name.
+func PartitionSetName(db string, ordinals []int) string {
+	if len(ordinals) == 1 {
+		return PartitionName(db, ordinals[0])
+	}
+	var b strings.Builder
+	b.WriteString(db)
+	b.WriteString(partitionSetMark)
+	for i, o := range ordinals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(o))
+	}
+	return b.String()
+}
+
+// PartitionSetOf splits a PartitionSetName into its database and the
+// names of its partitions; ok is false for a name of no such form.
+func PartitionSetOf(name string) (db string, partitions []string, ok bool) {
+	i := strings.LastIndex(name, partitionSetMark)
+	if i <= 0 {
+		return "", nil, false
+	}
+	db = name[:i]
+	for _, f := range strings.Split(name[i+1:], ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || strconv.Itoa(n) != f {
+			return "", nil, false
+		}
+		partitions = append(partitions, PartitionName(db, n))
+	}
+	return db, partitions, true
 }

@@ -44,3 +44,32 @@ func TestDatabaseNameConflict(t *testing.T) {
 		}
 	}
 }
+
+func TestPartitionSetNames(t *testing.T) {
+	for _, c := range []struct {
+		db    string
+		ords  []int
+		name  string
+		parts []string
+	}{
+		{"d", []int{3}, "d_3", nil},
+		{"d", []int{0, 4, 8}, "d#0,4,8", []string{"d_0", "d_4", "d_8"}},
+		{"my_db_2", []int{1, 10}, "my_db_2#1,10", []string{"my_db_2_1", "my_db_2_10"}},
+	} {
+		if got := PartitionSetName(c.db, c.ords); got != c.name {
+			t.Errorf("PartitionSetName(%s, %v) = %s, want %s", c.db, c.ords, got, c.name)
+		}
+		db, parts, ok := PartitionSetOf(c.name)
+		if ok != (c.parts != nil) || (ok && (db != c.db || strings.Join(parts, " ") != strings.Join(c.parts, " "))) {
+			t.Errorf("PartitionSetOf(%s) = %s, %v, %v", c.name, db, parts, ok)
+		}
+	}
+	for _, bad := range []string{"d#", "#1", "d#1,,2", "d#01", "d#-1", "d#x", "d#1 "} {
+		if _, _, ok := PartitionSetOf(bad); ok {
+			t.Errorf("PartitionSetOf(%q) accepted", bad)
+		}
+	}
+	if DatabaseNameConflict("a#1", nil) == "" {
+		t.Error("a database may be named like a set of partitions")
+	}
+}
