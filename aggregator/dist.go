@@ -160,8 +160,8 @@ func (t *DistTable) withFilters(ctx *sql.Context, name string, conds []sql.Expre
 	return &nt, true
 }
 
-// scanSQL is what a leaf runs for this scan over its partitions of it,
-// database.
+// scanSQL is what a leaf runs for this scan; database names the
+// partitions it reads (meta.PartitionSetName).
 func (t *DistTable) scanSQL(database string) string {
 	cols := "*"
 	if t.proj != nil {

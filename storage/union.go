@@ -77,6 +77,11 @@ func (u *UnionDatabase) GetTableNames(ctx *sql.Context) ([]string, error) {
 func (u *UnionDatabase) GetTableInsensitive(ctx *sql.Context, name string) (sql.Table, bool, error) {
 	first := u.parts[0].d.table(name)
 	if first == nil {
+		for _, p := range u.parts[1:] {
+			if p.d.table(name) != nil { // a sharded table missing from one partition
+				return nil, false, sql.ErrTableNotFound.New(u.parts[0].Name() + "." + name)
+			}
+		}
 		if u.copy != nil {
 			return u.copy.GetTableInsensitive(ctx, name)
 		}

@@ -92,6 +92,13 @@ func TestUnionOfPartitions(t *testing.T) {
 	if _, err := te.run(ctx, "SELECT * FROM `d#0,7`.t"); err == nil {
 		t.Error("a union naming a partition this node lacks answered")
 	}
+	// a table one partition lacks is not read as the copy's empty one
+	te.must(ctx, "CREATE TABLE d_1.only1 (id INT PRIMARY KEY)")
+	te.must(ctx, "INSERT INTO d_1.only1 VALUES (1)")
+	te.must(ctx, "CREATE TABLE d.only1 (id INT PRIMARY KEY)")
+	if rows, err := te.run(ctx, "SELECT * FROM "+union+".only1"); err == nil {
+		t.Errorf("a table missing from a partition read as %v", rows)
+	}
 	// partitions whose tables differ refuse with 1412
 	te.must(ctx, "ALTER TABLE d_1.t ADD COLUMN extra INT")
 	_, err := te.run(ctx, "SELECT id FROM "+union+".t")

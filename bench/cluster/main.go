@@ -66,11 +66,11 @@ func main() {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %d cores (`go run ./bench/cluster -write`; sysbench %d s per run, %d tables × %d rows; "+
+	fmt.Fprintf(&b, "Measured %s on %d cores (`go run ./bench/cluster %s`; sysbench %d s per run, %d tables × %d rows; "+
 		"the cluster is a master aggregator and %d leaves on this machine, database of %d partitions; "+
 		"block cache %d MiB per canopy node, MariaDB buffer pool %d MiB). "+
 		"Server CPU counts every process of the cluster.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), *seconds, *tables, *tableSize,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), strings.Join(os.Args[1:], " "), *seconds, *tables, *tableSize,
 		*leaves, 8**leaves, *cacheMB, *cacheMB)
 	b.WriteString("| workload | unit | cluster (MA) | single leaf | MariaDB | cluster / MariaDB | single leaf / MariaDB | notes (cluster / leaf / MariaDB) |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---|\n")

@@ -121,9 +121,9 @@ func main() {
 		fmt.Sprintf("median of 3; server CPU per row %.0f / %.0f ns", cpuPerRow[0], cpuPerRow[1])})
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %d cores (`go run ./bench/leaf -write`; sysbench %d s per run, %d tables × %d rows; "+
+	fmt.Fprintf(&b, "Measured %s on %d cores (`go run ./bench/leaf %s`; sysbench %d s per run, %d tables × %d rows; "+
 		"canopy block cache and MariaDB buffer pool %d MiB; both fsync every commit).\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), *seconds, *tables, *tableSize, *cacheMB)
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), strings.Join(os.Args[1:], " "), *seconds, *tables, *tableSize, *cacheMB)
 	b.WriteString("| workload | unit | canopy | MariaDB | ratio | notes (canopy / MariaDB) |\n|---|---|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | **%.2f×** | %s |\n", r.name, r.unit, r.canopy, r.maria, r.canopy/r.maria, r.note)
