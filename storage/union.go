@@ -38,7 +38,7 @@ var (
 	_ sql.ViewDatabase     = (*UnionDatabase)(nil)
 )
 
-// ErrPartitionShapes is a union's refusal when its partitions' tables
+// errPartitionShapes is a union's refusal when its partitions' tables
 // differ (a schema change is running): the aggregator then reads the
 // partitions one at a time. ER_TABLE_DEF_CHANGED, as a read that meets a
 // changed definition gets.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,9 +117,13 @@ func (a *opsAgent) nodes() []agent.NodeStatus {
 // ephemeral range (32768 up, where outgoing connections take ports at any
 // moment) and apart from the demo test's range (3000-6500).
 func freeBase(t *testing.T, hosts ...string) int {
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
 	for attempt := 0; attempt < 200; attempt++ {
 		p := 7000 + rand.Intn(2800)
-		ok := true
+		// a base handed out before may not be bound yet (TestEnableHighAvailability
+		// once got the same base for its master and its leaves)
+		ok := !handedOut[p]
 		for _, h := range hosts {
 			for _, q := range []int{p, p + 10000, p + 20000} {
 				l, err := net.Listen("tcp", net.JoinHostPort(h, strconv.Itoa(q)))
@@ -130,12 +135,18 @@ func freeBase(t *testing.T, hosts ...string) int {
 			}
 		}
 		if ok {
+			handedOut[p] = true
 			return p
 		}
 	}
 	t.Fatal("no free port")
 	return 0
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{} // bases freeBase returned in this test binary
+)
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
