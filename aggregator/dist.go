@@ -257,8 +257,13 @@ func leafJobs(d *meta.Database, sqlFor func(database string) string) ([]gatherJo
 		parts := byLeaf[leaf]
 		j := gatherJob{leaf: leaf, query: sqlFor(meta.PartitionSetName(d.Name, parts))}
 		if len(parts) > 1 {
-			for _, p := range parts {
-				j.split = append(j.split, sqlFor(meta.PartitionName(d.Name, p)))
+			db := d.Name
+			j.split = func() []string {
+				qs := make([]string, len(parts))
+				for i, p := range parts {
+					qs[i] = sqlFor(meta.PartitionName(db, p))
+				}
+				return qs
 			}
 		}
 		jobs = append(jobs, j)
@@ -270,10 +275,11 @@ func leafJobs(d *meta.Database, sqlFor func(database string) string) ([]gatherJo
 type gatherJob struct {
 	leaf  string
 	query string
-	// split: the query partition by partition, run instead when the
-	// leaf refuses query because its partitions' tables differ (a
-	// schema change is running)
-	split []string
+	// split gives the query partition by partition, run instead when
+	// the leaf refuses query because its partitions' tables differ (a
+	// schema change is running); nil for one partition. Made only then:
+	// fan-out reads are a hot path.
+	split func() []string
 }
 
 // shapesDiffer reports a leaf's refusal of a query over several
@@ -312,7 +318,7 @@ func (a *Aggregator) runGather(ctx *sql.Context, jobs []gatherJob, inTxn bool, s
 			}
 			sent, err := it.stream(ctx, c, settings, j.query, schema, it.rows, inTxn)
 			if err != nil && sent == 0 && j.split != nil && shapesDiffer(err) && !c.IsClosed() {
-				for _, q := range j.split {
+				for _, q := range j.split() {
 					if _, err = it.stream(ctx, c, settings, q, schema, it.rows, inTxn); err != nil {
 						break
 					}

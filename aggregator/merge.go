@@ -130,7 +130,7 @@ func (a *Aggregator) gatherMerged(ctx *sql.Context, t *DistTable) (sql.RowIter, 
 func (a *Aggregator) mergeSplit(ctx *sql.Context, g *gatherIter, lp *pool.Pool, j gatherJob, settings *pool.Settings, t *DistTable, out chan<- sql.Row) error {
 	sub := &mergeIter{g: g, sorter: &expression.Sorter{SortFields: t.merge, Rows: make([]sql.Row, 2), Ctx: ctx}}
 	schema := t.Schema()
-	for _, q := range j.split {
+	for _, q := range j.split() {
 		sc := make(chan sql.Row, 64)
 		sub.streams = append(sub.streams, sc)
 		g.wg.Add(1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/dolthub/go-mysql-server/sql"
 	"github.com/dolthub/go-mysql-server/sql/expression/function/aggregation"
@@ -36,7 +37,7 @@ func newGroupByOverride() *groupByOverride {
 // anywhere in the tree is taken.
 type groupByOverride struct {
 	outer sql.NodeExecBuilder
-	built int // GroupBys taken (tests)
+	built atomic.Int64 // GroupBys taken (tests); sessions build at once
 }
 
 func (o *groupByOverride) Build(ctx *sql.Context, n sql.Node, row sql.Row) (sql.RowIter, error) {
@@ -48,7 +49,7 @@ func (o *groupByOverride) Build(ctx *sql.Context, n sql.Node, row sql.Row) (sql.
 	if err != nil {
 		return nil, err
 	}
-	o.built++
+	o.built.Add(1)
 	return &hashGroupIter{selected: gb.SelectedExprs, groupBy: gb.GroupByExprs, child: child}, nil
 }
 

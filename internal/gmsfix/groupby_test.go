@@ -60,9 +60,9 @@ func TestHashGroupByMatchesGMS(t *testing.T) {
 		"SELECT COALESCE(f, k), COUNT(*) FROM t GROUP BY COALESCE(f, k)",
 		"SELECT k % 0, COUNT(*) FROM t GROUP BY k % 0",
 	} {
-		before := o.built
+		before := o.built.Load()
 		got := run(fast, q)
-		if o.built == before {
+		if o.built.Load() == before {
 			t.Errorf("%s: hashGroupIter did not run", q)
 		}
 		if want := run(plain, q); got != want {
