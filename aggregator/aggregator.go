@@ -103,7 +103,7 @@ type Aggregator struct {
 	commitGate commitGate
 	backups    backupRuns
 	rowCounts  sync.Map // "db.table" → rowCount, for choosing join strategies
-	shuffled   struct{ broadcast, repartition atomic.Uint64 }
+	shuffled   struct{ broadcast, repartition, lookup atomic.Uint64 }
 	ddlJobs    ddlLocks // schema changes running on this master (ddljob.go)
 }
 
@@ -118,6 +118,10 @@ func (a *Aggregator) Gathered() (rows, bytes uint64) {
 func (a *Aggregator) ShuffledJoins() (broadcast, repartition uint64) {
 	return a.shuffled.broadcast.Load(), a.shuffled.repartition.Load()
 }
+
+// LookupJoins counts the joins this aggregator ran by looking a small
+// side's keys up in the other side's partitions.
+func (a *Aggregator) LookupJoins() uint64 { return a.shuffled.lookup.Load() }
 
 // New makes the query tier of member m, which has started; c is the
 // cluster manager. Nothing runs before Start.

@@ -28,8 +28,11 @@ func TestDifferential(t *testing.T) {
 	testutil.Exec(t, c.MA.DB(""), "CREATE DATABASE dt PARTITIONS 6")
 	testutil.Exec(t, single.DB(""), "CREATE DATABASE dt")
 	ma, child, leaf := c.MA.DB("dt"), c.Children[0].DB("dt"), single.DB("dt")
-	// nothing is small enough to copy: joins repartition when they can
-	repartitioning := c.MA.DBWith("dt", map[string]string{"broadcast_join_max_rows": "0"})
+	// the three ways to join on columns that are not both shard keys: the
+	// MA looks small sides up (the default), the child copies them to the
+	// leaves, and with nothing small enough joins repartition
+	broadcasting := c.Children[0].DBWith("dt", map[string]string{"lookup_join_max_rows": "0"})
+	repartitioning := c.MA.DBWith("dt", map[string]string{"lookup_join_max_rows": "0", "broadcast_join_max_rows": "0"})
 
 	schema := []string{
 		"CREATE TABLE a (id INT PRIMARY KEY, g INT NOT NULL, x INT, s VARCHAR(10), d DECIMAL(10,2), KEY (g))",
@@ -77,7 +80,7 @@ func TestDifferential(t *testing.T) {
 		via := ma
 		switch i % 3 {
 		case 0:
-			via = child
+			via = broadcasting
 		case 1:
 			via = repartitioning
 		}
@@ -111,8 +114,8 @@ func TestDifferential(t *testing.T) {
 		t.Errorf("only %d of %d group-by queries ran on the single leaf; the family should mostly be valid", grouped, played)
 	}
 
-	if b, r := c.MA.Metric("canopy_broadcast_joins_total"), c.MA.Metric("canopy_repartition_joins_total"); b == 0 || r == 0 {
-		t.Errorf("the master aggregator ran %v broadcast and %v repartition joins; the queries should exercise both", b, r)
+	if l, b, r := c.MA.Metric("canopy_lookup_joins_total"), c.Children[0].Metric("canopy_broadcast_joins_total"), c.MA.Metric("canopy_repartition_joins_total"); l == 0 || b == 0 || r == 0 {
+		t.Errorf("the aggregators ran %v lookup, %v broadcast and %v repartition joins; the queries should exercise all three", l, b, r)
 	}
 
 	// every join dropped the rows it shipped to the leaves

@@ -33,18 +33,24 @@ const ScratchDB = "canopy_scratch"
 // copies to every leaf.
 const BroadcastMaxRowsVar = "broadcast_join_max_rows"
 
+// LookupMaxRowsVar is the session variable bounding the rows of a join's
+// side whose keys the aggregator looks up in the other side.
+const LookupMaxRowsVar = "lookup_join_max_rows"
+
 // filteredFraction is the share of a table's rows its own conditions are
 // guessed to keep (there are no column statistics yet).
 const filteredFraction = 1.0 / 3
 
 // shuffledJoin plans a join of two sharded tables whose matching rows may
-// be in different partitions: one side copied to every leaf, or both
-// repartitioned by the join key, so that the leaves run the join and the
-// aggregator only streams its result. Inside a client transaction the
-// aggregator joins (the shipped rows would be committed outside it).
+// be in different partitions: a small side's keys looked up in the other
+// side's partitions, one side copied to every leaf, or both repartitioned
+// by the join key, so that the leaves do the heavy part and the aggregator
+// streams the result. Inside a client transaction only a lookup runs (it
+// reads through the transaction; shipped rows would be committed outside
+// it); otherwise the aggregator joins.
 func shuffledJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
 	a, l, r, outer, ok := joinInputs(ctx, j)
-	if !ok || l.dist == nil || r.dist == nil || a.inTransaction(ctx.Session.ID()) {
+	if !ok || l.dist == nil || r.dist == nil {
 		return nil, false
 	}
 	on, ok := planner.JoinSQL(ctx, j.Filter, l.name, r.name)
@@ -61,30 +67,47 @@ func shuffledJoin(ctx *sql.Context, j *plan.JoinNode) (sql.Node, bool) {
 		RightRows:    a.estimateRows(ctx, r),
 		Leaves:       len(leaves),
 		LeftOuter:    outer,
-		BroadcastMax: broadcastMaxRows(ctx),
+		BroadcastMax: sessionRows(ctx, BroadcastMaxRowsVar, defaultBroadcastMaxRows),
+		LookupMax:    sessionRows(ctx, LookupMaxRowsVar, defaultLookupMaxRows),
 	}
 	for _, p := range pairs {
 		shape.Hashable = shape.Hashable || p.hashable
+		shape.Lookupable = shape.Lookupable || p.lookup
 	}
-	sj := &shuffleJoin{a: a, l: l, r: r, on: on, pairs: pairs, schema: j.Schema(), ids: columnIds(j), shape: shape, kind: "JOIN"}
+	cond, ok := joinedCondition(j.Filter, l, r)
+	shape.Lookupable = shape.Lookupable && ok
+	if a.inTransaction(ctx.Session.ID()) {
+		shape.Hashable, shape.BroadcastMax = false, -1
+	}
+	strategy := planner.ChooseJoin(shape)
+	switch strategy {
+	case planner.GatherJoin:
+		return nil, false
+	case planner.LookupLeft, planner.LookupRight:
+		return newLookupJoin(a, strategy, shape, l, r, outer, pairs, cond, on, j), true
+	}
+	sj := &shuffleJoin{a: a, l: l, r: r, on: on, pairs: pairs, schema: j.Schema(), ids: columnIds(j), shape: shape, kind: "JOIN", strategy: strategy}
 	if outer {
 		sj.kind = "LEFT JOIN"
-	}
-	sj.strategy = planner.ChooseJoin(shape)
-	if sj.strategy == planner.GatherJoin {
-		return nil, false
 	}
 	return sj, true
 }
 
-func broadcastMaxRows(ctx *sql.Context) float64 {
-	v, err := ctx.GetSessionVariable(ctx, BroadcastMaxRowsVar)
+const (
+	defaultBroadcastMaxRows = 100_000
+	defaultLookupMaxRows    = 10_000
+)
+
+// sessionRows is a row-count session variable, or def when it cannot be
+// read.
+func sessionRows(ctx *sql.Context, name string, def float64) float64 {
+	v, err := ctx.GetSessionVariable(ctx, name)
 	if err != nil {
-		return 100_000
+		return def
 	}
 	n, _, err := types.Int64.Convert(ctx, v)
 	if err != nil || n == nil {
-		return 100_000
+		return def
 	}
 	return float64(n.(int64))
 }
@@ -93,6 +116,7 @@ func broadcastMaxRows(ctx *sql.Context) float64 {
 type keyPair struct {
 	l, r     int  // column indexes in the sides' schemas
 	hashable bool // equal values hash alike (see keyHash)
+	lookup   bool // hashable, and a value written as an SQL literal compares as the column would
 	text     bool // compared as strings under collation coll
 	coll     sql.CollationID
 }
@@ -118,6 +142,7 @@ func equiPairs(cond sql.Expression, l, r *joinSide) []keyPair {
 		case !types.IsFloat(lt) && lt.String() == rt.String():
 			p.hashable = true
 		}
+		p.lookup = p.hashable && literalKey(lt) && literalKey(rt)
 		pairs = append(pairs, p)
 	}
 	return pairs

@@ -41,6 +41,8 @@ func RegisterVariables() {
 		sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{
 			&sql.MysqlSystemVariable{Name: BroadcastMaxRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Both), Dynamic: true,
 				Type: types.NewSystemIntType(BroadcastMaxRowsVar, 0, 1<<40, false), Default: int64(100_000)},
+			&sql.MysqlSystemVariable{Name: LookupMaxRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Both), Dynamic: true,
+				Type: types.NewSystemIntType(LookupMaxRowsVar, 0, 1<<40, false), Default: int64(defaultLookupMaxRows)},
 		})
 	})
 }

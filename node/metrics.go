@@ -71,7 +71,14 @@ func newMetrics(n *Node) *metrics {
 		shuffled("canopy_broadcast_joins_total", "Joins run by copying one side to every leaf.",
 			func(b, _ uint64) uint64 { return b }),
 		shuffled("canopy_repartition_joins_total", "Joins run by repartitioning both sides by the join key.",
-			func(_, r uint64) uint64 { return r }))
+			func(_, r uint64) uint64 { return r }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "canopy_lookup_joins_total",
+			Help: "Joins run by looking a small side's keys up in the other side's partitions."}, func() float64 {
+			if a := n.aggregator(); a != nil {
+				return float64(a.LookupJoins())
+			}
+			return 0
+		}))
 	received := func(name, help string, pick func(count, bytes uint64) uint64) prometheus.CounterFunc {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
 			if n.receiver == nil {

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"sort"
@@ -249,6 +250,13 @@ func (t *Table) indexByID(id string) *Index {
 }
 
 func (t *Table) lookupRows(ctx *sql.Context, lookup sql.IndexLookup) (sql.RowIter, error) {
+	return t.lookupRowsIn(ctx, lookup, nil)
+}
+
+// lookupRowsIn is lookupRows, given the spans of the same lookup on a
+// table of the same shape (another partition), whose keys differ only in
+// their prefix; nil computes them.
+func (t *Table) lookupRowsIn(ctx *sql.Context, lookup sql.IndexLookup, like *lookupIter) (sql.RowIter, error) {
 	if lookup.IsEmptyRange {
 		return sql.RowsToRowIter(), nil
 	}
@@ -256,23 +264,74 @@ func (t *Table) lookupRows(ctx *sql.Context, lookup sql.IndexLookup) (sql.RowIte
 	if idx == nil {
 		return nil, sql.ErrIndexNotFound.New(lookup.Index.ID())
 	}
-	spans, err := idx.spansFor(lookup)
-	if err != nil {
-		return nil, err
+	base := t.ts.pkPrefix
+	if !idx.primary() {
+		base = idx.is.prefix
+	}
+	spans, ok := rebaseSpans(like, base)
+	if !ok {
+		var err error
+		if spans, err = idx.spansFor(lookup); err != nil {
+			return nil, err
+		}
 	}
 	ws := t.readView(ctx)
 	it, err := t.ts.db.store().newKVIter(ws)
 	if err != nil {
 		return nil, err
 	}
-	base := t.ts.pkPrefix
-	if !idx.primary() {
-		base = idx.is.prefix
-	}
-	return &lookupIter{
+	l := &lookupIter{
 		s: t.ts.db.store(), ws: ws, ts: t.ts, idx: idx, cols: idx.keyCols(), base: base,
 		spans: spans, reverse: lookup.IsReverse, it: it, dec: t.decoder(),
-	}, nil
+	}
+	if lo, hi, ok := ascendingSpans(spans); ok && !l.reverse {
+		l.ascending = true
+		it.setOuterBounds(lo, hi)
+	}
+	return l, nil
+}
+
+// rebaseSpans are another lookup's spans moved under base, when all of
+// them lie under that lookup's prefix (a span that ends where its prefix
+// does has a bound that does not, and is computed afresh).
+func rebaseSpans(like *lookupIter, base []byte) ([]keySpan, bool) {
+	if like == nil {
+		return nil, false
+	}
+	move := func(k []byte) ([]byte, bool) {
+		if k == nil {
+			return nil, true
+		}
+		if !bytes.HasPrefix(k, like.base) {
+			return nil, false
+		}
+		return append(append(make([]byte, 0, len(base)+len(k)-len(like.base)), base...), k[len(like.base):]...), true
+	}
+	out := make([]keySpan, len(like.spans))
+	for i, sp := range like.spans {
+		lo, ok1 := move(sp.lo)
+		hi, ok2 := move(sp.hi)
+		if !ok1 || !ok2 {
+			return nil, false
+		}
+		out[i] = keySpan{lo: lo, hi: hi, point: sp.point, filters: sp.filters}
+	}
+	return out, true
+}
+
+// ascendingSpans reports whether several spans follow one another in key
+// order without overlapping, and the bounds around them all.
+func ascendingSpans(spans []keySpan) (lo, hi []byte, ok bool) {
+	if len(spans) < 2 {
+		return nil, nil, false
+	}
+	for i := 1; i < len(spans); i++ {
+		prev := spans[i-1].hi
+		if prev == nil || bytes.Compare(prev, spans[i].lo) > 0 {
+			return nil, nil, false
+		}
+	}
+	return spans[0].lo, spans[len(spans)-1].hi, true
 }
 
 type lookupIter struct {
@@ -289,6 +348,9 @@ type lookupIter struct {
 
 	cur    int
 	inSpan bool
+	// ascending: forward spans in key order, sought within one set of
+	// bounds (kvIter.seekIn)
+	ascending bool
 
 	// keepKey: key holds the returned row's index key after the
 	// table's prefix (a union merges partitions by it)
@@ -317,7 +379,11 @@ func (l *lookupIter) Next(ctx *sql.Context) (sql.Row, error) {
 				}
 				return l.dec.decode(v)
 			}
-			l.it.seek(sp.lo, sp.hi, l.reverse)
+			if l.ascending {
+				l.it.seekIn(sp.lo, sp.hi)
+			} else {
+				l.it.seek(sp.lo, sp.hi, l.reverse)
+			}
 			l.inSpan = true
 		}
 		if !l.it.next() {

@@ -465,8 +465,11 @@ type kvIter struct {
 	lo, hi  []byte
 	reverse bool
 
-	pOK, wOK     bool
-	started      bool
+	pOK, wOK bool
+	started  bool
+	// checkHi: the pebble iterator's bounds are wider than [lo, hi)
+	// (seekIn), so its keys are checked against hi here
+	checkHi      bool
 	fromP, fromW bool
 	key, val     []byte
 }
@@ -487,13 +490,39 @@ func (s *Store) newKVIter(ws *btree.BTreeG[*kv]) (*kvIter, error) {
 // seek positions the iterator on the span [lo, hi), walking forward or in
 // reverse. Call next to get the first entry.
 func (it *kvIter) seek(lo, hi []byte, reverse bool) {
-	it.lo, it.hi, it.reverse = lo, hi, reverse
+	it.lo, it.hi, it.reverse, it.checkHi = lo, hi, reverse, false
 	it.pi.SetBounds(lo, hi)
 	if reverse {
 		it.pOK = it.pi.Last()
 	} else {
 		it.pOK = it.pi.First()
 	}
+	it.seekWriteSet()
+}
+
+// setOuterBounds bounds the pebble iterator once for a series of seekIn
+// calls, all of whose spans lie within [lo, hi).
+func (it *kvIter) setOuterBounds(lo, hi []byte) { it.pi.SetBounds(lo, hi) }
+
+// seekIn is seek forward within the outer bounds, without changing the
+// pebble iterator's: SetBounds makes every seek start from scratch at
+// every level, while a SeekGE to a later key after a seek that found
+// nothing continues from where the last one stopped (pebble's
+// TrySeekUsingNext). A lookup of many values, most absent (an IN list
+// sent to every partition), is mostly such seeks.
+func (it *kvIter) seekIn(lo, hi []byte) {
+	it.lo, it.hi, it.reverse, it.checkHi = lo, hi, false, true
+	it.pOK = it.pi.SeekGE(lo) && it.belowHi()
+	it.seekWriteSet()
+}
+
+func (it *kvIter) belowHi() bool {
+	return it.hi == nil || bytes.Compare(it.pi.Key(), it.hi) < 0
+}
+
+// seekWriteSet positions the write set's side of a seek.
+func (it *kvIter) seekWriteSet() {
+	lo, hi, reverse := it.lo, it.hi, it.reverse
 	it.started = false
 	if it.ws == nil {
 		it.wOK = false
@@ -528,7 +557,7 @@ func (it *kvIter) advance() {
 		if it.reverse {
 			it.pOK = it.pi.Prev()
 		} else {
-			it.pOK = it.pi.Next()
+			it.pOK = it.pi.Next() && (!it.checkHi || it.belowHi())
 		}
 	}
 	if it.fromW {

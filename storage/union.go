@@ -116,7 +116,21 @@ func sameShape(a, b *tableState) bool {
 		}
 	}
 	for i, x := range a.indexes {
-		if !strings.EqualFold(x.meta.Name, b.indexes[i].meta.Name) {
+		if !strings.EqualFold(x.meta.Name, b.indexes[i].meta.Name) || x.meta.Unique != b.indexes[i].meta.Unique || !sameKey(x.keyCols, b.indexes[i].keyCols) {
+			return false
+		}
+	}
+	return sameKey(a.pk, b.pk)
+}
+
+// sameKey reports whether two keys have the same columns: the union
+// encodes a lookup's key spans once for all partitions.
+func sameKey(a, b []keyCol) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].ord != b[i].ord || a[i].prefix != b[i].prefix {
 			return false
 		}
 	}
@@ -264,8 +278,11 @@ func (t *UnionTable) DataLength(ctx *sql.Context) (uint64, error) {
 // index key order (reversed for a reverse lookup).
 func (t *UnionTable) mergedLookup(ctx *sql.Context, lookup sql.IndexLookup) (sql.RowIter, error) {
 	m := &mergeIter{reverse: lookup.IsReverse}
+	// the partitions' tables have one shape: their spans differ only in
+	// the key prefix, so they are encoded once
+	var like *lookupIter
 	for _, x := range t.tables {
-		it, err := x.lookupRows(ctx, lookup)
+		it, err := x.lookupRowsIn(ctx, lookup, like)
 		if err != nil {
 			m.Close(ctx)
 			return nil, err
@@ -274,6 +291,7 @@ func (t *UnionTable) mergedLookup(ctx *sql.Context, lookup sql.IndexLookup) (sql
 		if !ok { // an empty range
 			continue
 		}
+		like = li
 		li.keepKey = true
 		m.srcs = append(m.srcs, &mergeSrc{it: li})
 	}

@@ -127,13 +127,18 @@ func writeFilter(ctx *sql.Context, b *strings.Builder, e sql.Expression, table c
 		}
 		b.WriteByte(')')
 		return true
-	case *expression.InTuple:
-		tuple, ok := e.Right().(expression.Tuple)
+	case *expression.InTuple, *expression.HashInTuple:
+		// GMS turns an IN of constants into a HashInTuple before our rules
+		in := e.(interface {
+			Left() sql.Expression
+			Right() sql.Expression
+		})
+		tuple, ok := in.Right().(expression.Tuple)
 		if !ok {
 			return false
 		}
 		b.WriteByte('(')
-		if !writeFilter(ctx, b, e.Left(), table) {
+		if !writeFilter(ctx, b, in.Left(), table) {
 			return false
 		}
 		b.WriteString(" IN (")

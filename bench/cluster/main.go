@@ -145,8 +145,10 @@ func main() {
 	}
 
 	// Joins of the big table with a small one on a column that is not
-	// the big table's shard key: the cluster copies the small table to
-	// every leaf (broadcast), or, forced by broadcast_join_max_rows = 0,
+	// the big table's shard key: the cluster looks the small table's keys
+	// up in the big one's index (lookup), or, forced by
+	// lookup_join_max_rows = 0, copies the small table to every leaf
+	// (broadcast), or, forced by broadcast_join_max_rows = 0 as well,
 	// repartitions both sides through the aggregator.
 	var dim []string
 	for i := 1; i <= 1000; i++ {
@@ -157,8 +159,9 @@ func main() {
 	}
 	joinQuery := "SELECT COUNT(*), SUM(d.v) FROM sbtest1 s JOIN dim d ON s.k = d.id"
 	for _, strategy := range []struct{ label, param string }{
-		{"broadcast", ""},
-		{"repartition", "&broadcast_join_max_rows=0"},
+		{"lookup", ""},
+		{"broadcast", "&lookup_join_max_rows=0"},
+		{"repartition", "&lookup_join_max_rows=0&broadcast_join_max_rows=0"},
 	} {
 		var res [3]scanResult
 		for i, s := range servers {
