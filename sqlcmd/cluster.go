@@ -505,6 +505,9 @@ func parseCluster(p *parser) Command {
 // because MySQL's grammar lacks them: CREATE DATABASE … PARTITIONS and
 // SET GLOBAL of cluster variables.
 func ParseClusterDDL(stmt string) Command {
+	if plainDML(stmt) {
+		return nil
+	}
 	toks, ok := tokenize(stmt)
 	if !ok {
 		return nil

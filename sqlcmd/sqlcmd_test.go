@@ -274,3 +274,23 @@ func TestShowCreateTableRoundTrip(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestPlainDMLSkipsTokenizing(t *testing.T) {
+	for stmt, want := range map[string]bool{
+		"SELECT 1":                       true,
+		"  insert INTO t VALUES (1)":     true,
+		"\nUPDATE t SET a = 1":           true,
+		"delete FROM t":                  true,
+		"REPLACE INTO t VALUES (1)":      true,
+		"SELECT_x":                       false,
+		"insert2 foo":                    false,
+		"/* c */ SELECT 1":               false,
+		"SHOW LEAVES":                    false,
+		"CREATE DATABASE d PARTITIONS 4": false,
+		"":                               false,
+	} {
+		if got := plainDML(stmt); got != want {
+			t.Errorf("plainDML(%q) = %v, want %v", stmt, got, want)
+		}
+	}
+}
