@@ -14,10 +14,11 @@ import (
 )
 
 // TestInListLookup: long IN lists on an index's leading column are read
-// as one point range per distinct value (inListLookup), and answer as the
-// same query over an unindexed copy does: repeated values, values equal
-// under a case-insensitive collation, a composite index, the primary key,
-// values no row has, ORDER BY the index, and a union of partitions.
+// as one point range per distinct value (inListLookup), and a lone
+// BETWEEN as its range (boundsLookup); both answer as the same query over
+// an unindexed copy does: repeated values, values equal under a
+// case-insensitive collation, a composite index, the primary key, values
+// no row has, ORDER BY the index, and a union of partitions.
 func TestInListLookup(t *testing.T) {
 	te := newTestEngine(t, "")
 	p := NewProvider(te.store)
@@ -54,6 +55,12 @@ func TestInListLookup(t *testing.T) {
 		{"SELECT id FROM %s.t WHERE a IN (" + in(ints) + ") AND b > 1", false},
 		{"SELECT id FROM %s.t WHERE id IN (" + in(ints) + ") AND k < 30", false},
 		{"SELECT COUNT(*), SUM(id) FROM %s.t WHERE k IN (" + in(ints) + ")", false},
+		{"SELECT id, k FROM %s.t WHERE id BETWEEN 50 AND 120", false},
+		{"SELECT id FROM %s.t WHERE id BETWEEN 50 AND 120 ORDER BY id DESC", true},
+		{"SELECT k, id FROM %s.t WHERE k BETWEEN 3 AND 9 ORDER BY k, id", true},
+		{"SELECT id, s FROM %s.t WHERE s BETWEEN 'AB1' AND 'ab5'", false},
+		{"SELECT id FROM %s.t WHERE id BETWEEN 120 AND 50", false},
+		{"SELECT id FROM %s.t WHERE b BETWEEN 1 AND 2", false},
 	} {
 		want := te.must(ctx, fmt.Sprintf(c.query, "plain"))
 		for _, db := range []string{"whole", "`d#0,1`"} {
@@ -103,6 +110,16 @@ func TestInListLookup(t *testing.T) {
 	if want := "a b c d e f g h i j k l m n"; strings.ToLower(strings.Join(got, " ")) != want {
 		t.Errorf("ranges %v, want one per value under the collation, in order: %s", got, want)
 	}
+	idcol := expression.NewGetFieldWithTable(0, 0, s[0].Type, "d_0", "t", "id", false)
+	// BETWEEN, as GMS hands it over
+	lo := expression.NewGreaterThanOrEqual(idcol, expression.NewLiteral(int8(5), types.Int8))
+	hi := expression.NewLessThanOrEqual(idcol, expression.NewLiteral(int64(9), types.Int64))
+	if lookup, _, _, ok, err := tbl.(*Table).LookupForExpressions(ctx, lo, hi); err != nil || !ok || lookup.Index.ID() != "PRIMARY" || lookup.Ranges.Len() != 1 {
+		t.Errorf("LookupForExpressions(%s, %s) = %v on %v, %v", lo, hi, ok, lookup.Index, err)
+	}
+	if _, _, _, ok, _ := tbl.(*Table).LookupForExpressions(ctx, lo, expression.NewLessThan(bcol0(s), expression.NewLiteral(int64(1), types.Int64))); ok {
+		t.Errorf("bounds on two columns were taken over")
+	}
 	// fewer values, or a column no index leads with: GMS costs it
 	if _, _, _, ok, _ := tbl.(*Table).LookupForExpressions(ctx, expression.NewInTuple(col, expression.NewTuple(lits[:3]...))); ok {
 		t.Errorf("a 3-value IN list was taken over")
@@ -120,4 +137,8 @@ func TestInListLookup(t *testing.T) {
 	if _, _, _, ok, _ := tbl.(*Table).LookupForExpressions(ctx, expression.NewInTuple(kcol, expression.NewTuple(lits...))); ok {
 		t.Errorf("an IN list of strings on an integer column was taken over")
 	}
+}
+
+func bcol0(s sql.Schema) sql.Expression {
+	return expression.NewGetFieldWithTable(4, 0, s[4].Type, "d_0", "t", "b", true)
 }
