@@ -98,8 +98,8 @@ var noKeyFDs = sql.NewTablescanFDs(sql.ColSet{}, nil, nil, sql.ColSet{})
 // 1000-value lists the aggregator's lookup joins send. Only integer
 // constants on an integer column and strings on a string column: other
 // mixes compare by rules (numbers against strings as floats) a point
-// range of the column's type would not follow. All the conditions stay as
-// the filter above the lookup.
+// range of the column's type would not follow. The conditions stay as the
+// filter above the lookup, but for integers the column holds exactly.
 func (t *Table) inListLookup(ctx *sql.Context, exprs []sql.Expression) (sql.IndexLookup, *sql.FuncDepSet, sql.Expression, bool, error) {
 	for _, e := range exprs {
 		col, vals, ok := inList(e)
@@ -125,7 +125,11 @@ func (t *Table) inListLookup(ctx *sql.Context, exprs []sql.Expression) (sql.Inde
 		if lookup.Ranges, err = distinctRanges(ranges); err != nil {
 			continue
 		}
-		return lookup, noKeyFDs, expression.JoinAnd(exprs...), true, nil
+		rest := exprs
+		if exactInts(ctx, colType, vals) {
+			rest = without(exprs, e)
+		}
+		return lookup, noKeyFDs, expression.JoinAnd(rest...), true, nil
 	}
 	if len(exprs) <= 2 {
 		return t.boundsLookup(ctx, exprs)
@@ -189,7 +193,43 @@ func (t *Table) boundsLookup(ctx *sql.Context, exprs []sql.Expression) (sql.Inde
 	if err != nil || lookup.IsEmpty() {
 		return no()
 	}
+	if exactInts(ctx, t.ts.schema.Schema[idx.cols()[0].ord].Type, vals) {
+		return lookup, noKeyFDs, nil, true, nil
+	}
 	return lookup, noKeyFDs, expression.JoinAnd(exprs...), true, nil
+}
+
+// exactInts reports whether every value is an integer the integer column
+// type holds as it is: the point ranges or bounds built from them then
+// select exactly the rows the conditions do, and the conditions need not
+// be evaluated again on every row (a tenth of a leaf's CPU under range
+// reads). Anything else keeps its conditions as the filter.
+func exactInts(ctx *sql.Context, colType sql.Type, vals []interface{}) bool {
+	if !types.IsInteger(colType) {
+		return false
+	}
+	for _, v := range vals {
+		switch v.(type) {
+		case int8, int16, int32, int64, uint8, uint16, uint32, uint64, int, uint:
+		default:
+			return false
+		}
+		if _, in, err := colType.Convert(ctx, v); err != nil || in != sql.InRange {
+			return false
+		}
+	}
+	return true
+}
+
+// without is exprs less e.
+func without(exprs []sql.Expression, e sql.Expression) []sql.Expression {
+	out := make([]sql.Expression, 0, len(exprs))
+	for _, x := range exprs {
+		if x != e {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // inList recognizes column IN (constants, none NULL).

@@ -25,15 +25,15 @@ func TestInListLookup(t *testing.T) {
 	p.Union = meta.PartitionSetOf
 	te.e = sqle.NewDefault(p)
 	ctx := te.session()
-	cols := "id INT PRIMARY KEY, k INT, s VARCHAR(20) COLLATE utf8mb4_general_ci, a INT, b INT"
+	cols := "id INT PRIMARY KEY, k INT, s VARCHAR(20) COLLATE utf8mb4_general_ci, a INT, b INT, u TINYINT UNSIGNED"
 	te.must(ctx, "CREATE DATABASE plain")
 	te.must(ctx, "CREATE TABLE plain.t ("+cols+")")
 	for _, db := range []string{"d_0", "d_1", "whole"} {
 		te.must(ctx, "CREATE DATABASE "+db)
-		te.must(ctx, fmt.Sprintf("CREATE TABLE %s.t (%s, KEY (k), KEY (s), KEY (a, b))", db, cols))
+		te.must(ctx, fmt.Sprintf("CREATE TABLE %s.t (%s, KEY (k), KEY (s), KEY (a, b), KEY (u))", db, cols))
 	}
 	for id := 1; id <= 400; id++ {
-		row := fmt.Sprintf("(%d, %d, '%s%d', %d, %d)", id, id%53, []string{"ab", "AB", "Ab"}[id%3], id%11, id%4, id%5)
+		row := fmt.Sprintf("(%d, %d, '%s%d', %d, %d, %d)", id, id%53, []string{"ab", "AB", "Ab"}[id%3], id%11, id%4, id%5, (id*37)%256)
 		te.must(ctx, "INSERT INTO plain.t VALUES "+row)
 		te.must(ctx, "INSERT INTO whole.t VALUES "+row)
 		te.must(ctx, fmt.Sprintf("INSERT INTO d_%d.t VALUES %s", id%2, row))
@@ -61,6 +61,14 @@ func TestInListLookup(t *testing.T) {
 		{"SELECT id, s FROM %s.t WHERE s BETWEEN 'AB1' AND 'ab5'", false},
 		{"SELECT id FROM %s.t WHERE id BETWEEN 120 AND 50", false},
 		{"SELECT id FROM %s.t WHERE b BETWEEN 1 AND 2", false},
+		// values the column cannot hold: the conditions stay to be checked
+		{"SELECT id, u FROM %s.t WHERE u IN (-1, 0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 255, 256, 300, -300)", false},
+		{"SELECT id FROM %s.t WHERE id BETWEEN -5000000000 AND 7", false},
+		{"SELECT id FROM %s.t WHERE id BETWEEN 390 AND 5000000000", false},
+		{"SELECT id FROM %s.t WHERE id >= 3000000000", false},
+		{"SELECT id FROM %s.t WHERE id <= -1", false},
+		{"SELECT id FROM %s.t WHERE id > 395", false},
+		{"SELECT id FROM %s.t WHERE id < 4", false},
 	} {
 		want := te.must(ctx, fmt.Sprintf(c.query, "plain"))
 		for _, db := range []string{"whole", "`d#0,1`"} {
