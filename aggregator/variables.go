@@ -40,7 +40,7 @@ func RegisterVariables() {
 		// This aggregator's own: how it plans joins.
 		sql.SystemVariables.AddSystemVariables([]sql.SystemVariable{
 			&sql.MysqlSystemVariable{Name: BroadcastMaxRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Both), Dynamic: true,
-				Type: types.NewSystemIntType(BroadcastMaxRowsVar, 0, 1<<40, false), Default: int64(100_000)},
+				Type: types.NewSystemIntType(BroadcastMaxRowsVar, 0, 1<<40, false), Default: int64(defaultBroadcastMaxRows)},
 			&sql.MysqlSystemVariable{Name: LookupMaxRowsVar, Scope: sql.GetMysqlScope(sql.SystemVariableScope_Both), Dynamic: true,
 				Type: types.NewSystemIntType(LookupMaxRowsVar, 0, 1<<40, false), Default: int64(defaultLookupMaxRows)},
 		})

@@ -26,7 +26,7 @@ var max1Row = sql.NewTablescanFDs(sql.ColSet{}, []sql.ColSet{{}}, nil, sql.ColSe
 // and lone bounds on the primary key's are their ranges.
 func (t *Table) LookupForExpressions(ctx *sql.Context, exprs ...sql.Expression) (sql.IndexLookup, *sql.FuncDepSet, sql.Expression, bool, error) {
 	if t.ts.keyless {
-		return t.inListLookup(ctx, exprs)
+		return t.rangeLookup(ctx, exprs)
 	}
 	pk := t.ts.pk
 	vals := make([]interface{}, len(pk))
@@ -41,7 +41,7 @@ func (t *Table) LookupForExpressions(ctx *sql.Context, exprs ...sql.Expression) 
 	}
 	for i := range found {
 		if !found[i] || vals[i] == nil || pk[i].prefix > 0 {
-			return t.inListLookup(ctx, exprs)
+			return t.rangeLookup(ctx, exprs)
 		}
 	}
 	idx := &Index{ts: t.ts}
@@ -82,6 +82,15 @@ func (t *Table) pkEquality(e sql.Expression) (int, interface{}, bool) {
 		}
 	}
 	return 0, nil, false
+}
+
+// rangeLookup is the lookup of a long IN list or of a primary key's lone
+// bounds, when the conditions hold one; ok false leaves them to GMS.
+func (t *Table) rangeLookup(ctx *sql.Context, exprs []sql.Expression) (sql.IndexLookup, *sql.FuncDepSet, sql.Expression, bool, error) {
+	if lookup, fds, filter, ok, err := t.inListLookup(ctx, exprs); ok || err != nil {
+		return lookup, fds, filter, ok, err
+	}
+	return t.boundsLookup(ctx, exprs)
 }
 
 // minInListLookup is the shortest IN list inListLookup takes over; GMS
@@ -131,9 +140,6 @@ func (t *Table) inListLookup(ctx *sql.Context, exprs []sql.Expression) (sql.Inde
 		}
 		return lookup, noKeyFDs, expression.JoinAnd(rest...), true, nil
 	}
-	if len(exprs) <= 2 {
-		return t.boundsLookup(ctx, exprs)
-	}
 	return sql.IndexLookup{}, nil, nil, false, nil
 }
 
@@ -147,6 +153,9 @@ func (t *Table) inListLookup(ctx *sql.Context, exprs []sql.Expression) (sql.Inde
 func (t *Table) boundsLookup(ctx *sql.Context, exprs []sql.Expression) (sql.IndexLookup, *sql.FuncDepSet, sql.Expression, bool, error) {
 	no := func() (sql.IndexLookup, *sql.FuncDepSet, sql.Expression, bool, error) {
 		return sql.IndexLookup{}, nil, nil, false, nil
+	}
+	if len(exprs) > 2 {
+		return no()
 	}
 	var col *expression.GetField
 	var vals []interface{}

@@ -83,8 +83,9 @@ func (s *Store) LogBase(name string) (Position, bool) {
 }
 
 // TruncateLog deletes name's log records with LSN from from up to and
-// including upTo (from: where the last truncation ended, 0 for all). Deleting is idempotent and the records are redundant with the
-// data, so it need not be synced.
+// including upTo (from: where the last truncation ended, 0 for all).
+// Deleting is idempotent and the records are redundant with the data, so
+// it need not be synced.
 func (s *Store) TruncateLog(name string, from, upTo uint64) error {
 	d := s.database(name)
 	if d == nil {
